@@ -1,0 +1,5 @@
+"""``python -m blazeconv`` runs the CLI."""
+
+from .cli import main
+
+main()

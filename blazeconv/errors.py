@@ -1,0 +1,43 @@
+"""The one error family of blazeconv.
+
+Library code raises these; only the CLI turns them into ``Error: ...`` lines and exit codes.
+Every message names the file (or tensor, or key) and what was wrong with it.
+"""
+
+from __future__ import annotations
+
+
+class BlazeconvError(Exception):
+    """Base class: a failure the user can cause and fix. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class ModelFileError(BlazeconvError):
+    """A model file is missing, unreadable, not a TFLite flatbuffer, or malformed."""
+
+    exit_code = 2
+
+
+class UnsupportedModelError(BlazeconvError):
+    """A well-formed TFLite file that is not a BlazeFace model blazeconv supports."""
+
+    exit_code = 3
+
+
+class WeightsError(BlazeconvError):
+    """A state_dict file that is unreadable or does not fit any supported architecture."""
+
+    exit_code = 4
+
+
+class ImageError(BlazeconvError):
+    """An image that cannot be read or decoded."""
+
+    exit_code = 5
+
+
+class OptionsError(BlazeconvError):
+    """Invalid options (anchor options JSON, thresholds, ...)."""
+
+    exit_code = 6

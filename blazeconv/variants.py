@@ -1,0 +1,126 @@
+"""The BlazeFace models blazeconv knows: one frozen record per variant, the one place each fact lives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .anchors import AnchorOptions, generate_anchors
+from .errors import OptionsError
+
+# MediaPipe's keypoint order (subject's right and left), as TensorsToDetectionsCalculator emits them.
+KEYPOINT_NAMES = (
+    "right_eye",
+    "left_eye",
+    "nose_tip",
+    "mouth_center",
+    "right_ear_tragion",
+    "left_ear_tragion",
+)
+
+# NonMaxSuppressionCalculator options shared by every MediaPipe face graph.
+NMS_IOU_THRESHOLD = 0.3
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named BlazeFace model.
+
+    ``architecture`` names the PyTorch module family (several variants can share one);
+    ``min_score`` is MediaPipe's default ``min_score_thresh`` for this model, ``min_score_source`` says where
+    that number comes from; ``tflite_file`` is the upstream file name shipped in ``models/`` and ``sha256`` its
+    checksum; ``weight_storage`` is how that file stores its weights (it tells variants of one architecture apart).
+    """
+
+    name: str
+    architecture: str
+    input_size: int
+    num_anchors: int
+    anchor_options: AnchorOptions
+    min_score: float
+    min_score_source: str
+    tflite_file: str
+    sha256: str
+    weight_storage: str
+    description: str
+
+    def anchors(self) -> np.ndarray:
+        """``(num_anchors, 4)`` float32 anchors ``(x_center, y_center, w, h)``."""
+        return generate_anchors(self.anchor_options)
+
+
+def _face_anchor_options(size: int, strides: tuple[int, ...], min_scale: float, interpolated: float) -> AnchorOptions:
+    return AnchorOptions(
+        num_layers=len(strides),
+        min_scale=min_scale,
+        max_scale=0.75,
+        input_size_height=size,
+        input_size_width=size,
+        anchor_offset_x=0.5,
+        anchor_offset_y=0.5,
+        strides=strides,
+        aspect_ratios=(1.0,),
+        interpolated_scale_aspect_ratio=interpolated,
+        fixed_anchor_size=True,
+    )
+
+
+_ANCHORS_128 = _face_anchor_options(128, (8, 16, 16, 16), 0.1484375, 1.0)
+_ANCHORS_256 = _face_anchor_options(256, (16, 32, 32, 32), 0.15625, 1.0)
+_ANCHORS_192 = _face_anchor_options(192, (4,), 0.1484375, 0.0)
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant(
+            name="front",
+            architecture="blazeface128",
+            input_size=128,
+            num_anchors=896,
+            anchor_options=_ANCHORS_128,
+            min_score=0.75,
+            min_score_source="MediaPipe face_detection_front_cpu.pbtxt",
+            tflite_file="face_detection_front.tflite",
+            sha256="a31cce739e9f5b9b08a15ef5ff90c500a46e96bd2c87f329d58a008dfd6c42ff",
+            weight_storage="float32",
+            description="front camera (2019), 128x128, float32 weights: selfie-distance faces",
+        ),
+        Variant(
+            name="short_range",
+            architecture="blazeface128",
+            input_size=128,
+            num_anchors=896,
+            anchor_options=_ANCHORS_128,
+            min_score=0.5,
+            min_score_source="MediaPipe face_detection_short_range_common.pbtxt",
+            tflite_file="face_detection_short_range.tflite",
+            sha256="bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
+            weight_storage="float16",
+            description="short range, 128x128, float16 weights: faces within about 2 m",
+        ),
+        Variant(
+            name="back",
+            architecture="blazeface256",
+            input_size=256,
+            num_anchors=896,
+            anchor_options=_ANCHORS_256,
+            min_score=0.65,
+            min_score_source="the original PyTorch port (hollance/BlazeFace-PyTorch)",
+            tflite_file="face_detection_back.tflite",
+            sha256="e376cf6b168d5ece8a3cedb94acc4eb168a136aede125ccc3d903ef38f5beda8",
+            weight_storage="float16",
+            description="back camera, 256x256, float16 weights: smaller faces further away",
+        ),
+    )
+}
+
+DEFAULT_VARIANT = "short_range"
+
+
+def get_variant(name: str) -> Variant:
+    """The variant called ``name``; an unknown name is an ``OptionsError`` listing the known ones."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise OptionsError(f"unknown model variant {name!r}; known: {', '.join(VARIANTS)}") from None
