@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import UnsupportedModelError
+from .io import atomic_path, sha256_of
 from .model import ARCHITECTURES, BlazeFaceBase, build_model
-from .tflite_reader import Graph, Operator, Tensor
+from .tflite_reader import Graph, Operator, Tensor, read_graph
 from .variants import VARIANTS, Variant
 
 log = logging.getLogger(__name__)
@@ -324,3 +326,15 @@ def convert_graph(graph: Graph, sha256: str | None = None) -> Conversion:
         raise UnsupportedModelError(f"{where}: cannot map the file onto {architecture}: " + "; ".join(problems))
     log.info("%s: %s (%s), %d tensors", where, variant.name, recognised_by, len(state_dict))
     return Conversion(variant, recognised_by, state_dict, _weight_storage(structure.layers))
+
+
+def convert_file(path: str | Path) -> Conversion:
+    """Read and convert the TFLite file at ``path`` (the ``tflite2torch`` stage)."""
+    graph = read_graph(path)
+    return convert_graph(graph, sha256_of(path))
+
+
+def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Save a plain state_dict (loadable with ``torch.load(path, weights_only=True)``), atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(state_dict, tmp)

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 
 class BlazeconvError(Exception):
-    """Base class: a failure the user can cause and fix. ``exit_code`` is what the CLI returns."""
+    """Base class: a failure the user can cause and fix. ``exit_code`` is what the CLI returns.
+
+    Exit codes (also in the README): 1 other failure, 2 command-line usage (click's own), 3 model file,
+    4 unsupported model, 5 weights, 6 image, 7 options, 70 internal error (a bug: please report it).
+    """
 
     exit_code = 1
 
@@ -16,28 +20,28 @@ class BlazeconvError(Exception):
 class ModelFileError(BlazeconvError):
     """A model file is missing, unreadable, not a TFLite flatbuffer, or malformed."""
 
-    exit_code = 2
+    exit_code = 3
 
 
 class UnsupportedModelError(BlazeconvError):
     """A well-formed TFLite file that is not a BlazeFace model blazeconv supports."""
 
-    exit_code = 3
+    exit_code = 4
 
 
 class WeightsError(BlazeconvError):
     """A state_dict file that is unreadable or does not fit any supported architecture."""
 
-    exit_code = 4
+    exit_code = 5
 
 
 class ImageError(BlazeconvError):
     """An image that cannot be read or decoded."""
 
-    exit_code = 5
+    exit_code = 6
 
 
 class OptionsError(BlazeconvError):
     """Invalid options (anchor options JSON, thresholds, ...)."""
 
-    exit_code = 6
+    exit_code = 7

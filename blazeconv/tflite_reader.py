@@ -136,7 +136,10 @@ def read_graph(path: str | Path) -> Graph:
     except ModelFileError:
         raise
     except Exception as exc:  # the flatbuffers runtime raises anything on a corrupt buffer
-        raise ModelFileError(f"{path}: malformed or truncated TFLite flatbuffer ({type(exc).__name__})") from None
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ModelFileError(
+            f"{path}: malformed or truncated TFLite flatbuffer ({len(data)} bytes; reading it failed with {detail})"
+        ) from None
 
 
 def _parse(path: Path, data: bytes) -> Graph:

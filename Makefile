@@ -1,0 +1,48 @@
+# blazeconv: `make all` converts every shipped model into build/, `make test` runs the test suite.
+# Both set up their own virtual environment (.venv) first when it is missing or out of date.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+BUILD := build
+# Models this version converts (the full-range files are shipped but not convertible yet).
+VARIANTS := front short_range back
+
+CONVERTER := $(addprefix blazeconv/,tflite_reader.py convert.py model.py variants.py)
+ANCHORS := $(addprefix blazeconv/,anchors.py variants.py)
+
+.DELETE_ON_ERROR:
+.PHONY: all test check clean setup
+
+all: $(foreach v,$(VARIANTS),$(BUILD)/$(v).pth $(BUILD)/$(v)_anchors.npy)
+
+setup: $(INSTALLED)
+
+# torch first, pinned: the local CPU build; then the package with its test extras.
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(BUILD)/models.verified: models/SHA256SUMS $(wildcard models/*.tflite) | $(INSTALLED)
+	@mkdir -p $(BUILD)
+	cd models && $(CURDIR)/$(BIN)/python -m blazeconv.checksums SHA256SUMS
+	touch $@
+
+$(BUILD)/%.pth: models/face_detection_%.tflite $(BUILD)/models.verified $(CONVERTER) | $(INSTALLED)
+	$(BIN)/blazeconv tflite2torch $< -o $@
+
+$(BUILD)/%_anchors.npy: $(ANCHORS) | $(INSTALLED)
+	@mkdir -p $(BUILD)
+	$(BIN)/blazeconv anchors --variant $* -o $@
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+check: test
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,447 @@
+"""The detection pipeline around a BlazeFace model, step for step as MediaPipe's face graphs run it.
+
+image file -> ``load_image`` -> ``letterbox`` (ImageToTensorCalculator) -> model -> ``decode``
+(TensorsToDetectionsCalculator) -> ``weighted_nms`` (NonMaxSuppressionCalculator) -> ``remove_letterbox``
+(DetectionLetterboxRemovalCalculator) -> ``Detection`` records in 0..1 of the original image.
+
+``detect_images`` runs all of it for any ``model`` callable that takes ``(B, 3, S, S)`` float32 RGB in [-1, 1]
+and returns ``(regressors (B, N, 16), classificators (B, N, 1))``, the TFLite outputs' layout.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+from .anchors import AnchorOptions, generate_anchors
+from .errors import ImageError, OptionsError
+from .variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, Variant, get_variant
+
+# OpenCV's warpPerspective quantises source coordinates to 1/32 pixel (INTER_BITS = 5) and, for 8-bit
+# images, interpolates with integer weights that sum to 2**15 (INTER_REMAP_COEF_BITS = 15).
+_INTER_BITS = 5
+_INTER_TAB_SIZE = 1 << _INTER_BITS
+# TensorsToDetectionsCalculatorOptions.score_clipping_thresh in the face graphs.
+_SCORE_CLIPPING = 100.0
+
+
+# --------------------------------------------------------------------------------------------- images
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Decode an image file into ``(H, W, 3)`` uint8 RGB, upright per its EXIF orientation.
+
+    Alpha is dropped, not composited (MediaPipe's reference was made with Pillow's ``convert("RGB")``);
+    16-bit grey keeps its top 8 bits. Pillow's ``Image.MAX_IMAGE_PIXELS`` guard stays on: a larger image
+    is refused. Any failure is an ``ImageError`` naming the file.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = ImageOps.exif_transpose(image)
+                return _to_rgb_array(image)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"{path}: image too large (more than Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels)"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ImageError(f"{path}: cannot decode image: {reason}") from None
+
+
+def _to_rgb_array(image: Image.Image) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB from any Pillow mode."""
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        # Pillow's own convert clips 16-bit samples at 255; keep the top 8 bits instead.
+        grey = np.asarray(image).astype(np.int64)
+        grey = (np.clip(grey, 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode == "La":  # premultiplied grey + alpha has no direct route to RGB
+        image = image.convert("LA")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _check_rgb(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ImageError(f"expected an (H, W, 3) uint8 RGB array, got shape {shape} dtype {dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ImageError(f"empty image of shape {image.shape}")
+
+
+# ------------------------------------------------------------------------------------------ letterbox
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into the square model input, enough to undo it.
+
+    ``padding`` is ``(left, top, right, bottom)`` in fractions of the model input, the ``LETTERBOX_PADDING``
+    MediaPipe's ImageToTensorCalculator reports: a wide image is padded top and bottom, a tall one left and right.
+    """
+
+    image_width: int
+    image_height: int
+    input_size: int
+    padding: tuple[float, float, float, float]
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """Fit ``image`` ``(H, W, 3)`` uint8 RGB into a ``(3, size, size)`` float32 tensor in [-1, 1].
+
+    Mirrors MediaPipe's CPU ``ImageToTensorCalculator`` (``keep_aspect_ratio: true``, ``BORDER_ZERO``), which
+    calls OpenCV ``warpPerspective`` (INTER_LINEAR) on the 8-bit image, then maps 0..255 to -1..1. The source
+    region is the square of side ``L = max(W, H)`` centred on the image; output pixel ``(x, y)`` reads the
+    source point ``(x0 + x*L/size, y0 + y*L/size)`` — no half-pixel offset, no antialiasing. Like OpenCV,
+    the point is rounded to 1/32 pixel, the four neighbours are weighted in fixed point, neighbours outside
+    the image count as 0 (a sample straddling the edge mixes with black) and the result is rounded to uint8.
+    """
+    _check_rgb(image)
+    if size < 1:
+        raise OptionsError(f"letterbox size must be positive, got {size}")
+    height, width = image.shape[:2]
+    side = max(width, height)
+    ys, wy = _taps((height - side) / 2, side / size, size, height)
+    xs, wx = _taps((width - side) / 2, side / size, size, width)
+    total = np.zeros((size, size, 3), np.int32)
+    for row, row_weight in zip(ys, wy):
+        for col, col_weight in zip(xs, wx):
+            weight = row_weight[:, None] * col_weight[None, :]  # (size, size)
+            total += weight[:, :, None] * image[row[:, None], col[None, :]]  # (size, size, 3)
+    # Weights sum to 32*32; OpenCV's (sum * 2**5 + 2**14) >> 15 rounding is the same as this.
+    warped = (total + (1 << (2 * _INTER_BITS - 1))) >> (2 * _INTER_BITS)
+    tensor = warped.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+    tensor = np.ascontiguousarray(tensor.transpose(2, 0, 1))  # (S, S, 3) -> (3, S, S)
+
+    # PadRoi in image_to_tensor_utils.cc: the padding as fractions of the square input.
+    pad_x = (1.0 - width / side) / 2.0
+    pad_y = (1.0 - height / side) / 2.0
+    return tensor, Letterbox(width, height, size, (pad_x, pad_y, pad_x, pad_y))
+
+
+def _taps(origin: float, step: float, size: int, length: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The two source indices and integer weights (out of 32) per output position along one axis.
+
+    Source coordinate ``origin + i*step`` in 1/32 pixel, rounded half to even as OpenCV's ``cvRound``.
+    An index outside ``0..length-1`` gets weight 0 (BORDER_CONSTANT with 0) and is clipped for the gather.
+    """
+    fixed = np.rint((origin + np.arange(size) * step) * _INTER_TAB_SIZE).astype(np.int64)
+    first = fixed >> _INTER_BITS
+    fraction = fixed & (_INTER_TAB_SIZE - 1)
+    indices, weights = [], []
+    for index, weight in ((first, _INTER_TAB_SIZE - fraction), (first + 1, fraction)):
+        inside = (index >= 0) & (index < length)
+        indices.append(np.clip(index, 0, length - 1))
+        weights.append(np.where(inside, weight, 0).astype(np.int32))
+    return indices, weights
+
+
+def remove_letterbox(boxes: np.ndarray, keypoints: np.ndarray, box: Letterbox) -> tuple[np.ndarray, np.ndarray]:
+    """Map model-input coordinates back to the original image, as ``DetectionLetterboxRemovalCalculator``.
+
+    ``boxes``: ``(M, 4)`` ``(xmin, ymin, xmax, ymax)``; ``keypoints``: ``(M, K, 2)`` ``(x, y)``; both in 0..1 of
+    the model input. Returns the same shapes in 0..1 of the original image's width and height.
+    """
+    left, top, right, bottom = box.padding
+    origin = np.array([left, top], np.float32)
+    scale = np.array([1.0 - left - right, 1.0 - top - bottom], np.float32)
+    boxes = np.asarray(boxes, np.float32)
+    keypoints = np.asarray(keypoints, np.float32)
+    corners = (boxes.reshape(-1, 2, 2) - origin) / scale  # (M, 4) -> (M, 2 corners, 2)
+    return corners.reshape(boxes.shape), (keypoints - origin) / scale
+
+
+# ---------------------------------------------------------------------------------- decoding and NMS
+
+
+def decode(
+    raw_boxes: np.ndarray, logits: np.ndarray, anchors: np.ndarray, input_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw model outputs to boxes, keypoints and scores, as ``TensorsToDetectionsCalculator`` decodes them.
+
+    ``raw_boxes``: ``(N, 4 + 2K)`` float32, x before y (``reverse_output_order``), offsets in input pixels;
+    ``logits``: ``(N,)`` or ``(N, 1)``; ``anchors``: ``(N, 4)`` ``(x_center, y_center, w, h)``; ``input_size``: the
+    x/y/w/h scale. Returns ``boxes`` ``(N, 4)`` ``(xmin, ymin, xmax, ymax)``, ``keypoints`` ``(N, K, 2)`` ``(x, y)``,
+    both in 0..1 of the model input, and ``scores`` ``(N,)`` = sigmoid(clip(logit, -100, 100)). Nothing is dropped.
+    """
+    raw = np.asarray(raw_boxes, np.float32)
+    logits = np.asarray(logits, np.float32)
+    anchors = np.asarray(anchors, np.float32)
+    if raw.ndim != 2 or raw.shape[1] < 4 or raw.shape[1] % 2:
+        raise OptionsError(f"raw boxes must be (N, 4 + 2K), got shape {raw.shape}")
+    count = raw.shape[0]
+    if anchors.shape != (count, 4) or logits.reshape(-1).shape != (count,):
+        raise OptionsError(
+            f"{count} raw boxes need (N, 4) anchors and N logits, got anchors {anchors.shape}, logits {logits.shape}"
+        )
+    scale = np.float32(input_size)
+    centre, extent = anchors[:, 0:2], anchors[:, 2:4]  # (N, 2) each: (x, y) and (w, h)
+    box_centre = raw[:, 0:2] / scale * extent + centre
+    half_size = raw[:, 2:4] / scale * extent / np.float32(2.0)
+    boxes = np.concatenate([box_centre - half_size, box_centre + half_size], axis=1)  # (N, 4)
+    keypoints = raw[:, 4:].reshape(count, -1, 2) / scale * extent[:, None] + centre[:, None]  # (N, K, 2)
+    clipped = np.clip(logits.reshape(count), -_SCORE_CLIPPING, _SCORE_CLIPPING)
+    with np.errstate(over="ignore"):  # exp(100) overflows float32 to inf: the score is then exactly 0
+        scores = np.float32(1.0) / (np.float32(1.0) + np.exp(-clipped))
+    return boxes, keypoints, scores.astype(np.float32)
+
+
+def iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """``(M, M)`` float32 intersection over union of ``(M, 4)`` ``(xmin, ymin, xmax, ymax)`` boxes.
+
+    As MediaPipe's ``OverlapSimilarity``: rectangle intersection over union, 0 when the union has no area.
+    """
+    boxes = np.asarray(boxes, np.float32)
+    low = np.maximum(boxes[:, None, 0:2], boxes[None, :, 0:2])  # (M, M, 2)
+    high = np.minimum(boxes[:, None, 2:4], boxes[None, :, 2:4])
+    overlap = np.clip(high - low, 0, None)
+    intersection = overlap[..., 0] * overlap[..., 1]
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area[:, None] + area[None, :] - intersection
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, intersection / union, np.float32(0)).astype(np.float32)
+
+
+def weighted_nms(
+    boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou_threshold: float = NMS_IOU_THRESHOLD
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MediaPipe's WEIGHTED non-maximum suppression (``NonMaxSuppressionCalculator``, overlap type IoU).
+
+    ``boxes`` ``(M, 4)`` ``(xmin, ymin, xmax, ymax)``, ``keypoints`` ``(M, K, 2)``, ``scores`` ``(M,)``. Visit
+    detections by descending score (ties: lower index first); the best remaining one's cluster is every remaining
+    detection, itself included, whose IoU with it is above ``iou_threshold``. It is output with its own score
+    and the cluster's score-weighted mean box corners and keypoints; the cluster is removed. As in MediaPipe, a
+    round that removes nothing (a box without area) outputs the detection as is and ends the loop.
+    Returns ``(boxes (D, 4), keypoints (D, K, 2), scores (D,))`` in output order.
+    """
+    boxes = np.asarray(boxes, np.float32)
+    keypoints = np.asarray(keypoints, np.float32)
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
+    similar = iou_matrix(boxes) > np.float32(iou_threshold)  # (M, M)
+    remaining = np.ones(len(scores), bool)
+    kept_boxes, kept_keypoints, kept_scores = [], [], []
+    while remaining.any():
+        best = int(np.argmax(remaining))  # the first remaining one has the highest score
+        cluster = np.flatnonzero(remaining & similar[best])
+        kept_scores.append(scores[best])
+        if cluster.size == 0:
+            kept_boxes.append(boxes[best])
+            kept_keypoints.append(keypoints[best])
+            break
+        weights = scores[cluster]
+        total = weights.sum(dtype=np.float32)
+        kept_boxes.append(weights @ boxes[cluster] / total)
+        kept_keypoints.append(np.tensordot(weights, keypoints[cluster], axes=1) / total)
+        remaining[cluster] = False
+    num_keypoints = keypoints.shape[1] if keypoints.ndim == 3 else 0
+    return (
+        np.asarray(kept_boxes, np.float32).reshape(-1, 4),
+        np.asarray(kept_keypoints, np.float32).reshape(-1, num_keypoints, 2),
+        np.asarray(kept_scores, np.float32),
+    )
+
+
+# ------------------------------------------------------------------------------------------ pipeline
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face, coordinates in 0..1 of the original image's width (x) and height (y).
+
+    ``box``: ``(xmin, ymin, xmax, ymax)``; ``keypoints``: 6 ``(x, y)`` in ``KEYPOINT_NAMES`` order
+    (right eye, left eye, nose tip, mouth centre, right ear tragion, left ear tragion; the subject's sides).
+    """
+
+    score: float
+    box: tuple[float, float, float, float]
+    keypoints: tuple[tuple[float, float], ...]
+
+
+Model = Callable[..., tuple]
+
+
+@functools.lru_cache(maxsize=8)
+def _anchors(options: AnchorOptions) -> np.ndarray:
+    anchors = generate_anchors(options)
+    anchors.setflags(write=False)
+    return anchors
+
+
+def detect_images(
+    model: Model,
+    images: Sequence[np.ndarray | str | Path],
+    variant: Variant | str,
+    min_score: float | None = None,
+    iou_threshold: float = NMS_IOU_THRESHOLD,
+    batch_size: int = 32,
+) -> list[list[Detection]]:
+    """Detect faces in each image: letterbox, run ``model`` in batches, decode, weighted NMS, undo the letterbox.
+
+    ``model(x)`` takes ``(B, 3, S, S)`` float32 RGB in [-1, 1] (a torch tensor) and returns
+    ``(regressors (B, N, 16), classificators (B, N, 1))`` raw values; ``images`` are ``(H, W, 3)`` uint8 RGB arrays
+    or paths; ``variant`` a ``Variant`` or its name (input size, anchors, default ``min_score``). Detections with
+    score >= ``min_score`` are kept, as MediaPipe does; each image's list is in descending score order.
+    """
+    import torch
+
+    variant = get_variant(variant) if isinstance(variant, str) else variant
+    min_score = variant.min_score if min_score is None else float(min_score)
+    if batch_size < 1:
+        raise OptionsError(f"batch_size must be positive, got {batch_size}")
+    anchors = _anchors(variant.anchor_options)
+    device = _device_of(model)
+    results: list[list[Detection]] = []
+    for start in range(0, len(images), batch_size):
+        arrays = [load_image(i) if isinstance(i, (str, Path)) else i for i in images[start : start + batch_size]]
+        tensors, boxes = zip(*(letterbox(a, variant.input_size) for a in arrays))
+        batch = torch.from_numpy(np.stack(tensors))  # (B, 3, S, S)
+        if device is not None:
+            batch = batch.to(device)
+        with torch.inference_mode():
+            regressors, classificators = model(batch)
+        regressors = _to_numpy(regressors)
+        classificators = _to_numpy(classificators)
+        expected = (len(arrays), len(anchors))
+        if regressors.shape[:2] != expected or classificators.shape[:2] != expected:
+            raise OptionsError(
+                f"model outputs {regressors.shape} and {classificators.shape} do not fit variant {variant.name!r} "
+                f"({len(anchors)} anchors, batch {len(arrays)})"
+            )
+        for raw, logits, box in zip(regressors, classificators, boxes):
+            results.append(_detections_from_outputs(raw, logits, anchors, variant.input_size, box, min_score, iou_threshold))
+    return results
+
+
+def detect_image(
+    model: Model,
+    image: np.ndarray | str | Path,
+    variant: Variant | str,
+    min_score: float | None = None,
+    iou_threshold: float = NMS_IOU_THRESHOLD,
+) -> list[Detection]:
+    """``detect_images`` for one image ``(H, W, 3)`` uint8 RGB (or a path)."""
+    return detect_images(model, [image], variant, min_score, iou_threshold)[0]
+
+
+def _detections_from_outputs(
+    raw: np.ndarray,
+    logits: np.ndarray,
+    anchors: np.ndarray,
+    input_size: int,
+    box: Letterbox,
+    min_score: float,
+    iou_threshold: float,
+) -> list[Detection]:
+    """One image's ``(N, 16)`` and ``(N, 1)`` raw outputs to its final detections."""
+    boxes, keypoints, scores = decode(raw, logits, anchors, input_size)
+    # TensorsToDetectionsCalculator keeps score >= min_score_thresh and drops boxes with negative or NaN size.
+    width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    keep = (scores >= np.float32(min_score)) & (width >= 0) & (height >= 0)
+    boxes, keypoints, scores = weighted_nms(boxes[keep], keypoints[keep], scores[keep], iou_threshold)
+    boxes, keypoints = remove_letterbox(boxes, keypoints, box)
+    return [
+        Detection(float(s), tuple(float(v) for v in b), tuple((float(x), float(y)) for x, y in k))
+        for s, b, k in zip(scores, boxes, keypoints)
+    ]
+
+
+def _device_of(model: Model):
+    """The device of a torch module's first parameter, or None for anything else."""
+    parameters = getattr(model, "parameters", None)
+    if parameters is None:
+        return None
+    try:
+        return next(iter(parameters())).device
+    except (StopIteration, TypeError):
+        return None
+
+
+def _to_numpy(value) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().to("cpu").float().numpy()
+    return np.asarray(value, np.float32)
+
+
+# -------------------------------------------------------------------------------------------- output
+
+
+def detections_to_json(path: str | Path, width: int, height: int, detections: Sequence[Detection]) -> dict:
+    """One image's result as a JSON-ready dict.
+
+    ``{"path", "width", "height", "detections": [{"score", "box": [xmin, ymin, xmax, ymax],
+    "keypoints": [[x, y] x 6]}]}``, coordinates in 0..1 of the image's width and height.
+    """
+    return {
+        "path": str(path),
+        "width": int(width),
+        "height": int(height),
+        "detections": [
+            {"score": d.score, "box": list(d.box), "keypoints": [list(point) for point in d.keypoints]}
+            for d in detections
+        ],
+    }
+
+
+_BOX_COLOUR = (0, 220, 0)
+# One colour per keypoint, in KEYPOINT_NAMES order.
+_KEYPOINT_COLOURS = ((255, 60, 60), (60, 120, 255), (255, 220, 0), (255, 0, 255), (255, 140, 0), (0, 220, 255))
+
+
+def annotate(image: np.ndarray | Image.Image, detections: Sequence[Detection]) -> Image.Image:
+    """A copy of ``image`` (``(H, W, 3)`` uint8 RGB or a Pillow image) with each detection drawn on it.
+
+    Box outline, the keypoints as dots (colours in ``KEYPOINT_NAMES`` order) and the score above the box;
+    line width and font size scale with the image so they stay readable on small and large images.
+    """
+    canvas = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+    width, height = canvas.size
+    if min(width, height) < 256:  # draw small images enlarged, or a 128 px image has no room for labels
+        factor = -(-256 // min(width, height))
+        canvas = canvas.resize((width * factor, height * factor), Image.Resampling.NEAREST)
+        width, height = canvas.size
+    draw = ImageDraw.Draw(canvas)
+    line = max(1, round(min(width, height) / 250))
+    radius = max(2, line * 2)
+    font = _font(max(10, round(min(width, height) / 32)))
+    for detection in detections:
+        xmin, ymin, xmax, ymax = detection.box
+        rectangle = (xmin * width, ymin * height, xmax * width, ymax * height)
+        draw.rectangle(rectangle, outline=_BOX_COLOUR, width=line)
+        for (x, y), colour in zip(detection.keypoints, _KEYPOINT_COLOURS * 2):
+            cx, cy = x * width, y * height
+            draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour, outline=(0, 0, 0))
+        label = f"{detection.score:.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        text_x = min(max(rectangle[0], 0), max(width - (right - left) - 2 * line, 0))
+        text_y = rectangle[1] - (bottom - top) - 3 * line
+        if text_y < 0:  # no room above the box: write inside it
+            text_y = rectangle[1] + line
+        draw.rectangle(
+            (text_x, text_y, text_x + (right - left) + 2 * line, text_y + (bottom - top) + 2 * line), fill=_BOX_COLOUR
+        )
+        draw.text((text_x + line - left, text_y + line - top), label, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()

@@ -1,0 +1,53 @@
+"""Where the shipped ``.tflite`` files live, and a cache of their converted weights for ``detect``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from . import __version__
+from .convert import convert_file, save_state_dict
+from .errors import ModelFileError
+from .io import sha256_of
+from .variants import Variant
+
+log = logging.getLogger(__name__)
+
+
+def models_dir() -> Path:
+    """``$BLAZECONV_MODELS`` if set, else the repository's ``models/`` beside the package."""
+    configured = os.environ.get("BLAZECONV_MODELS")
+    return Path(configured) if configured else Path(__file__).resolve().parent.parent / "models"
+
+
+def cache_dir() -> Path:
+    """``$BLAZECONV_CACHE``, else ``$XDG_CACHE_HOME/blazeconv``, else ``~/.cache/blazeconv``."""
+    configured = os.environ.get("BLAZECONV_CACHE")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "blazeconv"
+
+
+def shipped_model(variant: Variant) -> Path:
+    """Path of the variant's upstream ``.tflite``; ``ModelFileError`` if it is missing."""
+    path = models_dir() / variant.tflite_file
+    if not path.is_file():
+        raise ModelFileError(f"{path}: shipped model for '{variant.name}' not found (set BLAZECONV_MODELS?)")
+    return path
+
+
+def cached_weights(variant: Variant) -> Path:
+    """Converted weights of the shipped ``variant``, converting once into the cache when needed.
+
+    The cache entry is keyed by the file's SHA-256 and blazeconv's version, so a changed file or a new
+    converter never serves stale weights.
+    """
+    source = shipped_model(variant)
+    digest = sha256_of(source)
+    target = cache_dir() / f"{variant.name}-{digest[:16]}-{__version__}.pth"
+    if not target.is_file():
+        log.info("converting %s into %s", source, target)
+        save_state_dict(convert_file(source).state_dict, target)
+    return target
