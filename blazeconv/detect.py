@@ -116,8 +116,8 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
         raise OptionsError(f"letterbox size must be positive, got {size}")
     height, width = image.shape[:2]
     side = max(width, height)
-    ys, wy = _taps((height - side) / 2, side / size, size, height)
-    xs, wx = _taps((width - side) / 2, side / size, size, width)
+    ys, wy = _taps(height, side, size)
+    xs, wx = _taps(width, side, size)
     total = np.zeros((size, size, 3), np.int32)
     for row, row_weight in zip(ys, wy):
         for col, col_weight in zip(xs, wx):
@@ -134,13 +134,18 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     return tensor, Letterbox(width, height, size, (pad_x, pad_y, pad_x, pad_y))
 
 
-def _taps(origin: float, step: float, size: int, length: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _taps(length: int, side: int, size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The two source indices and integer weights (out of 32) per output position along one axis.
 
-    Source coordinate ``origin + i*step`` in 1/32 pixel, rounded half to even as OpenCV's ``cvRound``.
-    An index outside ``0..length-1`` gets weight 0 (BORDER_CONSTANT with 0) and is clipped for the gather.
+    Output ``i`` reads the source point ``(length - side)/2 + i*side/size``; OpenCV rounds it to 1/32 pixel
+    (``cvRound``, half to even). Done in exact integer arithmetic here: OpenCV's own ties fall either way with
+    the float noise of its matrix inversion, which no one can reproduce portably. An index outside
+    ``0..length-1`` gets weight 0 (BORDER_CONSTANT with 0) and is clipped for the gather.
     """
-    fixed = np.rint((origin + np.arange(size) * step) * _INTER_TAB_SIZE).astype(np.int64)
+    # 32 * source point = numerator / size, exactly.
+    numerator = 16 * (length - side) * size + 32 * side * np.arange(size, dtype=np.int64)
+    fixed, remainder = np.divmod(numerator, size)
+    fixed += (2 * remainder > size) | ((2 * remainder == size) & (fixed % 2 == 1))
     first = fixed >> _INTER_BITS
     fraction = fixed & (_INTER_TAB_SIZE - 1)
     indices, weights = [], []
@@ -226,7 +231,8 @@ def weighted_nms(
     detections by descending score (ties: lower index first); the best remaining one's cluster is every remaining
     detection, itself included, whose IoU with it is above ``iou_threshold``. It is output with its own score
     and the cluster's score-weighted mean box corners and keypoints; the cluster is removed. As in MediaPipe, a
-    round that removes nothing (a box without area) outputs the detection as is and ends the loop.
+    round that removes nothing (a box without area) outputs the detection as is and ends the loop. A cluster whose
+    scores are all 0 keeps the best one's box (MediaPipe would output NaN).
     Returns ``(boxes (D, 4), keypoints (D, K, 2), scores (D,))`` in output order.
     """
     boxes = np.asarray(boxes, np.float32)
@@ -241,14 +247,16 @@ def weighted_nms(
         best = int(np.argmax(remaining))  # the first remaining one has the highest score
         cluster = np.flatnonzero(remaining & similar[best])
         kept_scores.append(scores[best])
-        if cluster.size == 0:
-            kept_boxes.append(boxes[best])
-            kept_keypoints.append(keypoints[best])
-            break
         weights = scores[cluster]
         total = weights.sum(dtype=np.float32)
-        kept_boxes.append(weights @ boxes[cluster] / total)
-        kept_keypoints.append(np.tensordot(weights, keypoints[cluster], axes=1) / total)
+        if total > 0:
+            kept_boxes.append(weights @ boxes[cluster] / total)
+            kept_keypoints.append(np.tensordot(weights, keypoints[cluster], axes=1) / total)
+        else:  # an empty cluster, or all scores 0 (where MediaPipe would divide 0 by 0)
+            kept_boxes.append(boxes[best])
+            kept_keypoints.append(keypoints[best])
+        if cluster.size == 0:
+            break
         remaining[cluster] = False
     num_keypoints = keypoints.shape[1] if keypoints.ndim == 3 else 0
     return (
