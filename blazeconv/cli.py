@@ -95,6 +95,147 @@ def anchors(variant: str | None, options_file: Path | None, output: Path | None)
     _say(f"wrote {output}: {len(result)} anchors, (x_center, y_center, w, h) float32")
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _expand_images(inputs: tuple[Path, ...]) -> list[Path]:
+    """Files as given; directories expand to their image files (by suffix, sorted, not recursive)."""
+    paths: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            paths.append(item)
+    return paths
+
+
+class _PlainProgress:
+    """Progress for a stderr that is not a terminal: a line at every tenth of a long run, nothing for short ones."""
+
+    def __init__(self, total: int, label: str):
+        self.total, self.label, self.done, self.reported = total, label, 0, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, count: int) -> None:
+        self.done += count
+        if self.total >= 100 and self.done * 10 // self.total > self.reported:
+            self.reported = self.done * 10 // self.total
+            _say(f"{self.label}: {self.done}/{self.total}")
+
+
+def _progress(total: int, label: str):
+    """A progress bar on a terminal, sparse progress lines otherwise."""
+    if sys.stderr.isatty():
+        return click.progressbar(length=total, label=label, file=sys.stderr)
+    return _PlainProgress(total, label)
+
+
+def _thresholds_help() -> str:
+    return ", ".join(f"{v.name} {v.min_score:g}" for v in VARIANTS.values())
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "model_name", type=click.Choice(list(VARIANTS)),
+              help=f"A shipped model, converted and cached on first use [default: {DEFAULT_VARIANT}].")
+@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
+              help="A .pth state_dict instead of a shipped model (its architecture is read from the weights).")
+@click.option("--variant", "variant_name", type=click.Choice(list(VARIANTS)),
+              help="With --weights: which model the weights are, for anchors and the default threshold "
+                   "[default: short_range for 128 px weights, back for 256 px].")
+@click.option("--min-score", type=click.FloatRange(0, 1),
+              help=f"Keep detections scoring at least this [default: MediaPipe's for the model: {_thresholds_help()}].")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Write the detections as JSON to this file, or - for stdout.")
+@click.option("--annotate", "annotate_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write each image with boxes, keypoints and scores drawn into this folder (as PNG).")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024),
+              help="Images per forward pass.")
+def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size) -> None:
+    """Detect faces in images (files or folders of images) with MediaPipe's pre- and post-processing.
+
+    Letterbox to the model input, run the PyTorch model, decode with the SSD anchors, weighted
+    non-maximum suppression (IoU 0.3), and coordinates mapped back to each image (0..1 of its width
+    and height). Without --json a summary is printed; keypoints come in MediaPipe's order (right eye,
+    left eye, nose tip, mouth centre, right ear tragion, left ear tragion; the subject's right and left).
+
+    \b
+    Examples:
+      blazeconv detect photo.jpg
+      blazeconv detect photos/ --model back --json detections.json --annotate annotated/
+      blazeconv detect photo.jpg --weights build/short_range.pth --min-score 0.6 --json -
+    """
+    import json
+
+    from .detect import annotate, detect_images, detections_to_json, load_image
+    from .errors import ImageError
+    from .io import atomic_path
+    from .model import load_model
+    from .shipped import cached_weights
+    from .variants import default_variant_for
+
+    if model_name and weights:
+        raise click.UsageError("give --model or --weights, not both")
+    if variant_name and not weights:
+        raise click.UsageError("--variant only applies with --weights (--model names the variant itself)")
+    if weights:
+        model = load_model(weights)
+        variant = get_variant(variant_name) if variant_name else default_variant_for(model.architecture)
+        if variant.architecture != model.architecture:
+            raise click.UsageError(f"--variant {variant.name} is a {variant.architecture} model, "
+                                   f"the weights are {model.architecture}")
+    else:
+        variant = get_variant(model_name or DEFAULT_VARIANT)
+        model = load_model(cached_weights(variant))
+
+    paths = _expand_images(tuple(inputs))
+    if not paths:
+        raise click.UsageError("no image files found in " + ", ".join(str(i) for i in inputs))
+    results, failures = [], []
+    with _progress(len(paths), "detecting") as progress:
+        for start in range(0, len(paths), batch_size):
+            batch_paths, images = [], []
+            for path in paths[start:start + batch_size]:
+                try:
+                    images.append(load_image(path))
+                    batch_paths.append(path)
+                except ImageError as exc:
+                    failures.append(str(exc))
+            for path, image, found in zip(batch_paths, images, detect_images(
+                    model, images, variant, min_score=min_score, batch_size=batch_size)):
+                results.append((path, image, found))
+            progress.update(len(paths[start:start + batch_size]))
+
+    if results:
+        document = {"images": [detections_to_json(p, im.shape[1], im.shape[0], d) for p, im, d in results]}
+        if failures:
+            document["errors"] = failures
+        if json_path is not None and str(json_path) == "-":
+            click.echo(json.dumps(document, indent=2))
+        elif json_path is not None:
+            with atomic_path(json_path) as tmp:
+                tmp.write_text(json.dumps(document, indent=2) + "\n")
+        if annotate_dir is not None:
+            for path, image, found in results:
+                with atomic_path(annotate_dir / f"{path.stem}.png") as tmp:
+                    annotate(image, found).save(tmp, format="PNG")
+        threshold = variant.min_score if min_score is None else min_score
+        for path, _, found in results:
+            faces = "face" if len(found) == 1 else "faces"
+            _say(f"{path}: {len(found)} {faces}" + "".join(f"\n  score {d.score:.3f} box "
+                 + " ".join(f"{v:.3f}" for v in d.box) for d in found))
+        _say(f"{len(results)} image(s), model {variant.name}, min score {threshold:g}")
+    if failures:
+        for message in failures[:-1]:
+            click.echo(f"Error: {message}", err=True)
+        raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} images failed)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI and turns blazeconv errors into one ``Error:`` line and an exit code."""
     args = sys.argv[1:] if argv is None else argv

@@ -124,3 +124,15 @@ def get_variant(name: str) -> Variant:
         return VARIANTS[name]
     except KeyError:
         raise OptionsError(f"unknown model variant {name!r}; known: {', '.join(VARIANTS)}") from None
+
+
+def default_variant_for(architecture: str) -> Variant:
+    """The variant assumed for weights of ``architecture`` when nothing says which file they came from.
+
+    For the 128 px architecture that is ``short_range`` (MediaPipe's current model); otherwise the only one.
+    """
+    candidates = [v for v in VARIANTS.values() if v.architecture == architecture]
+    if not candidates:
+        raise OptionsError(f"no variant has architecture {architecture!r}")
+    preferred = [v for v in candidates if v.name == DEFAULT_VARIANT]
+    return (preferred or candidates)[0]
