@@ -11,6 +11,7 @@ and returns ``(regressors (B, N, 16), classificators (B, N, 1))``, the TFLite ou
 from __future__ import annotations
 
 import functools
+import itertools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from .anchors import AnchorOptions, generate_anchors
 from .errors import ImageError, OptionsError
-from .variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, Variant, get_variant
+from .variants import NMS_IOU_THRESHOLD, Variant, get_variant
 
 # OpenCV's warpPerspective quantises source coordinates to 1/32 pixel (INTER_BITS = 5) and, for 8-bit
 # images, interpolates with integer weights that sum to 2**15 (INTER_REMAP_COEF_BITS = 15).
@@ -52,6 +53,8 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImageError(f"{path}: is a directory, not an image") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -107,53 +110,133 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     Mirrors MediaPipe's CPU ``ImageToTensorCalculator`` (``keep_aspect_ratio: true``, ``BORDER_ZERO``), which
     calls OpenCV ``warpPerspective`` (INTER_LINEAR) on the 8-bit image, then maps 0..255 to -1..1. The source
     region is the square of side ``L = max(W, H)`` centred on the image; output pixel ``(x, y)`` reads the
-    source point ``(x0 + x*L/size, y0 + y*L/size)`` — no half-pixel offset, no antialiasing. Like OpenCV,
-    the point is rounded to 1/32 pixel, the four neighbours are weighted in fixed point, neighbours outside
-    the image count as 0 (a sample straddling the edge mixes with black) and the result is rounded to uint8.
+    source point ``(x0 + x*L/size, y0 + y*L/size)`` — no half-pixel offset, no antialiasing. As in OpenCV the
+    point is rounded to 1/32 pixel, the four neighbours are weighted in fixed point, neighbours outside the
+    image count as 0 (a sample straddling the edge mixes with black) and the result is rounded to uint8.
     """
     _check_rgb(image)
     if size < 1:
         raise OptionsError(f"letterbox size must be positive, got {size}")
     height, width = image.shape[:2]
-    side = max(width, height)
-    ys, wy = _taps(height, side, size)
-    xs, wx = _taps(width, side, size)
-    total = np.zeros((size, size, 3), np.int32)
-    for row, row_weight in zip(ys, wy):
-        for col, col_weight in zip(xs, wx):
-            weight = row_weight[:, None] * col_weight[None, :]  # (size, size)
-            total += weight[:, :, None] * image[row[:, None], col[None, :]]  # (size, size, 3)
-    # Weights sum to 32*32; OpenCV's (sum * 2**5 + 2**14) >> 15 rounding is the same as this.
-    warped = (total + (1 << (2 * _INTER_BITS - 1))) >> (2 * _INTER_BITS)
+    warped = _warp(image, size)
     tensor = warped.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
     tensor = np.ascontiguousarray(tensor.transpose(2, 0, 1))  # (S, S, 3) -> (3, S, S)
 
     # PadRoi in image_to_tensor_utils.cc: the padding as fractions of the square input.
+    side = max(width, height)
     pad_x = (1.0 - width / side) / 2.0
     pad_y = (1.0 - height / side) / 2.0
     return tensor, Letterbox(width, height, size, (pad_x, pad_y, pad_x, pad_y))
 
 
-def _taps(length: int, side: int, size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The two source indices and integer weights (out of 32) per output position along one axis.
+def _warp(image: np.ndarray, size: int) -> np.ndarray:
+    """The ``(size, size, 3)`` uint8 image ``cv::warpPerspective`` makes (INTER_LINEAR, BORDER_CONSTANT 0)."""
+    height, width = image.shape[:2]
+    fixed_x, fixed_y = _warp_grid(width, height, size)  # (S, S) each, in 1/32 pixel
+    total = np.zeros((size, size, 3), np.int32)  # at most 255 * 32 * 32
+    for dy in (0, 1):
+        row = (fixed_y >> _INTER_BITS) + dy
+        row_weight = _tap_weight(fixed_y, dy)
+        for dx in (0, 1):
+            col = (fixed_x >> _INTER_BITS) + dx
+            weight = (row_weight * _tap_weight(fixed_x, dx)).astype(np.int32)
+            weight *= (row >= 0) & (row < height) & (col >= 0) & (col < width)  # outside: the border value 0
+            total += weight[:, :, None] * image[np.clip(row, 0, height - 1), np.clip(col, 0, width - 1)]
+    # The weights sum to 32*32; OpenCV's (sum * 2**5 + 2**14) >> 15 rounds exactly like this.
+    return ((total + (1 << (2 * _INTER_BITS - 1))) >> (2 * _INTER_BITS)).astype(np.uint8)
 
-    Output ``i`` reads the source point ``(length - side)/2 + i*side/size``; OpenCV rounds it to 1/32 pixel
-    (``cvRound``, half to even). Done in exact integer arithmetic here: OpenCV's own ties fall either way with
-    the float noise of its matrix inversion, which no one can reproduce portably. An index outside
-    ``0..length-1`` gets weight 0 (BORDER_CONSTANT with 0) and is clipped for the gather.
-    """
-    # 32 * source point = numerator / size, exactly.
-    numerator = 16 * (length - side) * size + 32 * side * np.arange(size, dtype=np.int64)
-    fixed, remainder = np.divmod(numerator, size)
-    fixed += (2 * remainder > size) | ((2 * remainder == size) & (fixed % 2 == 1))
-    first = fixed >> _INTER_BITS
+
+def _tap_weight(fixed: np.ndarray, second: int) -> np.ndarray:
+    """Bilinear weight out of 32 of the first (``second=0``) or second neighbour of 1/32-pixel coordinates."""
     fraction = fixed & (_INTER_TAB_SIZE - 1)
-    indices, weights = [], []
-    for index, weight in ((first, _INTER_TAB_SIZE - fraction), (first + 1, fraction)):
-        inside = (index >= 0) & (index < length)
-        indices.append(np.clip(index, 0, length - 1))
-        weights.append(np.where(inside, weight, 0).astype(np.int32))
-    return indices, weights
+    return fraction if second else _INTER_TAB_SIZE - fraction
+
+
+def _warp_grid(width: int, height: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source x and y of each output pixel, ``(size, size)`` int64 in 1/32 pixel, exactly as OpenCV gets them.
+
+    MediaPipe builds the matrix with ``cv::getPerspectiveTransform`` from the ROI's ``cv::boxPoints`` and
+    ``warpPerspective`` inverts it; the inverse carries float noise of ~1e-16, and source points that fall
+    exactly halfway between two 1/32 steps (for a 128 input: whenever the longer side is not a multiple of 4)
+    round whichever way that noise says. Repeating OpenCV's arithmetic step for step makes those ties fall the same way
+    (measured: matches OpenCV 4.14 bit for bit and MediaPipe 0.10.21's detections to 3e-7, where rounding
+    the exact points misses them by up to 3.5e-3).
+    """
+    # The ROI is the side x side square centred on the image; cv::boxPoints lists its corners (float32)
+    # bottom-left, top-left, top-right, bottom-right, and MediaPipe sends them to the output's corners.
+    half = np.float32(max(width, height)) * np.float32(0.5)
+    cx, cy = np.float32(width) * np.float32(0.5), np.float32(height) * np.float32(0.5)
+    src = [(cx - half, cy + half), (cx - half, cy - half), (cx + half, cy - half), (cx + half, cy + half)]
+    dst = [(0.0, size), (0.0, 0.0), (size, 0.0), (size, size)]
+    m = _invert_3x3(_perspective_transform(src, dst))
+    # warpPerspective works in tiles bw columns wide; within a row of a tile it adds m*x1 to the tile's start.
+    bh = min(16, size)
+    bw = min(1024 // bh, size)
+    x = np.arange(size)
+    start = (x // bw * bw).astype(np.float64)
+    x1 = (x % bw).astype(np.float64)
+    y = np.arange(size, dtype=np.float64)[:, None]
+    x0 = m[0] * start + m[1] * y + m[2]  # (S, S), same operation order as OpenCV
+    y0 = m[3] * start + m[4] * y + m[5]
+    w = m[6] * start + m[7] * y + m[8] + m[6] * x1
+    with np.errstate(divide="ignore"):
+        w = np.where(w != 0, _INTER_TAB_SIZE / w, 0.0)
+    limit = float(np.iinfo(np.int32).max)
+    fixed_x = np.rint(np.clip((x0 + m[0] * x1) * w, -limit, limit)).astype(np.int64)  # cvRound: half to even
+    fixed_y = np.rint(np.clip((y0 + m[3] * x1) * w, -limit, limit)).astype(np.int64)
+    return fixed_x, fixed_y
+
+
+def _perspective_transform(src: list, dst: list) -> list[float]:
+    """``cv::getPerspectiveTransform``: the 8x8 system solved by OpenCV's LU with partial pivoting (float64).
+
+    Returns the 3x3 matrix row-major, ``m[8] = 1``. Products of two coordinates are float32, as in OpenCV.
+    """
+    a = [[0.0] * 8 for _ in range(8)]
+    b = [0.0] * 8
+    for i, ((sx, sy), (dx, dy)) in enumerate(zip(src, dst)):
+        sx, sy, dx, dy = (np.float32(v) for v in (sx, sy, dx, dy))
+        a[i][0:3] = a[i + 4][3:6] = [float(sx), float(sy), 1.0]
+        a[i][6:8] = [float(-sx * dx), float(-sy * dx)]
+        a[i + 4][6:8] = [float(-sx * dy), float(-sy * dy)]
+        b[i], b[i + 4] = float(dx), float(dy)
+    for i in range(8):  # LUImpl in OpenCV's matrix_decomp.cpp
+        pivot = max(range(i, 8), key=lambda r: (abs(a[r][i]), -r))
+        a[i], a[pivot] = a[pivot], a[i]
+        b[i], b[pivot] = b[pivot], b[i]
+        d = -1.0 / a[i][i]
+        for j in range(i + 1, 8):
+            alpha = a[j][i] * d
+            for k in range(i + 1, 8):
+                a[j][k] += alpha * a[i][k]
+            b[j] += alpha * b[i]
+    for i in range(7, -1, -1):
+        total = b[i]
+        for k in range(i + 1, 8):
+            total -= a[i][k] * b[k]
+        b[i] = total / a[i][i]
+    return b + [1.0]
+
+
+def _invert_3x3(m: list[float]) -> list[float]:
+    """``cv::invert`` of a 3x3 float64 matrix (row-major): OpenCV's closed form with the determinant."""
+    def e(r: int, c: int) -> float:
+        return m[3 * r + c]
+
+    det = e(0, 0) * (e(1, 1) * e(2, 2) - e(1, 2) * e(2, 1)) - e(0, 1) * (e(1, 0) * e(2, 2) - e(1, 2) * e(2, 0))
+    det += e(0, 2) * (e(1, 0) * e(2, 1) - e(1, 1) * e(2, 0))
+    d = 1.0 / det
+    return [
+        (e(1, 1) * e(2, 2) - e(1, 2) * e(2, 1)) * d,
+        (e(0, 2) * e(2, 1) - e(0, 1) * e(2, 2)) * d,
+        (e(0, 1) * e(1, 2) - e(0, 2) * e(1, 1)) * d,
+        (e(1, 2) * e(2, 0) - e(1, 0) * e(2, 2)) * d,
+        (e(0, 0) * e(2, 2) - e(0, 2) * e(2, 0)) * d,
+        (e(0, 2) * e(1, 0) - e(0, 0) * e(1, 2)) * d,
+        (e(1, 0) * e(2, 1) - e(1, 1) * e(2, 0)) * d,
+        (e(0, 1) * e(2, 0) - e(0, 0) * e(2, 1)) * d,
+        (e(0, 0) * e(1, 1) - e(0, 1) * e(1, 0)) * d,
+    ]
 
 
 def remove_letterbox(boxes: np.ndarray, keypoints: np.ndarray, box: Letterbox) -> tuple[np.ndarray, np.ndarray]:
@@ -333,7 +416,9 @@ def detect_images(
                 f"({len(anchors)} anchors, batch {len(arrays)})"
             )
         for raw, logits, box in zip(regressors, classificators, boxes):
-            results.append(_detections_from_outputs(raw, logits, anchors, variant.input_size, box, min_score, iou_threshold))
+            results.append(
+                _detections_from_outputs(raw, logits, anchors, variant.input_size, box, min_score, iou_threshold)
+            )
     return results
 
 
@@ -420,30 +505,25 @@ def annotate(image: np.ndarray | Image.Image, detections: Sequence[Detection]) -
     """
     canvas = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
     width, height = canvas.size
-    if min(width, height) < 256:  # draw small images enlarged, or a 128 px image has no room for labels
-        factor = -(-256 // min(width, height))
-        canvas = canvas.resize((width * factor, height * factor), Image.Resampling.NEAREST)
-        width, height = canvas.size
     draw = ImageDraw.Draw(canvas)
     line = max(1, round(min(width, height) / 250))
-    radius = max(2, line * 2)
-    font = _font(max(10, round(min(width, height) / 32)))
+    radius = max(1.5, line * 2)
+    font = _font(max(9, round(min(width, height) / 32)))
     for detection in detections:
         xmin, ymin, xmax, ymax = detection.box
         rectangle = (xmin * width, ymin * height, xmax * width, ymax * height)
         draw.rectangle(rectangle, outline=_BOX_COLOUR, width=line)
-        for (x, y), colour in zip(detection.keypoints, _KEYPOINT_COLOURS * 2):
+        for (x, y), colour in zip(detection.keypoints, itertools.cycle(_KEYPOINT_COLOURS)):
             cx, cy = x * width, y * height
             draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour, outline=(0, 0, 0))
         label = f"{detection.score:.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
-        text_x = min(max(rectangle[0], 0), max(width - (right - left) - 2 * line, 0))
-        text_y = rectangle[1] - (bottom - top) - 3 * line
-        if text_y < 0:  # no room above the box: write inside it
-            text_y = rectangle[1] + line
-        draw.rectangle(
-            (text_x, text_y, text_x + (right - left) + 2 * line, text_y + (bottom - top) + 2 * line), fill=_BOX_COLOUR
-        )
+        label_width, label_height = right - left + 2 * line, bottom - top + 2 * line
+        # Above the box's top-left corner when there is room, else just inside it; always within the image.
+        text_y = rectangle[1] - label_height - line if rectangle[1] - label_height - line >= 0 else rectangle[1] + line
+        text_x = min(max(rectangle[0], 0), max(width - label_width, 0))
+        text_y = min(max(text_y, 0), max(height - label_height, 0))
+        draw.rectangle((text_x, text_y, text_x + label_width, text_y + label_height), fill=_BOX_COLOUR)
         draw.text((text_x + line - left, text_y + line - top), label, fill=(0, 0, 0), font=font)
     return canvas
 

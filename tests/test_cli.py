@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,3 +145,109 @@ def test_anchors_bad_options_file(content, fragment, tmp_path, run_cli):
 def test_anchors_needs_exactly_one_source(run_cli):
     code, _, err = run_cli("anchors")
     assert code == 2 and "exactly one of --variant or --options" in err
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """detect converts the shipped model into this session's own cache, not the user's."""
+    monkeypatch.setenv("BLAZECONV_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_detect_matches_mediapipe_on_every_photo(tmp_path, run_cli, private_cache):
+    import json
+
+    from conftest import DATA
+
+    out = tmp_path / "detections.json"
+    code, _, err = run_cli("detect", DATA / "images", "--min-score", "0.5", "--json", out)
+    assert code == 0, err
+    assert any(private_cache.glob("short_range-*.pth"))  # converted and cached on first use
+    reference = json.loads((DATA / "mediapipe_detections.json").read_text())
+    images = json.loads(out.read_text())["images"]
+    assert sorted(Path(i["path"]).name for i in images) == sorted(reference)
+    for image in images:
+        expected = reference[Path(image["path"]).name]
+        assert [image["width"], image["height"]] == expected["size"]
+        ours, theirs = image["detections"], expected["short_range"]
+        assert len(ours) == len(theirs), image["path"]
+        for det, ref in zip(ours, sorted(theirs, key=lambda d: -d["score"])):
+            x, y, w, h = ref["box_xywh"]
+            assert _iou(det["box"], [x, y, x + w, y + h]) >= 0.98
+            np.testing.assert_allclose(det["keypoints"], ref["keypoints"], atol=0.005, rtol=0)
+            assert abs(det["score"] - ref["score"]) <= 0.005
+
+
+def test_detect_annotates_and_prints_a_summary(tmp_path, run_cli, private_cache):
+    from PIL import Image
+
+    from conftest import DATA
+
+    code, out, err = run_cli("detect", DATA / "images" / "3faces.png", "--annotate", tmp_path / "ann")
+    assert code == 0, err
+    assert "3faces.png: 3 faces" in err
+    with Image.open(tmp_path / "ann" / "3faces.png") as annotated:
+        assert annotated.size == (128, 128)
+
+
+def test_detect_with_weights_and_json_on_stdout(tmp_path, run_cli, converted):
+    import json
+
+    from conftest import DATA
+
+    from blazeconv.convert import save_state_dict
+
+    weights = tmp_path / "back.pth"
+    save_state_dict(converted("back").state_dict, weights)
+    code, out, err = run_cli("detect", DATA / "images" / "astronaut.png", "--weights", weights, "--json", "-")
+    assert code == 0, err
+    document = json.loads(out)
+    assert len(document["images"][0]["detections"]) == 1
+    assert "model back" in err
+
+
+@pytest.mark.parametrize("kind", ["missing", "not-an-image", "truncated"])
+def test_detect_unreadable_image(kind, tmp_path, run_cli, private_cache):
+    from conftest import DATA
+
+    image = tmp_path / "photo.png"
+    if kind == "not-an-image":
+        image.write_text("hello")
+    elif kind == "truncated":
+        image.write_bytes((DATA / "images" / "astronaut.png").read_bytes()[:3000])
+    out = tmp_path / "out.json"
+    code, _, err = run_cli("detect", image, "--json", out)
+    assert_one_line_error(code, err, image, 6)
+    assert not out.exists()
+
+
+def test_detect_bad_weights(tmp_path, run_cli):
+    weights = tmp_path / "w.pth"
+    torch.save({"conv.weight": torch.zeros(3)}, weights)
+    code, _, err = run_cli("detect", tmp_path, "--weights", weights)
+    assert_one_line_error(code, err, weights, 5)
+
+
+def test_detect_one_bad_file_does_not_stop_the_others(tmp_path, run_cli, private_cache):
+    import json
+    import shutil
+
+    from conftest import DATA
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(DATA / "images" / "1face.png", folder)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    out = tmp_path / "out.json"
+    code, _, err = run_cli("detect", folder, "--json", out)
+    assert code == 6 and "broken.jpg" in err.splitlines()[-1]
+    document = json.loads(out.read_text())
+    assert [Path(i["path"]).name for i in document["images"]] == ["1face.png"]
+    assert "broken.jpg" in document["errors"][0]
