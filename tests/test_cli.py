@@ -186,9 +186,8 @@ def test_detect_matches_mediapipe_on_every_photo(tmp_path, run_cli, private_cach
 
 
 def test_detect_annotates_and_prints_a_summary(tmp_path, run_cli, private_cache):
-    from PIL import Image
-
     from conftest import DATA
+    from PIL import Image
 
     code, out, err = run_cli("detect", DATA / "images" / "3faces.png", "--annotate", tmp_path / "ann")
     assert code == 0, err

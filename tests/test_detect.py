@@ -15,7 +15,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, litert_outputs, model_path
+from conftest import DATA
 from PIL import Image
 
 from blazeconv import detect
