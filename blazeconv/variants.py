@@ -112,6 +112,32 @@ VARIANTS: dict[str, Variant] = {
             weight_storage="float16",
             description="back camera, 256x256, float16 weights: smaller faces further away",
         ),
+        Variant(
+            name="full_range",
+            architecture="full_range",
+            input_size=192,
+            num_anchors=2304,
+            anchor_options=_ANCHORS_192,
+            min_score=0.6,
+            min_score_source="MediaPipe face_detection_full_range_common.pbtxt",
+            tflite_file="face_detection_full_range.tflite",
+            sha256="99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+            weight_storage="float16",
+            description="full range, 192x192, dense float16 weights: faces up to about 5 m",
+        ),
+        Variant(
+            name="full_range_sparse",
+            architecture="full_range_sparse",
+            input_size=192,
+            num_anchors=2304,
+            anchor_options=_ANCHORS_192,
+            min_score=0.6,
+            min_score_source="MediaPipe face_detection_full_range_common.pbtxt",
+            tflite_file="face_detection_full_range_sparse.tflite",
+            sha256="2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
+            weight_storage="float16/sparse float16",
+            description="full range, 192x192, sparse float16 weights (DENSIFY): MediaPipe's full-range choice",
+        ),
     )
 }
 

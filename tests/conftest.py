@@ -11,8 +11,9 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
 MODELS = REPO / "models"
 IMAGE_PATHS = sorted((DATA / "images").glob("*.png"))
-# Variants the core toolchain converts (the 128 and 256 px models).
+# The 128 and 256 px models of the core toolchain, and every shipped model.
 CORE_VARIANTS = ["front", "short_range", "back"]
+ALL_VARIANTS = [*CORE_VARIANTS, "full_range", "full_range_sparse"]
 
 
 def model_path(variant: str) -> Path:

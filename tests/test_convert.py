@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import CORE_VARIANTS, DATA, IMAGE_PATHS, litert_outputs, model_path, plain_input
+from conftest import ALL_VARIANTS, DATA, IMAGE_PATHS, litert_outputs, model_path, plain_input
 from tflite_builder import palm_like_model
 
 from blazeconv.convert import convert_graph
@@ -22,7 +22,7 @@ def assert_same_outputs(actual: np.ndarray, expected: np.ndarray, atol: float, r
     np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol)
 
 
-@pytest.mark.parametrize("variant", CORE_VARIANTS)
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
 def test_recognised_by_checksum_and_by_structure(variant, converted):
     conversion = converted(variant)
     assert conversion.variant.name == variant
@@ -33,7 +33,7 @@ def test_recognised_by_checksum_and_by_structure(variant, converted):
     assert anonymous.recognised_by == "structure"
 
 
-@pytest.mark.parametrize("variant", CORE_VARIANTS)
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
 @pytest.mark.parametrize("image_path", IMAGE_PATHS, ids=lambda p: p.stem)
 def test_parity_with_litert(variant, image_path, converted):
     conversion = converted(variant)
@@ -129,3 +129,28 @@ def test_bad_files_raise_model_file_errors(tmp_path, content, expected):
     with pytest.raises(ModelFileError, match=expected) as info:
         read_graph(path)
     assert str(path) in str(info.value)
+
+
+def test_sparse_weights_densify_to_what_litert_computes():
+    """Every DENSIFY output equals the tensor LiteRT's own DENSIFY kernel writes (read back as an intermediate).
+
+    The XNNPACK delegate folds weights away without filling the intermediates, so LiteRT runs its builtin kernels.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    path = model_path("full_range_sparse")
+    graph = read_graph(path)
+    interpreter = Interpreter(
+        model_path=str(path), num_threads=1, experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.zeros((1, 192, 192, 3), np.float32))
+    interpreter.invoke()
+    # The outputs of the 46 DENSIFY operators and of the DEQUANTIZE operators after them.
+    densified = [t for t in graph.tensors if t.stored_as == "sparse float16" and t.dtype == np.dtype("<f4")]
+    assert len(densified) == 2 * 46
+    for tensor in densified:
+        expected = interpreter.get_tensor(tensor.index).astype(np.float32)
+        assert np.count_nonzero(expected) > 0, tensor.name
+        np.testing.assert_array_equal(tensor.data, expected, err_msg=tensor.name)
