@@ -46,3 +46,22 @@ check: test
 
 clean:
 	rm -rf $(BUILD)
+
+# Core ML (blazeconv coreml): for every variant the Vision pipeline (detector + NonMaximumSuppression) and the
+# landmarks model (weighted NMS inside), as float16 ML programs; then each is evaluated operation by operation
+# and compared with PyTorch on the test photos (blazeconv verify), which leaves build/coreml.verified.
+COREML_STAGE := $(addprefix blazeconv/,coreml.py model.py variants.py anchors.py convert.py)
+COREML_CHECK := $(addprefix blazeconv/,coreml_eval.py coreml_verify.py detect.py)
+COREML_MODELS := $(foreach v,$(VARIANTS),$(BUILD)/$(v).mlpackage $(BUILD)/$(v)_landmarks.mlpackage)
+
+all: $(BUILD)/coreml.verified
+
+$(BUILD)/%_landmarks.mlpackage: $(BUILD)/%.pth models/face_detection_%.tflite $(COREML_STAGE) | $(INSTALLED)
+	$(BIN)/blazeconv coreml $< --landmarks --source-tflite models/face_detection_$*.tflite -o $@
+
+$(BUILD)/%.mlpackage: $(BUILD)/%.pth models/face_detection_%.tflite $(COREML_STAGE) | $(INSTALLED)
+	$(BIN)/blazeconv coreml $< --source-tflite models/face_detection_$*.tflite -o $@
+
+$(BUILD)/coreml.verified: $(COREML_MODELS) $(COREML_CHECK) $(wildcard tests/data/images/*.png) | $(INSTALLED)
+	for model in $(COREML_MODELS); do $(BIN)/blazeconv verify $$model || exit 1; done
+	touch $@

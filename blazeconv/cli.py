@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -41,8 +44,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def tflite2torch(model: Path, output: Path | None) -> None:
     """Convert a BlazeFace MODEL.tflite into a PyTorch state_dict (.pth).
 
-    The model is recognised from the file itself (front, short_range, back); float16 weights
-    behind DEQUANTIZE and sparse weights are folded into float32 tensors.
+    The model is recognised from the file itself (front, short_range, back, full_range,
+    full_range_sparse); float16 weights behind DEQUANTIZE and sparse weights behind DENSIFY
+    are folded into float32 tensors.
 
     \b
     Example:
@@ -236,8 +240,165 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} images failed)")
 
 
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Where to write the model [default: SOURCE with suffix .mlpackage (mlprogram) or .mlmodel "
+                   "(neuralnetwork); with --landmarks, <stem>_landmarks.<suffix>].")
+@click.option("--landmarks", is_flag=True,
+              help="Build the landmarks model (decoding and MediaPipe's weighted NMS inside; boxes, 6 keypoints and "
+                   "scores out) instead of the Vision pipeline.")
+@click.option("--format", "model_format", type=click.Choice(["mlprogram", "neuralnetwork"]), default="mlprogram",
+              show_default=True, help="mlprogram: .mlpackage for iOS 15+; neuralnetwork: .mlmodel for iOS 14.")
+@click.option("--precision", type=click.Choice(["float16", "float32"]),
+              help="float16 (the network computes in float16; decoding and NMS stay float32) or float32 "
+                   "[default: float16 for mlprogram, float32 for neuralnetwork, where float16 stores the "
+                   "convolution weights as float16].")
+@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="NMS overlap threshold (MediaPipe's face graphs use 0.3).")
+@click.option("--score-threshold", type=click.FloatRange(0, 1),
+              help=f"Minimum face score [default: the variant's: {_thresholds_help()}].")
+@click.option("--max-faces", type=click.IntRange(1, 100), default=16, show_default=True,
+              help="Most faces a model returns (rows of the landmarks model; Vision's upper bound). The landmarks "
+                   "model repeats its NMS step per row, so more rows convert more slowly.")
+@click.option("--variant", "variant_name", type=click.Choice(list(VARIANTS)),
+              help="Which model the weights are (thresholds, anchors, metadata) [default: from the .tflite; for a "
+                   ".pth the shipped model with identical weights, else short_range (128 px) or back (256 px)].")
+@click.option("--source-tflite", type=click.Path(path_type=Path, dir_okay=False),
+              help="With a .pth: the .tflite it was converted from (its weights must match); recorded by SHA-256.")
+@click.option("--anchors", "anchors_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="An (N, 4) .npy of anchors (x_center, y_center, w, h) instead of the variant's generated ones.")
+def coreml(source, output, landmarks, model_format, precision, iou_threshold, score_threshold, max_faces,
+           variant_name, source_tflite, anchors_file) -> None:
+    """Convert BlazeFace weights (SOURCE: WEIGHTS.pth or MODEL.tflite) to a Core ML model.
+
+    By default a pipeline for Vision: image in (RGB at the model's size, normalised inside), boxes decoded
+    inside, then Core ML's NonMaximumSuppression; outputs 'confidence' (N x 1) and 'coordinates'
+    (N x 4: x_center, y_center, width, height, normalised), optional Double inputs 'iouThreshold' and
+    'confidenceThreshold', class label 'face'. VNCoreMLRequest returns VNRecognizedObjectObservations.
+
+    With --landmarks: one model with MediaPipe's weighted NMS inside, outputs 'detections'
+    (max-faces x 17: xmin, ymin, xmax, ymax, 6 keypoints (x, y), score; normalised; zero rows after the
+    last face) and 'count'.
+
+    A .tflite is converted on the fly and knows its variant and SHA-256. For a .pth the variant is
+    --variant, else the one of --source-tflite, else the shipped model with identical weights, else the
+    architecture's default; the metadata records the source SHA-256 when it is known, "unknown" otherwise.
+    Check the result with 'blazeconv verify'.
+
+    \b
+    Examples:
+      blazeconv coreml models/face_detection_short_range.tflite -o build/short_range.mlpackage
+      blazeconv coreml build/back.pth --landmarks -o build/back_landmarks.mlpackage
+      blazeconv coreml build/front.pth --format neuralnetwork --precision float16 -o front.mlmodel
+    """
+    from .coreml import CoreMLOptions, build_coreml, default_output, load_source, save_coreml
+    from .errors import OptionsError
+
+    options = CoreMLOptions(
+        kind="landmarks" if landmarks else "vision",
+        format=model_format,
+        precision=precision,
+        iou_threshold=iou_threshold,
+        score_threshold=score_threshold,
+        max_faces=max_faces,
+    )
+    output = output or default_output(source, options)
+    if output.suffix.lower() != options.suffix:
+        raise OptionsError(f"{output}: a {model_format} model is saved as {options.suffix}, not {output.suffix or 'no suffix'}")
+    loaded = load_source(source, variant=variant_name, source_tflite=source_tflite, anchors=anchors_file)
+    options = options.resolved(loaded.variant)
+    v = loaded.variant
+    _say(f"{source}: {v.name} ({loaded.recognised_by}), {v.input_size}x{v.input_size}, {len(loaded.anchors)} anchors")
+    model = build_coreml(loaded, options)
+    save_coreml(model, output)
+    what = "landmarks model (weighted NMS inside)" if landmarks else "Vision pipeline (detector + NMS)"
+    _say(f"wrote {output}: {what}, {options.format} {options.precision}, IoU {options.iou_threshold:g}, "
+         f"score {options.score_threshold:g}, up to {options.max_faces} faces, "
+         f"source SHA-256 {loaded.source_sha256 or 'unknown'}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
+              help="The .pth or .tflite the model was built from [default: the shipped .tflite whose SHA-256 the "
+                   "model records].")
+@click.option("--anchors", "anchors_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="The anchors .npy the model was built with, if it was built with --anchors.")
+@click.option("--atol", type=click.FloatRange(0, 1),
+              help="Tolerance for boxes and keypoints [default: 1e-4 for float32 models, 2e-3 for float16].")
+def verify(model, images, weights, anchors_file, atol) -> None:
+    """Check a Core ML MODEL numerically against its PyTorch model, on any OS.
+
+    Evaluates every operation of the saved model (its NMS stage included) with numpy on each of IMAGES
+    (squashed to the model's input size) [default: the repository's test photos], runs the PyTorch model
+    and MediaPipe's decoding on the same input, and compares: decoded boxes and keypoints within the
+    tolerance (normalised units), and the same faces after NMS. Exits non-zero on any difference, or if
+    the model holds an operation the evaluator does not know.
+
+    \b
+    Examples:
+      blazeconv verify build/short_range.mlpackage
+      blazeconv verify front.mlmodel photo.jpg --weights build/front.pth
+    """
+    from .coreml_verify import VerificationError, default_images, verify_coreml
+
+    images = list(images) or default_images()
+    if not images:
+        raise click.UsageError("give IMAGES to verify on (the repository's test photos are not here)")
+    result = verify_coreml(model, images, weights=weights, anchors=anchors_file, tolerance=atol)
+    _say(f"{model}: {result.kind} model, {result.variant}, {result.format} {result.precision}, "
+         f"tolerance {result.tolerance:g}")
+    _say(f"  {'image':<28} {'faces':>5} {'torch':>5} {'same':>4} {'box err':>9} {'kpt err':>9} {'score err':>9}")
+    for c in result.checks:
+        keypoints = "-" if c.keypoint_error != c.keypoint_error else f"{c.keypoint_error:.2e}"
+        _say(f"  {Path(c.image).name:<28} {c.faces:>5} {c.reference_faces:>5} {'yes' if c.same_faces else 'NO':>4} "
+             f"{c.box_error:>9.2e} {keypoints:>9} {c.score_error:>9.2e}")
+    every_anchor = [c.all_anchors_box_error for c in result.checks if c.all_anchors_box_error == c.all_anchors_box_error]
+    if every_anchor:
+        _say(f"  (box err: detection candidates; over all anchors, for information: {max(every_anchor):.2e})")
+    total = sum(n for key, n in result.operations.items() if not key.startswith("model:"))
+    kinds = sorted(key for key in result.operations if not key.startswith("model:"))
+    models = ", ".join(sorted(key.split(":", 1)[1] for key in result.operations if key.startswith("model:")))
+    _say(f"  evaluated {total} operations of {len(kinds)} kinds in models: {models}")
+    if not result.passed:
+        failures = result.failures()
+        raise VerificationError(f"{model}: differs from PyTorch on {len(failures)} image(s): " + " | ".join(failures))
+    _say(f"{model}: matches PyTorch on {len(result.checks)} image(s)")
+
+_MAX_MESSAGE = 2000  # characters of an error line; a hostile file can put megabytes into a tensor name
+
+
+def _one_line(message: object) -> str:
+    """A message as one printable line of bounded length.
+
+    A value's repr (a numpy array, say) may bring newlines, a file's strings control characters; overlong
+    messages keep their start (the file) and end (the verdict).
+    """
+    text = re.sub(r"\s*\n\s*", " ", str(message).strip())
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else "?" for c in text)
+    if len(text) > _MAX_MESSAGE:
+        text = f"{text[:_MAX_MESSAGE // 2]} [...] {text[-_MAX_MESSAGE // 2:]}"
+    return text
+
+
+def _os_error_message(exc: OSError) -> str:
+    """``FILE: reason`` for an operating-system error the user can fix (permissions, full disk, ...)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: runs the CLI and turns blazeconv errors into one ``Error:`` line and an exit code."""
+    """Entry point: runs the CLI and turns every failure into one ``Error:`` line and a documented exit code.
+
+    Exit codes: a ``BlazeconvError``'s own (3 model file, 4 unsupported model, 5 weights, 6 image, 7 options,
+    1 an output that cannot be written or another failure), 2 usage (click), 1 an operating-system error
+    outside those (named with its file), 130 interrupted, 70 anything else: a bug, reported as an internal error.
+    ``--debug`` adds the traceback.
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
@@ -253,14 +414,26 @@ def main(argv: list[str] | None = None) -> None:
     except BlazeconvError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {_one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader of stdout went away (``--json - | head``): nothing more to say to it, and stop Python
+        # from complaining about the failed flush at exit.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except OSError as exc:  # the environment, not blazeconv: a file that cannot be read or written
+        if debug:
+            traceback.print_exc()
+        click.echo(f"Error: {_one_line(_os_error_message(exc))}", err=True)
+        sys.exit(1)
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
         if debug:
             traceback.print_exc()
-        click.echo(f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        detail = _one_line(f"{type(exc).__name__}: {exc}")
+        click.echo(f"Error: internal error: {detail} (rerun with --debug for the traceback)", err=True)
         sys.exit(INTERNAL_ERROR_EXIT)
     sys.exit(0)

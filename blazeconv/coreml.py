@@ -33,6 +33,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,9 +43,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .errors import BlazeconvError, ModelFileError, OptionsError, WeightsError
+from .errors import BlazeconvError, OptionsError, WeightsError
 from .model import SameConv2d, architecture_of, check_state_dict, load_state_dict, model_from_state_dict
-from .variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, VARIANTS, Variant, get_variant
+from .variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, VARIANTS, Variant, default_variant_for, get_variant
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ MODEL_KINDS = ("vision", "landmarks")
 FORMATS = {"mlprogram": (".mlpackage", "iOS15"), "neuralnetwork": (".mlmodel", "iOS14")}
 PRECISIONS = ("float16", "float32")
 DEFAULT_MAX_FACES = 16
+# The landmarks model unrolls its NMS once per row; conversion time grows with the rows.
+MAX_FACES_LIMIT = 100
 
 # Feature names: the image input; the Vision pipeline's internal and public features; the landmarks outputs.
 IMAGE = "image"
@@ -109,8 +112,8 @@ class CoreMLOptions:
         for name, value in (("IoU threshold", iou), ("score threshold", score)):
             if not 0.0 <= value <= 1.0:
                 raise OptionsError(f"{name} must be within 0..1, got {value}")
-        if not 1 <= int(self.max_faces) <= 1000:
-            raise OptionsError(f"max faces must be within 1..1000, got {self.max_faces}")
+        if not 1 <= int(self.max_faces) <= MAX_FACES_LIMIT:
+            raise OptionsError(f"max faces must be within 1..{MAX_FACES_LIMIT}, got {self.max_faces}")
         return CoreMLOptions(self.kind, self.format, precision, iou, score, int(self.max_faces))
 
     @property
@@ -146,7 +149,7 @@ def load_source(
 
     A ``.tflite`` tells its variant and SHA-256 itself. For a ``.pth`` the architecture comes from the keys; the
     variant is ``variant`` if given, else the one named by ``source_tflite`` (whose weights must equal the
-    ``.pth``'s), else the shipped model whose weights are identical, else the architecture's first variant.
+    ``.pth``'s), else the shipped model whose weights are identical, else ``default_variant_for`` the architecture.
     The SHA-256 is known when the weights match a ``.tflite`` (given or shipped). ``anchors`` is an ``(N, 4)``
     ``.npy`` replacing the variant's generated anchors.
     """
@@ -176,7 +179,7 @@ def load_source(
             if shipped is not None:
                 chosen, sha256, how = shipped, shipped.sha256, f"weights equal to the shipped {shipped.tflite_file}"
         if chosen is None:
-            chosen = next(v for v in VARIANTS.values() if v.architecture == architecture)
+            chosen = default_variant_for(architecture)
             how = f"default for {architecture} (weights of no known .tflite)"
     if variant is not None:
         named = get_variant(variant)
@@ -363,7 +366,10 @@ class _LandmarksDetector(_Decoder):
             valid_rows.append((best_score >= 0) & running)  # (1,)
             # The cluster is empty exactly when the best box has no area (its IoU with itself is then not 1) or
             # when the threshold is 1 or more; MediaPipe then outputs it as it is and stops.
-            running = running & (best_area > 0) if self.iou_threshold < 1.0 else running & ~running
+            if self.iou_threshold < 1.0:
+                running = running & (best_area > 0)
+            else:
+                running = running & ~running
             remaining = remaining & ~cluster
         valid = torch.stack(valid_rows)  # (max_faces, 1)
         detections = torch.cat(rows, dim=0)  # (max_faces, 4 + 2K + 1)
@@ -416,8 +422,11 @@ def _quiet_coremltools():
 
 def coremltools():
     """Import coremltools quietly (it warns about its native runtime on Linux and untested torch versions)."""
-    with _quiet_coremltools():
-        import coremltools as ct
+    try:
+        with _quiet_coremltools():
+            import coremltools as ct
+    except ImportError as exc:
+        raise BlazeconvError(f"Core ML needs coremltools ({exc}); install it with: pip install 'blazeconv[coreml]'") from None
     return ct
 
 
@@ -433,7 +442,8 @@ def _convert(module: nn.Module, input_size: int, output_names: list[str], option
     """Trace ``module`` and convert it; the image input normalises 0..255 RGB to -1..1 itself."""
     ct = coremltools()
     example = torch.zeros(1, 3, input_size, input_size)
-    with torch.no_grad(), _quiet_coremltools():
+    with torch.no_grad(), _quiet_coremltools(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # tracer and converter notices: logged below, not shown to the user
         traced = torch.jit.trace(module, example, check_trace=False)
         image = ct.ImageType(
             name=IMAGE,
@@ -465,10 +475,17 @@ def _convert(module: nn.Module, input_size: int, output_names: list[str], option
                 convert_to="neuralnetwork",
                 minimum_deployment_target=ct.target.iOS14,
             )
+            spec = model.get_spec()
+            # The neural-network backend leaves output shapes undeclared; declare what the module returns.
+            shapes = [tuple(t.shape) for t in module(example)]
+            for output, shape in zip(spec.description.output, shapes):
+                if not len(output.type.multiArrayType.shape):
+                    output.type.multiArrayType.shape.extend(shape)
             if options.precision == "float16":
-                spec = model.get_spec()
                 _store_convolutions_as_float16(spec)
-                model = ct.models.MLModel(spec)
+            model = ct.models.MLModel(spec, skip_model_load=True)
+    for warning in caught:
+        log.debug("while converting: %s: %s", warning.category.__name__, warning.message)
     return model
 
 
@@ -493,8 +510,8 @@ def _vision_pipeline(detector, num_anchors: int, options: CoreMLOptions):
         array.dataType = ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32
         del array.shape[:]
         array.shape.extend([num_anchors, 1 if output.name == RAW_CONFIDENCE else 4])
-    detector = ct.models.MLModel(spec, weights_dir=detector.weights_dir) if detector.is_package else ct.models.MLModel(spec)
-    nms = ct.models.MLModel(_nms_spec(num_anchors, options))
+    detector = _reload(detector, spec)
+    nms = ct.models.MLModel(_nms_spec(num_anchors, options), skip_model_load=True)
     with _quiet_coremltools():
         pipeline = ct.utils.make_pipeline(detector, nms)
     spec = pipeline.get_spec()
@@ -658,8 +675,8 @@ def default_output(source: Path, options: CoreMLOptions) -> Path:
     return source.with_name(stem + options.suffix)
 
 
-def load_spec(path: str | Path):
-    """The protobuf spec of a saved Core ML model (no compilation, works on Linux); ``CoreMLError`` if unreadable."""
+def load_mlmodel(path: str | Path):
+    """A saved Core ML model, loaded for inspection only (no compilation; works on Linux). ``CoreMLError`` if unreadable."""
     path = Path(path)
     if not path.exists():
         raise CoreMLError(f"{path}: no such file or directory")

@@ -39,16 +39,19 @@ def load_image(path: str | Path) -> np.ndarray:
     """Decode an image file into ``(H, W, 3)`` uint8 RGB, upright per its EXIF orientation.
 
     Alpha is dropped, not composited (MediaPipe's reference was made with Pillow's ``convert("RGB")``);
-    16-bit grey keeps its top 8 bits. Pillow's ``Image.MAX_IMAGE_PIXELS`` guard stays on: a larger image
-    is refused. Any failure is an ``ImageError`` naming the file.
+    16-bit grey keeps its top 8 bits. Pillow's ``Image.MAX_IMAGE_PIXELS`` guard stays on and is strict: an
+    image over the limit is refused before its pixels are decoded (Pillow itself only warns up to twice the
+    limit). Pillow's other warnings (a corrupt EXIF block it skips, say) are not shown. Any failure, whatever
+    Pillow's decoder raised on a corrupt file, is an ``ImageError`` naming the file.
     """
     path = Path(path)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image = ImageOps.exif_transpose(image)
-                return _to_rgb_array(image)
+                array = _to_rgb_array(image)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -61,9 +64,14 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageError(
             f"{path}: image too large (more than Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels)"
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # OSError, SyntaxError, ValueError, EOFError, struct.error, ...: a corrupt file
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ImageError(f"{path}: cannot decode image: {reason}") from None
+    if array.size == 0:
+        raise ImageError(f"{path}: empty image ({array.shape[1]}x{array.shape[0]} pixels)")
+    return array
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:

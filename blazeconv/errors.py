@@ -17,6 +17,12 @@ class BlazeconvError(Exception):
     exit_code = 1
 
 
+class OutputError(BlazeconvError):
+    """An artifact cannot be written (its folder is a file, the disk is full, no permission, ...)."""
+
+    exit_code = 1
+
+
 class ModelFileError(BlazeconvError):
     """A model file is missing, unreadable, not a TFLite flatbuffer, or malformed."""
 

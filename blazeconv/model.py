@@ -287,16 +287,16 @@ def _depthwise(channels: int, stride: int, symmetric_padding: bool) -> nn.Conv2d
     return SameConv2d(channels, channels, 3, stride=stride, groups=channels)
 
 
-def depth_to_space(x: torch.Tensor, block: int) -> torch.Tensor:
-    """TFLite ``DEPTH_TO_SPACE`` on NCHW: channel ``(i * block + j) * C + c`` goes to pixel offset ``(i, j)``.
+def tflite_to_torch_depth_order(channels: int, block: int) -> torch.Tensor:
+    """Channel permutation that turns TFLite's DEPTH_TO_SPACE layout into ``pixel_shuffle``'s.
 
-    (PyTorch's ``pixel_shuffle`` orders the channels ``c * block**2 + i * block + j`` instead.)
+    TFLite puts output channel ``c`` of block offset ``(i, j)`` at input channel ``(i * block + j) * C + c``;
+    ``pixel_shuffle`` reads it from ``c * block**2 + i * block + j``. Entry ``k`` of the result is the TFLite
+    channel that ``pixel_shuffle`` channel ``k`` must hold.
     """
-    b, channels, h, w = x.shape
     c = channels // (block * block)
-    x = x.reshape(b, block, block, c, h, w)  # (B, i, j, C, H, W)
-    x = x.permute(0, 3, 4, 1, 5, 2)  # (B, C, H, i, W, j)
-    return x.reshape(b, c, h * block, w * block)
+    k = torch.arange(channels)
+    return (k % (block * block)) * c + k // (block * block)
 
 
 class FpnLevel(nn.Module):
@@ -325,11 +325,14 @@ class FullRangeHead(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, values * (4 if upsample else 1), 1)
         self.upsample = _depthwise(values * 4, 2, True) if upsample else None
+        if upsample:
+            self.register_buffer("depth_order", tflite_to_torch_depth_order(values * 4, 2), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
         if self.upsample is not None:
-            x = depth_to_space(self.upsample(x), 2)
+            # TFLite DEPTH_TO_SPACE(2) = reorder the channels, then pixel_shuffle (no shape arithmetic to trace).
+            x = F.pixel_shuffle(self.upsample(x)[:, self.depth_order], 2)
         return x
 
 

@@ -8,7 +8,9 @@ Every size the file declares is checked against the file before anything is allo
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +64,37 @@ _OPTION_FIELDS = {
     BuiltinOptions.DepthToSpaceOptions: (tflite.DepthToSpaceOptions, dict(block_size="BlockSize")),
 }
 
-_MAX_TENSOR_ELEMENTS = 1 << 28  # far above any BlazeFace tensor; a guard against lying shapes
+# Guards against files that lie about their sizes, far above any BlazeFace (whose largest constant has 36,864
+# elements, whose constants total 1.5 million, and whose graphs have under 600 tensors): checked before allocating.
+_MAX_TENSOR_ELEMENTS = 1 << 22  # one constant
+_MAX_CONSTANT_ELEMENTS = 1 << 24  # all constants of the file together (aliased buffers count each time)
+_MAX_GRAPH_ITEMS = 1 << 14  # tensors, operators, buffers, operator codes, metadata entries
+
+# What TFLite's kernels require of the operators blazeconv meets (tensorflow/lite/kernels/*.cc ``Prepare``):
+# (fewest inputs, most inputs or None, outputs, rank of each input or None, output rank). Output rank "same":
+# the rank of input 0; "broadcast": the largest input rank; "inputs": every input has the output's rank.
+# Inputs beyond the fewest are optional and may be -1. A graph breaking these is malformed, not just unsupported;
+# checking them here lets later stages index shapes and operands without guarding every access.
+_OPERATOR_SIGNATURES: dict[str, tuple[int, int | None, int, tuple[int | None, ...], int | str | None]] = {
+    "CONV_2D": (2, 3, 1, (4, 4, 1), 4),
+    "DEPTHWISE_CONV_2D": (2, 3, 1, (4, 4, 1), 4),
+    "MAX_POOL_2D": (1, 1, 1, (4,), 4),
+    "AVERAGE_POOL_2D": (1, 1, 1, (4,), 4),
+    "ADD": (2, 2, 1, (), "broadcast"),
+    "MUL": (2, 2, 1, (), "broadcast"),
+    "RELU": (1, 1, 1, (), "same"),
+    "RELU6": (1, 1, 1, (), "same"),
+    "LOGISTIC": (1, 1, 1, (), "same"),
+    "PAD": (2, 2, 1, (None, 2), "same"),
+    "PADV2": (2, 3, 1, (None, 2), "same"),
+    "RESHAPE": (1, 2, 1, (), None),
+    "CONCATENATION": (1, None, 1, (), "inputs"),
+    "DEQUANTIZE": (1, 1, 1, (), "same"),
+    "DENSIFY": (1, 1, 1, (), "same"),
+    "DEPTH_TO_SPACE": (1, 1, 1, (4,), 4),
+    "RESIZE_BILINEAR": (2, 2, 1, (4, 1), 4),
+    "RESIZE_NEAREST_NEIGHBOR": (2, 2, 1, (4, 1), 4),
+}
 
 
 @dataclass(frozen=True)
@@ -100,16 +132,25 @@ class Graph:
     outputs: tuple[int, ...]
     metadata_names: tuple[str, ...]
 
+    @functools.cached_property
+    def _dataflow(self) -> tuple[dict[int, Operator], dict[int, list[Operator]]]:
+        """Producer and consumers of every tensor, indexed once (a hostile graph cannot make lookups quadratic)."""
+        producers: dict[int, Operator] = {}
+        consumers: dict[int, list[Operator]] = {}
+        for op in self.operators:
+            for t in op.outputs:
+                producers.setdefault(t, op)
+            for t in dict.fromkeys(op.inputs):
+                consumers.setdefault(t, []).append(op)
+        return producers, consumers
+
     def producer(self, tensor: int) -> Operator | None:
         """The operator that writes ``tensor``, or None for graph inputs and constants."""
-        for op in self.operators:
-            if tensor in op.outputs:
-                return op
-        return None
+        return self._dataflow[0].get(tensor)
 
     def consumers(self, tensor: int) -> list[Operator]:
         """The operators that read ``tensor``, in graph order."""
-        return [op for op in self.operators if tensor in op.inputs]
+        return list(self._dataflow[1].get(tensor, ()))
 
     def op_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -133,8 +174,8 @@ def read_graph(path: str | Path) -> Graph:
         raise ModelFileError(f"{path}: not a TFLite flatbuffer (no 'TFL3' file identifier)")
     try:
         return _parse(path, data)
-    except ModelFileError:
-        raise
+    except (ModelFileError, MemoryError):
+        raise  # a MemoryError means a size went unchecked: a bug, not a verdict on the file
     except Exception as exc:  # the flatbuffers runtime raises anything on a corrupt buffer
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise ModelFileError(
@@ -142,12 +183,23 @@ def read_graph(path: str | Path) -> Graph:
         ) from None
 
 
+def _count(path: Path, what: str, n: int, data: bytes, limit: int = _MAX_GRAPH_ITEMS) -> int:
+    """A vector length from the file, checked against the file's size (4 bytes an entry) and ``limit``."""
+    if n < 0 or 4 * n > len(data):
+        raise ModelFileError(f"{path}: declares {n} {what}, more than fit in its {len(data)} bytes")
+    if n > limit:
+        raise ModelFileError(f"{path}: declares {n} {what}, more than blazeconv accepts ({limit})")
+    return n
+
+
 def _parse(path: Path, data: bytes) -> Graph:
     model = tflite.Model.GetRootAsModel(data, 0)
-    if model.SubgraphsLength() < 1:
+    if _count(path, "subgraphs", model.SubgraphsLength(), data) < 1:
         raise ModelFileError(f"{path}: the model has no subgraph")
     subgraph = model.Subgraphs(0)
-    num_buffers = model.BuffersLength()
+    num_buffers = _count(path, "buffers", model.BuffersLength(), data)
+    num_codes = _count(path, "operator codes", model.OperatorCodesLength(), data)
+    view = memoryview(data)  # buffers are sliced without copying; only checked constants are copied out
 
     def buffer_bytes(index: int) -> bytes:
         if not 0 <= index < num_buffers:
@@ -157,54 +209,156 @@ def _parse(path: Path, data: bytes) -> Graph:
             start, size = buf.Offset(), buf.Size()
             if start + size > len(data):
                 raise ModelFileError(f"{path}: buffer {index} runs past the end of the file")
-            return data[start:start + size]
+            return view[start:start + size]
         if buf.DataIsNone():
             return b""
         start = buf._tab.Vector(buf._tab.Offset(4))
         size = buf.DataLength()
-        if start + size > len(data):
+        if start < 0 or start + size > len(data):
             raise ModelFileError(f"{path}: buffer {index} runs past the end of the file (truncated?)")
-        return data[start:start + size]
+        return view[start:start + size]
 
+    budget = _Budget(path)
     raw: list[Tensor] = []
-    for i in range(subgraph.TensorsLength()):
-        raw.append(_read_tensor(path, subgraph.Tensors(i), i, buffer_bytes))
+    for i in range(_count(path, "tensors", subgraph.TensorsLength(), data)):
+        raw.append(_read_tensor(path, subgraph.Tensors(i), i, buffer_bytes, budget))
+    num_tensors = len(raw)
+
+    inputs = tuple(int(subgraph.Inputs(j)) for j in range(_count(path, "graph inputs", subgraph.InputsLength(), data)))
+    outputs = tuple(int(subgraph.Outputs(j)) for j in range(_count(path, "graph outputs", subgraph.OutputsLength(), data)))
+    for t in inputs + outputs:
+        if not 0 <= t < num_tensors:
+            raise ModelFileError(f"{path}: graph input/output refers to tensor {t}, file has {num_tensors}")
+    for t in inputs:
+        if raw[t].data is not None:
+            raise ModelFileError(f"{path}: graph input '{raw[t].name}' is a constant")
 
     operators: list[Operator] = []
-    num_tensors = len(raw)
-    for i in range(subgraph.OperatorsLength()):
+    for i in range(_count(path, "operators", subgraph.OperatorsLength(), data)):
         op = subgraph.Operators(i)
         code_index = op.OpcodeIndex()
-        if not 0 <= code_index < model.OperatorCodesLength():
+        if not 0 <= code_index < num_codes:
             raise ModelFileError(f"{path}: operator {i} has an invalid opcode index {code_index}")
         code = model.OperatorCodes(code_index)
         # The builtin code field was widened in schema v3a; old files only fill the deprecated one.
         builtin = max(code.DeprecatedBuiltinCode(), code.BuiltinCode())
         kind = _OPERATOR_NAMES.get(builtin, f"BUILTIN_{builtin}")
         if builtin == BuiltinOperator.CUSTOM:
-            kind = f"CUSTOM:{(code.CustomCode() or b'').decode(errors='replace')}"
-        inputs = tuple(int(op.Inputs(j)) for j in range(op.InputsLength()))
-        outputs = tuple(int(op.Outputs(j)) for j in range(op.OutputsLength()))
-        for t in inputs + outputs:
+            kind = f"CUSTOM:{_text(code.CustomCode())}"
+        op_inputs = tuple(int(op.Inputs(j)) for j in range(_count(path, f"inputs of operator {i}", op.InputsLength(), data)))
+        op_outputs = tuple(
+            int(op.Outputs(j)) for j in range(_count(path, f"outputs of operator {i}", op.OutputsLength(), data))
+        )
+        for t in op_inputs + op_outputs:
             if not -1 <= t < num_tensors:
                 raise ModelFileError(f"{path}: operator {i} ({kind}) refers to tensor {t}, file has {num_tensors}")
-        operators.append(Operator(i, kind, inputs, outputs, _read_options(op)))
+        operator = Operator(i, kind, op_inputs, op_outputs, _read_options(op))
+        _check_operator(path, operator, raw)
+        operators.append(operator)
+    _check_dataflow(path, raw, operators, inputs)
 
-    tensors, operators = _fold_weight_storage(path, raw, operators)
-    inputs = tuple(int(subgraph.Inputs(j)) for j in range(subgraph.InputsLength()))
-    outputs = tuple(int(subgraph.Outputs(j)) for j in range(subgraph.OutputsLength()))
-    for t in inputs + outputs:
-        if not 0 <= t < num_tensors:
-            raise ModelFileError(f"{path}: graph input/output refers to tensor {t}, file has {num_tensors}")
+    tensors, operators = _fold_weight_storage(path, raw, operators, budget)
     metadata = tuple(
-        (model.Metadata(j).Name() or b"").decode(errors="replace") for j in range(model.MetadataLength())
+        _text(model.Metadata(j).Name()) for j in range(_count(path, "metadata entries", model.MetadataLength(), data))
     )
-    description = (model.Description() or b"").decode(errors="replace")
+    description = _text(model.Description())
     return Graph(path, description, tuple(tensors), tuple(operators), inputs, outputs, metadata)
 
 
-def _read_tensor(path: Path, t, index: int, buffer_bytes) -> Tensor:
-    name = (t.Name() or b"").decode(errors="replace")
+def _check_operator(path: Path, op: Operator, tensors: list[Tensor]) -> None:
+    """Arity, required operands and ranks of an operator TFLite's kernels would otherwise refuse to prepare."""
+    signature = _OPERATOR_SIGNATURES.get(op.kind)
+    if signature is None:
+        return
+    fewest, most, num_outputs, input_ranks, output_rank = signature
+    where = f"{path}: operator {op.index} ({op.kind})"
+    if len(op.inputs) < fewest or (most is not None and len(op.inputs) > most):
+        expected = f"{fewest}" if most == fewest else f"{fewest} to {most if most is not None else 'any number'}"
+        raise ModelFileError(f"{where} has {len(op.inputs)} inputs, expected {expected}")
+    if len(op.outputs) != num_outputs:
+        raise ModelFileError(f"{where} has {len(op.outputs)} outputs, expected {num_outputs}")
+    if any(t < 0 for t in op.inputs[:fewest] + op.outputs):
+        raise ModelFileError(f"{where} leaves a required operand out (tensor -1)")
+    present = [tensors[t] for t in op.inputs if t >= 0]
+    for position, (t, rank) in enumerate(zip(op.inputs, input_ranks)):
+        if t >= 0 and rank is not None and len(tensors[t].shape) != rank:
+            raise ModelFileError(
+                f"{where}: input {position} '{tensors[t].name}' has shape {list(tensors[t].shape)}, expected {rank} dimensions"
+            )
+    out = tensors[op.outputs[0]]
+    if output_rank == "same":
+        expected_rank = len(present[0].shape)
+    elif output_rank == "broadcast":
+        expected_rank = max(len(t.shape) for t in present)
+    elif output_rank == "inputs":
+        expected_rank = len(out.shape)
+        for t in present:
+            if len(t.shape) != expected_rank:
+                raise ModelFileError(
+                    f"{where}: input '{t.name}' has shape {list(t.shape)}, the output {list(out.shape)}"
+                )
+    else:
+        expected_rank = output_rank
+    if expected_rank is not None and len(out.shape) != expected_rank:
+        raise ModelFileError(
+            f"{where}: output '{out.name}' has shape {list(out.shape)}, expected {expected_rank} dimensions"
+        )
+
+
+def _check_dataflow(path: Path, tensors: list[Tensor], operators: list[Operator], graph_inputs: tuple[int, ...]) -> None:
+    """Each tensor has at most one writer, which runs before every reader; constants and inputs are never written.
+
+    TFLite runs operators in file order, so this is what a well-formed graph is; it also means the graph has no
+    cycle, so walking it from the input always ends.
+    """
+    writer: dict[int, int] = {}
+    for op in operators:
+        for t in op.outputs:
+            name = tensors[t].name
+            if t in writer:
+                raise ModelFileError(
+                    f"{path}: tensor '{name}' is written by operators {writer[t]} and {op.index} ({op.kind})"
+                )
+            if tensors[t].data is not None or t in graph_inputs:
+                what = "a constant" if tensors[t].data is not None else "a graph input"
+                raise ModelFileError(f"{path}: operator {op.index} ({op.kind}) writes '{name}', {what}")
+            writer[t] = op.index
+    for op in operators:
+        for t in op.inputs:
+            if t >= 0 and writer.get(t, -1) >= op.index:
+                raise ModelFileError(
+                    f"{path}: operator {op.index} ({op.kind}) reads '{tensors[t].name}' before operator {writer[t]} "
+                    f"writes it (operators out of order, or a cycle)"
+                )
+
+
+class _Budget:
+    """Elements of constant data a file may still make the reader allocate (aliased buffers count every time)."""
+
+    def __init__(self, path: Path, elements: int = _MAX_CONSTANT_ELEMENTS):
+        self.path, self.left = path, elements
+
+    def take(self, name: str, count: int) -> None:
+        if count > _MAX_TENSOR_ELEMENTS:
+            raise ModelFileError(
+                f"{self.path}: tensor '{name}' declares {count} elements, more than blazeconv accepts ({_MAX_TENSOR_ELEMENTS})"
+            )
+        if count > self.left:
+            raise ModelFileError(
+                f"{self.path}: constants add up to more than {_MAX_CONSTANT_ELEMENTS} elements at '{name}', "
+                f"more than blazeconv accepts"
+            )
+        self.left -= count
+
+
+def _text(raw: bytes | None) -> str:
+    """A name from the file as printable text: control characters (never in a real name) become '?'."""
+    text = (raw or b"").decode(errors="replace")
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _read_tensor(path: Path, t, index: int, buffer_bytes, budget: _Budget) -> Tensor:
+    name = _text(t.Name())
     shape = tuple(int(d) for d in (t.ShapeAsNumpy() if t.ShapeLength() else ()))
     if any(d < 0 for d in shape):
         shape_sig = shape  # dynamic dimension (-1); only activations may have one
@@ -219,9 +373,8 @@ def _read_tensor(path: Path, t, index: int, buffer_bytes) -> Tensor:
         return Tensor(index, name, shape, dtype)
     if shape_sig is not None:
         raise ModelFileError(f"{path}: constant tensor '{name}' has a dynamic shape {list(shape)}")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if count > _MAX_TENSOR_ELEMENTS:
-        raise ModelFileError(f"{path}: tensor '{name}' declares {count} elements, more than blazeconv accepts")
+    count = math.prod(shape)  # Python integers: a lying shape cannot overflow into a small count
+    budget.take(name, count)
     if dtype.kind == "V":
         raise ModelFileError(f"{path}: constant tensor '{name}' has an unsupported type {t.Type()}")
     sparsity = t.Sparsity()
@@ -258,15 +411,24 @@ def _densify(path: Path, name: str, shape: tuple[int, ...], values: np.ndarray, 
     The stored order is ``traversal_order`` over the original dimensions followed by block dimensions;
     ``block_map[k]`` names the original dimension block dimension k splits. Each traversal level is either
     DENSE (``dense_size`` positions) or SPARSE_CSR (``array_segments`` / ``array_indices``).
+
+    The metadata is checked against ``shape`` before the walk (level sizes multiply to the element count, block
+    sizes divide their dimension) and every level against the positions it can hold, so no array the walk
+    builds is larger than the dense tensor, which the caller has already checked.
     """
     rank = len(shape)
+    count = math.prod(shape)
+
+    def bad(what: str) -> ModelFileError:
+        return ModelFileError(f"{path}: sparse tensor '{name}' {list(shape)} has {what}")
+
     order = [int(v) for v in (sparsity.TraversalOrderAsNumpy() if sparsity.TraversalOrderLength() else [])]
     block_map = [int(v) for v in (sparsity.BlockMapAsNumpy() if sparsity.BlockMapLength() else [])]
     levels = sparsity.DimMetadataLength()
     if sorted(order) != list(range(rank + len(block_map))) or levels != len(order):
-        raise ModelFileError(f"{path}: sparse tensor '{name}' has inconsistent traversal order / dimension metadata")
-    if any(not 0 <= d < rank for d in block_map):
-        raise ModelFileError(f"{path}: sparse tensor '{name}' has a block map outside its {rank} dimensions")
+        raise bad("an inconsistent traversal order / dimension metadata")
+    if any(not 0 <= d < rank for d in block_map) or len(set(block_map)) != len(block_map):
+        raise bad(f"a block map {block_map} that does not name distinct dimensions of {rank}")
 
     # Per level: ('dense', size) or ('csr', segments, indices).
     meta = []
@@ -279,47 +441,54 @@ def _densify(path: Path, name: str, shape: tuple[int, ...], values: np.ndarray, 
             indices = _index_vector(path, name, dm.ArrayIndicesType(), dm.ArrayIndices())
             meta.append(("csr", 0, segments, indices))
 
-    # Size of each traversal dimension: dense_size for DENSE levels; for CSR levels the original
-    # dimension's size (divided by its block size when the dimension is blocked).
-    block_size = {block_map[k]: meta[order.index(rank + k)][1] for k in range(len(block_map))}
-    level_size = []
-    for level, dim in enumerate(order):
-        if meta[level][0] == "dense":
-            level_size.append(meta[level][1])
-        elif dim < rank:
-            level_size.append(shape[dim] // block_size.get(dim, 1))
-        else:
-            level_size.append(meta[level][1])
+    # A block dimension is DENSE with dense_size = the block size, which divides the dimension it splits.
+    block_size = {}
+    for k, d in enumerate(block_map):
+        kind, size, _, _ = meta[order.index(rank + k)]
+        if kind != "dense" or size < 1 or shape[d] % size:
+            raise bad(f"block dimension {k} of size {size} (dense: {kind == 'dense'}) for dimension {d} of {shape[d]}")
+        block_size[d] = size
+    # Size of each traversal dimension: the original dimension's (over its block size), or the block size. A
+    # DENSE level must declare exactly that size.
+    level_size = [shape[dim] // block_size.get(dim, 1) if dim < rank else block_size[block_map[dim - rank]] for dim in order]
+    for level, (kind, size, _, _) in enumerate(meta):
+        if kind == "dense" and size != level_size[level]:
+            raise bad(f"dense_size {size} at level {level}, expected {level_size[level]}")
+    if math.prod(level_size) != count:
+        raise bad(f"traversal sizes {level_size} that do not cover its {count} elements")
 
     # Walk the levels breadth-first, keeping for every stored position its coordinate at each level.
     coords = np.zeros((1, 0), dtype=np.int64)
     parents = np.zeros(1, dtype=np.int64)  # position index into the previous level's segments
+    reachable = 1  # positions the levels so far can address: a bound on the positions stored
     for level in range(levels):
         kind, size, segments, indices = meta[level]
+        reachable *= level_size[level]
         if kind == "dense":
-            n = len(parents)
             child = (parents[:, None] * size + np.arange(size)[None, :]).reshape(-1)
-            coord = np.tile(np.arange(size), n)
+            coord = np.tile(np.arange(size), len(parents))
             coords = np.repeat(coords, size, axis=0)
         else:
-            if len(segments) < parents.max(initial=-1) + 2 or np.any(np.diff(segments) < 0):
-                raise ModelFileError(f"{path}: sparse tensor '{name}' has bad array_segments at level {level}")
+            if len(segments) < parents.max(initial=-1) + 2 or np.any(np.diff(segments) < 0) or np.any(segments < 0):
+                raise bad(f"bad array_segments at level {level}")
+            if len(segments) and segments[-1] > len(indices):
+                raise bad(f"array_segments past its indices at level {level}")
             starts, ends = segments[parents], segments[parents + 1]
             counts = ends - starts
-            if counts.sum() > len(indices) or (len(segments) and segments[-1] > len(indices)):
-                raise ModelFileError(f"{path}: sparse tensor '{name}' has array_segments past its indices")
-            child = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(starts) else np.zeros(0, np.int64)
+            total = int(counts.sum())
+            if total > reachable:
+                raise bad(f"{total} positions at level {level}, more than its {reachable} places")
+            # child = concatenation of range(start, end) for every parent, without a Python loop
+            child = np.arange(total, dtype=np.int64) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
             coord = indices[child]
             coords = np.repeat(coords, counts, axis=0)
         if np.any(coord < 0) or np.any(coord >= max(level_size[level], 1)):
-            raise ModelFileError(f"{path}: sparse tensor '{name}' has an index out of range at level {level}")
+            raise bad(f"an index out of range at level {level}")
         coords = np.concatenate([coords, coord[:, None]], axis=1)
         parents = child
 
     if len(coords) != len(values):
-        raise ModelFileError(
-            f"{path}: sparse tensor '{name}' describes {len(coords)} values, its buffer holds {len(values)}"
-        )
+        raise bad(f"metadata describing {len(coords)} values, its buffer holds {len(values)}")
     # Original coordinate of dimension d: outer index (times block size) plus the block's inner index.
     dense_index = []
     for d in range(rank):
@@ -344,7 +513,7 @@ def _read_options(op) -> dict:
     return {key: getattr(options, accessor)() for key, accessor in fields.items()}
 
 
-def _fold_weight_storage(path: Path, tensors: list[Tensor], operators: list[Operator]):
+def _fold_weight_storage(path: Path, tensors: list[Tensor], operators: list[Operator], budget: _Budget):
     """Replace DEQUANTIZE/DENSIFY of constants by the float32 constant they compute; drop those operators."""
     tensors = list(tensors)
     kept = []
@@ -359,6 +528,7 @@ def _fold_weight_storage(path: Path, tensors: list[Tensor], operators: list[Oper
                     )
                 if source.dtype.kind != "f":
                     raise ModelFileError(f"{path}: {op.kind} of non-float constant '{source.name}' is not supported")
+                budget.take(target.name, source.data.size)  # the float32 copy (one per operator, even if aliased)
                 tensors[target.index] = Tensor(
                     target.index, target.name, target.shape, np.dtype("<f4"),
                     source.data.astype(np.float32), stored_as=source.stored_as,
