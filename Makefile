@@ -6,14 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 BUILD := build
-# Models this version converts (the full-range files are shipped but not convertible yet).
-VARIANTS := front short_range back
+# Every shipped model (models/face_detection_<variant>.tflite).
+VARIANTS := front short_range back full_range full_range_sparse
 
 CONVERTER := $(addprefix blazeconv/,tflite_reader.py convert.py model.py variants.py)
 ANCHORS := $(addprefix blazeconv/,anchors.py variants.py)
 
 .DELETE_ON_ERROR:
-.PHONY: all test check clean setup
+.PHONY: all test check clean setup docs
 
 all: $(foreach v,$(VARIANTS),$(BUILD)/$(v).pth $(BUILD)/$(v)_anchors.npy)
 
@@ -46,6 +46,12 @@ check: test
 
 clean:
 	rm -rf $(BUILD)
+
+# The README's picture of what the models find on one photo.
+docs: docs/model_comparison.png
+
+docs/model_comparison.png: docs/compare_models.py tests/data/images/astronaut_wide.png | $(INSTALLED)
+	$(BIN)/python docs/compare_models.py tests/data/images/astronaut_wide.png $@ short_range back full_range_sparse
 
 # Core ML (blazeconv coreml): for every variant the Vision pipeline (detector + NonMaximumSuppression) and the
 # landmarks model (weighted NMS inside), as float16 ML programs; then each is evaluated operation by operation

@@ -295,7 +295,7 @@ def tflite_to_torch_depth_order(channels: int, block: int) -> torch.Tensor:
     channel that ``pixel_shuffle`` channel ``k`` must hold.
     """
     c = channels // (block * block)
-    k = torch.arange(channels)
+    k = torch.arange(channels, device="cpu")  # real values even when the module is built on the meta device
     return (k % (block * block)) * c + k // (block * block)
 
 
@@ -456,7 +456,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 
 def architecture_of(state_dict: dict, source: str = "state_dict") -> str:
     """Which architecture a state_dict is for, judged by its keys and shapes; ``WeightsError`` if none fits."""
-    keys = {(k, tuple(v.shape) if isinstance(v, torch.Tensor) else None) for k, v in state_dict.items()}
+    keys = {(k, tuple(v.shape) if isinstance(v, torch.Tensor) else None) for k, v in state_dict.items() if isinstance(k, str)}
     names = {k for k, _ in keys}
     best, best_overlap = None, 0.0
     for name, cls in ARCHITECTURES.items():
@@ -524,6 +524,9 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: not a loadable weights-only state_dict ({first_line[:200]})") from None
     if not isinstance(state_dict, dict):
         raise WeightsError(f"{path}: holds a {type(state_dict).__name__}, expected a state_dict (dict of tensors)")
+    odd = next((key for key in state_dict if not isinstance(key, str)), None)
+    if odd is not None:
+        raise WeightsError(f"{path}: a state_dict's keys are names, found the {type(odd).__name__} key {repr(odd)[:60]}")
     return state_dict
 
 
