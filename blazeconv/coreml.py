@@ -675,6 +675,29 @@ def default_output(source: Path, options: CoreMLOptions) -> Path:
     return source.with_name(stem + options.suffix)
 
 
+@contextlib.contextmanager
+def _package_times_kept(path: Path):
+    """Reading an ``.mlpackage`` with coremltools rewrites its ``Manifest.json`` (the same bytes), which makes the
+    package look newer than anything derived from it (``make all`` would verify again); when the manifest is
+    unchanged, its and the package's times are put back."""
+    manifest = path / "Manifest.json"
+    try:
+        saved = [(p, p.stat()) for p in (manifest, path)], manifest.read_bytes()
+    except OSError:  # not a package, or no manifest: nothing to keep
+        yield
+        return
+    try:
+        yield
+    finally:
+        times, content = saved
+        try:
+            if manifest.read_bytes() == content:
+                for p, stat in times:
+                    os.utime(p, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        except OSError as exc:
+            log.debug("cannot restore the times of %s: %s", path, exc)
+
+
 def load_mlmodel(path: str | Path):
     """A saved Core ML model, loaded for inspection only (no compilation; works on Linux). ``CoreMLError`` if unreadable."""
     path = Path(path)
@@ -682,7 +705,7 @@ def load_mlmodel(path: str | Path):
         raise CoreMLError(f"{path}: no such file or directory")
     ct = coremltools()
     try:
-        with _quiet_coremltools():
+        with _quiet_coremltools(), _package_times_kept(path):
             model = ct.models.MLModel(str(path), skip_model_load=True)
     except Exception as exc:  # coremltools raises bare Exceptions for corrupt files
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__

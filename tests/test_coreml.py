@@ -1,7 +1,10 @@
 """Core ML export: the saved files' structure, and their numbers, evaluated operation by operation on Linux.
 
 Each model is converted once per session (module fixtures). The default (Vision pipeline, ML program, float16) and
-the landmarks model are built for every variant; the other format/precision combinations for ``short_range``.
+the landmarks model are built for every variant; the other format/precision combinations for ``short_range``, and
+for the 192 px full-range pair an ML program in float32 (``full_range``) and a float32 neural network
+(``full_range_sparse``: its heads' gather + pixel shuffle). The operations only the full-range models use (bilinear
+upsampling, pixel shuffle / reorganizeData) are also checked one by one against PyTorch and the specification.
 Numbers are checked with ``coreml_eval`` (every operation of the saved file, the NMS stage included) against the
 PyTorch model on the shipped photos; on macOS ``MLModel.predict`` is checked against the evaluator as well.
 """
@@ -56,15 +59,20 @@ SMALL_MAX_FACES = 4
 
 # (variant, kind, format, precision, max_faces): what the tests build. The default model for every variant,
 # the landmarks model for every variant, then every format and precision at least once.
-DEFAULT_BUILDS = [(v, "vision", "mlprogram", "float16", 16) for v in CORE_VARIANTS] + [
+FULL_RANGE_VARIANTS = ["full_range", "full_range_sparse"]
+DEFAULT_BUILDS = [(v, "vision", "mlprogram", "float16", 16) for v in CORE_VARIANTS + FULL_RANGE_VARIANTS] + [
     ("short_range", "landmarks", "mlprogram", "float16", 16),
     ("front", "landmarks", "mlprogram", "float16", SMALL_MAX_FACES),
     ("back", "landmarks", "mlprogram", "float16", SMALL_MAX_FACES),
+    ("full_range", "landmarks", "mlprogram", "float16", SMALL_MAX_FACES),
+    ("full_range_sparse", "landmarks", "mlprogram", "float16", SMALL_MAX_FACES),
 ]
 MATRIX_BUILDS = [
     ("short_range", "vision", "mlprogram", "float32", 16),
     ("short_range", "vision", "neuralnetwork", "float16", 16),
     ("short_range", "landmarks", "neuralnetwork", "float32", SMALL_MAX_FACES),
+    ("full_range", "vision", "mlprogram", "float32", 16),
+    ("full_range_sparse", "vision", "neuralnetwork", "float32", 16),
 ]
 ALL_BUILDS = DEFAULT_BUILDS + MATRIX_BUILDS
 
@@ -326,6 +334,197 @@ def test_evaluator_knows_every_operation_in_the_built_models(built):
                 assert kind in known["models"]
 
 
+def immediate(value) -> list:
+    """The values of a MIL constant stored in the program itself."""
+    tensor = value.immediateValue.tensor
+    return list(getattr(tensor, tensor.WhichOneof("value")).values)
+
+
+@pytest.mark.parametrize("build", [b for b in ALL_BUILDS if b[0] in FULL_RANGE_VARIANTS], ids=build_id)
+def test_full_range_upsampling_is_half_pixel_bilinear(build, built):
+    """PyTorch's ``F.interpolate(bilinear, align_corners=False)`` is TFLite's half-pixel resize; the converted model must
+    ask Core ML for that sampling (iOS 15 ``upsample_bilinear`` align_corners=False, NN ALIGN_CORNERS_FALSE), by 2,
+    at each of the three pyramid levels; the sparse model's heads shuffle pixels in PyTorch's channel order."""
+    variant, _, model_format, _, _ = build
+    shuffles = 2 if variant == "full_range_sparse" else 0
+    spec = spec_of(built(build))
+    detector = spec.pipeline.models[0] if spec.WhichOneof("Type") == "pipeline" else spec
+    if model_format == "mlprogram":
+        ops = program_ops(detector)
+        consts = {
+            op.outputs[0].name: immediate(op.attributes["val"])
+            for op in ops
+            if op.type == "const" and op.attributes["val"].WhichOneof("value") == "immediateValue"
+        }
+
+        def argument(op, key):
+            return consts[op.inputs[key].arguments[0].name]
+
+        upsamples = [op for op in ops if op.type == "upsample_bilinear"]
+        assert len(upsamples) == 3
+        for op in upsamples:
+            assert set(op.inputs) == {"x", "scale_factor_height", "scale_factor_width", "align_corners"}
+            assert argument(op, "align_corners") == [False]
+            assert argument(op, "scale_factor_height") == argument(op, "scale_factor_width") == [2]
+        pixel_shuffles = [op for op in ops if op.type == "pixel_shuffle"]
+        assert [argument(op, "upscale_factor") for op in pixel_shuffles] == [[2]] * shuffles
+    else:
+        layers = detector.neuralNetwork.layers
+        upsamples = [layer.upsample for layer in layers if layer.HasField("upsample")]
+        assert len(upsamples) == 3
+        for upsample in upsamples:
+            assert list(upsample.scalingFactor) == [2, 2] and not len(upsample.fractionalScalingFactor)
+            assert (upsample.mode, upsample.linearUpsampleMode) == (1, 2)  # BILINEAR, ALIGN_CORNERS_FALSE
+        reorganize = [layer.reorganizeData for layer in layers if layer.HasField("reorganizeData")]
+        assert [(r.mode, r.blockSize) for r in reorganize] == [(2, 2)] * shuffles  # PIXEL_SHUFFLE
+
+
+# ----------------------------------------------- the full-range models' operations, one at a time
+
+
+def mil_model(make, shape, opset="iOS15"):
+    """A float32 ML program computing ``make(mb, x)`` of one input ``x`` of ``shape``."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    target = getattr(ct.target, opset)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=shape)], opset_version=target)
+    def program(x):
+        return make(mb, x)
+
+    return ct.convert(program, convert_to="mlprogram", minimum_deployment_target=target,
+                      compute_precision=ct.precision.FLOAT32, skip_model_load=True)
+
+
+def nn_model(add_layer, in_shape, out_shape):
+    """A neural network of one layer, ``add_layer(builder)`` from ``x`` to ``y``."""
+    import coremltools as ct
+    from coremltools.models import datatypes
+    from coremltools.models.neural_network import NeuralNetworkBuilder
+
+    builder = NeuralNetworkBuilder([("x", datatypes.Array(*in_shape))], [("y", datatypes.Array(*out_shape))],
+                                   disable_rank5_shape_mapping=True)
+    add_layer(builder)
+    return ct.models.MLModel(builder.spec, skip_model_load=True)
+
+
+def evaluate_one(model, x, operation):
+    """The single output of ``model`` on ``x``; ``operation`` (``mil:...``/``nn:...``) must have been evaluated."""
+    evaluation = evaluate(model, {"x": x})
+    assert evaluation.operations.get(operation) == 1, evaluation.operations
+    (value,) = evaluation.outputs.values()
+    return np.asarray(value, np.float32)
+
+
+def plain_upsample(x, grid_h, grid_w):
+    """Bilinear sampling of ``x (..., H, W)`` at the given (unclamped) grid points, one output pixel at a time."""
+    height, width = x.shape[-2:]
+    out = np.zeros(x.shape[:-2] + (len(grid_h), len(grid_w)), np.float64)
+    for i, gy in enumerate(grid_h):
+        gy = min(height - 1, max(0.0, gy))
+        y0 = int(math.floor(gy))
+        y1, ty = min(y0 + 1, height - 1), gy - y0
+        for j, gx in enumerate(grid_w):
+            gx = min(width - 1, max(0.0, gx))
+            x0 = int(math.floor(gx))
+            x1, tx = min(x0 + 1, width - 1), gx - x0
+            top = x[..., y0, x0] * (1 - tx) + x[..., y0, x1] * tx
+            bottom = x[..., y1, x0] * (1 - tx) + x[..., y1, x1] * tx
+            out[..., i, j] = top * (1 - ty) + bottom * ty
+    return out
+
+
+def torch_bilinear(x, scales, align_corners):
+    """PyTorch's bilinear upsampling with the scale recomputed from the output size (what Core ML does)."""
+    return torch.nn.functional.interpolate(
+        torch.from_numpy(x), scale_factor=scales, mode="bilinear", align_corners=align_corners,
+        recompute_scale_factor=True,
+    ).numpy()
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("scales", [(2, 2), (2, 3), (1.5, 2.5)])
+def test_upsample_bilinear_op_matches_pytorch(align_corners, scales):
+    x = np.random.default_rng(1).normal(size=(1, 3, 4, 6)).astype(np.float32)
+    model = mil_model(lambda mb, x: mb.upsample_bilinear(
+        x=x, scale_factor_height=float(scales[0]), scale_factor_width=float(scales[1]), align_corners=align_corners,
+    ), x.shape)
+    actual = evaluate_one(model, x, "mil:upsample_bilinear")
+    np.testing.assert_allclose(actual, torch_bilinear(x, scales, align_corners), atol=1e-6, rtol=0)
+
+
+def test_upsample_bilinear_half_pixel_centers_only_at_its_default():
+    """iOS 16 adds ``half_pixel_centers`` (default: not align_corners); another combination is refused, not guessed."""
+    x = np.random.default_rng(2).normal(size=(1, 2, 3, 5)).astype(np.float32)
+
+    def upsample(align_corners, half_pixel_centers):
+        return mil_model(lambda mb, x: mb.upsample_bilinear(
+            x=x, scale_factor_height=2.0, scale_factor_width=2.0, align_corners=align_corners,
+            half_pixel_centers=half_pixel_centers,
+        ), x.shape, opset="iOS16")
+
+    for align_corners in (False, True):
+        actual = evaluate_one(upsample(align_corners, not align_corners), x, "mil:upsample_bilinear")
+        np.testing.assert_allclose(actual, torch_bilinear(x, (2, 2), align_corners), atol=1e-6, rtol=0)
+    with pytest.raises(UnsupportedOperationError, match="half_pixel_centers"):
+        evaluate(upsample(False, False), {"x": x})
+
+
+@pytest.mark.parametrize(
+    "mode, linear, scales",
+    [("BILINEAR", "ALIGN_CORNERS_FALSE", (2, 3)), ("BILINEAR", "ALIGN_CORNERS_TRUE", (2, 3)),
+     ("BILINEAR", "DEFAULT", (2, 3)), ("BILINEAR", "ALIGN_CORNERS_FALSE", (1.5, 2.5)), ("NN", "DEFAULT", (2, 3))],
+)
+def test_nn_upsample_layer_matches_pytorch_and_the_specification(mode, linear, scales):
+    x = np.random.default_rng(3).normal(size=(1, 2, 4, 6)).astype(np.float32)
+    out_shape = (1, 2, int(4 * scales[0]), int(6 * scales[1]))
+    model = nn_model(lambda b: b.add_upsample("up", scales[0], scales[1], "x", "y", mode=mode,
+                                              linear_upsample_mode=linear), x.shape, out_shape)
+    actual = evaluate_one(model, x, "nn:upsample")
+    assert actual.shape == out_shape
+    (h_in, w_in), (h_out, w_out) = x.shape[-2:], out_shape[-2:]
+    if mode == "NN":
+        expected = torch.nn.functional.interpolate(torch.from_numpy(x), scale_factor=scales, mode="nearest").numpy()
+    elif linear == "DEFAULT":  # NeuralNetwork.proto: spacing = (Xin - Xin/Xout) / (Xout - 1), grid = i * spacing
+        grid_h = np.arange(h_out) * (h_in - h_in / h_out) / (h_out - 1)
+        grid_w = np.arange(w_out) * (w_in - w_in / w_out) / (w_out - 1)
+        expected = plain_upsample(x, grid_h, grid_w)
+    else:
+        expected = torch_bilinear(x, scales, linear == "ALIGN_CORNERS_TRUE")
+        if linear == "ALIGN_CORNERS_FALSE":  # spacing = Xin / Xout, grid = i * spacing + 0.5 * spacing - 0.5
+            grid_h = (np.arange(h_out) + 0.5) * h_in / h_out - 0.5
+            grid_w = (np.arange(w_out) + 0.5) * w_in / w_out - 0.5
+            np.testing.assert_allclose(actual, plain_upsample(x, grid_h, grid_w), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(actual, expected, atol=1e-6, rtol=0)
+
+
+# NeuralNetwork.proto's ReorganizeDataLayerParams example: C = 8, H = 1, W = 2 with block size 2.
+REORGANIZE_INPUT = np.arange(1, 17, dtype=np.float32).reshape(1, 8, 1, 2)
+REORGANIZE_EXAMPLES = {
+    "DEPTH_TO_SPACE": [[[1, 5, 2, 6], [9, 13, 10, 14]], [[3, 7, 4, 8], [11, 15, 12, 16]]],
+    "PIXEL_SHUFFLE": [[[1, 3, 2, 4], [5, 7, 6, 8]], [[9, 11, 10, 12], [13, 15, 14, 16]]],
+}
+
+
+def test_reorganize_data_and_pixel_shuffle_follow_the_specification():
+    def reorganize(mode, x, out_shape):
+        model = nn_model(lambda b: b.add_reorganize_data("r", "x", "y", mode=mode, block_size=2), x.shape, out_shape)
+        return evaluate_one(model, x, "nn:reorganizeData")
+
+    for mode, expected in REORGANIZE_EXAMPLES.items():
+        np.testing.assert_array_equal(reorganize(mode, REORGANIZE_INPUT, (1, 2, 2, 4))[0], expected)
+    # SPACE_TO_DEPTH is DEPTH_TO_SPACE with input and output swapped.
+    spread = np.asarray(REORGANIZE_EXAMPLES["DEPTH_TO_SPACE"], np.float32)[None]
+    np.testing.assert_array_equal(reorganize("SPACE_TO_DEPTH", spread, (1, 8, 1, 2)), REORGANIZE_INPUT)
+    # PIXEL_SHUFFLE and the ML program's pixel_shuffle are PyTorch's.
+    x = np.random.default_rng(4).normal(size=(1, 12, 3, 5)).astype(np.float32)
+    expected = torch.nn.functional.pixel_shuffle(torch.from_numpy(x), 2).numpy()
+    np.testing.assert_array_equal(reorganize("PIXEL_SHUFFLE", x, expected.shape), expected)
+    program = mil_model(lambda mb, x: mb.pixel_shuffle(x=x, upscale_factor=2), x.shape)
+    np.testing.assert_array_equal(evaluate_one(program, x, "mil:pixel_shuffle"), expected)
+
+
 # ------------------------------------------------------------------------ the evaluator refuses
 
 
@@ -536,6 +735,16 @@ def test_saving_is_atomic(tmp_path):
         save_coreml(_FailingModel(), target)
     assert [p.name for p in tmp_path.iterdir()] == ["m.mlpackage"]  # nothing left beside it
     assert (target / "old").read_text() == "previous model"
+
+
+def test_reading_a_package_leaves_its_times(built):
+    """coremltools rewrites a package's Manifest.json when it reads one; make must not see the package as newer."""
+    path = built(("short_range", "vision", "mlprogram", "float16", 16))
+    files = [path, path / "Manifest.json"]
+    before = [p.stat().st_mtime_ns for p in files]
+    load_mlmodel(path)
+    evaluate(path, {IMAGE: photo("1face.png", 128)})
+    assert [p.stat().st_mtime_ns for p in files] == before
 
 
 # ------------------------------------------------------------------------------------ the CLI
