@@ -338,7 +338,8 @@ def derive_structure(graph: Graph, double_blocks: bool = False) -> Structure:
 def _match_architecture(graph: Graph) -> tuple[str, Structure, dict[str, str]]:
     """Walk the graph as each candidate architecture of its input size would be walked; keep the one it equals."""
     where = str(graph.path)
-    size = graph.tensors[graph.inputs[0]].shape[1] if len(graph.inputs) == 1 and len(graph.tensors[graph.inputs[0]].shape) > 1 else None
+    image_shape = graph.tensors[graph.inputs[0]].shape if len(graph.inputs) == 1 else ()
+    size = image_shape[1] if len(image_shape) > 1 else None
     candidates = [name for name, cls in ARCHITECTURES.items() if cls.input_size == size]
     first_error, walked = None, []
     for name in candidates:
