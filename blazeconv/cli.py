@@ -99,6 +99,8 @@ def anchors(variant: str | None, options_file: Path | None, output: Path | None)
     _say(f"wrote {output}: {len(result)} anchors, (x_center, y_center, w, h) float32")
 
 
+# detect compiles the model (blazeconv.fast) from this many images on: below, its start-up outweighs the gain.
+FAST_MIN_IMAGES = 200
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -160,7 +162,11 @@ def _thresholds_help() -> str:
               help="Write each image with boxes, keypoints and scores drawn into this folder (as PNG).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024),
               help="Images per forward pass.")
-def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size) -> None:
+@click.option("--fast/--no-fast", default=None,
+              help="Run the model compiled for CPU (blazeconv.fast: traced and rewritten once per input shape, the "
+                   "same outputs to 1e-4; about a second to start) or as the plain PyTorch module [default: fast "
+                   f"from {FAST_MIN_IMAGES} images on].")
+def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast) -> None:
     """Detect faces in images (files or folders of images) with MediaPipe's pre- and post-processing.
 
     Letterbox to the model input, run the PyTorch model, decode with the SSD anchors, weighted
@@ -176,7 +182,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     """
     import json
 
-    from .detect import annotate, detect_images, detections_to_json, load_image
+    from .detect import annotate, detect_files, detections_to_json
     from .errors import ImageError
     from .io import atomic_path
     from .model import load_model
@@ -200,23 +206,26 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     paths = _expand_images(tuple(inputs))
     if not paths:
         raise click.UsageError("no image files found in " + ", ".join(str(i) for i in inputs))
+    use_fast = fast if fast is not None else len(paths) >= FAST_MIN_IMAGES
+    if use_fast:
+        from .fast import fast_model
+
+        model = fast_model(model)
     results, failures = [], []
     with _progress(len(paths), "detecting") as progress:
-        for start in range(0, len(paths), batch_size):
-            batch_paths, images = [], []
-            for path in paths[start:start + batch_size]:
-                try:
-                    images.append(load_image(path))
-                    batch_paths.append(path)
-                except ImageError as exc:
-                    failures.append(str(exc))
-            for path, image, found in zip(batch_paths, images, detect_images(
-                    model, images, variant, min_score=min_score, batch_size=batch_size)):
-                results.append((path, image, found))
-            progress.update(len(paths[start:start + batch_size]))
+        # Files are decoded and letterboxed on every core while the model runs; annotations are written as they come.
+        for path, image, found in detect_files(model, paths, variant, min_score=min_score, batch_size=batch_size):
+            if found is None:
+                failures.append(str(image))
+            else:
+                results.append((path, image.shape[1], image.shape[0], found))
+                if annotate_dir is not None:
+                    with atomic_path(annotate_dir / f"{path.stem}.png") as tmp:
+                        annotate(image, found).save(tmp, format="PNG")
+            progress.update(1)
 
     if results:
-        document = {"images": [detections_to_json(p, im.shape[1], im.shape[0], d) for p, im, d in results]}
+        document = {"images": [detections_to_json(p, w, h, d) for p, w, h, d in results]}
         if failures:
             document["errors"] = failures
         if json_path is not None and str(json_path) == "-":
@@ -224,12 +233,8 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         elif json_path is not None:
             with atomic_path(json_path) as tmp:
                 tmp.write_text(json.dumps(document, indent=2) + "\n")
-        if annotate_dir is not None:
-            for path, image, found in results:
-                with atomic_path(annotate_dir / f"{path.stem}.png") as tmp:
-                    annotate(image, found).save(tmp, format="PNG")
         threshold = variant.min_score if min_score is None else min_score
-        for path, _, found in results:
+        for path, _, _, found in results:
             faces = "face" if len(found) == 1 else "faces"
             _say(f"{path}: {len(found)} {faces}" + "".join(f"\n  score {d.score:.3f} box "
                  + " ".join(f"{v:.3f}" for v in d.box) for d in found))
@@ -389,6 +394,55 @@ def _os_error_message(exc: OSError) -> str:
     """``FILE: reason`` for an operating-system error the user can fix (permissions, full disk, ...)."""
     reason = exc.strerror or str(exc) or type(exc).__name__
     return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
+
+@cli.command()
+@click.option("--variant", "variants", multiple=True, type=click.Choice(list(VARIANTS)),
+              help="Measure this model (repeatable) [default: every shipped model].")
+@click.option("--rounds", type=click.IntRange(1, 10000),
+              help="Timed rounds per measurement, the median is reported; a quarter as many at the large batch "
+                   "[default: 40; --quick: 3].")
+@click.option("--warmup", type=click.IntRange(0, 1000), help="Untimed rounds first [default: 5; --quick: 1].")
+@click.option("--batch", type=click.IntRange(1, 1024), help="The large batch size [default: 32; --quick: 4].")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="torch and LiteRT threads for the per-image figures (the detect throughput uses every core).")
+@click.option("--throughput-images", type=click.IntRange(0, 100000),
+              help="Files for the detect throughput run, 0 to skip it [default: 1000; --quick: 40].")
+@click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+              help="Elapsed time, or the thread's CPU time (steadier on a busy machine; one thread only).")
+@click.option("--photo", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="The photo the pipeline figures use [default: tests/data/images/astronaut.png, 512x512].")
+@click.option("--quick", is_flag=True, help="A smoke test: fewer rounds, a small batch, few files.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the table to this file (Markdown).")
+def bench(variants, rounds, warmup, batch, threads, throughput_images, clock, photo, quick, output) -> None:
+    """Measure speed side by side with LiteRT and print a Markdown table (stdout).
+
+    For each model: the network alone at batch 1 and --batch (LiteRT/XNNPACK, the eager PyTorch module, and
+    the fast path blazeconv.fast with its start-up), ms per image and the ratio to LiteRT; decode + weighted
+    NMS per image; detect end to end on a 512x512 photo; each conversion stage. Then detect's throughput on
+    --throughput-images files with every core. Medians after warm-up, contenders interleaved round by round.
+
+    \b
+    Examples:
+      blazeconv bench > bench.md
+      blazeconv bench --variant short_range --rounds 100 --clock cpu
+      blazeconv bench --quick
+    """
+    from .bench import default_options, format_report, run_bench
+    from .io import atomic_path
+
+    defaults = (3, 1, 4, 40) if quick else (40, 5, 32, 1000)
+    rounds, warmup, batch, throughput_images = (given if given is not None else default for given, default in zip(
+        (rounds, warmup, batch, throughput_images), defaults))
+    options = default_options(variants, photo=photo, rounds=rounds, warmup=warmup, batch=batch, threads=threads,
+                              throughput_images=throughput_images, clock=clock)
+    table = format_report(run_bench(options, progress=_say))
+    click.echo(table)
+    if output is not None:
+        with atomic_path(output) as tmp:
+            tmp.write_text(table + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:

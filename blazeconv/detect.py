@@ -126,9 +126,9 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     if size < 1:
         raise OptionsError(f"letterbox size must be positive, got {size}")
     height, width = image.shape[:2]
-    warped = _warp(image, size)
-    tensor = warped.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
-    tensor = np.ascontiguousarray(tensor.transpose(2, 0, 1))  # (S, S, 3) -> (3, S, S)
+    tensor = _warp_planes(image, size).astype(np.float32)  # (3, S, S), values 0..255
+    tensor *= np.float32(2.0 / 255.0)
+    tensor -= np.float32(1.0)
 
     # PadRoi in image_to_tensor_utils.cc: the padding as fractions of the square input.
     side = max(width, height)
@@ -139,27 +139,34 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
 
 def _warp(image: np.ndarray, size: int) -> np.ndarray:
     """The ``(size, size, 3)`` uint8 image ``cv::warpPerspective`` makes (INTER_LINEAR, BORDER_CONSTANT 0)."""
+    planes = _warp_planes(image, size).astype(np.uint8)  # (3, S, S)
+    return np.ascontiguousarray(planes.transpose(1, 2, 0))  # (S, S, 3)
+
+
+def _warp_planes(image: np.ndarray, size: int) -> np.ndarray:
+    """``_warp``'s result channel-first, ``(3, size, size)`` int32 holding 0..255 (the layout the model takes)."""
     height, width = image.shape[:2]
-    indices, weights = _warp_taps(width, height, size)  # (4, S*S*3) each
-    pixels = np.take(np.ascontiguousarray(image).reshape(-1), indices)  # (4, S*S*3) uint8: the neighbours' bytes
+    indices, weights = _warp_taps(width, height, size)  # (4, 3*S*S) each
+    pixels = np.take(np.ascontiguousarray(image).reshape(-1), indices)  # (4, 3*S*S) uint8: the neighbours' bytes
     total = pixels.astype(np.int32)  # the sum is at most 255 * 32 * 32
     total *= weights
     total[0] += total[1]
     total[2] += total[3]
     total[0] += total[2]
     # The weights sum to 32*32; OpenCV's (sum * 2**5 + 2**14) >> 15 rounds exactly like this.
-    warped = (total[0] + (1 << (2 * _INTER_BITS - 1))) >> (2 * _INTER_BITS)
-    return warped.astype(np.uint8).reshape(size, size, 3)
+    total[0] += 1 << (2 * _INTER_BITS - 1)
+    total[0] >>= 2 * _INTER_BITS
+    return total[0].reshape(3, size, size)
 
 
 @functools.lru_cache(maxsize=8)
 def _warp_taps(width: int, height: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each output byte (pixel and channel) its four bilinear neighbours: source byte offsets and weights.
+    """For each output value (channel, y, x) its four bilinear neighbours: source byte offsets and weights.
 
-    ``indices`` ``(4, size*size*3)`` into the image's flat bytes (one-byte gathers are twice as fast as
-    gathering 3-byte pixels), taps in the order (top-left, top-right, bottom-left, bottom-right); ``weights`` the
-    same shape, int32 out of 32*32; a neighbour outside the image has weight 0 (the border value). Cached per
-    geometry (1.5 MB for a 128 input): a folder of photos of one size, or a video, computes it once.
+    ``indices`` ``(4, 3*size*size)`` into the image's flat bytes (one-byte gathers are twice as fast as
+    gathering 3-byte pixels), channel-first, taps in the order (top-left, top-right, bottom-left, bottom-right);
+    ``weights`` the same shape, int32 out of 32*32; a neighbour outside the image has weight 0 (the border value).
+    Cached per geometry (1.5 MB for a 128 input): a folder of photos of one size, or a video, computes it once.
     """
     fixed_x, fixed_y = _warp_grid(width, height, size)  # (S, S) each, in 1/32 pixel
     indices, weights = [], []
@@ -171,8 +178,8 @@ def _warp_taps(width: int, height: int, size: int) -> tuple[np.ndarray, np.ndarr
             weight = (row_weight * _tap_weight(fixed_x, dx)).astype(np.int32)
             weight *= (row >= 0) & (row < height) & (col >= 0) & (col < width)  # outside: the border value 0
             pixel = (np.clip(row, 0, height - 1) * width + np.clip(col, 0, width - 1)).ravel()  # (S*S,)
-            indices.append((pixel[:, None] * 3 + np.arange(3)).ravel().astype(np.intp))  # (S*S*3,) bytes
-            weights.append(np.repeat(weight.ravel(), 3))
+            indices.append((np.arange(3)[:, None] + pixel * 3).ravel().astype(np.intp))  # (3*S*S,) bytes
+            weights.append(np.tile(weight.ravel(), 3))
     taps = np.stack(indices), np.stack(weights)
     for array in taps:
         array.setflags(write=False)
@@ -310,15 +317,14 @@ def decode(
         raise OptionsError(
             f"{count} raw boxes need (N, 4) anchors and N logits, got anchors {anchors.shape}, logits {logits.shape}"
         )
-    boxes, keypoints = _decode_boxes(raw, anchors, input_size)
+    boxes, keypoints = _decode_boxes(np.ascontiguousarray(raw.T), np.ascontiguousarray(anchors.T), input_size)
     return boxes, keypoints, _scores(logits.reshape(count))
 
 
-def _decode_boxes(raw: np.ndarray, anchors: np.ndarray, input_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``decode``'s boxes ``(N, 4)`` and keypoints ``(N, K, 2)`` of float32 ``raw`` ``(N, 4 + 2K)`` and ``anchors``."""
-    # Column by column (rows of the transposed arrays): numpy is slow on the 2-wide slices of (N, 16).
-    columns = np.ascontiguousarray(raw.T)  # (4 + 2K, N)
-    ax, ay, aw, ah = np.ascontiguousarray(anchors.T)  # (N,) each
+def _decode_boxes(columns: np.ndarray, anchor_columns: np.ndarray, input_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``decode``'s boxes ``(N, 4)`` and keypoints ``(N, K, 2)``, from the transposed raw values ``(4 + 2K, N)``
+    and anchors ``(4, N)`` (column by column: numpy is slow on the 2-wide slices of ``(N, 16)``)."""
+    ax, ay, aw, ah = anchor_columns  # (N,) each
     scale = np.float32(input_size)
     xs = columns[0::2] / scale * aw  # (1 + 1 + K, N): x, w, keypoint x before the anchor offset
     ys = columns[1::2] / scale * ah
@@ -357,7 +363,10 @@ def decode_and_suppress(
     if raw.ndim != 2 or raw.shape[1] < 4 or raw.shape[1] % 2 or anchors.shape != (len(raw), 4) or scores.shape != (len(raw),):
         decode(raw, logits, anchors, input_size)  # raises the OptionsError that names the shapes
     keep = np.flatnonzero(scores >= np.float32(min_score))
-    boxes, keypoints = _decode_boxes(raw[keep], anchors[keep], input_size)
+    if not len(keep):  # no face: most frames of a video, most anchors always
+        pairs = (raw.shape[1] - 4) // 2
+        return np.zeros((0, 4), np.float32), np.zeros((0, pairs, 2), np.float32), np.zeros(0, np.float32)
+    boxes, keypoints = _decode_boxes(raw.T[:, keep], anchors.T[:, keep], input_size)  # only the kept columns
     sized = np.flatnonzero((boxes[:, 2] - boxes[:, 0] >= 0) & (boxes[:, 3] - boxes[:, 1] >= 0))
     return weighted_nms(boxes[sized], keypoints[sized], scores[keep][sized], iou_threshold)
 
@@ -402,7 +411,9 @@ def weighted_nms(
     # The loop only finds the clusters, on Python integers as bit sets (bit i: detection i); their weighted means are
     # one matrix product afterwards.
     width = (count + 7) // 8
-    rows = [int.from_bytes(row.tobytes(), "little") for row in np.packbits(similar, axis=1, bitorder="little")]
+    packed = int.from_bytes(np.packbits(similar, axis=1, bitorder="little").tobytes(), "little")  # row i at bit 8*width*i
+    row_mask, row_bits = (1 << (8 * width)) - 1, 8 * width
+    rows = [(packed >> (row_bits * i)) & row_mask for i in range(count)]
     remaining = (1 << count) - 1
     best, clusters = [], []
     while remaining:

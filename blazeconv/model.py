@@ -6,6 +6,11 @@ Parameter names follow the original PyTorch port (hollance/BlazeFace-PyTorch) so
 
 Input: ``(B, 3, S, S)`` float32 RGB in [-1, 1]. Output: ``(regressors (B, N, 16), classificators (B, N, 1))``,
 raw values in the TFLite outputs' layout, anchors ordered (grid, y, x, anchor) with the finer grid first.
+
+Written for speed in plain eager mode on CPU (``blazeconv bench`` measures it against LiteRT): activations are
+channels-last (NHWC in memory, what oneDNN's depthwise kernels take without a reorder, and the heads' layout),
+stride-1 ``SAME`` padding is the convolution's own, residuals and ReLUs write into fresh convolution outputs
+rather than allocating new tensors. All of it stays differentiable.
 """
 
 from __future__ import annotations
@@ -60,9 +65,16 @@ class ArchitectureSpec:
 
 
 class SameConv2d(nn.Conv2d):
-    """``nn.Conv2d`` with TensorFlow ``SAME`` padding: the odd pixel of padding goes after (bottom/right)."""
+    """``nn.Conv2d`` with TensorFlow ``SAME`` padding: the odd pixel of padding goes after (bottom/right).
+
+    At stride 1 with an odd kernel ``SAME`` is symmetric, ``kernel // 2`` on every side, and the convolution pads
+    by itself (no padded copy of the input); otherwise the input is padded first.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == (1, 1) and self.kernel_size[0] % 2 and self.kernel_size[1] % 2:
+            padding = (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
+            return F.conv2d(x, self.weight, self.bias, 1, padding, self.dilation, self.groups)
         pads = []
         for size, kernel, stride in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
             out = -(-size // stride)  # ceil
@@ -71,6 +83,21 @@ class SameConv2d(nn.Conv2d):
         if any(pads):
             x = F.pad(x, pads)
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def add_residual(out: torch.Tensor, residual: torch.Tensor, extra_channels: int) -> torch.Tensor:
+    """``out + residual`` zero-padded on the channel axis to ``out``'s channels (TFLite's ``channel_padding``),
+    added in place into ``out``'s leading channels: ``out`` ``(B, C, H, W)``, ``residual`` ``(B, C - extra_channels,
+    H, W)``.
+
+    ``out`` must be a fresh result nothing else reads (a convolution's output: its gradient does not need it).
+    Under ``torch.jit.trace`` (the Core ML export) the sum is out of place: a write through a view is not dataflow
+    a traced graph's readers (coremltools) follow.
+    """
+    if torch.jit.is_tracing():
+        return out + (F.pad(residual, (0, 0, 0, 0, 0, extra_channels)) if extra_channels else residual)
+    out.narrow(1, 0, residual.shape[1]).add_(residual)
+    return out
 
 
 class BlazeBlock(nn.Module):
@@ -90,13 +117,10 @@ class BlazeBlock(nn.Module):
             SameConv2d(in_channels, in_channels, 3, stride=stride, groups=in_channels),
             nn.Conv2d(in_channels, out_channels, 1),
         )
-        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = F.max_pool2d(x, 2) if self.stride == 2 else x
-        if self.extra_channels > 0:
-            residual = F.pad(residual, (0, 0, 0, 0, 0, self.extra_channels))
-        return self.act(self.convs(x) + residual)
+        return add_residual(self.convs(x), residual, self.extra_channels).relu_()
 
 
 class SeparableBlock(nn.Module):
@@ -111,10 +135,9 @@ class SeparableBlock(nn.Module):
             SameConv2d(channels, channels, 3, stride=stride, groups=channels),
             nn.Conv2d(channels, channels, 1),
         )
-        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.convs(x))
+        return self.convs(x).relu_()
 
 
 def _blocks(channels: list[int], strides: list[int]) -> list[BlazeBlock]:
@@ -179,7 +202,7 @@ class BlazeFaceBase(nn.Module):
         }
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        fine, coarse = self.features(x)
+        fine, coarse = self.features(x.contiguous(memory_format=torch.channels_last))
         classificators = torch.cat(
             [_flatten_head(self.classifier_8(fine), 1), _flatten_head(self.classifier_16(coarse), 1)], dim=1
         )  # (B, N, 1)
@@ -272,13 +295,10 @@ class DoubleBlazeBlock(nn.Module):
         self.pw2 = nn.Conv2d(mid_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.pw2(self.dw2(F.relu(self.pw1(self.dw1(x)))))
+        h = self.pw2(self.dw2(self.pw1(self.dw1(x)).relu_()))
         if self.residual:
-            skip = F.max_pool2d(x, 2) if self.stride == 2 else x
-            if self.extra_channels > 0:
-                skip = F.pad(skip, (0, 0, 0, 0, 0, self.extra_channels))
-            h = h + skip
-        return F.relu(h)
+            h = add_residual(h, F.max_pool2d(x, 2) if self.stride == 2 else x, self.extra_channels)
+        return h.relu_()
 
 
 def _depthwise(channels: int, stride: int, symmetric_padding: bool) -> nn.Conv2d:
@@ -313,8 +333,8 @@ class FpnLevel(nn.Module):
         )
 
     def forward(self, coarse: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
-        up = F.interpolate(F.relu(self.reduce(coarse)), scale_factor=2, mode="bilinear", align_corners=False)
-        return self.blocks(F.relu(self.lateral(feature)) + up)
+        up = F.interpolate(self.reduce(coarse).relu_(), scale_factor=2, mode="bilinear", align_corners=False)
+        return self.blocks(up.add_(self.lateral(feature).relu_()))  # into the upsampled map: its gradient needs neither
 
 
 class FullRangeHead(nn.Module):
@@ -417,7 +437,7 @@ class BlazeFaceFullRange(nn.Module):
         return addresses
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.relu(self.stem(x))  # (B, 32, 96, 96)
+        x = self.stem(x.contiguous(memory_format=torch.channels_last)).relu_()  # (B, 32, 96, 96)
         features = []
         for block in self.backbone:
             x = block(x)
