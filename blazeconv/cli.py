@@ -99,8 +99,6 @@ def anchors(variant: str | None, options_file: Path | None, output: Path | None)
     _say(f"wrote {output}: {len(result)} anchors, (x_center, y_center, w, h) float32")
 
 
-# detect compiles the model (blazeconv.fast) from this many images on: below, its start-up outweighs the gain.
-FAST_MIN_IMAGES = 200
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -162,10 +160,10 @@ def _thresholds_help() -> str:
               help="Write each image with boxes, keypoints and scores drawn into this folder (as PNG).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024),
               help="Images per forward pass.")
-@click.option("--fast/--no-fast", default=None,
+@click.option("--fast/--no-fast", default=False, show_default=True,
               help="Run the model compiled for CPU (blazeconv.fast: traced and rewritten once per input shape, the "
-                   "same outputs to 1e-4; about a second to start) or as the plain PyTorch module [default: fast "
-                   f"from {FAST_MIN_IMAGES} images on].")
+                   "same outputs to 1e-4, 1-3 s to start) instead of the plain PyTorch module. On folders, decoding "
+                   "the images dominates and the start-up does not pay off (README: Speed).")
 def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast) -> None:
     """Detect faces in images (files or folders of images) with MediaPipe's pre- and post-processing.
 
@@ -206,8 +204,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     paths = _expand_images(tuple(inputs))
     if not paths:
         raise click.UsageError("no image files found in " + ", ".join(str(i) for i in inputs))
-    use_fast = fast if fast is not None else len(paths) >= FAST_MIN_IMAGES
-    if use_fast:
+    if fast:
         from .fast import fast_model
 
         model = fast_model(model)

@@ -317,21 +317,20 @@ def decode(
         raise OptionsError(
             f"{count} raw boxes need (N, 4) anchors and N logits, got anchors {anchors.shape}, logits {logits.shape}"
         )
-    boxes, keypoints = _decode_boxes(np.ascontiguousarray(raw.T), np.ascontiguousarray(anchors.T), input_size)
+    boxes, keypoints = _decode_boxes(raw, anchors, input_size)
     return boxes, keypoints, _scores(logits.reshape(count))
 
 
-def _decode_boxes(columns: np.ndarray, anchor_columns: np.ndarray, input_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``decode``'s boxes ``(N, 4)`` and keypoints ``(N, K, 2)``, from the transposed raw values ``(4 + 2K, N)``
-    and anchors ``(4, N)`` (column by column: numpy is slow on the 2-wide slices of ``(N, 16)``)."""
-    ax, ay, aw, ah = anchor_columns  # (N,) each
-    scale = np.float32(input_size)
-    xs = columns[0::2] / scale * aw  # (1 + 1 + K, N): x, w, keypoint x before the anchor offset
-    ys = columns[1::2] / scale * ah
-    x, y = xs[0] + ax, ys[0] + ay
-    half_w, half_h = xs[1] / np.float32(2.0), ys[1] / np.float32(2.0)
-    boxes = np.stack([x - half_w, y - half_h, x + half_w, y + half_h], axis=1)  # (N, 4)
-    keypoints = np.stack([xs[2:] + ax, ys[2:] + ay], axis=-1).transpose(1, 0, 2)  # (K, N, 2) -> (N, K, 2)
+def _decode_boxes(raw: np.ndarray, anchors: np.ndarray, input_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``decode``'s boxes ``(M, 4)`` and keypoints ``(M, K, 2)`` of float32 ``raw`` ``(M, 4 + 2K)`` and ``anchors``
+    ``(M, 4)``: every value is ``raw / input_size * anchor size`` (x by width, y by height), plus the anchor centre
+    for the centre and the keypoints; the box is the centre -/+ half the size."""
+    count, width = raw.shape
+    scaled = raw / np.float32(input_size) * anchors[:, [2, 3] * (width // 2)]  # (M, 4 + 2K)
+    centres = scaled[:, 0:2] + anchors[:, 0:2]  # (M, 2)
+    half = scaled[:, 2:4] / np.float32(2.0)
+    boxes = np.concatenate([centres - half, centres + half], axis=1)  # (M, 4)
+    keypoints = scaled[:, 4:].reshape(count, -1, 2) + anchors[:, None, 0:2]  # (M, K, 2)
     return boxes, keypoints
 
 
@@ -366,7 +365,7 @@ def decode_and_suppress(
     if not len(keep):  # no face: most frames of a video, most anchors always
         pairs = (raw.shape[1] - 4) // 2
         return np.zeros((0, 4), np.float32), np.zeros((0, pairs, 2), np.float32), np.zeros(0, np.float32)
-    boxes, keypoints = _decode_boxes(raw.T[:, keep], anchors.T[:, keep], input_size)  # only the kept columns
+    boxes, keypoints = _decode_boxes(raw[keep], anchors[keep], input_size)  # only the kept rows
     sized = np.flatnonzero((boxes[:, 2] - boxes[:, 0] >= 0) & (boxes[:, 3] - boxes[:, 1] >= 0))
     return weighted_nms(boxes[sized], keypoints[sized], scores[keep][sized], iou_threshold)
 
@@ -400,25 +399,26 @@ def weighted_nms(
     scores are all 0 keeps the best one's box (MediaPipe would output NaN).
     Returns ``(boxes (D, 4), keypoints (D, K, 2), scores (D,))`` in output order.
     """
-    boxes = np.asarray(boxes, np.float32)
-    keypoints = np.asarray(keypoints, np.float32)
     scores = np.asarray(scores, np.float32).reshape(-1)
     count = len(scores)
+    keypoints = np.asarray(keypoints, np.float32)
     num_keypoints = keypoints.shape[1] if keypoints.ndim == 3 else 0
     order = np.argsort(-scores, kind="stable")
-    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
-    similar = iou_matrix(boxes) > np.float32(iou_threshold)  # (M, M)
+    values = np.concatenate([np.asarray(boxes, np.float32).reshape(count, 4), keypoints.reshape(count, 2 * num_keypoints)],
+                            axis=1)
+    values, scores = values[order], scores[order]  # (M, 4 + 2K) box corners and keypoints, (M,), best first
+    similar = iou_matrix(values[:, :4]) > np.float32(iou_threshold)  # (M, M)
     # The loop only finds the clusters, on Python integers as bit sets (bit i: detection i); their weighted means are
     # one matrix product afterwards.
     width = (count + 7) // 8
-    packed = int.from_bytes(np.packbits(similar, axis=1, bitorder="little").tobytes(), "little")  # row i at bit 8*width*i
-    row_mask, row_bits = (1 << (8 * width)) - 1, 8 * width
-    rows = [(packed >> (row_bits * i)) & row_mask for i in range(count)]
+    row_bits = 8 * width
+    packed = int.from_bytes(np.packbits(similar, axis=1, bitorder="little").tobytes(), "little")  # row i at row_bits*i
+    row_mask = (1 << row_bits) - 1
     remaining = (1 << count) - 1
     best, clusters = [], []
     while remaining:
         first = (remaining & -remaining).bit_length() - 1  # the first remaining one has the highest score
-        cluster = remaining & rows[first]
+        cluster = remaining & (packed >> (row_bits * first)) & row_mask
         best.append(first)
         clusters.append(cluster.to_bytes(width, "little"))
         if not cluster:
@@ -428,17 +428,16 @@ def weighted_nms(
         return np.zeros((0, 4), np.float32), np.zeros((0, num_keypoints, 2), np.float32), np.zeros(0, np.float32)
     members = np.frombuffer(b"".join(clusters), np.uint8).reshape(len(best), width)
     members = np.unpackbits(members, axis=1, count=count, bitorder="little").view(bool)  # (D, M)
-    weights = np.where(members, scores, np.float32(0))  # (D, M): each cluster's members' scores
-    totals = weights.sum(axis=1, dtype=np.float32)  # (D,)
-    values = np.concatenate([boxes, keypoints.reshape(count, -1)], axis=1)  # (M, 4 + 2K)
+    weights = members * scores  # (D, M) float32: each cluster's members' scores
+    totals = weights.sum(axis=1)  # (D,)
     with np.errstate(divide="ignore", invalid="ignore"):
         if np.isfinite(values).all():
             merged = (weights @ values) / totals[:, None]  # (D, 4 + 2K)
         else:  # 0 * inf would leak a non-member's infinity into every cluster: sum each cluster's own rows
             merged = np.stack([w[c] @ values[c] for w, c in zip(weights, members)]) / totals[:, None]
     # An empty cluster, or all scores 0 (where MediaPipe would divide 0 by 0): the best one as it is.
-    merged = np.where((totals > 0)[:, None], merged, values[best]).astype(np.float32, copy=False)
-    return merged[:, :4].copy(), merged[:, 4:].reshape(-1, num_keypoints, 2), scores[best]
+    merged = np.where((totals > 0)[:, None], merged, values[best])
+    return merged[:, :4], merged[:, 4:].reshape(-1, num_keypoints, 2), scores[best]
 
 
 # ------------------------------------------------------------------------------------------ pipeline
