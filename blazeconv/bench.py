@@ -11,8 +11,9 @@ What is measured, per variant (its shipped ``.tflite`` converted on the spot):
   (eager, NCHW) and ``blazeconv.fast`` (compiled per input shape); ratios to LiteRT at the same batch; the fast
   model's one-time start-up; the largest difference of each from LiteRT's outputs on the photo;
 * post-processing per image: ``decode_and_suppress`` (decode, score threshold, weighted NMS) of the photo's
-  raw outputs, and ``detect_image`` end to end on the decoded photo (letterbox, fast model, post-processing,
-  letterbox removal) against LiteRT's network time plus our post-processing;
+  raw outputs, alone (repeated: its own cost) and in turn with the networks (after them: cold caches), and
+  ``detect_image`` end to end on the decoded photo (letterbox, fast model, post-processing, letterbox removal)
+  against LiteRT's network time plus our post-processing (alone);
 * the conversion stages: checksum, reading the flatbuffer (with dequantising/densifying), deriving the
   state_dict, saving it, ``load_model``, anchors;
 
@@ -499,7 +500,7 @@ def default_options(
     from .variants import VARIANTS, get_variant
 
     repo_images = Path(__file__).resolve().parent.parent / "tests" / "data" / "images"
-    photos_dir = photos_dir or repo_images
+    photos_dir = photos_dir or (photo.parent if photo else repo_images)  # the throughput run's files
     photo = photo or photos_dir / DEFAULT_PHOTO
     if not photo.is_file():
         raise OptionsError(f"{photo}: no such photo (give --photo, a 512x512 image is the reference case)")

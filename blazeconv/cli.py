@@ -409,7 +409,8 @@ def _os_error_message(exc: OSError) -> str:
 @click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
               help="Elapsed time, or the thread's CPU time (steadier on a busy machine; one thread only).")
 @click.option("--photo", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="The photo the pipeline figures use [default: tests/data/images/astronaut.png, 512x512].")
+              help="The photo the per-image figures use; the throughput run repeats the photos of its folder "
+                   "[default: the repository's tests/data/images/astronaut.png, 512x512].")
 @click.option("--quick", is_flag=True, help="A smoke test: fewer rounds, a small batch, few files.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the table to this file (Markdown).")
