@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import importlib.metadata
-import logging
 import os
 import platform
 import statistics
@@ -40,8 +39,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OptionsError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_PHOTO = "astronaut.png"  # 512x512, in the repository's tests/data/images
 CLOCKS = ("wall", "cpu")
