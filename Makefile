@@ -6,8 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 BUILD := build
-# Every shipped model (models/face_detection_<variant>.tflite).
+# Every shipped model ($(MODELS)/face_detection_<variant>.tflite, package data).
 VARIANTS := front short_range back full_range full_range_sparse
+# The shipped .tflite files are package data, so a wheel carries them.
+MODELS := blazeconv/models
 
 CONVERTER := $(addprefix blazeconv/,tflite_reader.py convert.py model.py variants.py)
 ANCHORS := $(addprefix blazeconv/,anchors.py variants.py)
@@ -27,12 +29,12 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-$(BUILD)/models.verified: models/SHA256SUMS $(wildcard models/*.tflite) | $(INSTALLED)
+$(BUILD)/models.verified: $(MODELS)/SHA256SUMS $(wildcard $(MODELS)/*.tflite) | $(INSTALLED)
 	@mkdir -p $(BUILD)
-	cd models && $(CURDIR)/$(BIN)/python -m blazeconv.checksums SHA256SUMS
+	cd $(MODELS) && $(CURDIR)/$(BIN)/python -m blazeconv.checksums SHA256SUMS
 	touch $@
 
-$(BUILD)/%.pth: models/face_detection_%.tflite $(BUILD)/models.verified $(CONVERTER) | $(INSTALLED)
+$(BUILD)/%.pth: $(MODELS)/face_detection_%.tflite $(BUILD)/models.verified $(CONVERTER) | $(INSTALLED)
 	$(BIN)/blazeconv tflite2torch $< -o $@
 
 $(BUILD)/%_anchors.npy: $(ANCHORS) | $(INSTALLED)
@@ -62,12 +64,12 @@ COREML_MODELS := $(foreach v,$(VARIANTS),$(BUILD)/$(v).mlpackage $(BUILD)/$(v)_l
 
 all: $(BUILD)/coreml.verified
 
-$(BUILD)/%_landmarks.mlpackage: $(BUILD)/%.pth models/face_detection_%.tflite $(COREML_STAGE) | $(INSTALLED)
-	$(BIN)/blazeconv coreml $< --landmarks --source-tflite models/face_detection_$*.tflite -o $@
+$(BUILD)/%_landmarks.mlpackage: $(BUILD)/%.pth $(MODELS)/face_detection_%.tflite $(COREML_STAGE) | $(INSTALLED)
+	$(BIN)/blazeconv coreml $< --landmarks --source-tflite $(MODELS)/face_detection_$*.tflite -o $@
 
-$(BUILD)/%.mlpackage: $(BUILD)/%.pth models/face_detection_%.tflite $(COREML_STAGE) | $(INSTALLED)
-	$(BIN)/blazeconv coreml $< --source-tflite models/face_detection_$*.tflite -o $@
+$(BUILD)/%.mlpackage: $(BUILD)/%.pth $(MODELS)/face_detection_%.tflite $(COREML_STAGE) | $(INSTALLED)
+	$(BIN)/blazeconv coreml $< --source-tflite $(MODELS)/face_detection_$*.tflite -o $@
 
 $(BUILD)/coreml.verified: $(COREML_MODELS) $(COREML_CHECK) $(wildcard tests/data/images/*.png) | $(INSTALLED)
-	for model in $(COREML_MODELS); do $(BIN)/blazeconv verify $$model || exit 1; done
+	for model in $(COREML_MODELS); do $(BIN)/blazeconv verify $$model tests/data/images/*.png || exit 1; done
 	touch $@

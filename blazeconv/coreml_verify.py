@@ -330,6 +330,7 @@ def _check_landmarks(image: str, evaluation, reference: _Reference, claims: _Cla
 
 
 def default_images() -> list[Path]:
-    """The repository's test photos (``tests/data/images/*.png``) when blazeconv runs from a checkout, else []."""
-    folder = Path(__file__).resolve().parent.parent / "tests" / "data" / "images"
-    return sorted(folder.glob("*.png")) if folder.is_dir() else []
+    """The photos that ship with the package (``blazeconv/photos``), so ``verify`` works after a plain pip install."""
+    from .shipped import shipped_photos
+
+    return shipped_photos()

@@ -11,7 +11,8 @@ class BlazeconvError(Exception):
     """Base class: a failure the user can cause and fix. ``exit_code`` is what the CLI returns.
 
     Exit codes (also in the README): 1 other failure, 2 command-line usage (click's own), 3 model file,
-    4 unsupported model, 5 weights, 6 image, 7 options, 70 internal error (a bug: please report it).
+    4 unsupported model, 5 weights, 6 image, 7 options, 8 a missing optional dependency (an extra to install),
+    70 internal error (a bug: please report it), 130 / 143 interrupted by SIGINT / SIGTERM.
     """
 
     exit_code = 1
@@ -51,3 +52,9 @@ class OptionsError(BlazeconvError):
     """Invalid options (anchor options JSON, thresholds, ...)."""
 
     exit_code = 7
+
+
+class MissingDependencyError(BlazeconvError):
+    """An optional package a command needs is not installed; the message names the extra to install."""
+
+    exit_code = 8

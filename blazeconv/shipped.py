@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from importlib import resources
 from pathlib import Path
 
 from . import __version__
@@ -16,9 +17,24 @@ log = logging.getLogger(__name__)
 
 
 def models_dir() -> Path:
-    """``$BLAZECONV_MODELS`` if set, else the repository's ``models/`` beside the package."""
+    """``$BLAZECONV_MODELS`` if set, else the ``models/`` package data installed with blazeconv."""
     configured = os.environ.get("BLAZECONV_MODELS")
-    return Path(configured) if configured else Path(__file__).resolve().parent.parent / "models"
+    return Path(configured) if configured else _package_folder("models")
+
+
+def photos_dir() -> Path:
+    """The small photos that ship with the package (``verify``'s and ``bench``'s defaults; licences in its README)."""
+    return _package_folder("photos")
+
+
+def shipped_photos() -> list[Path]:
+    """The shipped photos, sorted by name."""
+    return sorted(p for p in photos_dir().iterdir() if p.suffix.lower() == ".png")
+
+
+def _package_folder(name: str) -> Path:
+    # Package data of a regular (not zipped) install: a real folder beside this module.
+    return Path(str(resources.files(__package__).joinpath(name)))
 
 
 def cache_dir() -> Path:

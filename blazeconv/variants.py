@@ -29,7 +29,7 @@ class Variant:
 
     ``architecture`` names the PyTorch module family (several variants can share one);
     ``min_score`` is MediaPipe's default ``min_score_thresh`` for this model, ``min_score_source`` says where
-    that number comes from; ``tflite_file`` is the upstream file name shipped in ``models/`` and ``sha256`` its
+    that number comes from; ``tflite_file`` is the upstream file name shipped in ``blazeconv/models/`` and ``sha256`` its
     checksum; ``weight_storage`` is how that file stores its weights (it tells variants of one architecture apart).
     """
 

@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
-MODELS = REPO / "models"
+MODELS = REPO / "blazeconv" / "models"
 IMAGE_PATHS = sorted((DATA / "images").glob("*.png"))
 # The 128 and 256 px models of the core toolchain, and every shipped model.
 CORE_VARIANTS = ["front", "short_range", "back"]

@@ -46,7 +46,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-MODELS = REPO / "models"
+MODELS = REPO / "blazeconv" / "models"
 IMAGE = REPO / "tests" / "data" / "images" / "1face.png"
 
 FUZZ_SEED = 20250601

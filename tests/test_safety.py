@@ -181,7 +181,7 @@ def test_sigkill_at_moments_spread_over_a_conversion_never_leaves_a_partial_arti
 
 @pytest.fixture
 def make_tree(tmp_path):
-    """A copy of what the Makefile reads (Makefile, pyproject.toml, models/, blazeconv/) with a .venv whose
+    """A copy of what the Makefile reads (Makefile, pyproject.toml, blazeconv/ with its models/) with a .venv whose
     ``python`` and ``blazeconv`` run this checkout's, so make can run in a scratch folder."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
@@ -189,7 +189,7 @@ def make_tree(tmp_path):
     tree.mkdir()
     for name in ("Makefile", "pyproject.toml"):
         shutil.copyfile(REPO / name, tree / name)
-    for folder in ("models", "blazeconv"):
+    for folder in ("blazeconv", "blazeconv/models"):
         (tree / folder).mkdir()
         for path in (REPO / folder).iterdir():
             if path.is_file():
@@ -221,7 +221,7 @@ def test_make_deletes_a_target_whose_recipe_failed(make_tree):
 
 @posix_only
 def test_make_stops_before_converting_a_model_that_fails_its_checksum(make_tree):
-    model = make_tree / "models" / "face_detection_front.tflite"
+    model = make_tree / "blazeconv" / "models" / "face_detection_front.tflite"
     data = bytearray(model.read_bytes())
     data[-100] ^= 1
     model.write_bytes(bytes(data))
