@@ -54,6 +54,20 @@ def shipped_model(variant: Variant) -> Path:
     return path
 
 
+def resolve_source(text: str | Path) -> Path:
+    """A model argument as a file: a shipped variant name (``short_range``) gives its packaged ``.tflite``.
+
+    Anything else is taken as a path, as given: a file named like a variant still wins when it exists, so
+    ``blazeconv tflite2torch front`` reads ``./front`` if there is such a file.
+    """
+    from .variants import VARIANTS
+
+    name = str(text)
+    if name in VARIANTS and not Path(name).exists():
+        return shipped_model(VARIANTS[name])
+    return Path(text)
+
+
 def cached_weights(variant: Variant) -> Path:
     """Converted weights of the shipped ``variant``, converting once into the cache when needed.
 
