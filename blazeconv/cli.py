@@ -38,28 +38,32 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command()
-@click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("model", metavar="MODEL", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              help="Where to write the state_dict [default: MODEL with suffix .pth].")
+              help="Where to write the state_dict [default: MODEL with suffix .pth; for a variant name, <name>.pth].")
 def tflite2torch(model: Path, output: Path | None) -> None:
-    """Convert a BlazeFace MODEL.tflite into a PyTorch state_dict (.pth).
+    """Convert a BlazeFace MODEL (a .tflite file or a shipped variant name) into a PyTorch state_dict (.pth).
 
     The model is recognised from the file itself (front, short_range, back, full_range,
     full_range_sparse); float16 weights behind DEQUANTIZE and sparse weights behind DENSIFY
     are folded into float32 tensors.
 
     \b
-    Example:
-      blazeconv tflite2torch models/face_detection_short_range.tflite -o build/short_range.pth
+    Examples:
+      blazeconv tflite2torch short_range -o short_range.pth
+      blazeconv tflite2torch face_detection_full_range.tflite -o full_range.pth
     """
     from .convert import convert_file, save_state_dict
+    from .shipped import resolve_source
 
+    named = _variant_name(model)
+    model = resolve_source(model)
     conversion = convert_file(model)
     v = conversion.variant
     how = "its checksum" if conversion.recognised_by == "checksum" else "its structure (not a shipped file)"
     _say(f"{model}: recognised as {v.name} by {how}: {v.architecture}, {v.input_size}x{v.input_size} input, "
          f"{v.num_anchors} anchors, {conversion.weight_storage} weights")
-    output = output or model.with_suffix(".pth")
+    output = output or (Path(f"{named}.pth") if named else model.with_suffix(".pth"))
     save_state_dict(conversion.state_dict, output)
     _say(f"wrote {output} ({len(conversion.state_dict)} tensors)")
 
@@ -137,6 +141,21 @@ def _progress(total: int, label: str):
     if sys.stderr.isatty():
         return click.progressbar(length=total, label=label, file=sys.stderr)
     return _PlainProgress(total, label)
+
+
+def _require(module: str, extra: str, purpose: str) -> None:
+    """Refuse before any work when an optional dependency is missing: ``MissingDependencyError`` (exit 8)."""
+    import importlib.util
+
+    from .errors import MissingDependencyError
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(f"{purpose} needs the '{module}' package: pip install 'blazeconv[{extra}]'")
+
+
+def _variant_name(argument: Path) -> str | None:
+    """The variant an argument names (``short_range``), or None for a path (an existing file wins)."""
+    return str(argument) if str(argument) in VARIANTS and not argument.exists() else None
 
 
 def _thresholds_help() -> str:
@@ -273,7 +292,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
               help="An (N, 4) .npy of anchors (x_center, y_center, w, h) instead of the variant's generated ones.")
 def coreml(source, output, landmarks, model_format, precision, iou_threshold, score_threshold, max_faces,
            variant_name, source_tflite, anchors_file) -> None:
-    """Convert BlazeFace weights (SOURCE: WEIGHTS.pth or MODEL.tflite) to a Core ML model.
+    """Convert BlazeFace weights (SOURCE: WEIGHTS.pth, MODEL.tflite or a shipped variant name) to a Core ML model.
 
     By default a pipeline for Vision: image in (RGB at the model's size, normalised inside), boxes decoded
     inside, then Core ML's NonMaximumSuppression; outputs 'confidence' (N x 1) and 'coordinates'
@@ -291,12 +310,13 @@ def coreml(source, output, landmarks, model_format, precision, iou_threshold, sc
 
     \b
     Examples:
-      blazeconv coreml models/face_detection_short_range.tflite -o build/short_range.mlpackage
+      blazeconv coreml short_range -o ShortRange.mlpackage
       blazeconv coreml build/back.pth --landmarks -o build/back_landmarks.mlpackage
       blazeconv coreml build/front.pth --format neuralnetwork --precision float16 -o front.mlmodel
     """
     from .coreml import CoreMLOptions, build_coreml, default_output, load_source, save_coreml
     from .errors import OptionsError
+    from .shipped import resolve_source
 
     options = CoreMLOptions(
         kind="landmarks" if landmarks else "vision",
@@ -306,7 +326,10 @@ def coreml(source, output, landmarks, model_format, precision, iou_threshold, sc
         score_threshold=score_threshold,
         max_faces=max_faces,
     )
-    output = output or default_output(source, options)
+    _require("coremltools", "coreml", "blazeconv coreml")
+    named = _variant_name(source)
+    source = resolve_source(source)
+    output = output or default_output(Path(named) if named else source, options)
     if output.suffix.lower() != options.suffix:
         raise OptionsError(f"{output}: a {model_format} model is saved as {options.suffix}, not {output.suffix or 'no suffix'}")
     loaded = load_source(source, variant=variant_name, source_tflite=source_tflite, anchors=anchors_file)
