@@ -1,28 +1,36 @@
 """The detection pipeline around a BlazeFace model, step for step as MediaPipe's face graphs run it.
 
-image file -> ``load_image`` -> ``letterbox`` (ImageToTensorCalculator) -> model -> ``decode``
-(TensorsToDetectionsCalculator) -> ``weighted_nms`` (NonMaxSuppressionCalculator) -> ``remove_letterbox``
-(DetectionLetterboxRemovalCalculator) -> ``Detection`` records in 0..1 of the original image.
+image (file, bytes, Pillow image, array, tensor) -> ``as_rgb`` / ``load_image`` -> ``letterbox``
+(ImageToTensorCalculator) -> runner -> ``decode`` (TensorsToDetectionsCalculator) -> ``weighted_nms``
+(NonMaxSuppressionCalculator) -> ``remove_letterbox`` (DetectionLetterboxRemovalCalculator) -> ``Detection`` records in
+0..1 of the original image.
 
-``detect_images`` runs all of it for any ``model`` callable that takes ``(B, 3, S, S)`` float32 RGB in [-1, 1]
-and returns ``(regressors (B, N, 16), classificators (B, N, 1))``, the TFLite outputs' layout.
+The model step is a *runner*: any object with ``run(batch)``, ``batch`` a numpy ``(B, 3, S, S)`` float32 RGB array in
+[-1, 1], returning numpy ``(regressors (B, N, 16), classificators (B, N, 1))`` (the TFLite outputs' layout), and a
+``variant`` attribute (a ``Variant``, or None when the caller names it). A torch module (or any callable taking and
+returning torch tensors) is wrapped in ``model.TorchRunner``; with any other runner this module never imports torch.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import itertools
+import re
+import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections import namedtuple
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from .anchors import AnchorOptions, generate_anchors
 from .errors import ImageError, OptionsError
-from .variants import NMS_IOU_THRESHOLD, Variant, get_variant
+from .variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, Variant, get_variant
 
 # OpenCV's warpPerspective quantises source coordinates to 1/32 pixel (INTER_BITS = 5) and, for 8-bit
 # images, interpolates with integer weights that sum to 2**15 (INTER_REMAP_COEF_BITS = 15).
@@ -30,13 +38,28 @@ _INTER_BITS = 5
 _INTER_TAB_SIZE = 1 << _INTER_BITS
 # TensorsToDetectionsCalculatorOptions.score_clipping_thresh in the face graphs.
 _SCORE_CLIPPING = 100.0
+# "scheme://" or, after pathlib collapsed the double slash, "scheme:/"; two letters at least (not a drive "C:/").
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
 
 
 # --------------------------------------------------------------------------------------------- images
 
 
-def load_image(path: str | Path) -> np.ndarray:
+def looks_like_url(text: str | Path) -> bool:
+    """True for ``http://...``, ``https://...``, ``s3://...`` and the like, also as a ``Path`` (``https:/...``)."""
+    return bool(_URL.match(str(text)))
+
+
+ImageSource = str | Path | bytes | bytearray | memoryview | io.IOBase
+"""What ``load_image`` reads: a path, the encoded bytes of an image file, or a binary file object."""
+
+
+def load_image(source: ImageSource) -> np.ndarray:
     """Decode an image file into ``(H, W, 3)`` uint8 RGB, upright per its EXIF orientation.
+
+    ``source``: a path (str or ``Path``), the file's bytes (``bytes``, ``bytearray``, ``memoryview``), or a binary
+    file object (anything with ``read``; read from its current position). Errors name the path, ``<bytes>``, or the
+    file object's ``name``. A path that is a URL is refused: URLs are not read.
 
     Alpha is dropped, not composited (MediaPipe's reference was made with Pillow's ``convert("RGB")``);
     16-bit grey keeps its top 8 bits. Pillow's ``Image.MAX_IMAGE_PIXELS`` guard stays on and is strict: an
@@ -44,34 +67,107 @@ def load_image(path: str | Path) -> np.ndarray:
     limit). Pillow's other warnings (a corrupt EXIF block it skips, say) are not shown. Any failure, whatever
     Pillow's decoder raised on a corrupt file, is an ``ImageError`` naming the file.
     """
-    path = Path(path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name, opened = "<bytes>", io.BytesIO(source)
+    elif isinstance(source, (str, Path)):
+        name = opened = Path(source)
+        if looks_like_url(source) and not opened.exists():
+            raise ImageError(f"{source}: URLs are not read; download the file first")
+    elif callable(getattr(source, "read", None)):
+        name, opened = str(getattr(source, "name", None) or f"<{type(source).__name__}>"), source
+    else:
+        raise ImageError(f"expected a path, bytes or a binary file object, got {_describe(source)}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image = ImageOps.exif_transpose(image)
-                array = _to_rgb_array(image)
+            with Image.open(opened) as image:
+                array = _upright_rgb(image)
     except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
+        raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image") from None
+        raise ImageError(f"{name}: is a directory, not an image") from None
     except PermissionError:
-        raise ImageError(f"{path}: permission denied") from None
+        raise ImageError(f"{name}: permission denied") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image Pillow can read") from None
+        raise ImageError(f"{name}: not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(
-            f"{path}: image too large (more than Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels)"
+            f"{name}: image too large (more than Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels)"
         ) from None
     except MemoryError:
         raise
     except Exception as exc:  # OSError, SyntaxError, ValueError, EOFError, struct.error, ...: a corrupt file
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ImageError(f"{path}: cannot decode image: {reason}") from None
+        raise ImageError(f"{name}: cannot decode image: {reason}") from None
     if array.size == 0:
-        raise ImageError(f"{path}: empty image ({array.shape[1]}x{array.shape[0]} pixels)")
+        raise ImageError(f"{name}: empty image ({array.shape[1]}x{array.shape[0]} pixels)")
     return array
+
+
+_EXPECTED_IMAGE = (
+    "a path, bytes, a binary file, a PIL image, a uint8 numpy array (H, W), (H, W, 3) or (H, W, 4), "
+    "or a uint8 torch tensor (H, W, 3) or (3, H, W)"
+)
+
+
+def as_rgb(image: Any, channels: str = "rgb") -> np.ndarray:
+    """Any image a user holds as ``(H, W, 3)`` uint8 RGB: the one form the pipeline works on.
+
+    - a path, bytes or binary file object: ``load_image`` (EXIF orientation applied);
+    - a ``PIL.Image`` of any mode: EXIF orientation applied and converted exactly as ``load_image`` does for files;
+    - a uint8 numpy array ``(H, W)`` grey (repeated), ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (alpha dropped);
+    - a uint8 torch tensor ``(H, W, 3)`` or ``(3, H, W)`` (or the array shapes above), on any device.
+
+    ``channels``: ``"rgb"``, or ``"bgr"`` for arrays and tensors in OpenCV's order (BGR, BGRA); files and Pillow
+    images carry their own order and ignore it. Anything else is an ``ImageError`` saying what was expected.
+    """
+    if channels not in ("rgb", "bgr"):
+        raise OptionsError(f"channels must be 'rgb' or 'bgr', got {channels!r}")
+    if isinstance(image, (str, Path, bytes, bytearray, memoryview)) or callable(getattr(image, "read", None)):
+        return load_image(image)
+    if isinstance(image, Image.Image):
+        array = _upright_rgb(image)
+        if array.size == 0:
+            raise ImageError(f"empty image ({array.shape[1]}x{array.shape[0]} pixels)")
+        return array
+    torch = sys.modules.get("torch")  # a tensor can only exist once torch is imported
+    if torch is not None and isinstance(image, torch.Tensor):
+        if image.dtype != torch.uint8:
+            raise ImageError(f"expected {_EXPECTED_IMAGE}; got a {image.dtype} tensor of shape {tuple(image.shape)}")
+        array = image.detach().to("cpu").numpy()
+        if array.ndim == 3 and array.shape[2] not in (1, 3, 4) and array.shape[0] in (1, 3, 4):
+            array = array.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+        return _array_to_rgb(array, channels)
+    if isinstance(image, np.ndarray):
+        return _array_to_rgb(image, channels)
+    raise ImageError(f"expected {_EXPECTED_IMAGE}; got {_describe(image)}")
+
+
+def _array_to_rgb(array: np.ndarray, channels: str) -> np.ndarray:
+    """``(H, W)``, ``(H, W, 1|3|4)`` uint8 in ``channels`` order -> ``(H, W, 3)`` uint8 RGB (a view when it can be)."""
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise ImageError(f"expected {_EXPECTED_IMAGE}; got {_describe(array)}")
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ImageError(f"empty image of shape {array.shape}")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.shape[2] == 1:
+        return np.repeat(array, 3, axis=2)
+    rgb = array[:, :, :3]  # alpha dropped, as load_image drops it
+    return rgb[:, :, ::-1] if channels == "bgr" else rgb
+
+
+def _describe(value: Any) -> str:
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None and dtype is not None:
+        return f"a {type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    return f"a {type(value).__module__}.{type(value).__qualname__}".replace("builtins.", "")
+
+
+def _upright_rgb(image: Image.Image) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of a Pillow image turned upright per its EXIF orientation (what ``load_image`` does)."""
+    return _to_rgb_array(ImageOps.exif_transpose(image))
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
@@ -440,23 +536,82 @@ def weighted_nms(
     return merged[:, :4], merged[:, 4:].reshape(-1, num_keypoints, 2), scores[best]
 
 
-# ------------------------------------------------------------------------------------------ pipeline
+# ------------------------------------------------------------------------------------------ records
+
+
+class Point(NamedTuple):
+    """A keypoint ``(x, y)``: in 0..1 of the image's width and height (pixels after ``to_pixels``)."""
+
+    x: float
+    y: float
+
+
+class Box(NamedTuple):
+    """A box ``(xmin, ymin, xmax, ymax)``: in 0..1 of the image's width and height (pixels after ``to_pixels``)."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+
+class Keypoints(namedtuple("_KeypointTuple", KEYPOINT_NAMES)):
+    """The 6 keypoints, a tuple of ``Point`` in ``KEYPOINT_NAMES`` order, also addressable by name.
+
+    ``k.right_eye``, ``k["nose_tip"]``, ``k[0]``, ``for point in k``, ``len(k) == 6``; equal to a plain tuple of
+    ``(x, y)`` pairs with the same numbers. Sides are the subject's (the right eye is on the image's left).
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            if key not in self._fields:
+                raise KeyError(f"no keypoint {key!r}; known: {', '.join(self._fields)}")
+            return getattr(self, key)
+        return super().__getitem__(key)
 
 
 @dataclass(frozen=True)
 class Detection:
     """One face, coordinates in 0..1 of the original image's width (x) and height (y).
 
-    ``box``: ``(xmin, ymin, xmax, ymax)``; ``keypoints``: 6 ``(x, y)`` in ``KEYPOINT_NAMES`` order
-    (right eye, left eye, nose tip, mouth centre, right ear tragion, left ear tragion; the subject's sides).
+    ``score``: MediaPipe's face score in 0..1; ``box``: a ``Box`` ``(xmin, ymin, xmax, ymax)``; ``keypoints``:
+    ``Keypoints``, 6 ``Point`` ``(x, y)`` (right eye, left eye, nose tip, mouth centre, right ear tragion, left ear
+    tragion; the subject's sides). Plain tuples given to the constructor are converted; numbers become ``float``.
     """
 
     score: float
-    box: tuple[float, float, float, float]
-    keypoints: tuple[tuple[float, float], ...]
+    box: Box
+    keypoints: Keypoints
+
+    def __post_init__(self) -> None:
+        points = tuple(Point(float(x), float(y)) for x, y in self.keypoints)
+        if len(points) != len(KEYPOINT_NAMES):
+            raise ValueError(f"a Detection has {len(KEYPOINT_NAMES)} keypoints, got {len(points)}")
+        object.__setattr__(self, "score", float(self.score))
+        object.__setattr__(self, "box", Box(*(float(v) for v in self.box)))
+        object.__setattr__(self, "keypoints", Keypoints(*points))
+
+    def to_pixels(self, width: float, height: float) -> Detection:
+        """The same detection with x multiplied by ``width`` and y by ``height`` (the image's size in pixels)."""
+        xmin, ymin, xmax, ymax = self.box
+        return Detection(
+            self.score,
+            (xmin * width, ymin * height, xmax * width, ymax * height),
+            tuple((x * width, y * height) for x, y in self.keypoints),
+        )
+
+    def to_dict(self) -> dict:
+        """``{"score", "box": [xmin, ymin, xmax, ymax], "keypoints": [[x, y] x 6]}``: one entry of ``detect --json``."""
+        return {"score": self.score, "box": list(self.box), "keypoints": [list(point) for point in self.keypoints]}
 
 
-Model = Callable[..., tuple]
+# ------------------------------------------------------------------------------------------ pipeline
+
+
+Model = Any
+"""A runner (``run(batch)`` on numpy, see the module docstring), a torch module, or a callable on torch tensors."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -466,37 +621,87 @@ def _anchors(options: AnchorOptions) -> np.ndarray:
     return anchors
 
 
+def check_thresholds(min_score: float | None, iou_threshold: float) -> None:
+    """``OptionsError`` unless ``min_score`` (None: the variant's) and ``iou_threshold`` are numbers in [0, 1]."""
+    for name, value in (("min_score", min_score), ("iou_threshold", iou_threshold)):
+        if value is None and name == "min_score":
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise OptionsError(f"{name} must be a number in [0, 1], got {value!r}") from None
+        if not 0.0 <= number <= 1.0:  # NaN fails this too
+            raise OptionsError(f"{name} must be in [0, 1], got {value!r}")
+
+
+def as_runner(model: Model) -> Any:
+    """``model`` itself when it has ``run`` (a runner), else a ``model.TorchRunner`` around it (imports torch)."""
+    if callable(getattr(model, "run", None)):
+        return model
+    from .model import TorchRunner
+
+    return TorchRunner(model)
+
+
+def _resolve_variant(runner: Any, variant: Variant | str | None) -> Variant:
+    """``variant`` if given (it must fit the runner's architecture when the runner knows its own), else the runner's."""
+    known = getattr(runner, "variant", None)
+    known = get_variant(known) if isinstance(known, str) else known
+    if variant is None:
+        if known is None:
+            raise OptionsError("the model does not know which variant it is: pass variant= (a name or a Variant)")
+        return known
+    chosen = get_variant(variant) if isinstance(variant, str) else variant
+    if known is not None and known.architecture != chosen.architecture:
+        raise OptionsError(
+            f"variant {chosen.name!r} is a {chosen.architecture} model, the model is {known.name!r} ({known.architecture})"
+        )
+    return chosen
+
+
+def _setup(model, variant, min_score, iou_threshold, batch_size):
+    """The runner, variant and thresholds of one call, every option checked before any work."""
+    check_thresholds(min_score, iou_threshold)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise OptionsError(f"batch_size must be a positive integer, got {batch_size!r}")
+    runner = as_runner(model)
+    variant = _resolve_variant(runner, variant)
+    min_score = variant.min_score if min_score is None else float(min_score)
+    return runner, variant, min_score, float(iou_threshold)
+
+
 def detect_images(
     model: Model,
-    images: Sequence[np.ndarray | str | Path],
-    variant: Variant | str,
+    images: Sequence[Any],
+    variant: Variant | str | None = None,
     min_score: float | None = None,
     iou_threshold: float = NMS_IOU_THRESHOLD,
     batch_size: int = 32,
+    channels: str = "rgb",
 ) -> list[list[Detection]]:
-    """Detect faces in each image: letterbox, run ``model`` in batches, decode, weighted NMS, undo the letterbox.
+    """Detect faces in each image: letterbox, run the model in batches, decode, weighted NMS, undo the letterbox.
 
-    ``model(x)`` takes ``(B, 3, S, S)`` float32 RGB in [-1, 1] (a torch tensor) and returns
-    ``(regressors (B, N, 16), classificators (B, N, 1))`` raw values; ``images`` are ``(H, W, 3)`` uint8 RGB arrays
-    or paths; ``variant`` a ``Variant`` or its name (input size, anchors, default ``min_score``). Detections with
-    score >= ``min_score`` are kept, as MediaPipe does; each image's list is in descending score order.
+    ``model``: a runner, or a torch module / callable taking ``(B, 3, S, S)`` float32 RGB in [-1, 1] (cast to the
+    module's dtype and device) and returning ``(regressors (B, N, 16), classificators (B, N, 1))`` raw values.
+    ``images``: anything ``as_rgb`` takes (paths, bytes, Pillow images, uint8 arrays and tensors; ``channels`` for
+    arrays and tensors). ``variant``: a ``Variant`` or its name (input size, anchors, default ``min_score``); None:
+    the model's own ``variant``. Detections with score >= ``min_score`` are kept, as MediaPipe does; each image's
+    list is in descending score order. Thresholds outside [0, 1] or NaN: ``OptionsError``.
     """
-    variant = get_variant(variant) if isinstance(variant, str) else variant
-    min_score = variant.min_score if min_score is None else float(min_score)
-    if batch_size < 1:
-        raise OptionsError(f"batch_size must be positive, got {batch_size}")
+    runner, variant, min_score, iou_threshold = _setup(model, variant, min_score, iou_threshold, batch_size)
+    images = list(images)
     results: list[list[Detection]] = []
     for start in range(0, len(images), batch_size):
-        arrays = [load_image(i) if isinstance(i, (str, Path)) else i for i in images[start : start + batch_size]]
+        arrays = [as_rgb(i, channels) for i in images[start : start + batch_size]]
         prepared = [letterbox(a, variant.input_size) for a in arrays]
-        results += _detect_prepared(model, prepared, variant, min_score, iou_threshold)
+        results += _detect_prepared(runner, prepared, variant, min_score, iou_threshold)
     return results
 
 
 def detect_files(
     model: Model,
     paths: Sequence[str | Path],
-    variant: Variant | str,
+    variant: Variant | str | None = None,
     min_score: float | None = None,
     iou_threshold: float = NMS_IOU_THRESHOLD,
     batch_size: int = 32,
@@ -505,24 +710,21 @@ def detect_files(
 ) -> Iterator[tuple[Path, np.ndarray | ImageError, list[Detection] | None]]:
     """``detect_images`` for many files, streamed: yields ``(path, image, detections)`` in the order of ``paths``.
 
+    Options are checked at the call (``OptionsError``); the files are read as the iterator is consumed.
     ``workers`` threads (default: one per CPU core) decode and letterbox the next images while the model runs
     (Pillow and numpy release the GIL), at most two batches ahead, so memory stays bounded however many files
     there are. A file that cannot be read yields ``(path, ImageError, None)`` and the run goes on.
 
-    While the generator runs, torch uses ``model_threads`` intra-op threads (None: leave the setting alone): the
-    loaders already keep the cores busy, and OpenMP threads that spin beside them slow everything down (measured on
-    2 cores, short_range: 13 images/s with 2 torch threads, 63 with 1).
+    For a torch model, torch uses ``model_threads`` intra-op threads while the iterator computes (None: leave the
+    setting alone), and the caller's own setting again whenever the caller's code runs (between items, after the
+    end): the loaders already keep the cores busy, and OpenMP threads that spin beside them slow everything down
+    (measured on 2 cores, short_range: 13 images/s with 2 torch threads, 63 with 1).
     """
     import os
 
-    import torch
-
-    variant = get_variant(variant) if isinstance(variant, str) else variant
-    min_score = variant.min_score if min_score is None else float(min_score)
-    if batch_size < 1:
-        raise OptionsError(f"batch_size must be positive, got {batch_size}")
+    runner, variant, min_score, iou_threshold = _setup(model, variant, min_score, iou_threshold, batch_size)
     workers = workers or os.cpu_count() or 1
-    threads_before = torch.get_num_threads()
+    threads = model_threads if getattr(runner, "uses_torch", False) else None
 
     def prepare(path: Path):
         try:
@@ -531,16 +733,47 @@ def detect_files(
             return exc, None
         return image, letterbox(image, variant.input_size)
 
-    paths = [Path(p) for p in paths]
-    if model_threads is not None:
-        torch.set_num_threads(model_threads)
+    stream = _stream(runner, [Path(p) for p in paths], prepare, variant, min_score, iou_threshold, batch_size, workers)
+    return _with_model_threads(stream, threads)
+
+
+def _with_model_threads(stream: Iterator, threads: int | None) -> Iterator:
+    """Yield ``stream``'s items; torch has ``threads`` threads while ``stream`` computes, the caller's otherwise."""
     try:
-        yield from _stream(model, paths, prepare, variant, min_score, iou_threshold, batch_size, workers)
+        while True:
+            with _torch_threads(threads):
+                try:
+                    item = next(stream)
+                except StopIteration:
+                    return
+            yield item
     finally:
-        torch.set_num_threads(threads_before)
+        stream.close()
 
 
-def _stream(model, paths, prepare, variant, min_score, iou_threshold, batch_size, workers):
+class _torch_threads:
+    """Context: torch's intra-op thread count is ``count`` inside (None: untouched), what it was outside."""
+
+    def __init__(self, count: int | None):
+        self.count, self.before = count, None
+
+    def __enter__(self):
+        if self.count is not None:
+            import torch
+
+            self.before = torch.get_num_threads()
+            if self.before != self.count:
+                torch.set_num_threads(self.count)
+
+    def __exit__(self, *exc):
+        if self.before is not None and self.before != self.count:
+            import torch
+
+            torch.set_num_threads(self.before)
+        return False
+
+
+def _stream(runner, paths, prepare, variant, min_score, iou_threshold, batch_size, workers):
     """``detect_files``' loop: the loaders stay up to two batches ahead of the model."""
     import collections
     from concurrent.futures import ThreadPoolExecutor
@@ -556,33 +789,26 @@ def _stream(model, paths, prepare, variant, min_score, iou_threshold, batch_size
                 pending.append((path, pool.submit(prepare, path)))
             loaded = [(path, *future.result()) for path, future in batch]
             readable = [(image, prepared) for _, image, prepared in loaded if prepared is not None]
-            found = iter(_detect_prepared(model, [p for _, p in readable], variant, min_score, iou_threshold))
+            found = iter(_detect_prepared(runner, [p for _, p in readable], variant, min_score, iou_threshold))
             for path, image, prepared in loaded:
                 yield path, image, (next(found) if prepared is not None else None)
 
 
 def _detect_prepared(
-    model: Model,
+    runner: Any,
     prepared: Sequence[tuple[np.ndarray, Letterbox]],
     variant: Variant,
     min_score: float,
     iou_threshold: float,
 ) -> list[list[Detection]]:
-    """Run one batch of letterboxed ``(3, S, S)`` tensors through ``model`` and post-process each image."""
-    import torch
-
+    """Run one batch of letterboxed ``(3, S, S)`` tensors through ``runner`` and post-process each image."""
     if not prepared:
         return []
     anchors = _anchors(variant.anchor_options)
-    device = _device_of(model)
     tensors, boxes = zip(*prepared)
-    batch = torch.from_numpy(np.stack(tensors))  # (B, 3, S, S)
-    if device is not None:
-        batch = batch.to(device)
-    with torch.inference_mode():
-        regressors, classificators = model(batch)
-    regressors = _to_numpy(regressors)
-    classificators = _to_numpy(classificators)
+    regressors, classificators = runner.run(np.stack(tensors))  # (B, 3, S, S) float32 -> (B, N, 16), (B, N, 1)
+    regressors = np.asarray(regressors, np.float32)
+    classificators = np.asarray(classificators, np.float32)
     expected = (len(tensors), len(anchors))
     if regressors.shape[:2] != expected or classificators.shape[:2] != expected:
         raise OptionsError(
@@ -597,13 +823,14 @@ def _detect_prepared(
 
 def detect_image(
     model: Model,
-    image: np.ndarray | str | Path,
-    variant: Variant | str,
+    image: Any,
+    variant: Variant | str | None = None,
     min_score: float | None = None,
     iou_threshold: float = NMS_IOU_THRESHOLD,
+    channels: str = "rgb",
 ) -> list[Detection]:
-    """``detect_images`` for one image ``(H, W, 3)`` uint8 RGB (or a path)."""
-    return detect_images(model, [image], variant, min_score, iou_threshold)[0]
+    """``detect_images`` for one image (anything ``as_rgb`` takes: a path, ``(H, W, 3)`` uint8 RGB, ...)."""
+    return detect_images(model, [image], variant, min_score, iou_threshold, channels=channels)[0]
 
 
 def _detections_from_outputs(
@@ -618,27 +845,7 @@ def _detections_from_outputs(
     """One image's ``(N, 16)`` and ``(N, 1)`` raw outputs to its final detections."""
     boxes, keypoints, scores = decode_and_suppress(raw, logits, anchors, input_size, min_score, iou_threshold)
     boxes, keypoints = remove_letterbox(boxes, keypoints, box)
-    return [
-        Detection(float(s), tuple(float(v) for v in b), tuple((float(x), float(y)) for x, y in k))
-        for s, b, k in zip(scores, boxes, keypoints)
-    ]
-
-
-def _device_of(model: Model):
-    """The device of a torch module's first parameter, or None for anything else."""
-    parameters = getattr(model, "parameters", None)
-    if parameters is None:
-        return None
-    try:
-        return next(iter(parameters())).device
-    except (StopIteration, TypeError):
-        return None
-
-
-def _to_numpy(value) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().to("cpu").float().numpy()
-    return np.asarray(value, np.float32)
+    return [Detection(s, b, k.tolist()) for s, b, k in zip(scores.tolist(), boxes.tolist(), keypoints)]
 
 
 # -------------------------------------------------------------------------------------------- output
@@ -647,18 +854,10 @@ def _to_numpy(value) -> np.ndarray:
 def detections_to_json(path: str | Path, width: int, height: int, detections: Sequence[Detection]) -> dict:
     """One image's result as a JSON-ready dict.
 
-    ``{"path", "width", "height", "detections": [{"score", "box": [xmin, ymin, xmax, ymax],
-    "keypoints": [[x, y] x 6]}]}``, coordinates in 0..1 of the image's width and height.
+    ``{"path", "width", "height", "detections": [Detection.to_dict(), ...]}``: each ``{"score", "box": [xmin, ymin,
+    xmax, ymax], "keypoints": [[x, y] x 6]}``, coordinates in 0..1 of the image's width and height.
     """
-    return {
-        "path": str(path),
-        "width": int(width),
-        "height": int(height),
-        "detections": [
-            {"score": d.score, "box": list(d.box), "keypoints": [list(point) for point in d.keypoints]}
-            for d in detections
-        ],
-    }
+    return {"path": str(path), "width": int(width), "height": int(height), "detections": [d.to_dict() for d in detections]}
 
 
 _BOX_COLOUR = (0, 220, 0)

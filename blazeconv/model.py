@@ -16,6 +16,8 @@ rather than allocating new tensors. All of it stays differentiable.
 from __future__ import annotations
 
 import logging
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import WeightsError
+from .errors import OptionsError, WeightsError
+from .variants import Variant
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +94,11 @@ def add_residual(out: torch.Tensor, residual: torch.Tensor, extra_channels: int)
     H, W)``.
 
     ``out`` must be a fresh result nothing else reads (a convolution's output: its gradient does not need it).
-    Under ``torch.jit.trace`` (the Core ML export) the sum is out of place: a write through a view is not dataflow
-    a traced graph's readers (coremltools) follow.
+    Under ``torch.jit.trace`` (the Core ML export, the TorchScript ONNX exporter) and ``torch.export`` (the dynamo
+    ONNX exporter) the sum is out of place: a write through a view is not dataflow a traced graph's readers
+    (coremltools) follow, and exported it becomes ``slice_scatter``, which halves ONNX Runtime's speed.
     """
-    if torch.jit.is_tracing():
+    if torch.jit.is_tracing() or torch.compiler.is_exporting():
         return out + (F.pad(residual, (0, 0, 0, 0, 0, extra_channels)) if extra_channels else residual)
     out.narrow(1, 0, residual.shape[1]).add_(residual)
     return out
@@ -533,14 +537,35 @@ def build_model(architecture: str) -> BlazeFaceBase:
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a state_dict with ``weights_only=True`` (no code from the file runs); errors name the file."""
+    """Load a state_dict with ``weights_only=True`` (no code from the file runs); errors name the file.
+
+    A ``.tflite`` is named as such (convert it first); a pickle of other Python objects (a whole pickled module, a
+    malicious payload) is refused in one line of our own; a URL is not fetched.
+    """
+    from .detect import looks_like_url
+
     path = Path(path)
+    if not path.exists() and looks_like_url(path):
+        raise WeightsError(f"{path}: URLs are not read; download the file first")
     if not path.is_file():
         raise WeightsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    if _is_tflite(path):
+        raise WeightsError(
+            f"{path}: a TFLite model, not PyTorch weights: convert it with 'blazeconv tflite2torch {path}', "
+            "or pass it as the model instead"
+        )
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, zip errors, refused globals: all mean "not plain weights"
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except pickle.UnpicklingError as exc:  # torch's text brings ANSI codes and the advice to load unsafely: not ours
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise WeightsError(
+            f"{path}: not a loadable weights-only state_dict: it holds pickled Python objects{what}, which are never "
+            "loaded (for a whole saved model, save its state_dict() instead)"
+        ) from None
+    except Exception as exc:  # zip errors, truncated files, ...: all mean "not plain weights"
+        text = _ANSI.sub("", str(exc)).strip()
+        first_line = text.splitlines()[0] if text else type(exc).__name__
         raise WeightsError(f"{path}: not a loadable weights-only state_dict ({first_line[:200]})") from None
     if not isinstance(state_dict, dict):
         raise WeightsError(f"{path}: holds a {type(state_dict).__name__}, expected a state_dict (dict of tensors)")
@@ -550,20 +575,114 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state_dict
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _is_tflite(path: Path) -> bool:
+    """A TFLite flatbuffer carries the file identifier ``TFL3`` at bytes 4..8 (schema.fbs ``file_identifier``)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8)[4:8] == b"TFL3"
+    except OSError:
+        return False
+
+
 def model_from_state_dict(state_dict: dict, source: str = "state_dict") -> BlazeFaceBase:
-    """Build the fitting module, load ``state_dict`` strictly (checked first), and return it in eval mode."""
+    """Build the fitting module, load ``state_dict`` strictly (checked first), and return it in eval mode.
+
+    The module's ``variant`` is None: nothing here says which file the weights came from (``load_model`` finds out).
+    """
     architecture = architecture_of(state_dict, source)
     check_state_dict(state_dict, architecture, source)
     model = build_model(architecture)
     model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+    model.variant = None
     return model.eval()
 
 
-def load_model(weights_path: str | Path) -> BlazeFaceBase:
+def load_model(weights_path: str | Path, variant: Variant | str | None = None) -> BlazeFaceBase:
     """Load BlazeFace weights saved by ``blazeconv tflite2torch`` (or the original port's .pth files).
 
-    The architecture (128 or 256 input) is inferred from the keys and checked shape by shape.
-    Returns the module in eval mode; forward takes ``(B, 3, S, S)`` float32 RGB in [-1, 1] and returns
-    ``(regressors (B, N, 16), classificators (B, N, 1))``, raw logits in the TFLite outputs' layout.
+    The architecture is inferred from the keys and checked shape by shape. The module's ``variant`` attribute says
+    which model the weights are (anchors, input size, default threshold): ``variant`` if given (it must be of the
+    weights' architecture), else the shipped variant whose converted ``.tflite`` has exactly these weights, else the
+    architecture's default (``short_range`` for 128 px). Returns the module in eval mode; forward takes
+    ``(B, 3, S, S)`` float32 RGB in [-1, 1] and returns ``(regressors (B, N, 16), classificators (B, N, 1))``, raw
+    logits in the TFLite outputs' layout.
     """
-    return model_from_state_dict(load_state_dict(weights_path), str(weights_path))
+    state_dict = load_state_dict(weights_path)
+    model = model_from_state_dict(state_dict, str(weights_path))
+    model.variant = _variant_for(state_dict, model.architecture, variant, weights_path)
+    return model
+
+
+def _variant_for(state_dict: dict, architecture: str, variant: Variant | str | None, source) -> Variant:
+    from .variants import default_variant_for, get_variant
+
+    if variant is not None:
+        chosen = get_variant(variant) if isinstance(variant, str) else variant
+        if chosen.architecture != architecture:
+            raise OptionsError(f"{source}: variant {chosen.name!r} is {chosen.architecture}, the weights are {architecture}")
+        return chosen
+    return _shipped_match(state_dict, architecture) or default_variant_for(architecture)
+
+
+def _shipped_match(state_dict: dict, architecture: str) -> Variant | None:
+    """The shipped variant of ``architecture`` whose converted weights (the cached ones ``detect`` uses) equal these."""
+    from .errors import BlazeconvError
+    from .shipped import cached_weights
+    from .variants import VARIANTS
+
+    for candidate in VARIANTS.values():
+        if candidate.architecture != architecture:
+            continue
+        try:
+            shipped = torch.load(cached_weights(candidate), map_location="cpu", weights_only=True)
+        except (BlazeconvError, OSError, RuntimeError, pickle.UnpicklingError) as exc:  # no match, not a failure
+            log.debug("cannot compare with the shipped %s: %s", candidate.name, exc)
+            continue
+        if shipped.keys() == state_dict.keys() and all(torch.equal(shipped[k], state_dict[k].float()) for k in shipped):
+            return candidate
+    return None
+
+
+class TorchRunner:
+    """A torch module as a detection runner (see ``blazeconv.detect``): numpy batch in, numpy outputs out.
+
+    ``run(batch)``: ``batch`` ``(B, 3, S, S)`` float32 numpy is cast to the dtype and moved to the device of the
+    module's first floating-point parameter (float32 on the CPU for a module without one, or a plain callable), run
+    under ``torch.inference_mode``; returns ``(regressors (B, N, 16), classificators (B, N, 1))`` float32 numpy on
+    the CPU. ``variant``: the module's own ``variant`` attribute unless given. ``uses_torch`` tells ``detect_files``
+    to manage torch's thread count.
+    """
+
+    uses_torch = True
+
+    def __init__(self, module, variant: Variant | None = None):
+        self.module = module
+        self.variant = variant if variant is not None else getattr(module, "variant", None)
+
+    def run(self, batch):
+        dtype, device = self.placement()
+        x = torch.from_numpy(batch).to(device=device, dtype=dtype)
+        with torch.inference_mode():
+            regressors, classificators = self.module(x)
+        return _to_numpy(regressors), _to_numpy(classificators)
+
+    def placement(self) -> tuple[torch.dtype, torch.device]:
+        """The module's dtype and device, read at each call (the module may have been moved since)."""
+        parameters = getattr(self.module, "parameters", None)
+        if callable(parameters):
+            for parameter in parameters():
+                if parameter.is_floating_point():
+                    return parameter.dtype, parameter.device
+        return torch.float32, torch.device("cpu")
+
+
+def _to_numpy(value):
+    """A torch output as float32 numpy on the CPU (post-processing stays in float32 whatever the model computes in)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(device="cpu", dtype=torch.float32).numpy()
+    import numpy as np
+
+    return np.asarray(value, np.float32)
