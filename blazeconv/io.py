@@ -1,10 +1,17 @@
-"""Atomic artifact writing: a file is either the old one or the complete new one, never half written.
+"""Where outputs go and how they are written, so that no user file is ever lost.
 
-Every artifact is written to a hidden temporary file beside it, ``.NAME.PID.XXXXXXXX.tmp`` (same folder, so
-the final ``os.replace`` is an atomic rename on the same filesystem), flushed to disk, then renamed over
-``NAME``. At no moment does ``NAME`` hold a partial file. A process killed outright (SIGKILL, power loss)
-cannot remove its temporary file; the hidden name never passes for the artifact, and the next write of the
-same artifact deletes the temporary files whose writing process (the PID in the name) no longer runs.
+Atomic writing: every artifact is written to a hidden temporary file beside it, ``.NAME.PID.XXXXXXXX.tmp``
+(same folder, so the final ``os.replace`` is an atomic rename on the same filesystem), flushed to disk, then
+renamed over ``NAME``. At no moment does ``NAME`` hold a partial file. The temporary file is created with mode
+0o666 less the umask, as ``open(NAME, "w")`` would (0644 under umask 022). A process killed outright (SIGKILL,
+power loss) cannot remove its temporary file; the hidden name never passes for the artifact, and the next write
+of the same artifact deletes the temporary files whose writing process (the PID in the name) no longer runs.
+
+Folders are never created on the way: a missing folder is an ``OutputError`` naming it.
+
+Inputs are never written: ``refuse_overwriting`` compares every output with every input by device and inode
+(so a symlink or a hard link to an input counts as the input) before any work; ``mirrored_paths`` names one
+output per input so that distinct inputs never share one.
 """
 
 from __future__ import annotations
@@ -12,11 +19,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
-from collections.abc import Iterator
+import secrets
+import stat
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import BlazeconvError, OutputError
+
+
+class PathUsageError(BlazeconvError):
+    """Paths on the command line that cannot be used together: an output that is one of the inputs, two inputs
+    that would share one output, a URL where a file is expected. Exit code 2, as a usage error."""
+
+    exit_code = 2
 
 
 def _temporary_prefix(path: Path) -> str:
@@ -63,25 +78,49 @@ def _flush_to_disk(path: Path) -> None:
             os.close(fd)
 
 
+def check_folder(path: str | Path) -> None:
+    """``OutputError`` naming the culprit unless ``path``'s folder exists: a missing folder or a file in its place."""
+    path = Path(path)
+    folder = path.parent
+    if folder.is_dir():
+        return
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(f"{path}: cannot write: {blocker} is a file, not a folder")
+    raise OutputError(f"{path}: cannot write: folder {folder} does not exist (blazeconv creates no folders on the way)")
+
+
+def _create_temporary(path: Path) -> Path:
+    """A new empty hidden file beside ``path``, mode 0o666 less the umask (what ``open(path, "w")`` gives)."""
+    prefix = f"{_temporary_prefix(path)}{os.getpid()}."
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        candidate = path.parent / f"{prefix}{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(candidate, flags, 0o666)  # the kernel applies the umask, as for any new file
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return candidate
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a hidden temporary path beside ``path``; on success it is renamed onto ``path``, on failure removed.
 
-    An ``OSError`` while writing (no such folder, a file where the folder should be, no space, no permission)
-    becomes an ``OutputError`` naming ``path``.
+    The folder of ``path`` must exist (``OutputError`` naming it otherwise). The file appears with the mode a plain
+    ``open(path, "w")`` gives under the current umask. An ``OSError`` while writing (no space, no permission)
+    becomes an ``OutputError`` naming ``path``. Any exception, an interrupt included, removes the temporary file
+    and leaves whatever was at ``path`` untouched.
     """
     path = Path(path)
+    check_folder(path)
     try:
-        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-        if blocker is not None:
-            raise OutputError(f"{path}: cannot write: {blocker} is a file, not a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path)
-        fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        tmp_path = _create_temporary(path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         if tmp_path.is_file():
@@ -93,6 +132,96 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if isinstance(exc, OSError) and not isinstance(exc, BlazeconvError):
             raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
         raise
+
+
+def current_umask(folder: str | Path) -> int:
+    """The process umask, read without changing it (``os.umask`` would, for every thread): the mode of a probe
+    folder made in ``folder``."""
+    probe = Path(folder) / f".blazeconv-umask.{os.getpid()}.{secrets.token_hex(4)}"
+    os.mkdir(probe, 0o777)
+    try:
+        return 0o777 & ~stat.S_IMODE(os.stat(probe).st_mode)
+    finally:
+        os.rmdir(probe)
+
+
+def give_plain_modes(tree: str | Path) -> None:
+    """chmod a folder tree written by another library (coremltools makes 0700 temporary packages) to what
+    ``os.mkdir`` and ``open(path, "w")`` give under the current umask: 0755 folders and 0644 files under 022."""
+    tree = Path(tree)
+    umask = current_umask(tree.parent)
+    folder_mode, file_mode = 0o777 & ~umask, 0o666 & ~umask
+    if not tree.is_dir():
+        os.chmod(tree, file_mode)
+        return
+    for folder, _, files in os.walk(tree):
+        os.chmod(folder, folder_mode)
+        for name in files:
+            os.chmod(os.path.join(folder, name), file_mode)
+
+
+# ------------------------------------------------------------------------------------ inputs are never written
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file ``path`` is or points to; None when there is none."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def refuse_overwriting(outputs: Iterable[tuple[str, Path]], inputs: Iterable[tuple[str, Path]]) -> None:
+    """``PathUsageError`` if an output is one of the inputs, or two outputs are one file; call before any work.
+
+    ``outputs`` and ``inputs`` are ``(label, path)`` pairs, the label saying what the path is (``-o``,
+    ``--json``, ``input image``) for the message. An output is an input when both name the same file, directly,
+    through a symlink or as a hard link (same device and inode); an output that does not exist yet is compared by
+    its resolved path with the other outputs.
+    """
+    by_identity: dict[tuple[int, int], tuple[str, Path]] = {}
+    for label, path in inputs:
+        identity = _identity(path)
+        if identity is not None:
+            by_identity.setdefault(identity, (label, path))
+    written: dict[object, tuple[str, Path]] = {}
+    for label, path in outputs:
+        identity = _identity(path)
+        if identity is not None and identity in by_identity:
+            input_label, input_path = by_identity[identity]
+            same = "" if os.path.abspath(path) == os.path.abspath(input_path) else " (the same file)"
+            raise PathUsageError(f"{label} {path} is {input_label} {input_path}{same}: blazeconv never writes "
+                                 "its inputs; choose another output")
+        key = identity if identity is not None else os.path.realpath(path)
+        if key in written:
+            other_label, other = written[key]
+            raise PathUsageError(f"{other_label} {other} and {label} {path} are the same file; give each output its own")
+        written[key] = (label, path)
+
+
+def mirrored_paths(inputs: Sequence[str | Path], folder: str | Path, suffix: str = ".png") -> list[Path]:
+    """One output path per input under ``folder``: the input's path relative to the deepest folder holding every
+    input, with ``suffix`` in place of its own (``a/1.jpg``, ``b/1.jpg`` -> ``OUT/a/1.png``, ``OUT/b/1.png``;
+    the files of one folder -> ``OUT/NAME.png``).
+
+    Distinct inputs get distinct outputs except when two differ only in their suffix (``x.jpg`` and ``x.png`` in
+    one folder): that is a ``PathUsageError`` naming both, before any work. The same file given twice maps to
+    one output.
+    """
+    folder = Path(folder)
+    if not inputs:
+        return []
+    absolute = [Path(os.path.abspath(p)) for p in inputs]
+    common = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    outputs = [folder / p.relative_to(common).with_suffix(suffix) for p in absolute]
+    owner: dict[Path, tuple[Path, str | Path]] = {}
+    for given, source, output in zip(inputs, absolute, outputs):
+        first = owner.setdefault(output, (source, given))
+        if first[0] != source:
+            raise PathUsageError(f"{first[1]} and {given} would both be written as {output}: rename one of them "
+                                 "or process them in separate runs")
+    return outputs
 
 
 def sha256_of(path: str | Path) -> str:

@@ -38,12 +38,21 @@ def _package_folder(name: str) -> Path:
 
 
 def cache_dir() -> Path:
-    """``$BLAZECONV_CACHE``, else ``$XDG_CACHE_HOME/blazeconv``, else ``~/.cache/blazeconv``."""
+    """``$BLAZECONV_CACHE``, else ``$XDG_CACHE_HOME/blazeconv``, else ``~/.cache/blazeconv``; created if missing.
+
+    The cache is the one folder blazeconv creates with its parents (``io.atomic_path`` creates none); when it
+    cannot be created, writing an entry into it says so.
+    """
     configured = os.environ.get("BLAZECONV_CACHE")
     if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "blazeconv"
+        folder = Path(configured)
+    else:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "blazeconv"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.debug("cannot create the cache folder %s: %s", folder, exc)
+    return folder
 
 
 def shipped_model(variant: Variant) -> Path:
