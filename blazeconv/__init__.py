@@ -3,7 +3,12 @@
 Python API::
 
     import blazeconv
-    model = blazeconv.load_model("short_range.pth")      # eval-mode torch.nn.Module
+    detector = blazeconv.FaceDetector()                   # short_range; or "full_range", "model.tflite", "w.pth"
+    faces = detector("photo.jpg")                         # list[Detection]: score, box, keypoints (0..1)
+    faces[0].keypoints.right_eye, faces[0].to_pixels(width, height), faces[0].to_dict()
+    crop = detector.crop("photo.jpg", faces[0])           # (112, 112, 3) uint8 RGB, eyes level
+
+    model = blazeconv.load_model("short_range.pth")      # eval-mode torch.nn.Module; model.variant: a Variant
     regressors, classificators = model(x)                 # x: (B, 3, S, S) float32 RGB in [-1, 1]
 
 Public names are imported on first use, so ``import blazeconv`` (and ``blazeconv --help``) does not load torch.
@@ -15,6 +20,10 @@ from .errors import BlazeconvError  # noqa: E402
 
 # name -> module that defines it, imported lazily by __getattr__ below
 _LAZY = {
+    "FaceDetector": "detector",
+    "Detection": "detect",
+    "load_image": "detect",
+    "detect_images": "detect",
     "load_model": "model",
 }
 

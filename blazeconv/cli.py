@@ -170,7 +170,7 @@ def _thresholds_help() -> str:
               help="A .pth state_dict instead of a shipped model (its architecture is read from the weights).")
 @click.option("--variant", "variant_name", type=click.Choice(list(VARIANTS)),
               help="With --weights: which model the weights are, for anchors and the default threshold "
-                   "[default: short_range for 128 px weights, back for 256 px].")
+                   "[default: the shipped model with identical weights, else short_range for 128 px weights, back for 256 px].")
 @click.option("--min-score", type=click.FloatRange(0, 1),
               help=f"Keep detections scoring at least this [default: MediaPipe's for the model: {_thresholds_help()}].")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
@@ -204,7 +204,6 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     from .io import atomic_path
     from .model import load_model
     from .shipped import cached_weights
-    from .variants import default_variant_for
 
     if model_name and weights:
         raise click.UsageError("give --model or --weights, not both")
@@ -212,13 +211,13 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         raise click.UsageError("--variant only applies with --weights (--model names the variant itself)")
     if weights:
         model = load_model(weights)
-        variant = get_variant(variant_name) if variant_name else default_variant_for(model.architecture)
+        variant = get_variant(variant_name) if variant_name else model.variant
         if variant.architecture != model.architecture:
             raise click.UsageError(f"--variant {variant.name} is a {variant.architecture} model, "
                                    f"the weights are {model.architecture}")
     else:
         variant = get_variant(model_name or DEFAULT_VARIANT)
-        model = load_model(cached_weights(variant))
+        model = load_model(cached_weights(variant), variant)
 
     paths = _expand_images(tuple(inputs))
     if not paths:

@@ -1,0 +1,239 @@
+"""``FaceDetector``: MediaPipe's face detection in one line, on whatever image the caller holds.
+
+    import blazeconv
+    detector = blazeconv.FaceDetector()              # short_range, converted and cached on first use
+    faces = detector("photo.jpg")                    # list[Detection], coordinates in 0..1 of the image
+    crop = detector.crop("photo.jpg", faces[0])      # (112, 112, 3) uint8 RGB, eyes level
+
+Built once (model loaded, anchors made), called many times; the numbers are those of ``blazeconv detect --json``.
+The model runs through a *runner* (``blazeconv.detect``'s docstring); ``_make_runner`` makes one per backend.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .detect import (
+    Detection,
+    _resolve_variant,
+    as_rgb,
+    check_thresholds,
+    detect_files,
+    detect_images,
+    looks_like_url,
+)
+from .errors import ModelFileError, OptionsError
+from .variants import NMS_IOU_THRESHOLD, VARIANTS, Variant, get_variant
+
+
+class FaceDetector:
+    """A BlazeFace detector with MediaPipe's pre- and post-processing.
+
+    ``model``: a shipped variant name (``short_range``, ``front``, ``back``, ``full_range``, ``full_range_sparse``;
+    weights converted once into the cache), a path to a ``.tflite`` (converted in memory; its variant recognised) or
+    to a ``.pth`` state_dict (variant: the shipped model with identical weights, else the architecture's default), a
+    torch module, or a runner. ``variant``: which model the weights are (anchors, input size, default threshold),
+    overriding what was inferred; it must be of the weights' architecture. ``min_score``: keep faces scoring at least
+    this (None: MediaPipe's for the variant); ``iou_threshold``: weighted NMS overlap (MediaPipe's 0.3); both in
+    [0, 1]. ``device``: where a torch model runs (``"cpu"``, ``"cuda"``, ...). ``backend``: ``"torch"``.
+    ``batch_size``: images per forward pass for a list. ``channels``: the default channel order of arrays and
+    tensors, ``"rgb"`` or ``"bgr"`` (OpenCV frames).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | Any = "short_range",
+        *,
+        variant: Variant | str | None = None,
+        min_score: float | None = None,
+        iou_threshold: float = NMS_IOU_THRESHOLD,
+        device: str = "cpu",
+        backend: str = "torch",
+        batch_size: int = 32,
+        channels: str = "rgb",
+    ):
+        check_thresholds(min_score, iou_threshold)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise OptionsError(f"batch_size must be a positive integer, got {batch_size!r}")
+        _check_channels(channels)
+        self.runner = _make_runner(model, variant, device, backend)
+        self.variant: Variant = _resolve_variant(self.runner, variant)
+        self.min_score = self.variant.min_score if min_score is None else float(min_score)
+        self.iou_threshold = float(iou_threshold)
+        self.batch_size = batch_size
+        self.channels = channels
+        self.backend, self.device = backend, device
+
+    def __repr__(self) -> str:
+        return (f"FaceDetector(variant={self.variant.name!r}, backend={self.backend!r}, device={self.device!r}, "
+                f"min_score={self.min_score:g}, iou_threshold={self.iou_threshold:g})")
+
+    def __call__(self, images: Any, *, channels: str | None = None) -> list[Detection] | list[list[Detection]]:
+        """Faces in one image (a list of ``Detection``, best first) or in a list/tuple of images (a list of lists).
+
+        An image is a path (str or ``Path``), bytes or a binary file, a ``PIL.Image`` of any mode (EXIF orientation
+        applied as for files), a uint8 numpy array ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)``, or a uint8 torch
+        tensor ``(H, W, 3)`` or ``(3, H, W)``; ``channels`` (default: the detector's) is the order of arrays and
+        tensors. Lists run ``batch_size`` images per forward pass; a list of paths is decoded on every core while
+        the model runs. Anything else, or a file that cannot be read: ``ImageError``.
+        """
+        channels = self.channels if channels is None else _check_channels(channels)
+        if isinstance(images, (list, tuple)):
+            return self._detect(list(images), channels)
+        return self._detect([images], channels)[0]
+
+    def _detect(self, images: list, channels: str) -> list[list[Detection]]:
+        options = (self.variant, self.min_score, self.iou_threshold, self.batch_size)
+        if len(images) > 1 and all(isinstance(i, (str, Path)) for i in images):
+            results = []
+            for _, image, found in detect_files(self.runner, images, *options):
+                if found is None:
+                    raise image  # the ImageError naming the file
+                results.append(found)
+            return results
+        return detect_images(self.runner, images, *options, channels=channels)
+
+    def crop(
+        self,
+        image: Any,
+        detection: Detection,
+        size: int = 112,
+        *,
+        align: bool = True,
+        margin: float = 0.25,
+        channels: str | None = None,
+    ) -> np.ndarray:
+        """A square ``(size, size, 3)`` uint8 crop of one face, in the channel order of the input (RGB, or BGR for
+        ``channels="bgr"``): the usual input of a face-recognition model.
+
+        ``detection``: one this detector found in ``image`` (coordinates in 0..1). The crop's side is the box's longer
+        side plus ``margin`` of it on each side (``1 + 2 * margin`` times the box). With ``align`` the crop is rotated
+        so the eyes are level (right eye on the left, as in the photo) and placed so they are symmetric about the
+        crop's vertical centre line, at the box centre's height along the face; without it the crop is axis-aligned
+        and centred on the box. Bilinear sampling; parts outside the image are black.
+        """
+        channels = self.channels if channels is None else _check_channels(channels)
+        if not isinstance(size, int) or size < 1:
+            raise OptionsError(f"crop size must be a positive integer, got {size!r}")
+        if not (margin >= 0 and math.isfinite(margin)):
+            raise OptionsError(f"crop margin must be a finite number >= 0, got {margin!r}")
+        rgb = as_rgb(image, channels)
+        height, width = rgb.shape[:2]
+        matrix = crop_transform(detection.to_pixels(width, height), size, align, margin)
+        cropped = Image.fromarray(rgb).transform((size, size), Image.Transform.AFFINE, matrix,
+                                                 resample=Image.Resampling.BILINEAR)
+        out = np.asarray(cropped, np.uint8)
+        return np.ascontiguousarray(out[:, :, ::-1]) if channels == "bgr" else out.copy()
+
+
+def crop_transform(detection: Detection, size: int, align: bool = True, margin: float = 0.25) -> tuple[float, ...]:
+    """Pillow ``AFFINE`` data ``(a, b, c, d, e, f)`` of ``FaceDetector.crop``: output point ``(X, Y)`` (continuous
+    pixel coordinates of the ``size`` x ``size`` crop) reads the image at ``(a X + b Y + c, d X + e Y + f)``.
+
+    ``detection`` in pixels of the image (``Detection.to_pixels``). The crop's axes are ``right`` (unit vector from
+    the right eye to the left eye, or +x without ``align``) and ``down`` (``right`` turned 90 degrees towards the
+    mouth); its centre is the box centre, moved along ``right`` onto the eyes' perpendicular bisector when aligning.
+    """
+    xmin, ymin, xmax, ymax = detection.box
+    side = max(xmax - xmin, ymax - ymin) * (1.0 + 2.0 * margin)
+    if not side > 0 or not math.isfinite(side):
+        raise OptionsError(f"cannot crop a detection without area (box {tuple(detection.box)})")
+    centre = np.array([(xmin + xmax) / 2.0, (ymin + ymax) / 2.0])
+    right = np.array([1.0, 0.0])
+    if align:
+        right_eye, left_eye = np.array(detection.keypoints.right_eye), np.array(detection.keypoints.left_eye)
+        between = left_eye - right_eye
+        if np.hypot(*between) > 0:
+            right = between / np.hypot(*between)
+    down = np.array([-right[1], right[0]])  # image y points down: +x turns into +y
+    if align:
+        eyes = (np.array(detection.keypoints.right_eye) + np.array(detection.keypoints.left_eye)) / 2.0
+        centre = eyes + np.dot(centre - eyes, down) * down
+    scale = side / size
+    origin = centre - scale * size / 2.0 * (right + down)  # where the crop's corner (0, 0) reads the image
+    return (scale * right[0], scale * down[0], origin[0], scale * right[1], scale * down[1], origin[1])
+
+
+def _check_channels(channels: str) -> str:
+    if channels not in ("rgb", "bgr"):
+        raise OptionsError(f"channels must be 'rgb' or 'bgr', got {channels!r}")
+    return channels
+
+
+# ------------------------------------------------------------------------------------------------ runners
+
+
+def _torch_runner(model: Any, variant: Variant | str | None, device: str) -> Any:
+    """The torch backend: the module of ``model`` (name, .tflite, .pth or a module) on ``device``."""
+    from .model import TorchRunner
+
+    module = load_module(model, variant)
+    try:
+        module = module.to(device)
+    except (RuntimeError, AssertionError, ValueError) as exc:  # "Torch not compiled with CUDA enabled", bad name
+        raise OptionsError(f"device {device!r} is not available to torch: {' '.join(str(exc).split())}") from None
+    return TorchRunner(module)
+
+
+# backend name -> make(model, variant, device) -> runner
+_BACKENDS = {"torch": _torch_runner}
+
+
+def _make_runner(model: Any, variant: Variant | str | None, device: str, backend: str = "torch") -> Any:
+    """The runner for ``model`` on ``backend``; a runner given as ``model`` is used as it is."""
+    if backend not in _BACKENDS:
+        raise OptionsError(f"unknown backend {backend!r}; choices: {', '.join(_BACKENDS)}")
+    if callable(getattr(model, "run", None)):
+        return model
+    return _BACKENDS[backend](model, variant, device)
+
+
+def load_module(model: Any, variant: Variant | str | None = None):
+    """A torch module that knows its variant (``module.variant``) from a shipped name, a ``.tflite``, a ``.pth`` or
+    a module (returned with ``variant`` set when given). ``variant`` must fit the weights' architecture."""
+    from .model import _is_tflite, load_model, load_state_dict, model_from_state_dict
+
+    if not isinstance(model, (str, Path)):
+        if not hasattr(model, "state_dict"):
+            raise OptionsError(f"model must be a variant name, a .tflite or .pth path, a torch module or a runner; "
+                               f"got a {type(model).__name__}")
+        if variant is not None:
+            model.variant = _fitting(variant, getattr(model, "architecture", None), type(model).__name__)
+        return model
+    name = str(model)
+    exists = Path(name).exists()
+    if looks_like_url(name) and not exists:
+        raise ModelFileError(f"{name}: URLs are not read; download the file first")
+    if name in VARIANTS and not exists:
+        from .shipped import cached_weights
+
+        shipped = VARIANTS[name]
+        module = model_from_state_dict(load_state_dict(cached_weights(shipped)), name)
+        module.variant = shipped if variant is None else _fitting(variant, module.architecture, name)
+        return module
+    path = Path(model)
+    if path.suffix.lower() == ".tflite" or (path.is_file() and _is_tflite(path)):
+        from .convert import convert_file
+
+        conversion = convert_file(path)
+        module = model_from_state_dict(conversion.state_dict, str(path))
+        module.variant = conversion.variant if variant is None else _fitting(variant, module.architecture, str(path))
+        return module
+    if not exists and path.suffix == "":
+        raise ModelFileError(f"{name}: no such file, and not a shipped model ({', '.join(VARIANTS)})")
+    return load_model(path, variant)
+
+
+def _fitting(variant: Variant | str, architecture: str | None, source: str) -> Variant:
+    chosen = get_variant(variant) if isinstance(variant, str) else variant
+    if architecture is not None and chosen.architecture != architecture:
+        raise OptionsError(f"{source}: variant {chosen.name!r} is {chosen.architecture}, the weights are {architecture}")
+    return chosen
+
+
+__all__ = ["FaceDetector", "crop_transform", "load_module"]
