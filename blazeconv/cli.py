@@ -31,7 +31,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Convert MediaPipe BlazeFace face detectors (TFLite) to PyTorch and Core ML, and run them.
 
     Exit codes: 0 success, 1 other failure, 2 usage, 3 model file, 4 unsupported model, 5 weights,
-    6 image, 7 options, 70 internal error.
+    6 image, 7 options, 8 missing optional dependency, 70 internal error, 130 / 143 interrupted (SIGINT / SIGTERM).
     """
     ctx.obj = {"debug": debug}
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -58,12 +58,13 @@ def tflite2torch(model: Path, output: Path | None) -> None:
 
     named = _variant_name(model)
     model = resolve_source(model)
+    output = output or (Path(f"{named}.pth") if named else model.with_suffix(".pth"))
+    _check_outputs([("-o", output)], [("the model", model)])
     conversion = convert_file(model)
     v = conversion.variant
     how = "its checksum" if conversion.recognised_by == "checksum" else "its structure (not a shipped file)"
     _say(f"{model}: recognised as {v.name} by {how}: {v.architecture}, {v.input_size}x{v.input_size} input, "
          f"{v.num_anchors} anchors, {conversion.weight_storage} weights")
-    output = output or (Path(f"{named}.pth") if named else model.with_suffix(".pth"))
     save_state_dict(conversion.state_dict, output)
     _say(f"wrote {output} ({len(conversion.state_dict)} tensors)")
 
@@ -91,12 +92,13 @@ def anchors(variant: str | None, options_file: Path | None, output: Path | None)
 
     if (variant is None) == (options_file is None):
         raise click.UsageError("give exactly one of --variant or --options")
+    output = output or Path(f"{variant or options_file.stem}_anchors.npy")
+    _check_outputs([("-o", output)], [("--options", options_file)] if options_file else [])
     if variant is not None:
-        options, name = get_variant(variant).anchor_options, variant
+        options = get_variant(variant).anchor_options
     else:
-        options, name = AnchorOptions.from_json(options_file), options_file.stem
+        options = AnchorOptions.from_json(options_file)
     result = generate_anchors(options)
-    output = output or Path(f"{name}_anchors.npy")
     with atomic_path(output) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, result)
@@ -153,6 +155,15 @@ def _require(module: str, extra: str, purpose: str) -> None:
         raise MissingDependencyError(f"{purpose} needs the '{module}' package: pip install 'blazeconv[{extra}]'")
 
 
+def _check_outputs(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path]]) -> None:
+    """Before any work: each output's folder exists, and no output is (or links to) an input (exit 2)."""
+    from .io import check_folder, refuse_overwriting
+
+    for _, path in outputs:
+        check_folder(path)
+    refuse_overwriting(outputs, inputs)
+
+
 def _variant_name(argument: Path) -> str | None:
     """The variant an argument names (``short_range``), or None for a path (an existing file wins)."""
     return str(argument) if str(argument) in VARIANTS and not argument.exists() else None
@@ -160,6 +171,27 @@ def _variant_name(argument: Path) -> str | None:
 
 def _thresholds_help() -> str:
     return ", ".join(f"{v.name} {v.min_score:g}" for v in VARIANTS.values())
+
+
+class _Fraction(click.ParamType):
+    """A threshold from 0 to 1. NaN, anything outside and non-numbers are options errors (exit 7), one line."""
+
+    name = "0..1"
+
+    def convert(self, value, param, ctx):
+        from .errors import OptionsError
+
+        option = param.opts[0] if param is not None and param.opts else "value"
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise OptionsError(f"{option} {value}: not a number (expected one from 0 to 1)") from None
+        if not 0.0 <= number <= 1.0:  # false for NaN as well
+            raise OptionsError(f"{option} {value}: expected a number from 0 to 1")
+        return number
+
+
+FRACTION = _Fraction()
 
 
 @cli.command()
@@ -171,24 +203,38 @@ def _thresholds_help() -> str:
 @click.option("--variant", "variant_name", type=click.Choice(list(VARIANTS)),
               help="With --weights: which model the weights are, for anchors and the default threshold "
                    "[default: the shipped model with identical weights, else short_range for 128 px weights, back for 256 px].")
-@click.option("--min-score", type=click.FloatRange(0, 1),
+@click.option("--min-score", type=FRACTION,
               help=f"Keep detections scoring at least this [default: MediaPipe's for the model: {_thresholds_help()}].")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
-              help="Write the detections as JSON to this file, or - for stdout.")
+              help="Write the detections as one JSON document to this file, or - for stdout; written at the end, "
+                   "also when every image failed (with 'errors'), never after an interrupt.")
+@click.option("--jsonl", "jsonl_path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Write one JSON object per image as results come (the fields of a --json entry; 'path' and "
+                   "'error' for an image that failed) to this file, or - for stdout. An interrupted run keeps every "
+                   "finished image. An existing non-empty file is continued only with --resume.")
+@click.option("--resume", is_flag=True,
+              help="With --jsonl FILE: skip the images already in FILE (same paths as given) and append the rest; "
+                   "a line cut short by a kill is redone.")
 @click.option("--annotate", "annotate_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Write each image with boxes, keypoints and scores drawn into this folder (as PNG).")
+              help="Write each image with boxes, keypoints and scores drawn into this folder as PNG, named by the "
+                   "image's path relative to the deepest folder holding all inputs, suffix .png (a/1.jpg, b/1.jpg "
+                   "-> DIR/a/1.png, DIR/b/1.png). The folder is created, its parents are not. Refused before any "
+                   "work when an annotation would replace an input or two inputs would share one.")
+@click.option("-q", "--quiet", is_flag=True, help="No per-image summary on stdout.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024),
               help="Images per forward pass.")
 @click.option("--fast/--no-fast", default=False, show_default=True,
               help="Run the model compiled for CPU (blazeconv.fast: traced and rewritten once per input shape, the "
                    "same outputs to 1e-4, 1-3 s to start) instead of the plain PyTorch module. On folders, decoding "
                    "the images dominates and the start-up does not pay off (README: Speed).")
-def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast) -> None:
+def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast,
+           jsonl_path, resume, quiet) -> None:
     """Detect faces in images (files or folders of images) with MediaPipe's pre- and post-processing.
 
     Letterbox to the model input, run the PyTorch model, decode with the SSD anchors, weighted
     non-maximum suppression (IoU 0.3), and coordinates mapped back to each image (0..1 of its width
-    and height). Without --json a summary is printed; keypoints come in MediaPipe's order (right eye,
+    and height). A summary per image is printed on stdout (not with --quiet, or when --json or --jsonl
+    write to stdout); progress and notices go to stderr. Keypoints come in MediaPipe's order (right eye,
     left eye, nose tip, mouth centre, right ear tragion, left ear tragion; the subject's right and left).
 
     \b
@@ -196,12 +242,14 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
       blazeconv detect photo.jpg
       blazeconv detect photos/ --model back --json detections.json --annotate annotated/
       blazeconv detect photo.jpg --weights build/short_range.pth --min-score 0.6 --json -
+      blazeconv detect huge_folder/ --jsonl faces.jsonl --resume     # rerun the same line after an interrupt
     """
     import json
 
     from .detect import annotate, detect_files, detections_to_json
     from .errors import ImageError
-    from .io import atomic_path
+    from .interrupts import Interrupted
+    from .io import atomic_path, read_jsonl
     from .model import load_model
     from .shipped import cached_weights
 
@@ -209,6 +257,14 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         raise click.UsageError("give --model or --weights, not both")
     if variant_name and not weights:
         raise click.UsageError("--variant only applies with --weights (--model names the variant itself)")
+    if resume and (jsonl_path is None or str(jsonl_path) == "-"):
+        raise click.UsageError("--resume continues the file of --jsonl FILE; give both")
+    if json_path is not None and jsonl_path is not None and str(json_path) == str(jsonl_path) == "-":
+        raise click.UsageError("only one of --json and --jsonl can write to stdout")
+    paths = _expand_images(tuple(inputs))
+    if not paths:
+        raise click.UsageError("no image files found in " + ", ".join(str(i) for i in inputs))
+    annotations = _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir, resume)
     if weights:
         model = load_model(weights)
         variant = get_variant(variant_name) if variant_name else model.variant
@@ -219,45 +275,103 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         variant = get_variant(model_name or DEFAULT_VARIANT)
         model = load_model(cached_weights(variant), variant)
 
-    paths = _expand_images(tuple(inputs))
-    if not paths:
-        raise click.UsageError("no image files found in " + ", ".join(str(i) for i in inputs))
     if fast:
         from .fast import fast_model
 
         model = fast_model(model)
-    results, failures = [], []
-    with _progress(len(paths), "detecting") as progress:
-        # Files are decoded and letterboxed on every core while the model runs; annotations are written as they come.
-        for path, image, found in detect_files(model, paths, variant, min_score=min_score, batch_size=batch_size):
-            if found is None:
-                failures.append(str(image))
-            else:
-                results.append((path, image.shape[1], image.shape[0], found))
-                if annotate_dir is not None:
-                    with atomic_path(annotate_dir / f"{path.stem}.png") as tmp:
-                        annotate(image, found).save(tmp, format="PNG")
-            progress.update(1)
+    # With --resume, what the interrupted run finished comes from the file: its images are not read again.
+    finished = read_jsonl(jsonl_path) if resume and jsonl_path.is_file() else ([], 0)
+    entries, failures = [r for r in finished[0] if "error" not in r], [r["error"] for r in finished[0] if "error" in r]
+    done = {r["path"] for r in finished[0]}
+    todo = [(p, a) for p, a in zip(paths, annotations or [None] * len(paths)) if str(p) not in done]
+    if done:
+        _say(f"resuming {jsonl_path}: {len(paths) - len(todo)} of {len(paths)} images already done")
+    summary = not quiet and "-" not in (str(json_path), str(jsonl_path))
+    count = 0
+    try:
+        with _jsonl_stream(jsonl_path, keep=finished[1]) as stream, _progress(len(todo), "detecting") as progress:
+            # Images are decoded and letterboxed on every core while the model runs; outputs are written as they come.
+            found_in = detect_files(model, [p for p, _ in todo], variant, min_score=min_score, batch_size=batch_size)
+            for (path, image, found), (_, annotation) in zip(found_in, todo):
+                if found is None:
+                    failures.append(str(image))
+                    record = {"path": str(path), "error": str(image)}
+                else:
+                    record = detections_to_json(path, image.shape[1], image.shape[0], found)
+                    entries.append(record)
+                    if annotation is not None:
+                        annotation.parent.mkdir(parents=True, exist_ok=True)  # inside --annotate DIR only
+                        with atomic_path(annotation) as tmp:
+                            annotate(image, found).save(tmp, format="PNG")
+                    if summary:
+                        click.echo(f"{path}: {len(found)} {'face' if len(found) == 1 else 'faces'}" + "".join(
+                            f"\n  score {d.score:.3f} box " + " ".join(f"{v:.3f}" for v in d.box) for d in found))
+                if stream is not None:
+                    stream.write(json.dumps(record) + "\n")
+                    stream.flush()
+                count += 1
+                progress.update(1)
+    except Interrupted as exc:
+        exc.detail = f"{len(paths) - len(todo) + count} of {len(paths)} images done"
+        if jsonl_path is not None and str(jsonl_path) != "-":
+            exc.detail += f"; their results are in {jsonl_path} (rerun with --resume to continue)"
+        raise
 
-    if results:
-        document = {"images": [detections_to_json(p, w, h, d) for p, w, h, d in results]}
-        if failures:
-            document["errors"] = failures
-        if json_path is not None and str(json_path) == "-":
-            click.echo(json.dumps(document, indent=2))
-        elif json_path is not None:
-            with atomic_path(json_path) as tmp:
-                tmp.write_text(json.dumps(document, indent=2) + "\n")
+    document = {"images": entries}
+    if failures:
+        document["errors"] = failures
+    if json_path is not None and str(json_path) == "-":
+        click.echo(json.dumps(document, indent=2))
+    elif json_path is not None:
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(document, indent=2) + "\n")
+    if entries:
         threshold = variant.min_score if min_score is None else min_score
-        for path, _, _, found in results:
-            faces = "face" if len(found) == 1 else "faces"
-            _say(f"{path}: {len(found)} {faces}" + "".join(f"\n  score {d.score:.3f} box "
-                 + " ".join(f"{v:.3f}" for v in d.box) for d in found))
-        _say(f"{len(results)} image(s), model {variant.name}, min score {threshold:g}")
+        _say(f"{len(entries)} image(s), model {variant.name}, min score {threshold:g}")
     if failures:
         for message in failures[:-1]:
             click.echo(f"Error: {message}", err=True)
         raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} images failed)")
+
+
+def _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir, resume) -> list[Path]:
+    """detect's outputs checked before any work; returns each image's annotation path (none without --annotate).
+
+    Folders must exist (--annotate DIR: its parent), no output may be an input, no two inputs may share an
+    annotation, and a --jsonl file holding results is only continued with --resume.
+    """
+    from .io import PathUsageError, check_folder, mirrored_paths, refuse_overwriting
+
+    files = [(label, path) for label, path in (("--json", json_path), ("--jsonl", jsonl_path))
+             if path is not None and str(path) != "-"]
+    for _, path in files:
+        check_folder(path)
+    annotations = []
+    if annotate_dir is not None:
+        if not annotate_dir.is_dir():
+            check_folder(annotate_dir)
+        annotations = mirrored_paths(paths, annotate_dir)
+    inputs = [("input image", p) for p in paths] + ([("--weights", weights)] if weights else [])
+    refuse_overwriting(files + [("annotation", a) for a in annotations], inputs)
+    if jsonl_path is not None and not resume and str(jsonl_path) != "-" and jsonl_path.is_file() \
+            and jsonl_path.stat().st_size > 0:
+        raise PathUsageError(f"--jsonl {jsonl_path} already holds results: add --resume to continue that run, "
+                             "or remove the file")
+    return annotations
+
+
+@contextlib.contextmanager
+def _jsonl_stream(path: Path | None, keep: int):
+    """The --jsonl output opened for appending after its first ``keep`` bytes (a torn last line is cut), or
+    stdout for ``-``, or None."""
+    if path is None:
+        yield None
+    elif str(path) == "-":
+        yield sys.stdout
+    else:
+        with open(path, "a", encoding="utf-8") as stream:
+            stream.truncate(keep)
+            yield stream
 
 
 
@@ -275,9 +389,9 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
               help="float16 (the network computes in float16; decoding and NMS stay float32) or float32 "
                    "[default: float16 for mlprogram, float32 for neuralnetwork, where float16 stores the "
                    "convolution weights as float16].")
-@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+@click.option("--iou-threshold", type=FRACTION, default=0.3, show_default=True,
               help="NMS overlap threshold (MediaPipe's face graphs use 0.3).")
-@click.option("--score-threshold", type=click.FloatRange(0, 1),
+@click.option("--score-threshold", type=FRACTION,
               help=f"Minimum face score [default: the variant's: {_thresholds_help()}].")
 @click.option("--max-faces", type=click.IntRange(1, 100), default=16, show_default=True,
               help="Most faces a model returns (rows of the landmarks model; Vision's upper bound). The landmarks "
@@ -331,6 +445,8 @@ def coreml(source, output, landmarks, model_format, precision, iou_threshold, sc
     output = output or default_output(Path(named) if named else source, options)
     if output.suffix.lower() != options.suffix:
         raise OptionsError(f"{output}: a {model_format} model is saved as {options.suffix}, not {output.suffix or 'no suffix'}")
+    _check_outputs([("-o", output)], [(label, path) for label, path in (
+        ("the source", source), ("--source-tflite", source_tflite), ("--anchors", anchors_file)) if path is not None])
     loaded = load_source(source, variant=variant_name, source_tflite=source_tflite, anchors=anchors_file)
     options = options.resolved(loaded.variant)
     v = loaded.variant
@@ -351,7 +467,7 @@ def coreml(source, output, landmarks, model_format, precision, iou_threshold, sc
                    "model records].")
 @click.option("--anchors", "anchors_file", type=click.Path(path_type=Path, dir_okay=False),
               help="The anchors .npy the model was built with, if it was built with --anchors.")
-@click.option("--atol", type=click.FloatRange(0, 1),
+@click.option("--atol", type=FRACTION,
               help="Tolerance for boxes and keypoints [default: 1e-4 for float32 models, 2e-3 for float16].")
 def verify(model, images, weights, anchors_file, atol) -> None:
     """Check a Core ML MODEL numerically against its PyTorch model, on any OS.
@@ -453,6 +569,8 @@ def bench(variants, rounds, warmup, batch, threads, throughput_images, clock, ph
     from .bench import default_options, format_report, run_bench
     from .io import atomic_path
 
+    if output is not None:
+        _check_outputs([("-o", output)], [("--photo", photo)] if photo else [])
     defaults = (3, 1, 4, 40) if quick else (40, 5, 32, 1000)
     rounds, warmup, batch, throughput_images = (given if given is not None else default for given, default in zip(
         (rounds, warmup, batch, throughput_images), defaults))
@@ -465,49 +583,93 @@ def bench(variants, rounds, warmup, batch, threads, throughput_images, clock, ph
             tmp.write_text(table + "\n")
 
 
+# Schemes of files on a network: a path argument written like this is a URL, which blazeconv does not download.
+_URL = re.compile(r"^(?:https?|ftps?|s3|gs|file)://", re.IGNORECASE)
+
+
+def _debug_first(args: list[str]) -> list[str]:
+    """``--debug`` is accepted anywhere before ``--``: moved in front of the subcommand, where click expects it."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    return ["--debug"] + [a for a in args[:end] if a != "--debug"] + args[end:]
+
+
+def _refuse_urls(args: list[str]) -> None:
+    from .io import PathUsageError
+
+    for arg in args:
+        value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+        if _URL.match(value):
+            raise PathUsageError(f"{value}: URLs are not read; download the file first and give its path")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI and turns every failure into one ``Error:`` line and a documented exit code.
 
-    Exit codes: a ``BlazeconvError``'s own (3 model file, 4 unsupported model, 5 weights, 6 image, 7 options,
-    1 an output that cannot be written or another failure), 2 usage (click), 1 an operating-system error
-    outside those (named with its file), 130 interrupted, 70 anything else: a bug, reported as an internal error.
-    ``--debug`` adds the traceback.
+    Exit codes: a ``BlazeconvError``'s own (2 paths that cannot be used together, 3 model file, 4 unsupported
+    model, 5 weights, 6 image, 7 options, 8 missing optional dependency, 1 an output that cannot be written or
+    another failure), 2 usage (click), 1 an operating-system error outside those (named with its file), 130 / 143
+    interrupted by SIGINT / SIGTERM, 70 anything else: a bug, reported as an internal error. ``--debug`` adds the
+    traceback.
+
+    SIGINT and SIGTERM raise ``Interrupted`` from the moment the CLI starts (``blazeconv.interrupts``): clean-up
+    code runs, temporary files go, and the first import of torch and other native packages is never cut short.
     """
-    args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
+    from .interrupts import Interrupted, guard_imports, handle_signals
+
+    args = _debug_first(list(sys.argv[1:] if argv is None else argv))
+    debug = bool(args) and args[0] == "--debug"
+    with handle_signals(), guard_imports():
+        try:
+            code = _run(args, debug)
+        except Interrupted as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"Error: {_one_line(exc)}", err=True)
+            code = exc.exit_code
+    sys.exit(code)
+
+
+def _run(args: list[str], debug: bool) -> int:
+    """Run the CLI on ``args``; print the one error line of a failure; return the exit code."""
     try:
+        _refuse_urls(args)
         cli.main(args=args, prog_name="blazeconv", standalone_mode=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+        return exc.exit_code
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # a SIGINT under another handler than ours
+            click.echo("Error: interrupted by SIGINT", err=True)
+            return 130
         click.echo("Aborted.", err=True)
-        sys.exit(1)
+        return 1
     except BlazeconvError as exc:
         if debug:
             traceback.print_exc()
         click.echo(f"Error: {_one_line(exc)}", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        click.echo("Error: interrupted by SIGINT", err=True)
+        return 130
     except BrokenPipeError:
         # The reader of stdout went away (``--json - | head``): nothing more to say to it, and stop Python
         # from complaining about the failed flush at exit.
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+        return 1
     except OSError as exc:  # the environment, not blazeconv: a file that cannot be read or written
         if debug:
             traceback.print_exc()
         click.echo(f"Error: {_one_line(_os_error_message(exc))}", err=True)
-        sys.exit(1)
+        return 1
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
         if debug:
             traceback.print_exc()
         detail = _one_line(f"{type(exc).__name__}: {exc}")
         click.echo(f"Error: internal error: {detail} (rerun with --debug for the traceback)", err=True)
-        sys.exit(INTERNAL_ERROR_EXIT)
-    sys.exit(0)
+        return INTERNAL_ERROR_EXIT
+    return 0

@@ -98,6 +98,7 @@ def _palm(tmp_path):
 def test_tflite2torch_errors(make_input, expected_code, fragment, tmp_path, run_cli):
     model = make_input(tmp_path)
     out = tmp_path / "out" / "weights.pth"
+    out.parent.mkdir()  # a missing output folder is refused before the model is read (test_outputs.py)
     code, _, err = run_cli("tflite2torch", model, "-o", out)
     assert_one_line_error(code, err, model, expected_code)
     assert fragment in err
@@ -195,7 +196,7 @@ def test_detect_annotates_and_prints_a_summary(tmp_path, run_cli, private_cache)
 
     code, out, err = run_cli("detect", DATA / "images" / "3faces.png", "--annotate", tmp_path / "ann")
     assert code == 0, err
-    assert "3faces.png: 3 faces" in err
+    assert "3faces.png: 3 faces" in out  # the summary is data: stdout
     with Image.open(tmp_path / "ann" / "3faces.png") as annotated:
         assert annotated.size == (128, 128)
 
@@ -218,6 +219,8 @@ def test_detect_with_weights_and_json_on_stdout(tmp_path, run_cli, converted):
 
 @pytest.mark.parametrize("kind", ["missing", "not-an-image", "truncated"])
 def test_detect_unreadable_image(kind, tmp_path, run_cli, private_cache):
+    import json
+
     from conftest import DATA
 
     image = tmp_path / "photo.png"
@@ -228,13 +231,14 @@ def test_detect_unreadable_image(kind, tmp_path, run_cli, private_cache):
     out = tmp_path / "out.json"
     code, _, err = run_cli("detect", image, "--json", out)
     assert_one_line_error(code, err, image, 6)
-    assert not out.exists()
+    document = json.loads(out.read_text())  # written even when every image failed
+    assert document["images"] == [] and str(image) in document["errors"][0]
 
 
 def test_detect_bad_weights(tmp_path, run_cli):
     weights = tmp_path / "w.pth"
     torch.save({"conv.weight": torch.zeros(3)}, weights)
-    code, _, err = run_cli("detect", tmp_path, "--weights", weights)
+    code, _, err = run_cli("detect", REPO / "tests" / "data" / "images" / "1face.png", "--weights", weights)
     assert_one_line_error(code, err, weights, 5)
 
 
