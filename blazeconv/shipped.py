@@ -1,4 +1,8 @@
-"""Where the shipped ``.tflite`` files live, and a cache of their converted weights for ``detect``."""
+"""Where the shipped ``.tflite`` files live, and a cache of their converted weights and ONNX exports.
+
+Imports nothing heavy at module level: a cached ONNX file is found without importing torch (the onnxruntime and
+OpenVINO backends promise that); converting or exporting imports it inside the function that needs it.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
-from .convert import convert_file, save_state_dict
-from .errors import ModelFileError
+from .errors import ModelFileError, OptionsError
 from .io import sha256_of
 from .variants import Variant
 
@@ -83,10 +86,41 @@ def cached_weights(variant: Variant) -> Path:
     The cache entry is keyed by the file's SHA-256 and blazeconv's version, so a changed file or a new
     converter never serves stale weights.
     """
+    from .convert import convert_file, save_state_dict
+
     source = shipped_model(variant)
     digest = sha256_of(source)
     target = cache_dir() / f"{variant.name}-{digest[:16]}-{__version__}.pth"
     if not target.is_file():
         log.info("converting %s into %s", source, target)
         save_state_dict(convert_file(source).state_dict, target)
+    return target
+
+
+def cached_onnx(source: Variant | str | Path, *, detections: bool = False) -> Path:
+    """The ONNX export of ``source`` (a shipped ``Variant``, or a ``.tflite`` / ``.pth`` file), exported once into
+    the cache when needed: the raw network, or with ``detections`` the model with decoding and weighted NMS inside
+    (default thresholds; ``blazeconv.onnx_export``).
+
+    Keyed like ``cached_weights`` by the source file's SHA-256 and blazeconv's version, so a changed file or a new
+    exporter never serves a stale model; written atomically. When the entry exists, nothing but the source file's
+    checksum is computed and torch is not imported.
+    """
+    if isinstance(source, Variant):
+        name, path = source.name, shipped_model(source)
+    else:
+        path = Path(source)
+        if path.suffix.lower() not in (".tflite", ".pth"):
+            raise OptionsError(f"{path}: an ONNX export needs a .tflite or .pth file, not {path.suffix or 'no suffix'}")
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+        name = path.stem
+    digest = sha256_of(path)
+    kind = "_detections" if detections else ""
+    target = cache_dir() / f"{name}-{digest[:16]}-{__version__}{kind}.onnx"
+    if not target.is_file():
+        from .onnx_export import export_source
+
+        log.info("exporting %s into %s", path, target)
+        export_source(path, target, detections=detections)
     return target
