@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from .backends import CHOICES as BACKEND_CHOICES
 from .errors import BlazeconvError
 from .variants import DEFAULT_VARIANT, VARIANTS, get_variant
 
@@ -227,11 +228,15 @@ FRACTION = _Fraction()
               help="Run the model compiled for CPU (blazeconv.fast: traced and rewritten once per input shape, the "
                    "same outputs to 1e-4, 1-3 s to start) instead of the plain PyTorch module. On folders, decoding "
                    "the images dominates and the start-up does not pay off (README: Speed).")
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
+              help="Where the model runs: torch (the PyTorch module), onnxruntime or openvino (its ONNX export, "
+                   "exported once into the cache; extras blazeconv[onnx] and blazeconv[openvino]), or auto: the first "
+                   "installed of onnxruntime, openvino, torch (fastest first, README: Speed). --fast means torch.")
 def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast,
-           jsonl_path, resume, quiet) -> None:
+           jsonl_path, resume, quiet, backend) -> None:
     """Detect faces in images (files or folders of images) with MediaPipe's pre- and post-processing.
 
-    Letterbox to the model input, run the PyTorch model, decode with the SSD anchors, weighted
+    Letterbox to the model input, run the model (--backend), decode with the SSD anchors, weighted
     non-maximum suppression (IoU 0.3), and coordinates mapped back to each image (0..1 of its width
     and height). A summary per image is printed on stdout (not with --quiet, or when --json or --jsonl
     write to stdout); progress and notices go to stderr. Keypoints come in MediaPipe's order (right eye,
@@ -243,6 +248,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
       blazeconv detect photos/ --model back --json detections.json --annotate annotated/
       blazeconv detect photo.jpg --weights build/short_range.pth --min-score 0.6 --json -
       blazeconv detect huge_folder/ --jsonl faces.jsonl --resume     # rerun the same line after an interrupt
+      blazeconv detect photos/ --backend openvino
     """
     import json
 
@@ -250,8 +256,6 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     from .errors import ImageError
     from .interrupts import Interrupted
     from .io import atomic_path, read_jsonl
-    from .model import load_model
-    from .shipped import cached_weights
 
     if model_name and weights:
         raise click.UsageError("give --model or --weights, not both")
@@ -265,15 +269,26 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     if not paths:
         raise click.UsageError("no image files found in " + ", ".join(str(i) for i in inputs))
     annotations = _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir, resume)
-    if weights:
-        model = load_model(weights)
-        variant = get_variant(variant_name) if variant_name else model.variant
-        if variant.architecture != model.architecture:
-            raise click.UsageError(f"--variant {variant.name} is a {variant.architecture} model, "
-                                   f"the weights are {model.architecture}")
+    if fast and backend not in ("auto", "torch"):
+        raise click.UsageError(f"--fast compiles the PyTorch model: it runs with --backend torch, not {backend}")
+    if fast or backend == "torch":
+        from .model import load_model
+        from .shipped import cached_weights
+
+        if weights:
+            model = load_model(weights)
+            variant = get_variant(variant_name) if variant_name else model.variant
+            if variant.architecture != model.architecture:
+                raise click.UsageError(f"--variant {variant.name} is a {variant.architecture} model, "
+                                       f"the weights are {model.architecture}")
+        else:
+            variant = get_variant(model_name or DEFAULT_VARIANT)
+            model = load_model(cached_weights(variant), variant)
     else:
-        variant = get_variant(model_name or DEFAULT_VARIANT)
-        model = load_model(cached_weights(variant), variant)
+        from .backends import make_runner
+
+        model = make_runner(backend, weights or get_variant(model_name or DEFAULT_VARIANT), variant_name)
+        variant = model.variant
 
     if fast:
         from .fast import fast_model
