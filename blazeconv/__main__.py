@@ -1,5 +1,23 @@
-"""``python -m blazeconv`` runs the CLI."""
+"""``python -m blazeconv`` and the ``blazeconv`` command (``[project.scripts]``).
 
-from .cli import main
+SIGINT and SIGTERM are handled from here on, before the CLI and its imports (numpy, click) load: an interrupt
+at start-up is one ``Error: interrupted ...`` line and exit 130 / 143 like any other (``blazeconv.interrupts``).
+"""
 
-main()
+import sys
+
+
+def main() -> None:
+    from .interrupts import Interrupted, guard_imports, handle_signals
+
+    with handle_signals(), guard_imports():
+        try:
+            from .cli import main as run_cli
+        except Interrupted as exc:
+            sys.stderr.write(f"Error: {exc}\n")
+            sys.exit(exc.exit_code)
+        run_cli()
+
+
+if __name__ == "__main__":
+    main()

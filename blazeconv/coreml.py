@@ -34,6 +34,7 @@ import os
 import shutil
 import tempfile
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -382,21 +383,64 @@ class _LandmarksDetector(_Decoder):
 
 
 def build_coreml(source: CoreMLSource, options: CoreMLOptions = CoreMLOptions()):
-    """The Core ML model (a ``coremltools.models.MLModel``) of ``source``, described and with metadata."""
+    """The Core ML model (a ``coremltools.models.MLModel``) of ``source``, described and with metadata.
+
+    coremltools' intermediate packages never outlive the call (``_scratch_tempdir``); an ML program's own package
+    is one temporary folder, removed when the returned model is garbage collected (or at exit).
+    """
     variant = source.variant
     options = options.resolved(variant)
     network = _static_network(model_from_state_dict(source.state_dict, str(source.path)), variant.input_size)
-    if options.kind == "vision":
-        detector = _VisionDetector(network, source.anchors, variant.input_size).eval()
-        model = _convert(detector, variant.input_size, [RAW_CONFIDENCE, RAW_COORDINATES], options)
-        model = _vision_pipeline(model, len(source.anchors), options)
-    else:
-        detector = _LandmarksDetector(
-            network, source.anchors, variant.input_size, options.score_threshold, options.iou_threshold, options.max_faces
-        ).eval()
-        model = _convert(detector, variant.input_size, [DETECTIONS, COUNT], options)
+    with _scratch_tempdir() as outside:
+        if options.kind == "vision":
+            detector = _VisionDetector(network, source.anchors, variant.input_size).eval()
+            model = _convert(detector, variant.input_size, [RAW_CONFIDENCE, RAW_COORDINATES], options)
+            model = _vision_pipeline(model, len(source.anchors), options)
+        else:
+            detector = _LandmarksDetector(
+                network, source.anchors, variant.input_size, options.score_threshold, options.iou_threshold,
+                options.max_faces,
+            ).eval()
+            model = _convert(detector, variant.input_size, [DETECTIONS, COUNT], options)
+        model = _move_package(model, outside)
     _describe(model, source, options)
     return model
+
+
+@contextlib.contextmanager
+def _scratch_tempdir():
+    """Point ``tempfile`` at a private folder while coremltools builds, and delete that folder afterwards, on
+    success, failure or interrupt. Yields the temporary folder in use before.
+
+    coremltools writes each intermediate ML program as a ``tmp*.mlpackage`` in the temporary folder and removes
+    them only at exit, and the package of ``make_pipeline`` never (issue 11: 32 of them after one ``make``).
+    ``tempfile.tempdir`` is process-wide: builds are not meant to run in several threads at once.
+    """
+    outside = tempfile.gettempdir()
+    scratch = tempfile.mkdtemp(prefix="blazeconv-coreml-")
+    saved = tempfile.tempdir
+    tempfile.tempdir = scratch
+    try:
+        yield outside
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _move_package(model, folder: str):
+    """The same model with its package (an ML program's spec and weights) copied out of the scratch folder into a
+    new temporary package in ``folder``, deleted when the model is garbage collected; other models as they are."""
+    if not model.is_package:
+        return model
+    ct = coremltools()
+    saved = tempfile.tempdir
+    tempfile.tempdir = folder
+    try:
+        moved = ct.models.MLModel(model.get_spec(), weights_dir=model.weights_dir, skip_model_load=True)
+    finally:
+        tempfile.tempdir = saved
+    weakref.finalize(moved, shutil.rmtree, moved.package_path, True)
+    return moved
 
 
 @contextlib.contextmanager
@@ -644,24 +688,33 @@ def _describe(model, source: CoreMLSource, options: CoreMLOptions) -> None:
 def save_coreml(model, path: str | Path) -> Path:
     """Save ``model`` to ``path`` atomically: written beside it first, then renamed into place.
 
-    A ``.mlpackage`` is a directory; an existing one is replaced only once the new one is complete.
+    A ``.mlpackage`` is a directory; an existing one is replaced only once the new one is complete. The folder
+    of ``path`` must exist (``OutputError`` naming it). The staging folder beside ``path`` is removed whatever
+    happens; the two renames that swap the old package for the new one are never separated by an interrupt.
     """
+    from .interrupts import deferred
+    from .io import check_folder
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    check_folder(path)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as exc:
+        raise CoreMLError(f"{path}: cannot write the Core ML model ({exc})") from None
     try:
         fresh = staging / path.name
         with _quiet_coremltools():
             model.save(str(fresh))
         previous = staging / "previous"
-        if path.exists() or path.is_symlink():
-            os.rename(path, previous)
-        try:
-            os.rename(fresh, path)
-        except OSError:
-            if previous.exists():
-                os.rename(previous, path)
-            raise
+        with deferred():
+            if path.exists() or path.is_symlink():
+                os.rename(path, previous)
+            try:
+                os.rename(fresh, path)
+            except OSError:
+                if previous.exists():
+                    os.rename(previous, path)
+                raise
     except OSError as exc:
         raise CoreMLError(f"{path}: cannot write the Core ML model ({exc})") from None
     finally:

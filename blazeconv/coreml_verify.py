@@ -186,6 +186,7 @@ def verify_coreml(
     model_path = Path(model_path)
     if not images:
         raise OptionsError("no images to verify on")
+    _require_coreml(model_path)
     mlmodel = load_mlmodel(model_path)
     claims = read_claims(mlmodel, str(model_path))
     variant = get_variant(claims.variant)
@@ -214,6 +215,41 @@ def verify_coreml(
     return Verification(
         str(model_path), claims.kind, claims.format, claims.precision, variant.name, tolerance, tuple(checks), operations
     )
+
+
+# What a file that is not a Core ML model most likely is, by its first bytes (start, offset): TFLite flatbuffers
+# carry their identifier at offset 4; PyTorch saves zip archives (older versions a bare pickle).
+_OTHER_FORMATS = (
+    (b"TFL3", 4, "a TFLite model", "convert it first: blazeconv coreml {path}"),
+    (b"PK\x03\x04", 0, "a zip archive (PyTorch .pth weights are one)", "convert weights first: blazeconv coreml {path}"),
+    (b"\x80", 0, "a Python pickle (older PyTorch weights are one)", "convert weights first: blazeconv coreml {path}"),
+    (b"\x93NUMPY", 0, "a numpy array", ""),
+)
+
+
+def _require_coreml(path: Path) -> None:
+    """``CoreMLError`` (exit 3) saying what was expected when ``path`` is plainly not a Core ML model: a folder
+    without ``Manifest.json``, a file of another known format, or a file not named ``.mlmodel``."""
+    from .coreml import CoreMLError
+
+    expected = "expected an .mlpackage folder or an .mlmodel file"
+    if path.is_dir():
+        if not (path / "Manifest.json").is_file():
+            raise CoreMLError(f"{path}: not a Core ML model: a folder without Manifest.json ({expected})")
+        return
+    if not path.is_file():
+        return  # missing: load_mlmodel names it
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return
+    for magic, offset, what, advice in _OTHER_FORMATS:
+        if head[offset:offset + len(magic)] == magic:
+            hint = f"; {advice.format(path=path)}" if advice else ""
+            raise CoreMLError(f"{path}: not a Core ML model but {what} ({expected}){hint}")
+    if path.suffix.lower() != ".mlmodel":
+        raise CoreMLError(f"{path}: not a Core ML model ({expected}, got {path.suffix or 'a file without suffix'})")
 
 
 def _weights_for(model_path: Path, claims: _Claims, weights) -> Path:

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import secrets
-import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -133,32 +132,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if isinstance(exc, OSError) and not isinstance(exc, BlazeconvError):
             raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
         raise
-
-
-def current_umask(folder: str | Path) -> int:
-    """The process umask, read without changing it (``os.umask`` would, for every thread): the mode of a probe
-    folder made in ``folder``."""
-    probe = Path(folder) / f".blazeconv-umask.{os.getpid()}.{secrets.token_hex(4)}"
-    os.mkdir(probe, 0o777)
-    try:
-        return 0o777 & ~stat.S_IMODE(os.stat(probe).st_mode)
-    finally:
-        os.rmdir(probe)
-
-
-def give_plain_modes(tree: str | Path) -> None:
-    """chmod a folder tree written by another library (coremltools makes 0700 temporary packages) to what
-    ``os.mkdir`` and ``open(path, "w")`` give under the current umask: 0755 folders and 0644 files under 022."""
-    tree = Path(tree)
-    umask = current_umask(tree.parent)
-    folder_mode, file_mode = 0o777 & ~umask, 0o666 & ~umask
-    if not tree.is_dir():
-        os.chmod(tree, file_mode)
-        return
-    for folder, _, files in os.walk(tree):
-        os.chmod(folder, folder_mode)
-        for name in files:
-            os.chmod(os.path.join(folder, name), file_mode)
 
 
 # ------------------------------------------------------------------------------------ inputs are never written

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# Nothing may be left in the temporary folder (issue 11): the suite runs with a folder of its own, which the
+# commands it starts inherit through TMPDIR, and fails at the end when anything remains in it
+# (``no_temporary_file_left``). pytest's tmp_path folders stay where they were (PYTEST_DEBUG_TEMPROOT).
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+SUITE_TMP = Path(tempfile.mkdtemp(prefix="bzt-"))
+os.environ["TMPDIR"] = str(SUITE_TMP)
+tempfile.tempdir = str(SUITE_TMP)
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
@@ -48,6 +60,16 @@ def plain_input(image_path: Path, size: int) -> np.ndarray:
     with Image.open(image_path) as image:
         rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
     return np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_temporary_file_left():
+    """After the last test (this session fixture is torn down last): the suite's temporary folder is empty."""
+    yield
+    gc.collect()  # models whose temporary packages go with them
+    left = sorted(p.name for p in SUITE_TMP.iterdir())
+    shutil.rmtree(SUITE_TMP, ignore_errors=True)
+    assert not left, f"left in the temporary folder ({SUITE_TMP}): {', '.join(left)}"
 
 
 @pytest.fixture(scope="session")
