@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import getpass
 import os
 import shutil
 import tempfile
@@ -65,7 +66,7 @@ def plain_input(image_path: Path, size: int) -> np.ndarray:
 # What other libraries keep in the temporary folder by design, reused from run to run (not blazeconv's leftovers):
 # ONNX Runtime's telemetry SDK writes ``.ses`` (51 bytes) when it is imported, and torch.export (the ONNX exporter)
 # keeps its compile cache in ``torchinductor_<user>``.
-THIRD_PARTY_FILES = {".ses", f"torchinductor_{os.environ.get('USER') or 'root'}"}
+THIRD_PARTY_FILES = {".ses", f"torchinductor_{getpass.getuser()}"}
 
 
 @pytest.fixture(scope="session", autouse=True)
