@@ -139,9 +139,9 @@ class _PlainProgress:
             _say(f"{self.label}: {self.done}/{self.total}")
 
 
-def _progress(total: int, label: str):
-    """A progress bar on a terminal, sparse progress lines otherwise."""
-    if sys.stderr.isatty():
+def _progress(total: int, label: str, plain: bool = False):
+    """A progress bar on a terminal (unless ``plain``), sparse progress lines otherwise."""
+    if sys.stderr.isatty() and not plain:
         return click.progressbar(length=total, label=label, file=sys.stderr)
     return _PlainProgress(total, label)
 
@@ -232,8 +232,18 @@ FRACTION = _Fraction()
               help="Where the model runs: torch (the PyTorch module), onnxruntime or openvino (its ONNX export, "
                    "exported once into the cache; extras blazeconv[onnx] and blazeconv[openvino]), or auto: the first "
                    "installed of onnxruntime, openvino, torch (fastest first, README: Speed). --fast means torch.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", metavar="[ADDRESS]",
+              help="Run on Ray (pip install 'blazeconv[ray]'), the same outputs in the same order: alone, a local "
+                   "cluster on every core started for this run; or ADDRESS: auto (the running cluster this machine "
+                   "is part of), HOST:PORT or ray://HOST:PORT. Every worker must be able to read the files. Put it "
+                   "after the inputs (a word right after --ray is its ADDRESS). Not with --annotate or --fast.")
+@click.option("--ray-actors", type=click.IntRange(1), metavar="N",
+              help="With --ray: model actors [default: as many as fit once an eighth of the cluster's CPUs, at least "
+                   "one, is left to reading: 1 on 2 CPUs, 14 on 16].")
+@click.option("--ray-actor-cpus", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              metavar="CPUS", help="With --ray: CPUs each actor reserves (its model threads and decoders).")
 def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast,
-           jsonl_path, resume, quiet, backend) -> None:
+           jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus) -> None:
     """Detect faces in images (files or folders of images) with MediaPipe's pre- and post-processing.
 
     Letterbox to the model input, run the model (--backend), decode with the SSD anchors, weighted
@@ -261,6 +271,10 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         raise click.UsageError("give --model or --weights, not both")
     if variant_name and not weights:
         raise click.UsageError("--variant only applies with --weights (--model names the variant itself)")
+    if ray_address is not None:
+        _check_ray_options(ray_address, annotate_dir, fast)
+    elif ray_actors is not None or ray_actor_cpus != 1.0:
+        raise click.UsageError("--ray-actors and --ray-actor-cpus apply with --ray")
     if resume and (jsonl_path is None or str(jsonl_path) == "-"):
         raise click.UsageError("--resume continues the file of --jsonl FILE; give both")
     if json_path is not None and jsonl_path is not None and str(json_path) == str(jsonl_path) == "-":
@@ -304,9 +318,13 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     summary = not quiet and "-" not in (str(json_path), str(jsonl_path))
     count = 0
     try:
-        with _jsonl_stream(jsonl_path, keep=finished[1]) as stream, _progress(len(todo), "detecting") as progress:
+        on_ray = ray_address is not None  # Ray shows its own progress on stderr
+        with _ray_session(ray_address), _jsonl_stream(jsonl_path, keep=finished[1]) as stream, \
+                _progress(0 if on_ray else len(todo), "detecting", plain=on_ray) as progress:
             # Images are decoded and letterboxed on every core while the model runs; outputs are written as they come.
-            found_in = detect_files(model, [p for p, _ in todo], variant, min_score=min_score, batch_size=batch_size)
+            found_in = detect_files(model, [p for p, _ in todo], variant, min_score=min_score, batch_size=batch_size) \
+                if not on_ray else _ray_files([p for p, _ in todo], weights, variant, model, min_score, batch_size,
+                                              ray_actors, ray_actor_cpus)
             for (path, image, found), (_, annotation) in zip(found_in, todo):
                 if found is None:
                     failures.append(str(image))
@@ -347,6 +365,38 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         for message in failures[:-1]:
             click.echo(f"Error: {message}", err=True)
         raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} images failed)")
+
+
+def _check_ray_options(address: str, annotate_dir: Path | None, fast: bool) -> None:
+    """``--ray``'s address and companions, and ray installed (exit 8), before any work."""
+    from .ray import require_ray
+
+    if not re.fullmatch(r"local|auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]+", address):
+        raise click.UsageError(f"--ray {address}: not a Ray address (local, auto, HOST:PORT or ray://HOST:PORT); "
+                               "a word right after --ray is taken as its address: put --ray after the inputs")
+    if annotate_dir is not None:
+        raise click.UsageError("--annotate needs the decoded images, which stay on the Ray workers: not with --ray")
+    if fast:
+        raise click.UsageError("--fast compiles the model in this process: not with --ray (use --backend)")
+    require_ray()
+
+
+def _ray_session(address: str | None):
+    """Connected to Ray at ``address`` for the run (a local cluster started and stopped), or nothing without --ray."""
+    if address is None:
+        return contextlib.nullcontext()
+    from .ray import connected
+
+    return connected(address)
+
+
+def _ray_files(paths, weights, variant, model, min_score, batch_size, actors, actor_cpus):
+    """``detect_files``' items computed on Ray by actors that load the model the way this process did."""
+    from .ray import detect_files
+
+    source = str(weights.resolve()) if weights else variant.name  # the workers' folder may not be ours
+    return detect_files(paths, source, variant=variant.name, min_score=min_score, backend=getattr(model, "backend", "torch"),
+                        batch_size=batch_size, actors=actors, actor_cpus=actor_cpus)
 
 
 def _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir, resume) -> list[Path]:

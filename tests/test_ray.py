@@ -1,0 +1,237 @@
+"""blazeconv.ray and ``detect --ray`` on a local Ray cluster: the same answers as the single-process ``detect``.
+
+One local cluster (2 CPUs, its own short temporary folder) serves the module and is shut down after it; the
+teardown checks that no Ray process is left. The data: the repository's photos repeated to 210 files plus two broken
+ones (a truncated PNG, a text file named .png), and a missing file given through the path column.
+Equality is exact: the same faces with identical numbers (JSON floats round-trip float64 exactly).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from conftest import IMAGE_PATHS, REPO
+
+from blazeconv.backends import make_runner
+from blazeconv.detect import detect_files, detect_images, detections_to_json, load_image
+from blazeconv.errors import OptionsError
+from blazeconv.ray import DetectFaces, detect_paths, map_batches_options
+
+COPIES = 30  # 7 photos x 30 = 210 files
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A 2-CPU local Ray cluster for this module; afterwards no process of it may remain."""
+    temp_dir = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must stay under ~107 characters
+    ray.init(num_cpus=2, _temp_dir=temp_dir, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        left = _processes_mentioning(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not left, f"Ray processes left after ray.shutdown(): {left}"
+
+
+def _processes_mentioning(text: str, wait_s: float = 10.0) -> list[str]:
+    """Command lines of live processes that mention ``text`` (after waiting up to ``wait_s`` for them to end)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if text in command:
+                    found.append(f"{entry.name}: {command[:120]}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """210 copies of the repository's photos and two broken files, in one folder."""
+    folder = tmp_path_factory.mktemp("photos")
+    for copy in range(COPIES):
+        for source in IMAGE_PATHS:
+            shutil.copyfile(source, folder / f"{copy:02d}_{source.name}")
+    data = IMAGE_PATHS[0].read_bytes()
+    (folder / "broken_truncated.png").write_bytes(data[: len(data) // 2])
+    (folder / "broken_text.png").write_text("not an image\n")
+    return folder
+
+
+def _reference(paths: list[Path], backend: str = "auto") -> dict[str, dict]:
+    """The single-process pipeline (``detect``'s ``detect_files``): path -> ``--json`` entry, or ``{"error"}``."""
+    results = {}
+    runner = make_runner(backend, "short_range")
+    for path, image, found in detect_files(runner, paths, "short_range"):
+        if found is None:
+            results[str(path)] = {"error": str(image)}
+        else:
+            results[str(path)] = detections_to_json(path, image.shape[1], image.shape[0], found)
+    return results
+
+
+def _as_entry(row: dict) -> dict:
+    """A ``DetectFaces`` row in the form of ``_reference``'s values."""
+    if row["error"] is not None:
+        assert row["width"] is None and row["height"] is None and row["detections"] is None
+        return {"error": row["error"]}
+    detections = row["detections"] if isinstance(row["detections"], list) else json.loads(row["detections"])
+    return {"path": row["path"], "width": row["width"], "height": row["height"], "detections": detections}
+
+
+@pytest.fixture(scope="module")
+def bytes_run(cluster, photos):
+    """``read_binary_files`` -> ``DetectFaces`` (default backend) over the folder, materialised once."""
+    dataset = ray.data.read_binary_files(str(photos), include_paths=True)
+    mapped = dataset.map_batches(DetectFaces, **map_batches_options(batch_size=32))
+    return mapped.materialize()
+
+
+def test_bytes_column_equals_detect(bytes_run, photos):
+    rows = bytes_run.take_all()
+    expected = _reference(sorted(photos.iterdir()))
+    assert len(rows) == len(expected) == 7 * COPIES + 2
+    got = {str(Path(row["path"])): _as_entry(row) for row in rows}
+    assert got.keys() == expected.keys()
+    for path, entry in expected.items():
+        assert got[path] == entry, path
+    faces = sum(len(e.get("detections", [])) for e in expected.values())
+    assert faces >= 7 * COPIES  # every photo has a face: the comparison is not between empty lists
+    errors = {Path(p).name: e["error"] for p, e in got.items() if "error" in e}
+    assert sorted(errors) == ["broken_text.png", "broken_truncated.png"]
+    assert "not an image Pillow can read" in errors["broken_text.png"]
+
+
+def test_output_round_trips_through_parquet_and_json(bytes_run, tmp_path):
+    """The JSON-string column comes back bit for bit from both sinks."""
+    rows = {row["path"]: row for row in bytes_run.take_all()}
+    bytes_run.write_parquet(str(tmp_path / "parquet"))
+    bytes_run.write_json(str(tmp_path / "json"))
+    for folder in ("parquet", "json"):
+        reader = ray.data.read_parquet if folder == "parquet" else ray.data.read_json
+        back = {row["path"]: row for row in reader(str(tmp_path / folder)).take_all()}
+        assert back.keys() == rows.keys()
+        for path, row in rows.items():
+            assert _as_entry(back[path]) == _as_entry(row), (folder, path)
+
+
+def test_path_column_nested_torch(cluster, photos):
+    """Paths (one missing, one a file:// URI) on the torch backend, nested output, an id column carried through."""
+    paths = sorted(photos.glob("0[0-2]_*.png")) + [photos / "broken_text.png"]
+    items = [{"path": str(p), "id": i} for i, p in enumerate(paths)]
+    missing = str(photos / "missing.png")
+    items += [{"path": missing, "id": len(items)}, {"path": paths[0].as_uri(), "id": len(items) + 1}]
+    constructor = {"backend": "torch", "nested": True}
+    mapped = ray.data.from_items(items).map_batches(
+        DetectFaces, fn_constructor_kwargs=constructor, **map_batches_options(batch_size=8)
+    )
+    rows = sorted(mapped.take_all(), key=lambda row: row["id"])
+    assert [row["id"] for row in rows] == list(range(len(items)))
+    expected = _reference([*paths, Path(missing)], backend="torch")
+    for row, path in zip(rows, [*paths, Path(missing)]):
+        assert row["path"] == str(path)
+        assert _as_entry(row) == expected[str(path)], path
+    assert rows[-2]["error"] == f"{missing}: no such file"
+    uri = _as_entry(rows[-1])
+    assert uri["detections"] == expected[str(paths[0])]["detections"] and uri["path"] == paths[0].as_uri()
+
+
+def test_image_column_from_read_images(cluster):
+    """``read_images(mode="RGB")`` arrays (the repository's photos carry no EXIF rotation): ``detect``'s answers."""
+    dataset = ray.data.read_images(str(REPO / "tests" / "data" / "images"), mode="RGB", include_paths=True)
+    rows = dataset.map_batches(DetectFaces, **map_batches_options(batch_size=4)).take_all()
+    runner = make_runner("auto", "short_range")
+    expected = detect_images(runner, [load_image(p) for p in IMAGE_PATHS], "short_range")
+    by_name = {Path(row["path"]).name: row for row in rows}
+    assert sorted(by_name) == [p.name for p in IMAGE_PATHS]
+    for path, found in zip(IMAGE_PATHS, expected):
+        row = by_name[path.name]
+        assert json.loads(row["detections"]) == [d.to_dict() for d in found], path
+        assert (row["width"], row["height"]) == load_image(path).shape[1::-1]
+
+
+def test_detect_paths_in_order(cluster, photos):
+    """``detect_paths`` (what ``detect --ray`` runs) yields one row per path, in the order given."""
+    paths = sorted(photos.iterdir(), reverse=True)[:40] + [photos / "missing.png"]
+    rows = list(detect_paths(paths, batch_size=16))
+    assert [row["path"] for row in rows] == [str(p) for p in paths]
+    expected = _reference(paths)
+    assert [_as_entry(row) for row in rows] == [expected[str(p)] for p in paths]
+
+
+@pytest.mark.parametrize("extra", [[], ["--jsonl", "{tmp}/out.jsonl"]])
+def test_cli_ray_equals_plain_detect(cluster, photos, tmp_path, run_cli, extra):
+    """``detect --ray`` (on the module's cluster) writes the same --json (and --jsonl) as plain ``detect``."""
+    inputs = [photos / "00_1face.png", photos, photos / "missing.png"]
+    outputs = {}
+    for mode in ("plain", "ray"):
+        (tmp_path / mode).mkdir()
+        arguments = [a.format(tmp=tmp_path / mode) for a in extra]
+        command = ["detect", *inputs, "--json", tmp_path / mode / "out.json", "--quiet", *arguments]
+        code, stdout, stderr = run_cli(*command, *(["--ray"] if mode == "ray" else []))
+        assert code == 6, stderr  # the broken and missing files are reported, not fatal
+        assert stdout == ""
+        outputs[mode] = [(tmp_path / mode / name).read_text() for name in ("out.json", "out.jsonl")[: 1 + len(extra) // 2]]
+    assert outputs["ray"] == outputs["plain"]
+    document = json.loads(outputs["ray"][0])
+    assert len(document["images"]) == 7 * COPIES + 1 and len(document["errors"]) == 3
+
+
+def test_cli_ray_starts_and_stops_a_local_cluster(tmp_path):
+    """``detect --ray`` without a cluster starts a local one, prints only JSON on stdout, and leaves no process."""
+    temp_dir = tempfile.mkdtemp(prefix="rayc")
+    env = {**os.environ, "RAY_TMPDIR": temp_dir}
+    try:
+        command = [sys.executable, "-m", "blazeconv", "detect", *map(str, IMAGE_PATHS[:2]), "--json", "-", "--ray"]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        expected = _reference(IMAGE_PATHS[:2])
+        assert json.loads(done.stdout) == {"images": [expected[str(p)] for p in IMAGE_PATHS[:2]]}
+        assert not _processes_mentioning(temp_dir)
+        assert not os.listdir(temp_dir)  # the cluster's own folder inside it is gone
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_cli_ray_refusals(photos, monkeypatch, tmp_path, run_cli):
+    image = photos / "00_1face.png"
+    code, _, stderr = run_cli("detect", image, "--ray", "--annotate", tmp_path / "a")
+    assert code == 2 and "--annotate" in stderr
+    code, _, stderr = run_cli("detect", "--ray", image, image)  # the first input taken as the address
+    assert code == 2 and "not a Ray address" in stderr
+    code, _, stderr = run_cli("detect", image, "--ray-actors", "2")
+    assert code == 2 and "with --ray" in stderr
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
+    code, _, stderr = run_cli("detect", image, "--ray")
+    assert code == 8 and "pip install 'blazeconv[ray]'" in stderr
+
+
+@pytest.mark.parametrize(
+    ("cpus", "actors"), [(1, 1), (2, 1), (4, 3), (16, 14), (64, 56)]
+)
+def test_map_batches_options_leave_cpus_for_reading(cpus, actors):
+    options = map_batches_options(cluster_cpus=cpus, batch_size=16)
+    assert options["compute"].min_size == options["compute"].max_size == actors
+    assert options["num_cpus"] == 1.0 and options["batch_size"] == 16
+
+
+@pytest.mark.parametrize("bad", [{"actors": 0}, {"actor_cpus": 0}, {"actor_cpus": float("nan")}, {"batch_size": 0}])
+def test_map_batches_options_refuse_bad_values(bad):
+    with pytest.raises(OptionsError):
+        map_batches_options(cluster_cpus=2, **bad)
