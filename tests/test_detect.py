@@ -7,10 +7,13 @@ tests compare against MediaPipe 0.10.21's own answers for the shipped images.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
+import re
 import warnings
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -556,6 +559,61 @@ def test_load_keeps_pillows_decompression_bomb_guard(tmp_path, monkeypatch, side
     with pytest.raises(ImageError, match="too large") as error:
         load_image(path)
     assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["sergey.png", "astronaut.png"])
+def test_load_bytes_and_file_objects_like_files(name, tmp_path):
+    path = DATA / "images" / name
+    expected = load_image(path)
+    data = path.read_bytes()
+    with open(path, "rb") as f:
+        from_file = load_image(f)
+    for loaded in (load_image(data), load_image(bytearray(data)), load_image(memoryview(data)),
+                   load_image(io.BytesIO(data)), from_file):
+        np.testing.assert_array_equal(loaded, expected)
+    # EXIF orientation from bytes too: the sideways-stored JPEG of test_load_applies_exif_orientation.
+    stored = Image.fromarray(np.zeros((16, 32, 3), np.uint8))
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    stored.save(buffer, format="JPEG", exif=exif)
+    assert load_image(buffer.getvalue()).shape == (32, 16, 3)
+
+
+def test_load_errors_name_bytes_and_file_objects(tmp_path, monkeypatch):
+    with pytest.raises(ImageError, match=r"^<bytes>: not an image Pillow can read$"):
+        load_image(b"not an image")
+    broken = tmp_path / "broken.png"
+    _truncated_png(broken)
+    with pytest.raises(ImageError, match=r"^<bytes>: cannot decode image"):
+        load_image(broken.read_bytes())
+    with open(broken, "rb") as f, pytest.raises(ImageError, match=rf"^{re.escape(str(broken))}: cannot decode image"):
+        load_image(f)
+    with pytest.raises(ImageError, match=r"^<BytesIO>: not an image Pillow can read$"):
+        load_image(io.BytesIO(b""))
+    big = io.BytesIO()
+    Image.fromarray(pattern(15, 15)).save(big, format="PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ImageError, match=r"^<bytes>: image too large"):
+        load_image(big.getvalue())
+    with pytest.raises(ImageError, match="expected a path, bytes or a binary file object, got a int"):
+        load_image(42)
+
+
+@pytest.mark.parametrize("url", ["https://example.com/a.jpg", "http://example.com/a.png", "s3://bucket/a.png",
+                                 "gs://bucket/a.png", "ftp://host/a.png"])
+def test_load_refuses_urls(url):
+    for given in (url, Path(url)):  # pathlib turns "https://" into "https:/"
+        with pytest.raises(ImageError, match="URLs are not read; download the file first"):
+            load_image(given)
+
+
+def test_a_file_named_like_a_url_is_still_a_file(tmp_path, monkeypatch):
+    (tmp_path / "http:").mkdir()
+    Image.fromarray(pattern(8, 8)).save(tmp_path / "http:" / "x.png")
+    monkeypatch.chdir(tmp_path)
+    assert load_image("http://x.png").shape == (8, 8, 3)  # the path exists: it is read
+    assert load_image("http:/x.png").shape == (8, 8, 3)
 
 
 # --------------------------------------------------------------------- the pipeline vs MediaPipe
