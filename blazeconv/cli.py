@@ -525,6 +525,63 @@ def coreml(source, output, landmarks, model_format, precision, iou_threshold, sc
 
 
 @cli.command()
+@click.argument("source", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Where to write the model [default: SOURCE with suffix .onnx; with --detections, "
+                   "<stem>_detections.onnx; for a variant name, in the current folder].")
+@click.option("--detections", is_flag=True,
+              help="Also decode and run MediaPipe's weighted NMS inside: outputs 'detections' (batch x max-faces x 17: "
+                   "xmin, ymin, xmax, ymax, 6 keypoints (x, y), score; 0..1 of the input) and 'count'.")
+@click.option("--min-score", type=click.FloatRange(0, 1),
+              help=f"With --detections: the default of the 'min_score' input [default: the variant's: {_thresholds_help()}].")
+@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="With --detections: the default of the 'iou_threshold' input (MediaPipe's face graphs use 0.3).")
+@click.option("--max-faces", type=click.IntRange(1, 100), default=16, show_default=True,
+              help="With --detections: rows of 'detections' (the NMS step is repeated per row).")
+@click.option("--variant", "variant_name", type=click.Choice(list(VARIANTS)),
+              help="Which model the weights are (thresholds, anchors, metadata) [default: from the .tflite; for a "
+                   ".pth the shipped model with identical weights, else short_range (128 px) or back (256 px)].")
+@click.option("--source-tflite", type=click.Path(path_type=Path, dir_okay=False),
+              help="With a .pth: the .tflite it was converted from (its weights must match); recorded by SHA-256.")
+def onnx(source, output, detections, min_score, iou_threshold, max_faces, variant_name, source_tflite) -> None:
+    """Export BlazeFace (SOURCE: MODEL.tflite, WEIGHTS.pth or a shipped variant name) to ONNX.
+
+    The network: input 'image' (batch x 3 x S x S float32 RGB in -1..1, batch dynamic), outputs
+    'regressors' (batch x N x 16) and 'classificators' (batch x N x 1), TFLite's raw outputs.
+    With --detections the model also decodes (anchors inside) and runs MediaPipe's weighted NMS; optional
+    float32 scalar inputs 'min_score' and 'iou_threshold' override the defaults written into it.
+    The metadata records the variant, anchor options, thresholds, keypoint names and the source SHA-256.
+    Needs the onnx extra: pip install 'blazeconv[onnx]'.
+
+    \b
+    Examples:
+      blazeconv onnx short_range                      # -> short_range.onnx
+      blazeconv onnx short_range --detections         # -> short_range_detections.onnx
+      blazeconv onnx build/back.pth --detections --min-score 0.7 -o back_faces.onnx
+    """
+    from .onnx_export import default_output, export_source
+    from .shipped import resolve_source
+
+    _require("onnx", "onnx", "blazeconv onnx")
+    _require("onnxscript", "onnx", "blazeconv onnx")
+    named = _variant_name(source)
+    source = resolve_source(source)
+    output = output or default_output(Path(f"{named}.onnx") if named else source, detections)
+    _check_outputs([("-o", output)], [(label, path) for label, path in (
+        ("the source", source), ("--source-tflite", source_tflite)) if path is not None])
+    loaded = export_source(source, output, detections=detections, variant=variant_name, source_tflite=source_tflite,
+                           min_score=min_score, iou_threshold=iou_threshold, max_faces=max_faces)
+    v = loaded.variant
+    _say(f"{source}: {v.name} ({loaded.recognised_by}), {v.input_size}x{v.input_size}, {v.num_anchors} anchors")
+    if detections:
+        score = v.min_score if min_score is None else min_score
+        what = f"detections model (weighted NMS inside), min score {score:g}, IoU {iou_threshold:g}, up to {max_faces} faces"
+    else:
+        what = "network (raw outputs)"
+    _say(f"wrote {output}: {what}, dynamic batch, opset 18, source SHA-256 {loaded.source_sha256 or 'unknown'}")
+
+
+@cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),

@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from . import __version__
-from .errors import BlazeconvError, MissingDependencyError, OptionsError
+from .errors import BlazeconvError, MissingDependencyError, ModelFileError, OptionsError
 from .io import atomic_path
-from .variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, Variant
+from .variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, VARIANTS, Variant
 
 log = logging.getLogger(__name__)
 
@@ -174,28 +174,72 @@ def export_onnx(
     Returns ``path``.
     """
     require_onnx()
-    path = Path(path)
-    min_score = variant.min_score if min_score is None else float(min_score)
-    _check_thresholds(min_score, iou_threshold, max_faces)
-    size = variant.input_size
-    # Batch 2: a batch-1 example would specialise the dynamic batch dimension to 1.
-    proto = _export_network(model.eval(), size)
+    _check_thresholds(variant.min_score if min_score is None else min_score, iou_threshold, max_faces)
+    proto = _export_network(model.eval(), variant.input_size)
     if detections:
-        table = variant.anchors() if anchors is None else np.asarray(anchors, np.float32)
-        if table.shape != (variant.num_anchors, 4):
-            raise OptionsError(f"anchors must be ({variant.num_anchors}, 4) for {variant.name}, got {table.shape}")
-        head = _export_head(DetectionHead(table, size, max_faces).eval(), variant.num_anchors, proto)
-        proto = _join(proto, head)
-        _add_threshold_defaults(proto, {"min_score": min_score, "iou_threshold": float(iou_threshold)})
+        proto = _with_detections(proto, variant, min_score, iou_threshold, max_faces, anchors)
+    _describe(proto, variant, source_sha256, min_score, iou_threshold, max_faces if detections else None, anchors is not None)
+    _save(proto, Path(path))
+    return Path(path)
+
+
+def export_detections(
+    network: str | Path,
+    path: str | Path,
+    *,
+    min_score: float | None = None,
+    iou_threshold: float = NMS_IOU_THRESHOLD,
+    max_faces: int = DEFAULT_MAX_FACES,
+) -> Path:
+    """The detections model made from a raw network ``network`` that ``export_onnx`` wrote (its metadata names the
+    variant and source); written atomically to ``path``. The same model as ``export_onnx(..., detections=True)``,
+    without exporting the network again: only the decoding and NMS are traced (about a second). Returns ``path``.
+    """
+    import onnx
+
+    require_onnx()
+    network = Path(network)
+    try:
+        proto = onnx.load_model(str(network))
+    except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX file
+        raise ModelFileError(f"{network}: not a readable ONNX model ({type(exc).__name__})") from None
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if meta.get("kind") != "raw" or meta.get("variant") not in VARIANTS:
+        raise ModelFileError(f"{network}: not a raw BlazeFace network exported by blazeconv (see its metadata)")
+    variant = VARIANTS[meta["variant"]]
+    _check_thresholds(variant.min_score if min_score is None else min_score, iou_threshold, max_faces)
+    sha256 = meta.get("source_sha256")
+    proto = _with_detections(proto, variant, min_score, iou_threshold, max_faces, None)
+    _describe(proto, variant, None if sha256 == "unknown" else sha256, min_score, iou_threshold, max_faces, False)
+    _save(proto, Path(path))
+    return Path(path)
+
+
+def _with_detections(network, variant: Variant, min_score, iou_threshold, max_faces, anchors):
+    """``network``'s graph followed by the decoding and weighted NMS, threshold inputs with their defaults."""
+    table = variant.anchors() if anchors is None else np.asarray(anchors, np.float32)
+    if table.shape != (variant.num_anchors, 4):
+        raise OptionsError(f"anchors must be ({variant.num_anchors}, 4) for {variant.name}, got {table.shape}")
+    head = _export_head(DetectionHead(table, variant.input_size, max_faces).eval(), variant.num_anchors, network)
+    proto = _join(network, head)
+    min_score = variant.min_score if min_score is None else float(min_score)
+    _add_threshold_defaults(proto, {"min_score": min_score, "iou_threshold": float(iou_threshold)})
+    return proto
+
+
+def _describe(proto, variant: Variant, source_sha256, min_score, iou_threshold, max_faces, custom_anchors: bool) -> None:
+    """Replace ``proto``'s metadata and doc string; ``max_faces`` is None for the raw network."""
+    size = variant.input_size
+    min_score = variant.min_score if min_score is None else float(min_score)
     metadata = {
         "blazeconv_version": __version__,
-        "kind": "detections" if detections else "raw",
+        "kind": "raw" if max_faces is None else "detections",
         "variant": variant.name,
         "input_size": str(size),
         "input": f"{IMAGE}: (batch, 3, {size}, {size}) float32 RGB in [-1, 1], letterboxed (aspect kept, border -1)",
         "num_anchors": str(variant.num_anchors),
         "anchor_options": json.dumps(dataclasses.asdict(variant.anchor_options)),
-        "anchors": "SsdAnchorsCalculator options above" if anchors is None else "custom table (constants in the model)",
+        "anchors": "custom table (constants in the model)" if custom_anchors else "SsdAnchorsCalculator options above",
         "min_score": f"{min_score:g}",
         "min_score_source": variant.min_score_source,
         "iou_threshold": f"{iou_threshold:g}",
@@ -204,7 +248,13 @@ def export_onnx(
         "source_sha256": source_sha256 or "unknown",
         "source_file": variant.tflite_file,
     }
-    if detections:
+    if max_faces is None:
+        metadata["decoding"] = (
+            "x = r0/S*aw + ax, y = r1/S*ah + ay, w = r2/S*aw, h = r3/S*ah, keypoint k (r[4+2k]/S*aw + ax, "
+            "r[5+2k]/S*ah + ay); score sigmoid(clip(logit, -100, 100))"
+        )
+        proto.doc_string = f"BlazeFace {variant.name}: TFLite's raw outputs regressors (batch, N, 16), classificators (batch, N, 1)."
+    else:
         metadata["max_faces"] = str(max_faces)
         metadata["detection_columns"] = json.dumps(
             ["xmin", "ymin", "xmax", "ymax"] + [f"{n}_{axis}" for n in KEYPOINT_NAMES for axis in "xy"] + ["score"]
@@ -213,17 +263,9 @@ def export_onnx(
             f"BlazeFace {variant.name} with MediaPipe's decoding and weighted NMS: detections (batch, {max_faces}, 17) "
             "rows (xmin, ymin, xmax, ymax, 6 keypoints (x, y), score) in 0..1 of the input, zero rows after count."
         )
-    else:
-        metadata["decoding"] = (
-            "x = r0/S*aw + ax, y = r1/S*ah + ay, w = r2/S*aw, h = r3/S*ah, keypoint k (r[4+2k]/S*aw + ax, "
-            "r[5+2k]/S*ah + ay); score sigmoid(clip(logit, -100, 100))"
-        )
-        proto.doc_string = f"BlazeFace {variant.name}: TFLite's raw outputs regressors (batch, N, 16), classificators (batch, N, 1)."
     del proto.metadata_props[:]
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
-    _save(proto, path)
-    return path
 
 
 def _check_thresholds(min_score: float, iou_threshold: float, max_faces: int) -> None:

@@ -119,8 +119,15 @@ def cached_onnx(source: Variant | str | Path, *, detections: bool = False) -> Pa
     kind = "_detections" if detections else ""
     target = cache_dir() / f"{name}-{digest[:16]}-{__version__}{kind}.onnx"
     if not target.is_file():
-        from .onnx_export import export_source
+        if detections:  # from the cached network: only the decoding and NMS are exported
+            from .onnx_export import export_detections
 
-        log.info("exporting %s into %s", path, target)
-        export_source(path, target, detections=detections)
+            network = cached_onnx(source)
+            log.info("adding decoding and NMS to %s into %s", network, target)
+            export_detections(network, target)
+        else:
+            from .onnx_export import export_source
+
+            log.info("exporting %s into %s", path, target)
+            export_source(path, target)
     return target
