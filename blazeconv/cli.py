@@ -663,24 +663,37 @@ def _os_error_message(exc: OSError) -> str:
 @click.option("--warmup", type=click.IntRange(0, 1000), help="Untimed rounds first [default: 5; --quick: 1].")
 @click.option("--batch", type=click.IntRange(1, 1024), help="The large batch size [default: 32; --quick: 4].")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
-              help="torch and LiteRT threads for the per-image figures (the detect throughput uses every core).")
+              help="torch, LiteRT, ONNX Runtime and OpenVINO threads for the per-image figures (the whole-process "
+                   "detect runs use every core, as detect does).")
 @click.option("--throughput-images", type=click.IntRange(0, 100000),
-              help="Files for the detect throughput run, 0 to skip it [default: 1000; --quick: 40].")
+              help="Files for the whole-process detect and MediaPipe folder runs, 0 to skip them "
+                   "[default: 1000; --quick: 40].")
+@click.option("--one-photo-runs", type=click.IntRange(0, 1000),
+              help="Whole-process 'detect one.jpg' runs per backend, 0 to skip [default: 5; --quick: 1].")
 @click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
               help="Elapsed time, or the thread's CPU time (steadier on a busy machine; one thread only).")
 @click.option("--photo", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="The photo the per-image figures use; the throughput run repeats the photos of its folder "
-                   "[default: the repository's tests/data/images/astronaut.png, 512x512].")
+              help="The photo the per-image figures use; the folder runs repeat the photos of its folder "
+                   "[default: the shipped blazeconv/photos/astronaut.png, 512x512].")
+@click.option("--mediapipe-python", type=click.Path(path_type=Path, dir_okay=False),
+              help="Python of an environment with mediapipe 1.2.x, for MediaPipe's FaceDetector as the reference "
+                   "(skipped with a note when missing) [default: $BLAZECONV_MEDIAPIPE_PYTHON, else "
+                   ".venv-mediapipe/bin/python].")
 @click.option("--quick", is_flag=True, help="A smoke test: fewer rounds, a small batch, few files.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the table to this file (Markdown).")
-def bench(variants, rounds, warmup, batch, threads, throughput_images, clock, photo, quick, output) -> None:
-    """Measure speed side by side with LiteRT and print a Markdown table (stdout).
+def bench(variants, rounds, warmup, batch, threads, throughput_images, one_photo_runs, clock, photo, mediapipe_python,
+          quick, output) -> None:
+    """Measure speed side by side with LiteRT and MediaPipe and print Markdown tables (stdout).
 
-    For each model: the network alone at batch 1 and --batch (LiteRT/XNNPACK, the eager PyTorch module, and
-    the fast path blazeconv.fast with its start-up), ms per image and the ratio to LiteRT; decode + weighted
-    NMS per image; detect end to end on a 512x512 photo; each conversion stage. Then detect's throughput on
-    --throughput-images files with every core. Medians after warm-up, contenders interleaved round by round.
+    For each model: the network alone at batch 1, in one --batch call and as --batch calls at batch 1 (LiteRT/XNNPACK,
+    the eager PyTorch module, the fast path blazeconv.fast, and each installed ONNX backend: ONNX Runtime,
+    OpenVINO), ms per image and the ratio to LiteRT, with start-ups and output differences; decode + weighted
+    NMS per image; FaceDetector end to end on the decoded 512x512 photo per backend, against MediaPipe's own
+    FaceDetector on the same array (short_range); each conversion stage. Then whole processes: detect over
+    --throughput-images files per backend and MediaPipe over the same files, with peak memory, and 'detect
+    one.jpg'. Medians after warm-up, contenders interleaved round by round; the targets of issue 12 at the end.
+    Needs LiteRT (pip install 'blazeconv[bench]').
 
     \b
     Examples:
@@ -693,11 +706,14 @@ def bench(variants, rounds, warmup, batch, threads, throughput_images, clock, ph
 
     if output is not None:
         _check_outputs([("-o", output)], [("--photo", photo)] if photo else [])
-    defaults = (3, 1, 4, 40) if quick else (40, 5, 32, 1000)
-    rounds, warmup, batch, throughput_images = (given if given is not None else default for given, default in zip(
-        (rounds, warmup, batch, throughput_images), defaults))
+    defaults = (3, 1, 4, 40, 1) if quick else (40, 5, 32, 1000, 5)
+    rounds, warmup, batch, throughput_images, one_photo_runs = (
+        given if given is not None else default
+        for given, default in zip((rounds, warmup, batch, throughput_images, one_photo_runs), defaults)
+    )
     options = default_options(variants, photo=photo, rounds=rounds, warmup=warmup, batch=batch, threads=threads,
-                              throughput_images=throughput_images, clock=clock)
+                              throughput_images=throughput_images, one_photo_runs=one_photo_runs, clock=clock,
+                              mediapipe_python=mediapipe_python)
     table = format_report(run_bench(options, progress=_say))
     click.echo(table)
     if output is not None:
