@@ -25,14 +25,14 @@ class OnnxRuntimeRunner:
     """A runner (``blazeconv.detect``) on an ONNX Runtime session of a raw BlazeFace export.
 
     ``run(batch)``: ``(B, 3, S, S)`` float32 -> ``(regressors (B, N, 16), classificators (B, N, 1))`` float32;
-    image by image on the CPU, in one call on an accelerator. ``variant``: the one the model's metadata names, unless
-    given (``backends.runner_variant``).
+    image by image on the CPU, in one call on an accelerator (``per_image`` overrides). ``variant``: the one the
+    model's metadata names, unless given (``backends.runner_variant``).
     """
 
     uses_torch = False
 
     def __init__(self, path: str | Path, variant: Variant | str | None = None, device: str = "cpu", threads: int = 1,
-                 source: Any = None):
+                 source: Any = None, per_image: bool | None = None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -50,7 +50,7 @@ class OnnxRuntimeRunner:
         if any(name not in names for name in OUTPUTS):
             raise ModelFileError(f"{path}: not a raw BlazeFace export (outputs {names}, expected {list(OUTPUTS)})")
         self.input = self.session.get_inputs()[0].name
-        self.per_image = device == "cpu"
+        self.per_image = device == "cpu" if per_image is None else per_image
         self.path = Path(path)
         self.variant = runner_variant(self.session.get_modelmeta().custom_metadata_map.get("variant"), variant, source)
 

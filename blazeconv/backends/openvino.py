@@ -25,14 +25,14 @@ class OpenVinoRunner:
     """A runner (``blazeconv.detect``) on an OpenVINO compiled model of a raw BlazeFace export.
 
     ``run(batch)``: ``(B, 3, S, S)`` float32 -> ``(regressors (B, N, 16), classificators (B, N, 1))`` float32; image
-    by image on the CPU (a batch-1 compiled model), in one call elsewhere. ``variant``: the one the model's metadata
-    names, unless given (``backends.runner_variant``).
+    by image on the CPU (a batch-1 compiled model), in one call with the dynamic batch elsewhere (``per_image``
+    overrides). ``variant``: the one the model's metadata names, unless given (``backends.runner_variant``).
     """
 
     uses_torch = False
 
     def __init__(self, path: str | Path, variant: Variant | str | None = None, device: str = "cpu", threads: int = 1,
-                 source: Any = None):
+                 source: Any = None, per_image: bool | None = None):
         import openvino as ov
 
         core = ov.Core()
@@ -44,7 +44,7 @@ class OpenVinoRunner:
         names = [o.get_any_name() for o in model.outputs]
         if any(name not in names for name in OUTPUTS):
             raise ModelFileError(f"{path}: not a raw BlazeFace export (outputs {names}, expected {list(OUTPUTS)})")
-        self.per_image = target == "CPU"
+        self.per_image = target == "CPU" if per_image is None else per_image
         if self.per_image:
             dims = model.inputs[0].get_partial_shape()  # (batch, 3, S, S), batch dynamic
             model.reshape([1, *(dims[i].get_length() for i in range(1, 4))])
