@@ -91,7 +91,7 @@ class FastModel(nn.Module):
             keep_freed_memory()
         self.module = module.eval()
         self.max_batch = max_batch
-        for name in ("input_size", "architecture"):
+        for name in ("input_size", "architecture", "variant"):
             if hasattr(module, name):
                 setattr(self, name, getattr(module, name))
         self._graphs: dict[tuple[int, ...], Callable] = {}
