@@ -73,3 +73,16 @@ $(BUILD)/%.mlpackage: $(BUILD)/%.pth $(MODELS)/face_detection_%.tflite $(COREML_
 $(BUILD)/coreml.verified: $(COREML_MODELS) $(COREML_CHECK) $(wildcard tests/data/images/*.png) | $(INSTALLED)
 	for model in $(COREML_MODELS); do $(BIN)/blazeconv verify $$model tests/data/images/*.png || exit 1; done
 	touch $@
+
+# ONNX (blazeconv onnx, needs the onnx extra): for every variant the network with TFLite's raw outputs, exported
+# from the verified .tflite (its SHA-256 goes into the metadata), and the detections model (decoding and MediaPipe's
+# weighted NMS inside) made from that network without exporting it again.
+ONNX_STAGE := $(addprefix blazeconv/,onnx_export.py model.py variants.py anchors.py convert.py)
+
+all: $(foreach v,$(VARIANTS),$(BUILD)/$(v).onnx $(BUILD)/$(v)_detections.onnx)
+
+$(BUILD)/%_detections.onnx: $(BUILD)/%.onnx $(ONNX_STAGE) | $(INSTALLED)
+	$(BIN)/blazeconv onnx $< --detections -o $@
+
+$(BUILD)/%.onnx: $(MODELS)/face_detection_%.tflite $(BUILD)/models.verified $(ONNX_STAGE) | $(INSTALLED)
+	$(BIN)/blazeconv onnx $< -o $@

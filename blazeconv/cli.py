@@ -551,15 +551,18 @@ def onnx(source, output, detections, min_score, iou_threshold, max_faces, varian
     With --detections the model also decodes (anchors inside) and runs MediaPipe's weighted NMS; optional
     float32 scalar inputs 'min_score' and 'iou_threshold' override the defaults written into it.
     The metadata records the variant, anchor options, thresholds, keypoint names and the source SHA-256.
-    Needs the onnx extra: pip install 'blazeconv[onnx]'.
+    With --detections SOURCE may also be a network .onnx this command wrote: only the decoding and NMS are
+    added (a second instead of a full export). Needs the onnx extra: pip install 'blazeconv[onnx]'.
 
     \b
     Examples:
       blazeconv onnx short_range                      # -> short_range.onnx
       blazeconv onnx short_range --detections         # -> short_range_detections.onnx
+      blazeconv onnx short_range.onnx --detections    # the same, from the network
       blazeconv onnx build/back.pth --detections --min-score 0.7 -o back_faces.onnx
     """
-    from .onnx_export import default_output, export_source
+    from .errors import OptionsError
+    from .onnx_export import OPSET, default_output, export_detections, export_source
     from .shipped import resolve_source
 
     _require("onnx", "onnx", "blazeconv onnx")
@@ -569,6 +572,13 @@ def onnx(source, output, detections, min_score, iou_threshold, max_faces, varian
     output = output or default_output(Path(f"{named}.onnx") if named else source, detections)
     _check_outputs([("-o", output)], [(label, path) for label, path in (
         ("the source", source), ("--source-tflite", source_tflite)) if path is not None])
+    if source.suffix.lower() == ".onnx":
+        if not detections or variant_name or source_tflite:
+            raise OptionsError(f"{source}: an .onnx source only takes --detections (its metadata names the variant)")
+        export_detections(source, output, min_score=min_score, iou_threshold=iou_threshold, max_faces=max_faces)
+        _say(f"wrote {output}: detections model (weighted NMS inside) from the network {source}, IoU {iou_threshold:g}, "
+             f"up to {max_faces} faces")
+        return
     loaded = export_source(source, output, detections=detections, variant=variant_name, source_tflite=source_tflite,
                            min_score=min_score, iou_threshold=iou_threshold, max_faces=max_faces)
     v = loaded.variant
@@ -578,7 +588,7 @@ def onnx(source, output, detections, min_score, iou_threshold, max_faces, varian
         what = f"detections model (weighted NMS inside), min score {score:g}, IoU {iou_threshold:g}, up to {max_faces} faces"
     else:
         what = "network (raw outputs)"
-    _say(f"wrote {output}: {what}, dynamic batch, opset 18, source SHA-256 {loaded.source_sha256 or 'unknown'}")
+    _say(f"wrote {output}: {what}, dynamic batch, opset {OPSET}, source SHA-256 {loaded.source_sha256 or 'unknown'}")
 
 
 @cli.command()
