@@ -532,9 +532,9 @@ def coreml(source, output, landmarks, model_format, precision, iou_threshold, sc
 @click.option("--detections", is_flag=True,
               help="Also decode and run MediaPipe's weighted NMS inside: outputs 'detections' (batch x max-faces x 17: "
                    "xmin, ymin, xmax, ymax, 6 keypoints (x, y), score; 0..1 of the input) and 'count'.")
-@click.option("--min-score", type=click.FloatRange(0, 1),
+@click.option("--min-score", type=FRACTION,
               help=f"With --detections: the default of the 'min_score' input [default: the variant's: {_thresholds_help()}].")
-@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+@click.option("--iou-threshold", type=FRACTION, default=0.3, show_default=True,
               help="With --detections: the default of the 'iou_threshold' input (MediaPipe's face graphs use 0.3).")
 @click.option("--max-faces", type=click.IntRange(1, 100), default=16, show_default=True,
               help="With --detections: rows of 'detections' (the NMS step is repeated per row).")

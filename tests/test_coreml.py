@@ -12,7 +12,9 @@ PyTorch model on the shipped photos; on macOS ``MLModel.predict`` is checked aga
 from __future__ import annotations
 
 import math
+import shutil
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -535,7 +537,10 @@ def detector_with(built, edit):
     model = load_mlmodel(built(("short_range", "vision", "mlprogram", "float32", 16)))
     spec = model.get_spec()
     edit(spec)
-    return ct.models.MLModel(spec, weights_dir=model.weights_dir, skip_model_load=True)
+    edited = ct.models.MLModel(spec, weights_dir=model.weights_dir, skip_model_load=True)
+    # Its temporary package goes with it (coremltools removes it only at exit; the suite checks the temp folder).
+    weakref.finalize(edited, shutil.rmtree, edited.package_path, True)
+    return edited
 
 
 def first_op(spec, op_type):
