@@ -335,11 +335,15 @@ def test_cli_without_onnxscript_names_the_extra(tmp_path, run_cli, monkeypatch):
     [
         (["missing.tflite"], 3, "missing.tflite: no such file"),
         (["short_range", "--max-faces", "0"], 2, "max-faces"),
-        (["short_range", "--min-score", "1.5"], 2, "min-score"),
+        (["short_range", "--min-score", "1.5"], 7, "--min-score 1.5: expected a number from 0 to 1"),
+        (["short_range", "--detections", "--iou-threshold", "nan"], 7, "--iou-threshold nan"),
+        (["net.onnx", "-o", "out.onnx"], 7, "net.onnx: an .onnx source only takes --detections"),
+        (["net.onnx", "--detections"], 3, "net.onnx: not a readable ONNX model"),
     ],
 )
 def test_cli_errors(args, exit_code, message, run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.onnx").write_bytes(b"not an ONNX model")
     code, _, err = run_cli("onnx", *args)
     assert code == exit_code, err
     assert message in err
@@ -348,3 +352,12 @@ def test_cli_errors(args, exit_code, message, run_cli, tmp_path, monkeypatch):
 def test_cli_help(run_cli):
     code, out, _ = run_cli("onnx", "--help")
     assert code == 0 and "--detections" in out and "blazeconv onnx short_range" in out
+
+
+def test_export_detections_needs_a_raw_network(exported, tmp_path):
+    from blazeconv.errors import ModelFileError
+    from blazeconv.onnx_export import export_detections
+
+    with pytest.raises(ModelFileError, match="not a raw BlazeFace network exported by blazeconv"):
+        export_detections(exported("front", detections=True), tmp_path / "twice.onnx")
+    assert not list(tmp_path.iterdir())
