@@ -238,8 +238,8 @@ FRACTION = _Fraction()
                    "is part of), HOST:PORT or ray://HOST:PORT. Every worker must be able to read the files. Put it "
                    "after the inputs (a word right after --ray is its ADDRESS). Not with --annotate or --fast.")
 @click.option("--ray-actors", type=click.IntRange(1), metavar="N",
-              help="With --ray: model actors [default: as many as fit once an eighth of the cluster's CPUs, at least "
-                   "one, is left to reading: 1 on 2 CPUs, 14 on 16].")
+              help="With --ray: model actors, each reading and decoding its own files [default: as many as the "
+                   "cluster's CPUs hold at --ray-actor-cpus each].")
 @click.option("--ray-actor-cpus", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               metavar="CPUS", help="With --ray: CPUs each actor reserves (its model threads and decoders).")
 def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast,

@@ -224,23 +224,30 @@ def map_batches_options(
     actor_cpus: float = 1.0,
     batch_size: int = 32,
     cluster_cpus: float | None = None,
+    reserve_cpus: float | None = None,
 ) -> dict:
     """``map_batches`` keyword arguments sized to the cluster: ``{"compute", "num_cpus", "batch_size"}``.
 
-    ``actors`` (None: as many ``actor_cpus``-CPU actors as fit once an eighth of the CPUs, at least one, is left to
-    the read tasks and the driver: 1 actor on 2 CPUs, 14 on 16, 56 on 64); ``cluster_cpus`` (None: the connected
-    cluster's ``CPU`` total). Options out of range: ``OptionsError``.
+    ``actors`` (None: as many ``actor_cpus``-CPU actors as fit in ``cluster_cpus`` once ``reserve_cpus`` are left to
+    the read tasks and the driver); ``cluster_cpus`` (None: the connected cluster's ``CPU`` total); ``reserve_cpus``
+    (None: an eighth of the CPUs, at least one: 1 actor on 2 CPUs, 14 on 16, 56 on 64; 0 for a dataset already in
+    memory, ``from_items``/``from_arrow``, which has no read tasks). Leaving no CPU to ``read_*`` tasks deadlocks:
+    on 2 CPUs, two 1-CPU actors beside ``read_binary_files`` wait for each other forever (measured). Options out of
+    range: ``OptionsError``.
     """
     if not (isinstance(actor_cpus, (int, float)) and math.isfinite(actor_cpus) and actor_cpus > 0):
         raise OptionsError(f"actor_cpus must be a positive number, got {actor_cpus!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise OptionsError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if reserve_cpus is not None and not (math.isfinite(reserve_cpus) and reserve_cpus >= 0):
+        raise OptionsError(f"reserve_cpus must be a number >= 0, got {reserve_cpus!r}")
     require_ray()
     if actors is None:
         if cluster_cpus is None:
             cluster_cpus = float(require_ray().cluster_resources().get("CPU", 1))
-        reserved = max(1.0, math.floor(cluster_cpus * _RESERVED_SHARE))
-        actors = max(1, math.floor((cluster_cpus - reserved) / actor_cpus))
+        if reserve_cpus is None:
+            reserve_cpus = max(1.0, math.floor(cluster_cpus * _RESERVED_SHARE))
+        actors = max(1, math.floor((cluster_cpus - reserve_cpus) / actor_cpus + 1e-9))
     elif not isinstance(actors, int) or actors < 1:
         raise OptionsError(f"actors must be a positive integer, got {actors!r}")
     from ray.data import ActorPoolStrategy
@@ -308,7 +315,7 @@ def detect_paths(
 
     if not paths:
         return
-    options = map_batches_options(actors, actor_cpus, batch_size)
+    options = map_batches_options(actors, actor_cpus, batch_size, reserve_cpus=0)  # the input is in memory: no reads
     # One block per batch_size consecutive paths: the model then sees the very batches ``detect`` gives it (the
     # full-range models' float32 outputs can move by one unit in the last place with the batch's make-up).
     given = [str(p) for p in paths]

@@ -191,6 +191,13 @@ def test_cli_ray_equals_plain_detect(cluster, photos, tmp_path, run_cli, extra):
     assert outputs["ray"] == outputs["plain"]
     document = json.loads(outputs["ray"][0])
     assert len(document["images"]) == 7 * COPIES + 1 and len(document["errors"]) == 3
+    if extra:  # an interrupted --ray run continued with --resume: the same file as one plain run
+        lines = outputs["ray"][1].splitlines()
+        jsonl = tmp_path / "ray" / "out.jsonl"
+        jsonl.write_text("\n".join(lines[:100]) + "\n" + lines[100][:20])  # 100 lines and a torn one
+        code, _, stderr = run_cli("detect", *inputs, "--jsonl", jsonl, "--resume", "--quiet", "--ray")
+        assert code == 6 and "100 of 214 images already done" in stderr, stderr
+        assert jsonl.read_text() == outputs["plain"][1]
 
 
 def test_cli_ray_starts_and_stops_a_local_cluster(tmp_path):
@@ -223,15 +230,19 @@ def test_cli_ray_refusals(photos, monkeypatch, tmp_path, run_cli):
 
 
 @pytest.mark.parametrize(
-    ("cpus", "actors"), [(1, 1), (2, 1), (4, 3), (16, 14), (64, 56)]
+    ("cpus", "reserve", "actor_cpus", "actors"),
+    [(1, None, 1, 1), (2, None, 1, 1), (4, None, 1, 3), (16, None, 1, 14), (64, None, 1, 56), (16, None, 2, 7),
+     (2, 0, 1, 2), (2, 0.25, 0.875, 2), (8, 0, 3, 2)],
 )
-def test_map_batches_options_leave_cpus_for_reading(cpus, actors):
-    options = map_batches_options(cluster_cpus=cpus, batch_size=16)
+def test_map_batches_options_leave_cpus_for_reading(cpus, reserve, actor_cpus, actors):
+    options = map_batches_options(actor_cpus=actor_cpus, batch_size=16, cluster_cpus=cpus, reserve_cpus=reserve)
     assert options["compute"].min_size == options["compute"].max_size == actors
-    assert options["num_cpus"] == 1.0 and options["batch_size"] == 16
+    assert options["num_cpus"] == actor_cpus and options["batch_size"] == 16
 
 
-@pytest.mark.parametrize("bad", [{"actors": 0}, {"actor_cpus": 0}, {"actor_cpus": float("nan")}, {"batch_size": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"actors": 0}, {"actor_cpus": 0}, {"actor_cpus": float("nan")}, {"batch_size": 0}, {"reserve_cpus": -1}]
+)
 def test_map_batches_options_refuse_bad_values(bad):
     with pytest.raises(OptionsError):
         map_batches_options(cluster_cpus=2, **bad)
