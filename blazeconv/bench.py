@@ -66,10 +66,11 @@ class BenchOptions:
     ``rounds``: timed rounds per measurement (the median is reported), after ``warmup`` untimed ones; batch
     ``batch`` rounds are fewer (``max(3, rounds // 4)``). ``threads``: torch, LiteRT, ONNX Runtime and OpenVINO
     threads for the per-image figures (``detect`` runs as it runs). ``clock``: ``wall`` (elapsed time) or ``cpu``
-    (the calling thread's CPU time, steadier on a shared machine; only meaningful with one thread; MediaPipe is
-    always wall). ``throughput_images``: files for the whole-process ``detect`` runs (0: skip them);
-    ``one_photo_runs``: whole-process ``detect one.jpg`` runs per backend (0: skip). ``mediapipe_python``: the
-    interpreter of an environment with ``mediapipe`` (None: skipped with a note).
+    (the calling thread's CPU time, steadier on a shared machine; only meaningful with one thread; MediaPipe's
+    worker then times its whole process's CPU time, its own threads included). ``throughput_images``: files for
+    the whole-process ``detect`` runs (0: skip them); ``one_photo_runs``: whole-process ``detect one.jpg`` runs
+    per backend (0: skip). ``mediapipe_python``: the interpreter of an environment with ``mediapipe`` (None:
+    skipped with a note).
     """
 
     variants: tuple[str, ...]
@@ -240,8 +241,9 @@ class _LiteRT:
 
 
 # MediaPipe's Tasks-API FaceDetector, run by the interpreter of MediaPipe's own environment (numpy only besides).
-# argv: model, min score, then "array FILE.npy" (answer "N" lines on stdin with N durations in seconds, after a first
-# line "faces version") or "files LIST.txt" (detect every listed file in turn; print "images faces").
+# argv: model, min score, then "array FILE.npy CLOCK" (answer "N" lines on stdin with N durations in seconds, after a
+# first line "faces version"; CLOCK "cpu" times the process's CPU time: MediaPipe may compute on threads of its own)
+# or "files LIST.txt" (detect every listed file in turn; print "images faces").
 _MEDIAPIPE_WORKER = r"""
 import sys, time
 import numpy as np
@@ -249,6 +251,7 @@ import mediapipe as mp
 from mediapipe.tasks.python import BaseOptions
 from mediapipe.tasks.python.vision import FaceDetector, FaceDetectorOptions, RunningMode
 model, min_score, mode, data = sys.argv[1:5]
+now = time.process_time if sys.argv[5:] == ["cpu"] else time.perf_counter
 detector = FaceDetector.create_from_options(FaceDetectorOptions(
     base_options=BaseOptions(model_asset_path=model), running_mode=RunningMode.IMAGE,
     min_detection_confidence=float(min_score)))
@@ -265,20 +268,20 @@ else:
     for line in sys.stdin:
         times = []
         for _ in range(int(line)):
-            start = time.perf_counter()
+            start = now()
             detector.detect(image)
-            times.append(time.perf_counter() - start)
+            times.append(now() - start)
         print(" ".join(repr(t) for t in times), flush=True)
 """
 
 
 class _MediaPipeWorker:
     """MediaPipe's FaceDetector on one decoded photo in a worker process; ``time()`` runs it once and returns the
-    seconds it took (measured in the worker)."""
+    seconds it took, measured in the worker: elapsed, or with ``clock="cpu"`` the worker's CPU time (all its threads)."""
 
-    def __init__(self, python: Path, model: Path, min_score: float, array_file: Path):
+    def __init__(self, python: Path, model: Path, min_score: float, array_file: Path, clock: str = "wall"):
         self.process = subprocess.Popen(
-            [str(python), "-c", _MEDIAPIPE_WORKER, str(model), str(min_score), "array", str(array_file)],
+            [str(python), "-c", _MEDIAPIPE_WORKER, str(model), str(min_score), "array", str(array_file), clock],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         first = self.process.stdout.readline().split()
@@ -610,7 +613,7 @@ def _measure_pipeline(name: str, model, contenders: dict[str, _Contender], start
         if mediapipe is not None:
             array_file = Path(folder) / "photo.npy"
             np.save(array_file, photo)
-            worker = _MediaPipeWorker(mediapipe, shipped_model(variant), variant.min_score, array_file)
+            worker = _MediaPipeWorker(mediapipe, shipped_model(variant), variant.min_score, array_file, options.clock)
             runs["mediapipe"] = worker.time
             faces["mediapipe"] = worker.faces
         try:
