@@ -395,8 +395,15 @@ def mil_model(make, shape, opset="iOS15"):
     def program(x):
         return make(mb, x)
 
-    return ct.convert(program, convert_to="mlprogram", minimum_deployment_target=target,
-                      compute_precision=ct.precision.FLOAT32, skip_model_load=True)
+    return package_removed_with(ct.convert(program, convert_to="mlprogram", minimum_deployment_target=target,
+                                           compute_precision=ct.precision.FLOAT32, skip_model_load=True))
+
+
+def package_removed_with(model):
+    """``model``, whose temporary package is deleted when the model is (coremltools deletes it only at exit, and the
+    suite fails on anything left in the temporary folder)."""
+    weakref.finalize(model, shutil.rmtree, model.package_path, True)
+    return model
 
 
 def nn_model(add_layer, in_shape, out_shape):
@@ -537,10 +544,7 @@ def detector_with(built, edit):
     model = load_mlmodel(built(("short_range", "vision", "mlprogram", "float32", 16)))
     spec = model.get_spec()
     edit(spec)
-    edited = ct.models.MLModel(spec, weights_dir=model.weights_dir, skip_model_load=True)
-    # Its temporary package goes with it (coremltools removes it only at exit; the suite checks the temp folder).
-    weakref.finalize(edited, shutil.rmtree, edited.package_path, True)
-    return edited
+    return package_removed_with(ct.models.MLModel(spec, weights_dir=model.weights_dir, skip_model_load=True))
 
 
 def first_op(spec, op_type):
