@@ -228,23 +228,26 @@ def map_batches_options(
 ) -> dict:
     """``map_batches`` keyword arguments sized to the cluster: ``{"compute", "num_cpus", "batch_size"}``.
 
-    ``actors`` (None: as many ``actor_cpus``-CPU actors as fit in ``cluster_cpus`` once ``reserve_cpus`` are left to
-    the read tasks and the driver); ``cluster_cpus`` (None: the connected cluster's ``CPU`` total); ``reserve_cpus``
-    (None: an eighth of the CPUs, at least one: 1 actor on 2 CPUs, 14 on 16, 56 on 64; 0 for a dataset already in
-    memory, ``from_items``/``from_arrow``, which has no read tasks). Leaving no CPU to ``read_*`` tasks deadlocks:
-    on 2 CPUs, two 1-CPU actors beside ``read_binary_files`` wait for each other forever (measured). Options out of
-    range: ``OptionsError``.
+    ``actors`` (None: as many ``actor_cpus``-CPU actors as fit in ``cluster_cpus`` once ``reserve_cpus`` are left
+    to the read tasks and the driver); ``cluster_cpus`` (None: the connected cluster's ``CPU`` total, connecting as
+    Ray Data would when not connected yet); ``reserve_cpus`` (None: an eighth of the CPUs, at least one: 1 actor on
+    2 CPUs, 14 on 16, 56 on 64; 0 for a dataset already in memory, ``from_items``/``from_arrow``, which has no read
+    tasks). Leaving no CPU to ``read_*`` tasks deadlocks: on 2 CPUs, two 1-CPU actors beside ``read_binary_files``
+    wait for each other forever (measured). Options out of range: ``OptionsError``.
     """
     if not (isinstance(actor_cpus, (int, float)) and math.isfinite(actor_cpus) and actor_cpus > 0):
         raise OptionsError(f"actor_cpus must be a positive number, got {actor_cpus!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise OptionsError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if reserve_cpus is not None and not (math.isfinite(reserve_cpus) and reserve_cpus >= 0):
+    if reserve_cpus is not None and not (isinstance(reserve_cpus, (int, float)) and math.isfinite(reserve_cpus)
+                                         and reserve_cpus >= 0):
         raise OptionsError(f"reserve_cpus must be a number >= 0, got {reserve_cpus!r}")
-    require_ray()
+    ray = require_ray()
     if actors is None:
         if cluster_cpus is None:
-            cluster_cpus = float(require_ray().cluster_resources().get("CPU", 1))
+            if not ray.is_initialized():
+                ray.init()  # what Ray Data's first operation would do: a local cluster, or RAY_ADDRESS's
+            cluster_cpus = float(ray.cluster_resources().get("CPU", 1))
         if reserve_cpus is None:
             reserve_cpus = max(1.0, math.floor(cluster_cpus * _RESERVED_SHARE))
         actors = max(1, math.floor((cluster_cpus - reserve_cpus) / actor_cpus + 1e-9))
