@@ -13,10 +13,11 @@ def main() -> None:
     with handle_signals(), guard_imports():
         try:
             from .cli import main as run_cli
-        except Interrupted as exc:
+
+            run_cli()  # exits; its own handler reports an interrupt of the command
+        except Interrupted as exc:  # while the CLI was imported, or as it exits
             sys.stderr.write(f"Error: {exc}\n")
             sys.exit(exc.exit_code)
-        run_cli()
 
 
 if __name__ == "__main__":

@@ -98,10 +98,11 @@ def handle_signals() -> Iterator[None]:
     try:
         yield
     finally:
-        _state.raised = True  # a signal from here on is not raised any more
+        raised, _state.raised = _state.raised, True  # a signal from here on is not raised any more
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _state.installed, _state.raised, _state.pending, _state.depth = outer
+        _state.raised = _state.raised or raised  # an enclosing handle_signals does not raise a second time
 
 
 @contextlib.contextmanager

@@ -316,3 +316,44 @@ def test_coreml_interrupted_leaves_no_package_behind(pause_at, signum, replaced,
     else:
         assert [p.name for p in out.iterdir()] == ["previous"]
     assert not left_in(tmp), left_in(tmp)  # no tmp*.mlpackage from coremltools
+
+
+# ------------------------------------------------------------------------------------ the mechanism itself
+
+
+def _signal_self(signum: int) -> None:
+    os.kill(os.getpid(), signum)
+    for _ in range(100):  # Python runs the handler between bytecodes of the main thread: give it a few
+        time.sleep(0.001)
+
+
+def test_the_first_signal_raises_and_later_ones_never_cut_the_clean_up_short():
+    from blazeconv.interrupts import Interrupted, handle_signals
+
+    cleaned = []
+    with handle_signals():
+        with pytest.raises(Interrupted) as caught:
+            try:
+                _signal_self(signal.SIGTERM)
+                cleaned.append("not reached")
+            finally:
+                _signal_self(signal.SIGINT)  # ignored: the clean-up goes on
+                cleaned.append("cleaned")
+    assert cleaned == ["cleaned"] and caught.value.exit_code == 143 and str(caught.value) == "interrupted by SIGTERM"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's handler is back
+
+
+def test_deferred_holds_a_signal_until_the_block_ends():
+    from blazeconv.interrupts import Interrupted, deferred, handle_signals
+
+    steps = []
+    with handle_signals(), pytest.raises(Interrupted) as caught:
+        with deferred():
+            _signal_self(signal.SIGINT)
+            steps.append("the block finished")
+    assert steps == ["the block finished"] and caught.value.exit_code == 130
+    with pytest.raises(KeyboardInterrupt):  # used as a library: Python's own SIGINT, deferred the same way
+        with deferred():
+            _signal_self(signal.SIGINT)
+            steps.append("finished again")
+    assert steps[-1] == "finished again"
