@@ -39,7 +39,9 @@ import logging
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -279,12 +281,16 @@ def connected(address: str | None = LOCAL, num_cpus: int | None = None) -> Itera
         parent = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
         temp_dir = tempfile.mkdtemp(prefix="bzray", dir=parent)
         options |= {"num_cpus": num_cpus, "_temp_dir": temp_dir}
+    on_term = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=None if local else address, **options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
         raise OptionsError(f"cannot connect to Ray at {address}: {' '.join(str(exc).split())[:500]}") from None
+    if callable(on_term) and threading.current_thread() is threading.main_thread():
+        # ray.init replaces SIGTERM's handler with sys.exit(15): keep the caller's (the CLI's: exit 143, one line).
+        signal.signal(signal.SIGTERM, on_term)
     try:
         yield
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -212,6 +213,32 @@ def test_cli_ray_starts_and_stops_a_local_cluster(tmp_path):
         assert json.loads(done.stdout) == {"images": [expected[str(p)] for p in IMAGE_PATHS[:2]]}
         assert not _processes_mentioning(temp_dir)
         assert not os.listdir(temp_dir)  # the cluster's own folder inside it is gone
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_cli_ray_sigterm_is_clean(photos, tmp_path):
+    """SIGTERM mid-run (ray.init installs its own handler, exit 15): one line, exit 143, finished lines kept, no
+    Ray process or folder left."""
+    temp_dir = tempfile.mkdtemp(prefix="rayt")
+    jsonl = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "blazeconv", "detect", str(photos), "--jsonl", str(jsonl), "--quiet", "--ray"]
+    try:
+        process = subprocess.Popen(command, env={**os.environ, "RAY_TMPDIR": temp_dir}, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 240
+        while not (jsonl.is_file() and jsonl.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        stderr = process.communicate(timeout=120)[1]
+        assert process.returncode == 143, stderr
+        assert "Error: interrupted by SIGTERM" in stderr
+        lines = jsonl.read_text().splitlines()
+        assert 1 <= len(lines) < 7 * COPIES + 2
+        expected = _reference([Path(json.loads(line)["path"]) for line in lines])
+        assert [json.loads(line) for line in lines] == [{"path": p, **e} if "error" in e else e for p, e in expected.items()]
+        assert not _processes_mentioning(temp_dir)
+        assert not os.listdir(temp_dir)
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
