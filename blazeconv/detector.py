@@ -40,7 +40,9 @@ class FaceDetector:
     torch module, or a runner. ``variant``: which model the weights are (anchors, input size, default threshold),
     overriding what was inferred; it must be of the weights' architecture. ``min_score``: keep faces scoring at least
     this (None: MediaPipe's for the variant); ``iou_threshold``: weighted NMS overlap (MediaPipe's 0.3); both in
-    [0, 1]. ``device``: where a torch model runs (``"cpu"``, ``"cuda"``, ...). ``backend``: ``"torch"``.
+    [0, 1]. ``device``: where the model runs (``"cpu"``; torch and ONNX Runtime ``"cuda"``, OpenVINO ``"gpu"``). ``backend``:
+    ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (the model's ONNX export, made once into the cache; extras
+    ``blazeconv[onnx]``, ``blazeconv[openvino]``), or ``"auto"``: the first installed of those two, else torch.
     ``batch_size``: images per forward pass for a list. ``channels``: the default channel order of arrays and
     tensors, ``"rgb"`` or ``"bgr"`` (OpenCV frames).
     """
@@ -67,7 +69,7 @@ class FaceDetector:
         self.iou_threshold = float(iou_threshold)
         self.batch_size = batch_size
         self.channels = channels
-        self.backend, self.device = backend, device
+        self.backend, self.device = getattr(self.runner, "backend", backend), device
 
     def __repr__(self) -> str:
         return (f"FaceDetector(variant={self.variant.name!r}, backend={self.backend!r}, device={self.device!r}, "
@@ -180,17 +182,16 @@ def _torch_runner(model: Any, variant: Variant | str | None, device: str) -> Any
     return TorchRunner(module)
 
 
-# backend name -> make(model, variant, device) -> runner
-_BACKENDS = {"torch": _torch_runner}
-
-
 def _make_runner(model: Any, variant: Variant | str | None, device: str, backend: str = "torch") -> Any:
-    """The runner for ``model`` on ``backend``; a runner given as ``model`` is used as it is."""
-    if backend not in _BACKENDS:
-        raise OptionsError(f"unknown backend {backend!r}; choices: {', '.join(_BACKENDS)}")
+    """The runner for ``model`` on ``backend`` (``blazeconv.backends.make_runner``); a runner given as ``model`` is
+    used as it is."""
+    from .backends import CHOICES, make_runner
+
+    if backend not in CHOICES:
+        raise OptionsError(f"unknown backend {backend!r}; choices: {', '.join(CHOICES)}")
     if callable(getattr(model, "run", None)):
         return model
-    return _BACKENDS[backend](model, variant, device)
+    return make_runner(backend, model, variant, device)
 
 
 def load_module(model: Any, variant: Variant | str | None = None):
