@@ -196,3 +196,18 @@ def test_detect_command_with_a_backend(backend, run_cli, runner):
 def test_detect_fast_needs_the_torch_backend(run_cli):
     code, _, err = run_cli("detect", DATA / "images" / "1face.png", "--backend", "onnxruntime", "--fast")
     assert code == 2 and "--fast compiles the PyTorch model" in err
+
+
+def test_face_detector_takes_a_backend(runner):
+    from blazeconv.detector import FaceDetector
+
+    photo = DATA / "images" / "4faces.png"
+    expected = FaceDetector(runner("torch", "short_range"))(photo)
+    for backend in ONNX_BACKENDS:
+        runner(backend, "short_range")  # cached
+        detector = FaceDetector("short_range", backend=backend)
+        assert detector.backend == backend
+        assert_same_faces(detector(photo), expected)
+    assert FaceDetector(backend="auto").backend == next(name for name in AUTO_ORDER if name in INSTALLED)
+    with pytest.raises(OptionsError, match="the onnxruntime backend runs a shipped variant name"):
+        FaceDetector(runner("torch", "short_range").module, backend="onnxruntime")
