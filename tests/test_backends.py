@@ -211,3 +211,13 @@ def test_face_detector_takes_a_backend(runner):
     assert FaceDetector(backend="auto").backend == next(name for name in AUTO_ORDER if name in INSTALLED)
     with pytest.raises(OptionsError, match="the onnxruntime backend runs a shipped variant name"):
         FaceDetector(runner("torch", "short_range").module, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("backend", ONNX_BACKENDS)
+def test_missing_weights_are_weights_errors_as_with_torch(backend, tmp_path):
+    from blazeconv.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="missing.pth: no such file"):
+        make_runner(backend, tmp_path / "missing.pth")
+    with pytest.raises(WeightsError, match="URLs are not read"):
+        make_runner(backend, "https://example.com/w.pth")
