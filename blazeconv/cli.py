@@ -381,13 +381,18 @@ def _check_ray_options(address: str, annotate_dir: Path | None, fast: bool) -> N
     require_ray()
 
 
+@contextlib.contextmanager
 def _ray_session(address: str | None):
     """Connected to Ray at ``address`` for the run (a local cluster started and stopped), or nothing without --ray."""
     if address is None:
-        return contextlib.nullcontext()
+        yield
+        return
+    from .interrupts import reclaim
     from .ray import connected
 
-    return connected(address)
+    with connected(address):
+        reclaim()  # ray.init replaced the SIGTERM handler with its own (exit 15, no message)
+        yield
 
 
 def _ray_files(paths, weights, variant, model, min_score, batch_size, actors, actor_cpus):

@@ -105,6 +105,14 @@ def handle_signals() -> Iterator[None]:
         _state.raised = _state.raised or raised  # an enclosing handle_signals does not raise a second time
 
 
+def reclaim() -> None:
+    """Put the handlers of ``handle_signals`` back after a library replaced them: ``ray.init`` installs a SIGTERM
+    handler that exits with status 15 and no message, skipping the ``Error:`` line and exit code 143."""
+    if _state.installed and _in_main_thread():
+        for signum in SIGNALS:
+            signal.signal(signum, _handler)
+
+
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Within: a SIGINT or SIGTERM is recorded, then raised when the outermost deferred block ends.
