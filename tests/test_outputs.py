@@ -41,6 +41,17 @@ def umask():
     os.umask(before)
 
 
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(module_cache, monkeypatch):
+    """Conversions and exports go to this module's own cache, not the user's."""
+    monkeypatch.setenv("BLAZECONV_CACHE", str(module_cache))
+
+
 @pytest.fixture
 def weights(tmp_path, converted) -> Path:
     """The short_range weights as a .pth (detect runs without converting into a cache)."""
