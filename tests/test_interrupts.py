@@ -208,6 +208,15 @@ def test_a_signal_during_the_first_heavy_import_is_handled_after_it(module, sign
     assert not left_in(tmp) and not hidden_leftovers(tmp_path)
 
 
+def test_a_signal_during_the_import_of_onnxruntime_is_handled_after_it(tmp, tmp_path, weights):
+    """ONNX Runtime is a pybind11 module too (the onnxruntime and auto backends import it)."""
+    pytest.importorskip("onnxruntime")
+    code, stdout, err = interrupt(["detect", DATA / "images" / "1face.png", "--weights", weights[1], "--backend",
+                                   "onnxruntime"], tmp, "import:onnxruntime.capi._pybind_state", signal.SIGINT)
+    assert_interrupted(code, err, signal.SIGINT)
+    assert stdout == "" and not left_in(tmp) and not hidden_leftovers(tmp_path)
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.3, 1.0, 2.0])
 def test_sigint_at_moments_spread_over_start_up(delay, tmp, tmp_path, weights):
     """Real time, from the moment the handlers are installed: every moment gives the same clean end (or a
