@@ -38,6 +38,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -265,7 +266,7 @@ def connected(address: str | None = LOCAL, num_cpus: int | None = None) -> Itera
     """Inside: connected to Ray; disconnected afterwards when this call connected (already connected: used as is).
 
     ``address``: ``"local"`` or None (a new local cluster of ``num_cpus`` CPUs, default all, shut down on the way
-    out), ``"auto"`` (the running cluster this machine belongs to), ``"HOST:PORT"`` or ``"ray://HOST:PORT"``.
+    out, even where ``RAY_ADDRESS`` names another), ``"auto"`` (the running cluster this machine belongs to), ``"HOST:PORT"`` or ``"ray://HOST:PORT"``.
     A local cluster keeps its sockets and logs in a folder of its own under ``$RAY_TMPDIR`` or ``$TMPDIR``
     (short-named: socket paths are limited to about 107 characters), removed afterwards. Ray itself creates
     ``~/.ray/auth_token`` (its token authentication) the first time a local cluster starts.
@@ -283,7 +284,7 @@ def connected(address: str | None = LOCAL, num_cpus: int | None = None) -> Itera
         options |= {"num_cpus": num_cpus, "_temp_dir": temp_dir}
     on_term = signal.getsignal(signal.SIGTERM)
     try:
-        ray.init(address=None if local else address, **options)
+        ray.init(address=LOCAL if local else address, **options)  # "local": a new cluster, whatever RAY_ADDRESS says
     except (ConnectionError, ValueError, RuntimeError) as exc:
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
@@ -371,11 +372,20 @@ def detect_files(
 
 
 def _cause(exc: BaseException) -> BaseException:
-    """The ``BlazeconvError`` a Ray error carries (an actor that could not load its model), else a one-line error."""
-    seen = exc
+    """The ``BlazeconvError`` behind a Ray error (an actor that could not load its model), else a one-line error.
+
+    A task's error carries the exception itself (``cause``); an actor that died in ``__init__`` only its traceback
+    as text, whose last ``blazeconv.errors.X: message`` line is rebuilt into that error.
+    """
+    from . import errors
+
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, BlazeconvError):
             return seen
         seen = getattr(seen, "cause", None) or seen.__cause__
+    named = re.findall(r"blazeconv\.errors\.(\w+): ([^\n]*)", str(exc))
+    kind = getattr(errors, named[-1][0], None) if named else None
+    if isinstance(kind, type) and issubclass(kind, BlazeconvError):
+        return kind(named[-1][1].strip())
     return BlazeconvError(f"the Ray job failed: {' '.join(str(exc).split())[:500]}")
-

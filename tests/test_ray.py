@@ -24,7 +24,7 @@ from conftest import IMAGE_PATHS, REPO
 
 from blazeconv.backends import make_runner
 from blazeconv.detect import detect_files, detect_images, detections_to_json, load_image
-from blazeconv.errors import OptionsError
+from blazeconv.errors import ModelFileError, OptionsError
 from blazeconv.ray import DetectFaces, detect_paths, map_batches_options
 
 COPIES = 30  # 7 photos x 30 = 210 files
@@ -174,6 +174,12 @@ def test_detect_paths_in_order(cluster, photos):
     assert [row["path"] for row in rows] == [str(p) for p in paths]
     expected = _reference(paths)
     assert [_as_entry(row) for row in rows] == [expected[str(p)] for p in paths]
+
+
+def test_model_that_cannot_load_fails_the_job_with_its_own_error(cluster, tmp_path):
+    """Every row would fail alike: the actor's error ends the run, as the error ``detect`` would give (not a hang)."""
+    with pytest.raises(ModelFileError, match="w.pth: no such file"):
+        list(detect_paths(IMAGE_PATHS, model=tmp_path / "w.pth"))
 
 
 @pytest.mark.parametrize("extra", [[], ["--jsonl", "{tmp}/out.jsonl"]])
