@@ -22,9 +22,11 @@ library cannot swallow it, and not from ``KeyboardInterrupt``, which click turns
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -86,12 +88,30 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _exit_now(signum: int, frame) -> None:
+    """After the command: the process is exiting (threads joined, files closed); a signal ends it at once."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(Exception):
+        os.write(2, f"Error: interrupted by {signal.Signals(signum).name} while exiting\n".encode())
+    os._exit(128 + signum)
+
+
 @contextlib.contextmanager
-def handle_signals() -> Iterator[None]:
-    """Within: the first SIGINT or SIGTERM raises ``Interrupted`` (main thread only); handlers restored after."""
+def handle_signals(final: bool = False) -> Iterator[None]:
+    """Within: the first SIGINT or SIGTERM raises ``Interrupted`` (main thread only); handlers restored after.
+
+    ``final`` (the process's entry point): afterwards, while the interpreter shuts down, a signal writes its line and
+    ends the process with 128 + its number at once, instead of Python's ``KeyboardInterrupt`` during shutdown; after
+    the last exit handler (Python then resets its handlers to the defaults, which would kill the process silently)
+    signals are ignored for the few milliseconds left.
+    """
     if not _in_main_thread():
         yield
         return
+    if final:  # registered first, so it runs last
+        atexit.register(lambda: [signal.signal(signum, signal.SIG_IGN) for signum in SIGNALS])
     previous = {signum: signal.signal(signum, _handler) for signum in SIGNALS}
     outer = (_state.installed, _state.raised, _state.pending, _state.depth)
     _state.installed, _state.raised, _state.pending, _state.depth = True, False, None, 0
@@ -100,7 +120,7 @@ def handle_signals() -> Iterator[None]:
     finally:
         raised, _state.raised = _state.raised, True  # a signal from here on is not raised any more
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, _exit_now if final else handler)
         _state.installed, _state.raised, _state.pending, _state.depth = outer
         _state.raised = _state.raised or raised  # an enclosing handle_signals does not raise a second time
 

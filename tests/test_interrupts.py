@@ -224,11 +224,10 @@ def test_sigint_at_moments_spread_over_start_up(delay, tmp, tmp_path, weights):
     out = tmp_path / "d.json"
     code, _, err = interrupt(["detect", DATA / "images" / "1face.png", *weights, "--json", out],
                              tmp, "ready", signal.SIGINT, delay)
-    if code == 0:
-        assert json.loads(out.read_text())["images"]
-    else:
+    if code != 0:
         assert_interrupted(code, err, signal.SIGINT)
-        assert not out.exists()
+    if code == 0 or out.exists():  # finished, perhaps interrupted while exiting: the JSON is complete
+        assert json.loads(out.read_text())["images"]
     assert not left_in(tmp) and not hidden_leftovers(tmp_path)
 
 
