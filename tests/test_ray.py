@@ -24,7 +24,7 @@ from conftest import IMAGE_PATHS, REPO
 
 from blazeconv.backends import make_runner
 from blazeconv.detect import detect_files, detect_images, detections_to_json, load_image
-from blazeconv.errors import ModelFileError, OptionsError
+from blazeconv.errors import BlazeconvError, ModelFileError, OptionsError, WeightsError
 from blazeconv.ray import DetectFaces, detect_paths, map_batches_options
 
 COPIES = 30  # 7 photos x 30 = 210 files
@@ -34,11 +34,16 @@ COPIES = 30  # 7 photos x 30 = 210 files
 def cluster():
     """A 2-CPU local Ray cluster for this module; afterwards no process of it may remain."""
     temp_dir = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must stay under ~107 characters
+    auth_mode = os.environ.get("RAY_AUTH_MODE")  # ray.init sets it for the process; the suite gets it back
     ray.init(num_cpus=2, _temp_dir=temp_dir, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:
         ray.shutdown()
+        if auth_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth_mode
         left = _processes_mentioning(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert not left, f"Ray processes left after ray.shutdown(): {left}"
@@ -178,8 +183,9 @@ def test_detect_paths_in_order(cluster, photos):
 
 def test_model_that_cannot_load_fails_the_job_with_its_own_error(cluster, tmp_path):
     """Every row would fail alike: the actor's error ends the run, as the error ``detect`` would give (not a hang)."""
-    with pytest.raises(ModelFileError, match="w.pth: no such file"):
+    with pytest.raises(BlazeconvError, match="w.pth: no such file") as raised:
         list(detect_paths(IMAGE_PATHS, model=tmp_path / "w.pth"))
+    assert isinstance(raised.value, (ModelFileError, WeightsError))  # with its exit code, not a generic failure
 
 
 @pytest.mark.parametrize("extra", [[], ["--jsonl", "{tmp}/out.jsonl"]])
