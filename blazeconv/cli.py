@@ -259,6 +259,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
       blazeconv detect photo.jpg --weights build/short_range.pth --min-score 0.6 --json -
       blazeconv detect huge_folder/ --jsonl faces.jsonl --resume     # rerun the same line after an interrupt
       blazeconv detect photos/ --backend openvino
+      blazeconv detect photos/ --json faces.json --ray               # on a local Ray cluster (blazeconv[ray])
     """
     import json
 
