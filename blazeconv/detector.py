@@ -40,9 +40,10 @@ class FaceDetector:
     torch module, or a runner. ``variant``: which model the weights are (anchors, input size, default threshold),
     overriding what was inferred; it must be of the weights' architecture. ``min_score``: keep faces scoring at least
     this (None: MediaPipe's for the variant); ``iou_threshold``: weighted NMS overlap (MediaPipe's 0.3); both in
-    [0, 1]. ``device``: where the model runs (``"cpu"``; torch and ONNX Runtime ``"cuda"``, OpenVINO ``"gpu"``). ``backend``:
-    ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (the model's ONNX export, made once into the cache; extras
-    ``blazeconv[onnx]``, ``blazeconv[openvino]``), or ``"auto"``: the first installed of those two, else torch.
+    [0, 1]. ``device``: where the model runs (``"cpu"``; torch and ONNX Runtime ``"cuda"``, OpenVINO ``"gpu"``).
+    ``backend``: ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (the model's ONNX export, made once into the
+    cache; extras ``blazeconv[onnx]``, ``blazeconv[openvino]``), or ``"auto"`` (the default, as for ``detect``):
+    the first of those two that is installed and can run on ``device``, else torch.
     ``batch_size``: images per forward pass for a list. ``channels``: the default channel order of arrays and
     tensors, ``"rgb"`` or ``"bgr"`` (OpenCV frames).
     """
@@ -55,7 +56,7 @@ class FaceDetector:
         min_score: float | None = None,
         iou_threshold: float = NMS_IOU_THRESHOLD,
         device: str = "cpu",
-        backend: str = "torch",
+        backend: str = "auto",
         batch_size: int = 32,
         channels: str = "rgb",
     ):

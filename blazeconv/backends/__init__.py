@@ -121,6 +121,11 @@ def _auto(source, variant, device, threads) -> Any:
         except MissingDependencyError as exc:  # e.g. the model is not exported yet and the exporter is missing
             skipped.append(f"{name}: {exc}")
             continue
+        except OptionsError as exc:  # e.g. device="cuda" without the runtime's GPU build: the next one may have it
+            if name == "torch":
+                raise
+            skipped.append(f"{name}: {exc}")
+            continue
         log.info("backend auto: %s", name)
         return runner
     detail = "; ".join(skipped) or "none of " + ", ".join(AUTO_ORDER) + " is installed"
