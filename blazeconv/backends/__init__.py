@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingDependencyError, OptionsError, WeightsError
+from ..errors import MissingDependencyError, ModelFileError, OptionsError, WeightsError
 from ..variants import VARIANTS, Variant, get_variant
 
 log = logging.getLogger(__name__)
@@ -141,12 +141,15 @@ def _onnx_source(source: Any, backend: str) -> Variant | Path:
         if name in VARIANTS and not Path(name).exists():
             return get_variant(name)
         path = Path(source)
-        if path.suffix.lower() != ".tflite" and not path.is_file():  # weights: the errors torch's loader gives
+        if not path.is_file():  # the errors the torch backend gives for the same argument
             from ..detect import looks_like_url
 
-            if looks_like_url(path) and not path.exists():
-                raise WeightsError(f"{path}: URLs are not read; download the file first")
-            raise WeightsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+            if looks_like_url(name):
+                raise ModelFileError(f"{name}: URLs are not read; download the file first")
+            if not path.exists() and path.suffix == "":
+                raise ModelFileError(f"{name}: no such file, and not a shipped model ({', '.join(VARIANTS)})")
+            if path.suffix.lower() != ".tflite":
+                raise WeightsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
         return path
     raise OptionsError(
         f"the {backend} backend runs a shipped variant name, a .tflite or a .pth file; got a {type(source).__name__}"
