@@ -215,9 +215,12 @@ def test_face_detector_takes_a_backend(runner):
 
 @pytest.mark.parametrize("backend", ONNX_BACKENDS)
 def test_missing_weights_are_weights_errors_as_with_torch(backend, tmp_path):
-    from blazeconv.errors import WeightsError
+    from blazeconv.errors import ModelFileError, WeightsError
 
-    with pytest.raises(WeightsError, match="missing.pth: no such file"):
-        make_runner(backend, tmp_path / "missing.pth")
-    with pytest.raises(WeightsError, match="URLs are not read"):
-        make_runner(backend, "https://example.com/w.pth")
+    for runtime in (backend, "torch"):  # the same error class and words on every backend
+        with pytest.raises(WeightsError, match="missing.pth: no such file"):
+            make_runner(runtime, tmp_path / "missing.pth")
+        with pytest.raises(ModelFileError, match="URLs are not read"):
+            make_runner(runtime, "https://example.com/w.pth")
+        with pytest.raises(ModelFileError, match="no such file, and not a shipped model"):
+            make_runner(runtime, "no_such_model")
