@@ -1,4 +1,4 @@
-"""Shared paths and fixtures. Tests read only the repository's own copies (tests/data, models/)."""
+"""Shared paths and fixtures. Tests read only the repository's own copies (tests/data, blazeconv/models/)."""
 
 from __future__ import annotations
 
