@@ -45,8 +45,8 @@ from torch import nn
 
 from . import __version__
 from .errors import BlazeconvError, OptionsError, WeightsError
-from .model import SameConv2d, architecture_of, check_state_dict, load_state_dict, model_from_state_dict
-from .variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, VARIANTS, Variant, default_variant_for, get_variant
+from .model import SameConv2d, architecture_of, check_state_dict, load_state_dict, model_from_state_dict, shipped_variant_of
+from .variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, Variant, default_variant_for, get_variant
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def load_source(
                 raise WeightsError(f"{path}: weights differ from those converted from {source_tflite}")
             chosen, sha256, how = conversion.variant, sha256_of(source_tflite), f"weights of {source_tflite.name}"
         else:
-            shipped = _shipped_match(state_dict, architecture)
+            shipped = shipped_variant_of(state_dict, architecture)
             if shipped is not None:
                 chosen, sha256, how = shipped, shipped.sha256, f"weights equal to the shipped {shipped.tflite_file}"
         if chosen is None:
@@ -197,24 +197,6 @@ def load_source(
 
 def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k].float(), b[k].float()) for k in a)
-
-
-def _shipped_match(state_dict: dict[str, torch.Tensor], architecture: str) -> Variant | None:
-    """The shipped variant whose ``.tflite`` (in ``models_dir()``, checksum intact) has exactly these weights."""
-    from .convert import convert_file
-    from .io import sha256_of
-    from .shipped import models_dir
-
-    for candidate in VARIANTS.values():
-        file = models_dir() / candidate.tflite_file
-        if candidate.architecture != architecture or not file.is_file() or sha256_of(file) != candidate.sha256:
-            continue
-        try:
-            if _same_weights(state_dict, convert_file(file).state_dict):
-                return candidate
-        except BlazeconvError as exc:  # a broken shipped file only means "no match"
-            log.warning("cannot compare with %s: %s", file, exc)
-    return None
 
 
 def _anchors_for(variant: Variant, anchors_file: str | Path | None) -> tuple[np.ndarray, str]:

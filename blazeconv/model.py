@@ -624,10 +624,10 @@ def _variant_for(state_dict: dict, architecture: str, variant: Variant | str | N
         if chosen.architecture != architecture:
             raise OptionsError(f"{source}: variant {chosen.name!r} is {chosen.architecture}, the weights are {architecture}")
         return chosen
-    return _shipped_match(state_dict, architecture) or default_variant_for(architecture)
+    return shipped_variant_of(state_dict, architecture) or default_variant_for(architecture)
 
 
-def _shipped_match(state_dict: dict, architecture: str) -> Variant | None:
+def shipped_variant_of(state_dict: dict, architecture: str) -> Variant | None:
     """The shipped variant of ``architecture`` whose converted weights (the cached ones ``detect`` uses) equal these."""
     from .errors import BlazeconvError
     from .shipped import cached_weights
