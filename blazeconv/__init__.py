@@ -14,17 +14,16 @@ Python API::
 Public names are imported on first use, so ``import blazeconv`` (and ``blazeconv --help``) does not load torch.
 """
 
-__version__ = "0.1.0"
-
-from .errors import BlazeconvError  # noqa: E402
+from ._version import __version__
+from .errors import BlazeconvError
 
 # name -> module that defines it, imported lazily by __getattr__ below
 _LAZY = {
     "FaceDetector": "detector",
-    "Detection": "detect",
-    "load_image": "detect",
-    "detect_images": "detect",
-    "load_model": "model",
+    "Detection": "detection",
+    "load_image": "detection",
+    "detect_images": "detection",
+    "load_model": "sources",
 }
 
 __all__ = ["BlazeconvError", "__version__", *_LAZY]

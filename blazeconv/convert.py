@@ -20,7 +20,7 @@ import torch
 
 from .errors import UnsupportedModelError
 from .io import atomic_path, sha256_of
-from .model import ARCHITECTURES, ArchitectureSpec, BlockSpec, PyramidSpec, build_model
+from .network import ARCHITECTURES, ArchitectureSpec, BlockSpec, PyramidSpec, build_model
 from .tflite_reader import Graph, Operator, Tensor, read_graph
 from .variants import VARIANTS, Variant
 

@@ -6,7 +6,7 @@
     crop = detector.crop("photo.jpg", faces[0])      # (112, 112, 3) uint8 RGB, eyes level
 
 Built once (model loaded, anchors made), called many times; the numbers are those of ``blazeconv detect --json``.
-The model runs through a *runner* (``blazeconv.detect``'s docstring); ``_make_runner`` makes one per backend.
+The model runs through a runner (``backends.runner.Runner``) that ``backends.make_runner`` builds for the backend.
 """
 
 from __future__ import annotations
@@ -18,17 +18,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .detect import (
-    Detection,
-    _resolve_variant,
-    as_rgb,
-    check_thresholds,
-    detect_files,
-    detect_images,
-    looks_like_url,
-)
-from .errors import ModelFileError, OptionsError
-from .variants import NMS_IOU_THRESHOLD, VARIANTS, Variant, get_variant
+from .backends import make_runner
+from .detection import Detection, as_rgb, check_thresholds, detect_files, detect_images, resolve_variant
+from .detection.images import check_channels
+from .detection.pipeline import check_batch_size
+from .errors import OptionsError
+from .variants import NMS_IOU_THRESHOLD, Variant
 
 
 class FaceDetector:
@@ -37,7 +32,8 @@ class FaceDetector:
     ``model``: a shipped variant name (``short_range``, ``front``, ``back``, ``full_range``, ``full_range_sparse``;
     weights converted once into the cache), a path to a ``.tflite`` (converted in memory; its variant recognised) or
     to a ``.pth`` state_dict (variant: the shipped model with identical weights, else the architecture's default), a
-    torch module, or a runner. ``variant``: which model the weights are (anchors, input size, default threshold),
+    network ``.onnx`` blazeconv exported (ONNX backends), a torch module, or a runner; files are recognised by their
+    content (``blazeconv.sources``). ``variant``: which model the weights are (anchors, input size, default threshold),
     overriding what was inferred; it must be of the weights' architecture. ``min_score``: keep faces scoring at least
     this (None: MediaPipe's for the variant); ``iou_threshold``: weighted NMS overlap (MediaPipe's 0.3); both in
     [0, 1]. ``device``: where the model runs (``"cpu"``; torch and ONNX Runtime ``"cuda"``, OpenVINO ``"gpu"``).
@@ -61,11 +57,10 @@ class FaceDetector:
         channels: str = "rgb",
     ):
         check_thresholds(min_score, iou_threshold)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise OptionsError(f"batch_size must be a positive integer, got {batch_size!r}")
-        _check_channels(channels)
-        self.runner = _make_runner(model, variant, device, backend)
-        self.variant: Variant = _resolve_variant(self.runner, variant)
+        check_batch_size(batch_size)
+        check_channels(channels)
+        self.runner = make_runner(backend, model, variant, device)
+        self.variant: Variant = resolve_variant(self.runner, variant)
         self.min_score = self.variant.min_score if min_score is None else float(min_score)
         self.iou_threshold = float(iou_threshold)
         self.batch_size = batch_size
@@ -85,7 +80,7 @@ class FaceDetector:
         tensors. Lists run ``batch_size`` images per forward pass; a list of paths is decoded on every core while
         the model runs. Anything else, or a file that cannot be read: ``ImageError``.
         """
-        channels = self.channels if channels is None else _check_channels(channels)
+        channels = self.channels if channels is None else check_channels(channels)
         if isinstance(images, (list, tuple)):
             return self._detect(list(images), channels)
         return self._detect([images], channels)[0]
@@ -120,7 +115,7 @@ class FaceDetector:
         crop's vertical centre line, at the box centre's height along the face; without it the crop is axis-aligned
         and centred on the box. Bilinear sampling; parts outside the image are black.
         """
-        channels = self.channels if channels is None else _check_channels(channels)
+        channels = self.channels if channels is None else check_channels(channels)
         if not isinstance(size, int) or size < 1:
             raise OptionsError(f"crop size must be a positive integer, got {size!r}")
         if not (margin >= 0 and math.isfinite(margin)):
@@ -162,80 +157,4 @@ def crop_transform(detection: Detection, size: int, align: bool = True, margin: 
     return (scale * right[0], scale * down[0], origin[0], scale * right[1], scale * down[1], origin[1])
 
 
-def _check_channels(channels: str) -> str:
-    if channels not in ("rgb", "bgr"):
-        raise OptionsError(f"channels must be 'rgb' or 'bgr', got {channels!r}")
-    return channels
-
-
-# ------------------------------------------------------------------------------------------------ runners
-
-
-def _torch_runner(model: Any, variant: Variant | str | None, device: str) -> Any:
-    """The torch backend: the module of ``model`` (name, .tflite, .pth or a module) on ``device``."""
-    from .model import TorchRunner
-
-    module = load_module(model, variant)
-    try:
-        module = module.to(device)
-    except (RuntimeError, AssertionError, ValueError) as exc:  # "Torch not compiled with CUDA enabled", bad name
-        raise OptionsError(f"device {device!r} is not available to torch: {' '.join(str(exc).split())}") from None
-    return TorchRunner(module)
-
-
-def _make_runner(model: Any, variant: Variant | str | None, device: str, backend: str = "torch") -> Any:
-    """The runner for ``model`` on ``backend`` (``blazeconv.backends.make_runner``); a runner given as ``model`` is
-    used as it is."""
-    from .backends import CHOICES, make_runner
-
-    if backend not in CHOICES:
-        raise OptionsError(f"unknown backend {backend!r}; choices: {', '.join(CHOICES)}")
-    if callable(getattr(model, "run", None)):
-        return model
-    return make_runner(backend, model, variant, device)
-
-
-def load_module(model: Any, variant: Variant | str | None = None):
-    """A torch module that knows its variant (``module.variant``) from a shipped name, a ``.tflite``, a ``.pth`` or
-    a module (returned with ``variant`` set when given). ``variant`` must fit the weights' architecture."""
-    from .model import _is_tflite, load_model, load_state_dict, model_from_state_dict
-
-    if not isinstance(model, (str, Path)):
-        if not hasattr(model, "state_dict"):
-            raise OptionsError(f"model must be a variant name, a .tflite or .pth path, a torch module or a runner; "
-                               f"got a {type(model).__name__}")
-        if variant is not None:
-            model.variant = _fitting(variant, getattr(model, "architecture", None), type(model).__name__)
-        return model
-    name = str(model)
-    exists = Path(name).exists()
-    if looks_like_url(name) and not exists:
-        raise ModelFileError(f"{name}: URLs are not read; download the file first")
-    if name in VARIANTS and not exists:
-        from .shipped import cached_weights
-
-        shipped = VARIANTS[name]
-        module = model_from_state_dict(load_state_dict(cached_weights(shipped)), name)
-        module.variant = shipped if variant is None else _fitting(variant, module.architecture, name)
-        return module
-    path = Path(model)
-    if path.suffix.lower() == ".tflite" or (path.is_file() and _is_tflite(path)):
-        from .convert import convert_file
-
-        conversion = convert_file(path)
-        module = model_from_state_dict(conversion.state_dict, str(path))
-        module.variant = conversion.variant if variant is None else _fitting(variant, module.architecture, str(path))
-        return module
-    if not exists and path.suffix == "":
-        raise ModelFileError(f"{name}: no such file, and not a shipped model ({', '.join(VARIANTS)})")
-    return load_model(path, variant)
-
-
-def _fitting(variant: Variant | str, architecture: str | None, source: str) -> Variant:
-    chosen = get_variant(variant) if isinstance(variant, str) else variant
-    if architecture is not None and chosen.architecture != architecture:
-        raise OptionsError(f"{source}: variant {chosen.name!r} is {chosen.architecture}, the weights are {architecture}")
-    return chosen
-
-
-__all__ = ["FaceDetector", "crop_transform", "load_module"]
+__all__ = ["FaceDetector", "crop_transform"]

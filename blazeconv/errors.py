@@ -58,3 +58,15 @@ class MissingDependencyError(BlazeconvError):
     """An optional package a command needs is not installed; the message names the extra to install."""
 
     exit_code = 8
+
+
+def require(package: str, extra: str, purpose: str) -> None:
+    """Before any work: ``MissingDependencyError`` (exit 8) naming the extra unless ``package`` can be imported.
+
+    ``package`` is the import name (checked without importing it), ``extra`` what to ``pip install``
+    (``blazeconv[onnx]``, or a plain package name), ``purpose`` what needs it (the message's subject).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        raise MissingDependencyError(f"{purpose} needs the '{package}' package: pip install '{extra}'")

@@ -18,14 +18,13 @@ generic patterns, scripted and frozen:
 
 On Linux the first ``FastModel`` also asks glibc's malloc to keep freed memory for reuse (``keep_freed_memory``):
 by default every activation above 128 KiB is a fresh ``mmap``, and its first touch costs one page fault per
-4 KiB — measured 4,600 faults per batch-16 forward of short_range, a third of its time.
+4 KiB, a large share of a forward's time (docs/bench.md, *The fast path*).
 
 Large batches run in chunks of at most ``max_batch`` images (by default as many as fit ``DEFAULT_CHUNK_PIXELS``):
 a chunk's activations stay in cache.
 
-Measured on a 2-core AMD EPYC (AVX2), one thread, short_range: the plain module is several times slower than
-LiteRT/XNNPACK at batch 1, mostly per-call overhead of oneDNN's depthwise convolutions and tensor copies for
-padding; see ``blazeconv bench`` for the numbers on the machine at hand.
+The plain module is several times slower than LiteRT/XNNPACK at batch 1, mostly per-call overhead of oneDNN's
+depthwise convolutions and tensor copies for padding; ``blazeconv bench`` measures it on the machine at hand.
 """
 
 from __future__ import annotations
@@ -48,12 +47,10 @@ log = logging.getLogger(__name__)
 aten = torch.ops.aten
 
 # Largest chunk a compiled graph runs, in input pixels (batch x H x W): 16 images at 128x128, 4 at 256x256.
-# Measured (one thread, AVX2): per-image time falls with the batch until the activations leave the cache;
-# 32 images at 128 px are slower per image than 16, 16 at 256 px slower than 4.
+# Per-image time falls with the batch until the activations leave the cache (docs/bench.md, *The fast path*).
 DEFAULT_CHUNK_PIXELS = 16 * 128 * 128
 # A stride-1 1x1 convolution goes to oneDNN (prepacked) from this many output pixels (batch x H x W) on; below,
-# ATen's GEMM path is cheaper per call. Measured (one thread): short_range at batch 1 (1x1 convs on at most 64x64)
-# 8% faster without, back (128x128) and full_range (96x96) 7-22% faster with.
+# ATen's GEMM path is cheaper per call (docs/bench.md, *The fast path*).
 _PREPACK_1X1_MIN_ROWS = 8192
 # From this batch on ATen itself runs 1x1 convolutions on oneDNN (reordering the weights on every call), so they are
 # always prepacked (ATen's use_mkldnn: input.size(0) >= 16).

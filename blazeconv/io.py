@@ -18,13 +18,25 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
+import re
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import BlazeconvError, OutputError
+
+# "scheme://" or, after pathlib collapsed the double slash, "scheme:/"; two letters at least (not a drive "C:/").
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+
+def looks_like_url(text: str | Path) -> bool:
+    """True for ``http://...``, ``https://...``, ``s3://...`` and the like, also as a ``Path`` (``https:/...``)."""
+    return bool(_URL.match(str(text)))
+
+
+def url_refused(text: str | Path) -> str:
+    """The one message for a URL where a file is expected: blazeconv never downloads."""
+    return f"{text}: URLs are not read; download the file first"
 
 
 class PathUsageError(BlazeconvError):
@@ -196,31 +208,6 @@ def mirrored_paths(inputs: Sequence[str | Path], folder: str | Path, suffix: str
             raise PathUsageError(f"{first[1]} and {given} would both be written as {output}: rename one of them "
                                  "or process them in separate runs")
     return outputs
-
-
-def read_jsonl(path: str | Path) -> tuple[list[dict], int]:
-    """The records of a ``detect --jsonl`` file, and how many bytes its complete lines take.
-
-    A last line without its newline was cut short (the writer was killed) and is not returned; the caller
-    truncates the file to the returned length before appending. Any other line that is not a JSON object with a
-    ``path`` is an ``OutputError`` naming the file and the line: such a file is not continued.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    end = data.rfind(b"\n") + 1
-    records = []
-    for number, line in enumerate(data[:end].split(b"\n")[:-1], 1):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if not isinstance(record, dict) or not isinstance(record.get("path"), str):
-            raise OutputError(f"{path}: line {number} is not a detect --jsonl record; not continuing this file")
-        records.append(record)
-    return records, end
 
 
 def sha256_of(path: str | Path) -> str:

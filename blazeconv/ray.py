@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BlazeconvError, ImageError, MissingDependencyError, OptionsError
+from .errors import BlazeconvError, ImageError, OptionsError, require
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,9 @@ _RESERVED_SHARE = 1 / 8
 
 def require_ray():
     """``import ray``, or ``MissingDependencyError`` naming the extra."""
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError("running on Ray needs the 'ray' package: pip install 'blazeconv[ray]'") from None
+    require("ray", "blazeconv[ray]", "running on Ray")
+    import ray
+
     return ray
 
 
@@ -149,7 +148,7 @@ class DetectFaces:
 
     def _decode(self, source: str, values: Any, paths: list[str | None]) -> list[np.ndarray | str]:
         """Each value as ``(H, W, 3)`` uint8 RGB, or the message of the ``ImageError`` that refused it."""
-        from .detect import as_rgb
+        from .detection import as_rgb
 
         def one(value, path):
             try:
@@ -196,7 +195,7 @@ def _load_bytes(value: Any, path: str | None) -> np.ndarray:
     """Encoded image bytes -> RGB with ``detect``'s loader; errors name ``path`` as ``detect`` does."""
     import io
 
-    from .detect import load_image
+    from .detection import load_image
 
     stream = io.BytesIO(bytes(value))
     stream.name = path or "<bytes>"
@@ -205,7 +204,8 @@ def _load_bytes(value: Any, path: str | None) -> np.ndarray:
 
 def _load_path(path: str) -> np.ndarray:
     """A local path with ``detect``'s loader; a ``scheme://`` URI through ``pyarrow.fs`` (S3, GCS, ...)."""
-    from .detect import load_image, looks_like_url
+    from .detection import load_image
+    from .io import looks_like_url
 
     if not looks_like_url(path):
         return load_image(path)
@@ -321,7 +321,7 @@ def detect_paths(
     ray = require_ray()
     import pyarrow as pa
 
-    from .detect import looks_like_url
+    from .io import looks_like_url
 
     if not paths:
         return
@@ -360,7 +360,7 @@ def detect_files(
     ``image`` is an ``ImageError`` for a file that could not be read (``detections`` None), else an empty ``(H, W, 0)``
     uint8 array that carries the image's size: the pixels stay on the workers. ``detections``: ``Detection`` records.
     """
-    from .detect import Detection
+    from .detection import Detection
 
     for row in detect_paths(paths, model, **options):
         path = Path(row["path"])

@@ -152,12 +152,6 @@ class Graph:
         """The operators that read ``tensor``, in graph order."""
         return list(self._dataflow[1].get(tensor, ()))
 
-    def op_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for op in self.operators:
-            counts[op.kind] = counts.get(op.kind, 0) + 1
-        return counts
-
 
 def read_graph(path: str | Path) -> Graph:
     """Parse the TFLite file at ``path``; any problem with the file is a ``ModelFileError`` naming it."""

@@ -21,6 +21,8 @@ KEYPOINT_NAMES = (
 
 # NonMaxSuppressionCalculator options shared by every MediaPipe face graph.
 NMS_IOU_THRESHOLD = 0.3
+# TensorsToDetectionsCalculatorOptions.score_clipping_thresh in the face graphs: logits are clipped to +-100.
+SCORE_CLIPPING = 100.0
 
 
 @dataclass(frozen=True)
@@ -162,3 +164,22 @@ def default_variant_for(architecture: str) -> Variant:
         raise OptionsError(f"no variant has architecture {architecture!r}")
     preferred = [v for v in candidates if v.name == DEFAULT_VARIANT]
     return (preferred or candidates)[0]
+
+
+def fit_variant(variant: Variant | str, known: Variant | str | None, source: str | None = None) -> Variant:
+    """``variant`` (a ``Variant`` or its name), checked against what the weights are: ``known`` is the weights'
+    architecture name, or the ``Variant`` a model says it is, or None (nothing to check).
+
+    The one place that decides whether a named variant fits a model: ``OptionsError`` naming both when the
+    architectures differ, prefixed by ``source`` (the file or argument) when given.
+    """
+    chosen = get_variant(variant) if isinstance(variant, str) else variant
+    if known is None:
+        return chosen
+    architecture = known.architecture if isinstance(known, Variant) else known
+    if chosen.architecture == architecture:
+        return chosen
+    where = f"{source}: " if source else ""
+    which = f" ({known.name})" if isinstance(known, Variant) else ""
+    raise OptionsError(f"{where}variant {chosen.name!r} is a {chosen.architecture} model, the weights are "
+                       f"{architecture}{which}")

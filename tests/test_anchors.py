@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import DATA
+from helpers import DATA
 
 from blazeconv.anchors import AnchorOptions, generate_anchors
 from blazeconv.errors import OptionsError

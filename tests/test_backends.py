@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ALL_VARIANTS, DATA, IMAGE_PATHS, REPO, litert_outputs, model_path, plain_input
+from helpers import ALL_VARIANTS, DATA, IMAGE_PATHS, REPO, litert_outputs, model_path, plain_input
 
 from blazeconv.backends import AUTO_ORDER, BACKENDS, make_runner
 from blazeconv.errors import MissingDependencyError, OptionsError
@@ -81,7 +81,7 @@ def assert_same_faces(found, expected) -> None:
 @pytest.mark.parametrize("backend", INSTALLED)
 def test_backend_parity(backend, variant, image_path, runner, litert):
     """Raw outputs against LiteRT under the core bound; detections equal to the torch backend's."""
-    from blazeconv.detect import detect_image
+    from blazeconv.detection import detect_image
 
     x, expected_regressors, expected_classificators = litert(variant, image_path)
     regressors, classificators = runner(backend, variant).run(np.ascontiguousarray(x.transpose(2, 0, 1))[None])
@@ -108,7 +108,7 @@ def test_a_batch_is_each_image_alone(backend, runner):
 @pytest.mark.parametrize("backend", ONNX_BACKENDS)
 def test_folder_streams_through_any_backend(backend, runner):
     """``detect_files`` with a small batch over more files than two batches: same faces as image by image."""
-    from blazeconv.detect import detect_files, detect_image
+    from blazeconv.detection import detect_files, detect_image
 
     paths = IMAGE_PATHS * 2
     results = list(detect_files(runner(backend, "short_range"), paths, batch_size=3, workers=2))
@@ -131,7 +131,7 @@ def test_a_pth_file_runs_and_its_variant_comes_from_the_export(tmp_path, convert
     for backend in ONNX_BACKENDS:  # exported once, run by each
         made = make_runner(backend, weights)
         assert made.variant.name == "back" and made.backend == backend
-        with pytest.raises(OptionsError, match="variant 'short_range' is a .* model, the model is 'back'"):
+        with pytest.raises(OptionsError, match=r"'short_range' is a blazeface128 model, the weights are blazeface256 \(back\)"):
             make_runner(backend, weights, variant="short_range")
 
 
@@ -168,7 +168,7 @@ def test_no_torch_import_when_the_onnx_file_is_cached(backend, runner):
     """A fresh process runs the cached export end to end without importing torch."""
     runner(backend, "short_range")  # exported into the cache (this process has torch)
     code = (
-        "import sys; from blazeconv.backends import make_runner; from blazeconv.detect import detect_image; "
+        "import sys; from blazeconv.backends import make_runner; from blazeconv.detection import detect_image; "
         f"r = make_runner({backend!r}, 'short_range'); faces = detect_image(r, {str(DATA / 'images' / '1face.png')!r}); "
         "assert 'torch' not in sys.modules, 'torch was imported'; print(len(faces))"
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 import sys
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
-from blazeconv.bench import DEFAULT_MEDIAPIPE_PYTHON, _MediaPipeWorker, installed_onnx_backends, run_measured
+from blazeconv.bench import DEFAULT_MEDIAPIPE_PYTHON, installed_onnx_backends, run_measured
+from blazeconv.bench.contenders import _MediaPipeWorker
 from blazeconv.errors import OptionsError
 
 MEDIAPIPE = REPO / DEFAULT_MEDIAPIPE_PYTHON
@@ -58,8 +59,9 @@ def test_bench_quick_has_every_backend_and_the_targets(run_cli, tmp_path):
 def test_mediapipe_worker_answers(tmp_path):
     import numpy as np
 
-    from blazeconv.detect import load_image
-    from blazeconv.shipped import shipped_model, shipped_photos
+    from blazeconv.detection import load_image
+    from blazeconv.resources import shipped_photos
+    from blazeconv.sources import shipped_model
     from blazeconv.variants import VARIANTS
 
     photo = next(p for p in shipped_photos() if p.name == "astronaut.png")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import MODELS
+from helpers import MODELS
 
 from blazeconv.checksums import verify
 from blazeconv.variants import VARIANTS

@@ -9,19 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ALL_VARIANTS, MODELS, REPO, model_path
+from helpers import ALL_VARIANTS, MODELS, REPO, assert_one_line_error, model_path
 from tflite_builder import palm_like_model
 
 from blazeconv.cli import cli
-
-
-def assert_one_line_error(code: int, err: str, culprit, expected_code: int) -> None:
-    """A failure is exactly one ``Error:`` line naming the culprit, a non-zero code, no traceback."""
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == expected_code, err
-    assert len(lines) == 1 and lines[0].startswith("Error: "), err
-    assert str(culprit) in lines[0]
-    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("command", sorted(cli.commands))
@@ -169,7 +160,7 @@ def private_cache(tmp_path, monkeypatch):
 def test_detect_matches_mediapipe_on_every_photo(variant, options, tmp_path, run_cli, private_cache):
     import json
 
-    from conftest import DATA
+    from helpers import DATA
 
     out = tmp_path / "detections.json"
     code, _, err = run_cli("detect", DATA / "images", "--model", variant, *options, "--json", out)
@@ -191,7 +182,7 @@ def test_detect_matches_mediapipe_on_every_photo(variant, options, tmp_path, run
 
 
 def test_detect_annotates_and_prints_a_summary(tmp_path, run_cli, private_cache):
-    from conftest import DATA
+    from helpers import DATA
     from PIL import Image
 
     code, out, err = run_cli("detect", DATA / "images" / "3faces.png", "--annotate", tmp_path / "ann")
@@ -204,7 +195,7 @@ def test_detect_annotates_and_prints_a_summary(tmp_path, run_cli, private_cache)
 def test_detect_with_weights_and_json_on_stdout(tmp_path, run_cli, converted):
     import json
 
-    from conftest import DATA
+    from helpers import DATA
 
     from blazeconv.convert import save_state_dict
 
@@ -221,7 +212,7 @@ def test_detect_with_weights_and_json_on_stdout(tmp_path, run_cli, converted):
 def test_detect_unreadable_image(kind, tmp_path, run_cli, private_cache):
     import json
 
-    from conftest import DATA
+    from helpers import DATA
 
     image = tmp_path / "photo.png"
     if kind == "not-an-image":
@@ -246,7 +237,7 @@ def test_detect_one_bad_file_does_not_stop_the_others(tmp_path, run_cli, private
     import json
     import shutil
 
-    from conftest import DATA
+    from helpers import DATA
 
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -7,12 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import ALL_VARIANTS, DATA, IMAGE_PATHS, litert_outputs, model_path, plain_input
+from helpers import ALL_VARIANTS, DATA, IMAGE_PATHS, litert_outputs, model_path, plain_input
 from tflite_builder import palm_like_model
 
 from blazeconv.convert import convert_graph
 from blazeconv.errors import ModelFileError, UnsupportedModelError
-from blazeconv.model import load_model, model_from_state_dict
+from blazeconv.network import model_from_state_dict
+from blazeconv.sources import load_model
 from blazeconv.tflite_reader import read_graph
 
 

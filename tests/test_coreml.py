@@ -19,9 +19,11 @@ import weakref
 import numpy as np
 import pytest
 import torch
-from conftest import CORE_VARIANTS, IMAGE_PATHS, model_path
+from helpers import CORE_VARIANTS, IMAGE_PATHS, model_path
 
-from blazeconv.coreml import (
+from blazeconv.detection import decode, weighted_nms
+from blazeconv.errors import ImageError, OptionsError, WeightsError
+from blazeconv.export.coreml import (
     CONFIDENCE,
     CONFIDENCE_THRESHOLD_INPUT,
     COORDINATES,
@@ -36,20 +38,19 @@ from blazeconv.coreml import (
     CoreMLOptions,
     _LandmarksDetector,
     build_coreml,
+    coreml_source,
     load_mlmodel,
-    load_source,
     save_coreml,
 )
-from blazeconv.coreml_eval import (
+from blazeconv.sources import load_weights
+from blazeconv.variants import KEYPOINT_NAMES, get_variant
+from blazeconv.verify.coreml import program_precision, verify_coreml
+from blazeconv.verify.evaluator import (
     UnsupportedOperationError,
     evaluate,
     pick_top_nms,
     supported_operations,
 )
-from blazeconv.coreml_verify import program_precision, verify_coreml
-from blazeconv.detect import decode, weighted_nms
-from blazeconv.errors import ImageError, OptionsError, WeightsError
-from blazeconv.variants import KEYPOINT_NAMES, get_variant
 
 # The issue's bounds, absolute, in normalised coordinates.
 FLOAT32_ATOL = 1e-4
@@ -82,6 +83,11 @@ ALL_BUILDS = DEFAULT_BUILDS + MATRIX_BUILDS
 def build_id(build) -> str:
     variant, kind, model_format, precision, max_faces = build
     return f"{variant}-{kind}-{model_format}-{precision}"
+
+
+def load_source(path, variant=None, source_tflite=None, anchors=None):
+    """What ``blazeconv coreml`` exports: the weights of ``path`` (``sources.load_weights``) with their anchors."""
+    return coreml_source(load_weights(path, variant=variant, source_tflite=source_tflite), anchors)
 
 
 @pytest.fixture(scope="module")
@@ -701,7 +707,7 @@ def test_pth_weights_are_recognised_by_the_shipped_file(converted, tmp_path):
     source = load_source(weights)
     assert source.variant.name == "short_range" and source.source_sha256 is None  # the architecture's default
     assert load_source(weights, variant="front").variant.name == "front"
-    with pytest.raises(OptionsError, match="'back' is blazeface256"):
+    with pytest.raises(OptionsError, match="'back' is a blazeface256 model"):
         load_source(weights, variant="back")
     with pytest.raises(WeightsError, match="weights differ"):
         load_source(weights, source_tflite=model_path("front"))

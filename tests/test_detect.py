@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import DATA
+from helpers import DATA
 from PIL import Image
 
-from blazeconv import detect
-from blazeconv.detect import (
+from blazeconv.detection import (
     Detection,
     annotate,
     decode,
@@ -31,6 +30,7 @@ from blazeconv.detect import (
     detections_to_json,
     iou_matrix,
     letterbox,
+    letterboxing,
     load_image,
     remove_letterbox,
     weighted_nms,
@@ -317,7 +317,7 @@ def has_rounding_ties(height: int, width: int, size: int) -> bool:
 def test_warp_matches_reference_sampler(height, width, size):
     assert not has_rounding_ties(height, width, size)  # ties are OpenCV's float noise: see the golden test
     image = pattern(height, width)
-    np.testing.assert_array_equal(detect._warp(image, size), reference_warp(image, size))
+    np.testing.assert_array_equal(letterboxing._warp(image, size), reference_warp(image, size))
 
 
 # sha256 (first 16 hex digits) of cv2.warpPerspective's output, called as MediaPipe's ImageToTensorCalculator calls it
@@ -339,7 +339,7 @@ OPENCV_GOLDEN = {
 def test_warp_matches_opencv_golden(case):
     height, width, size = case
     assert has_rounding_ties(height, width, size)
-    warped = detect._warp(pattern(height, width), size)
+    warped = letterboxing._warp(pattern(height, width), size)
     assert hashlib.sha256(warped.tobytes()).hexdigest()[:16] == OPENCV_GOLDEN[case]
 
 
@@ -354,7 +354,7 @@ def test_warp_matches_opencv_when_installed(height, width, size):
     target = np.array([[0, size], [0, 0], [size, 0], [size, size]], np.float32)
     matrix = cv2.getPerspectiveTransform(corners, target)
     expected = cv2.warpPerspective(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    np.testing.assert_array_equal(detect._warp(image, size), expected)
+    np.testing.assert_array_equal(letterboxing._warp(image, size), expected)
 
 
 def test_letterbox_wide_image_samples_every_fifth_pixel_and_pads_rows():
@@ -622,7 +622,7 @@ def test_a_file_named_like_a_url_is_still_a_file(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def short_range_model(converted):
     """blazeconv's PyTorch short-range detector, converted from the shipped .tflite (what ``detect`` runs)."""
-    from blazeconv.model import model_from_state_dict
+    from blazeconv.network import model_from_state_dict
 
     return model_from_state_dict(converted("short_range").state_dict)
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ALL_VARIANTS, DATA, IMAGE_PATHS, litert_outputs, model_path, plain_input
+from helpers import ALL_VARIANTS, DATA, IMAGE_PATHS, litert_outputs, model_path, plain_input
 from torch import nn
 
-from blazeconv import detect
-from blazeconv.detect import decode, decode_and_suppress, detect_files, detect_images, load_image, weighted_nms
+from blazeconv.detection import decode, decode_and_suppress, detect_files, detect_images, load_image, weighted_nms
+from blazeconv.errors import ImageError
 from blazeconv.fast import FastModel, compile_graph, fast_model, max_pool_2x2
-from blazeconv.model import model_from_state_dict
+from blazeconv.network import model_from_state_dict
 
 
 def assert_same_outputs(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> None:
@@ -216,7 +216,7 @@ def test_detect_files_streams_in_order_with_errors_in_place(tmp_path, converted)
     paths = [IMAGE_PATHS[0], broken, *IMAGE_PATHS[1:], IMAGE_PATHS[0]]
     streamed = list(detect_files(module, paths, "short_range", batch_size=3, workers=2))
     assert [p for p, _, _ in streamed] == paths
-    assert streamed[1][2] is None and isinstance(streamed[1][1], detect.ImageError)
+    assert streamed[1][2] is None and isinstance(streamed[1][1], ImageError)
     readable = [p for p in paths if p != broken]
     expected = detect_images(module, [load_image(p) for p in readable], "short_range")
     found = [d for _, _, d in streamed if d is not None]

@@ -334,7 +334,7 @@ def _load_weights(source: Path) -> tuple[int, str]:
     """``detect --weights`` up to the point where the weights are loaded: ``load_model``, and when it refuses the
     file, the CLI itself (which stops at the same place) for its exit code and message."""
     from blazeconv.errors import WeightsError
-    from blazeconv.model import load_model
+    from blazeconv.sources import load_model
 
     try:
         load_model(source)
@@ -347,7 +347,7 @@ def _check_model(path: Path, variant_name: str | None) -> str | None:
     """None if the weights at ``path`` load like the original's and compute outputs of the right shapes."""
     import torch
 
-    from blazeconv.model import load_model
+    from blazeconv.sources import load_model
     from blazeconv.variants import default_variant_for, get_variant
 
     model = load_model(path)  # weights_only=True, strict keys and shapes

@@ -23,15 +23,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, MODELS, model_path
+from helpers import DATA, MODELS, assert_one_line_error, model_path
 from PIL import Image
-from test_cli import assert_one_line_error
 from tflite_builder import build_tflite
 from tflite_fields import field_map
 
-from blazeconv.detect import load_image
+from blazeconv.detection import load_image
 from blazeconv.errors import ImageError, ModelFileError, WeightsError
-from blazeconv.model import load_model
+from blazeconv.sources import load_model
 from blazeconv.tflite_reader import read_graph
 
 

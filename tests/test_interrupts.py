@@ -1,4 +1,4 @@
-"""Real SIGINT and SIGTERM sent to a running ``blazeconv`` at chosen moments (issue 11 outcome 3).
+"""Real SIGINT and SIGTERM sent to a running ``blazeconv`` at chosen moments.
 
 Every case must end with exactly one ``Error: interrupted by SIG...`` line, exit 130 (SIGINT) or 143 (SIGTERM),
 no traceback, no interpreter abort, no temporary file anywhere (beside the outputs, in TMPDIR), and the artifact
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA, REPO, THIRD_PARTY_FILES, model_path
+from helpers import DATA, REPO, THIRD_PARTY_FILES, model_path
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
@@ -240,7 +240,7 @@ def test_sigterm_mid_folder_keeps_the_finished_images_and_resume_completes_the_r
     args = ["detect", photos, *weights, "--batch-size", "4", "--jsonl", jsonl, "--json", document,
             "--annotate", annotated]
     # Stopped in the model on the third batch: two batches (8 images) are finished and written.
-    code, stdout, err = interrupt(args, tmp, "call:blazeconv.detect._detect_prepared#3", signal.SIGTERM)
+    code, stdout, err = interrupt(args, tmp, "call:blazeconv.detection.pipeline._detect_prepared#3", signal.SIGTERM)
     assert_interrupted(code, err, signal.SIGTERM, f"8 of 12 images done; their results are in {jsonl}")
     assert len(stdout.split("\n  score")) > 1  # the summary of the finished images came as they finished
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]

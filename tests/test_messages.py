@@ -1,11 +1,10 @@
-"""The command line's side of issue 11 outcome 8: URLs, ``--debug`` anywhere, thresholds, ``verify`` on other files."""
+"""The command line's messages: URLs, ``--debug`` anywhere, thresholds, ``verify`` on other files."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DATA, model_path
-from test_cli import assert_one_line_error
+from helpers import DATA, assert_one_line_error, model_path
 
 PHOTO = DATA / "images" / "1face.png"
 

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ALL_VARIANTS, IMAGE_PATHS, REPO, litert_outputs, model_path, plain_input
+from helpers import ALL_VARIANTS, IMAGE_PATHS, REPO, litert_outputs, model_path, plain_input
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
@@ -22,9 +22,9 @@ ort = pytest.importorskip("onnxruntime")
 
 import onnx  # noqa: E402
 
-from blazeconv.detect import decode_and_suppress, letterbox, load_image  # noqa: E402
-from blazeconv.model import model_from_state_dict  # noqa: E402
-from blazeconv.onnx_export import DetectionHead  # noqa: E402
+from blazeconv.detection import decode_and_suppress, letterbox, load_image  # noqa: E402
+from blazeconv.export.onnx import DetectionHead  # noqa: E402
+from blazeconv.network import model_from_state_dict  # noqa: E402
 from blazeconv.variants import KEYPOINT_NAMES, VARIANTS  # noqa: E402
 
 # Shapes of the network's graph that must not come back: ScatterND is the in-place residual exported as
@@ -48,7 +48,7 @@ def onnx_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported(onnx_cache):
     """``exported(variant, detections=False)`` -> path of the shipped model's ONNX export (``cached_onnx``)."""
-    from blazeconv.shipped import cached_onnx
+    from blazeconv.sources import cached_onnx
 
     def get(variant: str, detections: bool = False):
         return cached_onnx(VARIANTS[variant], detections=detections)
@@ -266,7 +266,7 @@ def test_cached_onnx_is_found_without_torch(exported, onnx_cache):
     path = exported("short_range")
     before = path.stat().st_mtime_ns
     code = (
-        "import sys; from blazeconv.shipped import cached_onnx; from blazeconv.variants import VARIANTS; "
+        "import sys; from blazeconv.sources import cached_onnx; from blazeconv.variants import VARIANTS; "
         "print(cached_onnx(VARIANTS['short_range'])); assert 'torch' not in sys.modules, 'torch was imported'"
     )
     env = {**os.environ, "BLAZECONV_CACHE": str(onnx_cache)}
@@ -279,10 +279,12 @@ def test_cached_onnx_is_found_without_torch(exported, onnx_cache):
 
 def test_cached_onnx_refuses_other_files(tmp_path):
     from blazeconv.errors import ModelFileError, OptionsError
-    from blazeconv.shipped import cached_onnx
+    from blazeconv.sources import cached_onnx
 
-    with pytest.raises(OptionsError, match="needs a .tflite or .pth"):
-        cached_onnx(tmp_path / "model.onnx")
+    network = tmp_path / "model.onnx"
+    network.write_bytes(b"an ONNX file is already an export")
+    with pytest.raises(OptionsError, match="needs a shipped variant, a .tflite or a .pth; got the ONNX model"):
+        cached_onnx(network)
     with pytest.raises(ModelFileError, match="no such file"):
         cached_onnx(tmp_path / "missing.tflite")
 
@@ -313,7 +315,7 @@ def test_cli_exports_a_pth_with_detections(tmp_path, run_cli, converted):
 
 def test_cli_default_output_for_a_variant_name(tmp_path, run_cli, monkeypatch, onnx_cache):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("blazeconv.onnx_export.export_onnx", lambda model, variant, path, **kw: path.write_bytes(b"x"))
+    monkeypatch.setattr("blazeconv.export.onnx.export_onnx", lambda model, variant, path, **kw: path.write_bytes(b"x"))
     code, _, err = run_cli("onnx", "short_range", "--detections")
     assert code == 0, err
     assert (tmp_path / "short_range_detections.onnx").is_file()
@@ -356,7 +358,7 @@ def test_cli_help(run_cli):
 
 def test_export_detections_needs_a_raw_network(exported, tmp_path):
     from blazeconv.errors import ModelFileError
-    from blazeconv.onnx_export import export_detections
+    from blazeconv.export.onnx import export_detections
 
     with pytest.raises(ModelFileError, match="not a raw BlazeFace network exported by blazeconv"):
         export_detections(exported("front", detections=True), tmp_path / "twice.onnx")

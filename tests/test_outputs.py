@@ -1,4 +1,4 @@
-"""Where outputs go and what they look like (issue 11 outcomes 1, 2, 4, 5, 6; issue 10 outcome 6).
+"""Where outputs go and what they look like.
 
 - Outputs get the mode a plain ``open(path, "w")`` gives under the umask, and are still written atomically.
 - No folder is created on the way: a missing folder of ``-o``/``--json``/``--jsonl`` is an error naming it.
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA, model_path
-from test_cli import assert_one_line_error
+from helpers import DATA, assert_one_line_error, model_path
 
 from blazeconv.errors import OutputError
 from blazeconv.io import PathUsageError, atomic_path, mirrored_paths, refuse_overwriting

@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, REPO, model_path
-from test_cli import assert_one_line_error
+from helpers import DATA, REPO, assert_one_line_error, model_path
 
 from blazeconv import errors
 from blazeconv.cli import INTERNAL_ERROR_EXIT

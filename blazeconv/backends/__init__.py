@@ -1,13 +1,12 @@
 """Runtimes behind one small interface: a *runner* per backend, found through a registry, imported lazily.
 
-A runner (``blazeconv.detect``'s docstring) has ``run(batch)``: ``batch`` ``(B, 3, S, S)`` float32 RGB in [-1, 1]
--> ``(regressors (B, N, 16), classificators (B, N, 1))`` float32 numpy, TFLite's raw outputs; and ``variant``
-(a ``Variant``, or None when the caller must name it). ``make_runner`` builds one:
+A runner follows ``backends.runner.Runner``: ``run(batch)`` on numpy, TFLite's raw outputs, and its ``variant``.
+``make_runner`` builds one from any model argument (``sources.resolve`` says what it is):
 
-* ``torch``: the PyTorch module (``FaceDetector``'s torch runner);
-* ``onnxruntime`` (extra ``blazeconv[onnx]``) and ``openvino`` (extra ``blazeconv[openvino]``): the ONNX export
-  of the model (``shipped.cached_onnx``: exported once into the cache, never again while up to date). Neither
-  imports torch when the ONNX file is already cached;
+* ``torch``: the PyTorch module (``backends.torch.TorchRunner``);
+* ``onnxruntime`` (extra ``blazeconv[onnx]``) and ``openvino`` (extra ``blazeconv[openvino]``): an ONNX file given
+  as the model, or the model's ONNX export (``sources.cached_onnx``: exported once into the cache, never again
+  while up to date). Neither imports torch when the ONNX file is already cached;
 * ``auto``: the first of ``AUTO_ORDER`` that is installed and can be built, fastest first by measurement
   (README, *Speed*).
 
@@ -23,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingDependencyError, ModelFileError, OptionsError, WeightsError
-from ..variants import VARIANTS, Variant, get_variant
+from ..errors import MissingDependencyError, OptionsError, require
+from ..sources import ModelSource, resolve
+from ..variants import Variant
+from .runner import Runner, is_runner
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,15 @@ class Backend:
     module: str
     package: str
     install: str
+    kinds: tuple[str, ...]
+
+    def runs(self, kind: str) -> bool:
+        """True when this runtime runs a model argument of ``kind`` (``sources.KINDS``)."""
+        return kind in self.kinds
+
+    def describe(self) -> str:
+        return "a shipped variant name, a .tflite, .pth or .onnx file" if "onnx" in self.kinds else \
+            "a shipped variant name, a .tflite or .pth file, or a torch module"
 
     def installed(self) -> bool:
         """True when the runtime's package can be imported (checked without importing it)."""
@@ -45,10 +55,7 @@ class Backend:
 
     def require(self) -> None:
         """``MissingDependencyError`` (exit 8) naming the extra unless the runtime is installed."""
-        if not self.installed():
-            raise MissingDependencyError(
-                f"the {self.name} backend needs the '{self.package}' package: pip install '{self.install}'"
-            )
+        require(self.package, self.install, f"the {self.name} backend")
 
 
 BACKENDS: dict[str, Backend] = {}
@@ -62,13 +69,14 @@ def register(backend: Backend) -> Backend:
     return backend
 
 
-register(Backend("torch", f"{__name__}.torch", "torch", "torch"))
-register(Backend("onnxruntime", f"{__name__}.onnxruntime", "onnxruntime", "blazeconv[onnx]"))
-register(Backend("openvino", f"{__name__}.openvino", "openvino", "blazeconv[openvino]"))
+_FILES = ("shipped", "tflite", "weights")
+register(Backend("torch", f"{__name__}.torch", "torch", "torch", (*_FILES, "module")))
+register(Backend("onnxruntime", f"{__name__}.onnxruntime", "onnxruntime", "blazeconv[onnx]", (*_FILES, "onnx")))
+register(Backend("openvino", f"{__name__}.openvino", "openvino", "blazeconv[openvino]", (*_FILES, "onnx")))
 
-# ``auto`` tries these in turn. Measured in one `blazeconv bench` run (README, Speed): ONNX Runtime and OpenVINO run
-# the network at about LiteRT's speed, torch 2-3.5x slower; ONNX Runtime starts in 0.6 s, OpenVINO in about 2 s
-# (import and compile), which a `detect` on one photo or a short folder never wins back.
+# ``auto`` tries these in turn, fastest first by measurement (README, Speed; docs/bench.md): the ONNX runtimes run the
+# network at about LiteRT's speed and torch slower; ONNX Runtime starts sooner than OpenVINO (import and compile),
+# which a `detect` on one photo or a short folder never wins back.
 AUTO_ORDER = ("onnxruntime", "openvino", "torch")
 CHOICES = (*BACKENDS, "auto")
 
@@ -85,39 +93,43 @@ def make_runner(
     device: str = "cpu",
     *,
     threads: int = 1,
-) -> Any:
+) -> Runner:
     """A runner for ``source`` on ``backend`` (one of ``CHOICES``).
 
-    ``source``: a ``Variant`` or shipped variant name, a path to a ``.tflite`` or ``.pth``, or (torch only) a torch
-    module. ``variant`` overrides the one the source says (it must be of the weights' architecture for torch).
-    ``device``: ``"cpu"``, or the runtime's accelerator (torch ``"cuda"``, ONNX Runtime ``"cuda"``, OpenVINO
-    ``"gpu"``). ``threads``: intra-op threads of ONNX Runtime and OpenVINO (1: batch-1 calls gain nothing from more,
-    and ``detect_files`` keeps the other cores busy decoding). Unknown backend or device: ``OptionsError``; a
-    runtime that is not installed: ``MissingDependencyError`` naming the extra.
+    ``source``: any model argument (``sources.resolve``): a ``Variant`` or shipped variant name, a ``.tflite``,
+    ``.pth`` or ``.onnx`` file (recognised by content), a torch module (torch only), or a runner (returned as it is).
+    ``variant`` overrides the one the source says; it must be of the model's architecture. ``device``: ``"cpu"``,
+    or the runtime's accelerator (torch ``"cuda"``, ONNX Runtime ``"cuda"``, OpenVINO ``"gpu"``). ``threads``:
+    intra-op threads of ONNX Runtime and OpenVINO (1: batch-1 calls gain nothing from more, and ``detect_files``
+    keeps the other cores busy decoding). Unknown backend or device: ``OptionsError``; a runtime that is not
+    installed: ``MissingDependencyError`` naming the extra.
     """
+    if backend not in CHOICES:
+        raise OptionsError(f"unknown backend {backend!r}; choices: {', '.join(CHOICES)}")
     if not isinstance(threads, int) or threads < 1:
         raise OptionsError(f"threads must be a positive integer, got {threads!r}")
+    model = resolve(source)
+    if model.kind == "runner":
+        return model.obj
     if backend == "auto":
-        return _auto(source, variant, device, threads)
-    if backend not in BACKENDS:
-        raise OptionsError(f"unknown backend {backend!r}; choices: {', '.join(CHOICES)}")
+        return _auto(model, variant, device, threads)
     chosen = BACKENDS[backend]
     chosen.require()
-    if backend != "torch":
-        source = _onnx_source(source, backend)
-    runner = importlib.import_module(chosen.module).make(source, variant, device, threads)
+    if not chosen.runs(model.kind):
+        raise OptionsError(f"the {backend} backend runs {chosen.describe()}; got {model.describe()}")
+    runner = importlib.import_module(chosen.module).make(model, variant, device, threads)
     runner.backend = backend
     return runner
 
 
-def _auto(source, variant, device, threads) -> Any:
-    """The first backend of ``AUTO_ORDER`` that is installed and builds a runner for ``source``."""
+def _auto(model: ModelSource, variant, device, threads) -> Runner:
+    """The first backend of ``AUTO_ORDER`` that is installed, runs this kind of model and builds a runner."""
     skipped = []
     for name in installed_backends():
-        if name != "torch" and not isinstance(source, (str, Path, Variant)):
-            continue  # a torch module has no ONNX file to run elsewhere
+        if not BACKENDS[name].runs(model.kind):
+            continue  # a torch module has no ONNX file to run elsewhere; an ONNX file no torch module
         try:
-            runner = make_runner(name, source, variant, device, threads=threads)
+            runner = make_runner(name, model, variant, device, threads=threads)
         except MissingDependencyError as exc:  # e.g. the model is not exported yet and the exporter is missing
             skipped.append(f"{name}: {exc}")
             continue
@@ -132,45 +144,4 @@ def _auto(source, variant, device, threads) -> Any:
     raise MissingDependencyError(f"no backend can run the model ({detail}): pip install 'blazeconv[onnx]'")
 
 
-def _onnx_source(source: Any, backend: str) -> Variant | Path:
-    """``source`` as what ``shipped.cached_onnx`` takes: a ``Variant`` or a ``.tflite`` / ``.pth`` path."""
-    if isinstance(source, Variant):
-        return source
-    if isinstance(source, (str, Path)):
-        name = str(source)
-        if name in VARIANTS and not Path(name).exists():
-            return get_variant(name)
-        path = Path(source)
-        if not path.is_file():  # the errors the torch backend gives for the same argument
-            from ..detect import looks_like_url
-
-            if looks_like_url(name):
-                raise ModelFileError(f"{name}: URLs are not read; download the file first")
-            if not path.exists() and path.suffix == "":
-                raise ModelFileError(f"{name}: no such file, and not a shipped model ({', '.join(VARIANTS)})")
-            if path.suffix.lower() != ".tflite":
-                raise WeightsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-        return path
-    raise OptionsError(
-        f"the {backend} backend runs a shipped variant name, a .tflite or a .pth file; got a {type(source).__name__}"
-    )
-
-
-def runner_variant(known: str | None, variant: Variant | str | None, source: Any) -> Variant | None:
-    """The variant of an ONNX runner: ``variant`` if given (``OptionsError`` unless it has the architecture of the
-    one the file names), else the source's own ``Variant``, else the one the file's metadata names (``known``)."""
-    from_file = VARIANTS.get(known or "")
-    if isinstance(source, Variant):
-        from_file = source
-    if variant is None:
-        return from_file
-    chosen = get_variant(variant) if isinstance(variant, str) else variant
-    if from_file is not None and from_file.architecture != chosen.architecture:
-        raise OptionsError(
-            f"variant {chosen.name!r} is a {chosen.architecture} model, the model is {from_file.name!r} "
-            f"({from_file.architecture})"
-        )
-    return chosen
-
-
-__all__ = ["AUTO_ORDER", "BACKENDS", "CHOICES", "Backend", "installed_backends", "make_runner", "register"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "CHOICES", "Backend", "Runner", "installed_backends", "is_runner", "make_runner", "register"]

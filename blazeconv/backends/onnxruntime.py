@@ -1,10 +1,10 @@
 """ONNX Runtime backend: the model's ONNX export on an ``InferenceSession`` (extra ``blazeconv[onnx]``).
 
-Session settings, measured on this project's 2-core machine (README, *Speed*): one intra-op and one inter-op
-thread, sequential execution, every graph optimisation. BlazeFace at batch 1 is too small to gain from more
-threads (each layer is tens of microseconds), and in ``detect_files`` the other cores decode and letterbox the
-next images. On the CPU a batch runs as a loop of batch-1 calls: per image that measured 0.7-0.9x the time of one
-batch-32 call. No torch import: the ONNX file comes from the cache (``shipped.cached_onnx``).
+Session settings, chosen by measurement (docs/bench.md, *Design figures*): one intra-op and one inter-op thread,
+sequential execution, every graph optimisation. BlazeFace at batch 1 is too small to gain from more threads, and in
+``detect_files`` the other cores decode and letterbox the next images. On the CPU a batch runs as a loop of batch-1
+calls, which is faster per image than one call on the whole batch. No torch import: the ONNX file comes from the
+cache (``sources.onnx_network``).
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFileError, OptionsError
+from ..export import RAW_OUTPUTS as OUTPUTS
+from ..sources import ModelSource, onnx_network
 from ..variants import Variant
-from . import runner_variant
-
-OUTPUTS = ("regressors", "classificators")
+from .runner import runner_variant
 
 
 class OnnxRuntimeRunner:
-    """A runner (``blazeconv.detect``) on an ONNX Runtime session of a raw BlazeFace export.
+    """A runner (``backends.runner.Runner``) on an ONNX Runtime session of a raw BlazeFace export.
 
     ``run(batch)``: ``(B, 3, S, S)`` float32 -> ``(regressors (B, N, 16), classificators (B, N, 1))`` float32;
     image by image on the CPU, in one call on an accelerator (``per_image`` overrides). ``variant``: the one the
-    model's metadata names, unless given (``backends.runner_variant``).
+    model's metadata names, unless given (``backends.runner.runner_variant``).
     """
 
     uses_torch = False
@@ -76,8 +76,6 @@ def _providers(device: str, available: list[str]) -> list[str]:
     )
 
 
-def make(source: Any, variant: Variant | str | None, device: str, threads: int) -> OnnxRuntimeRunner:
-    """The runner for ``source`` (a ``Variant`` or a ``.tflite`` / ``.pth`` path), exported and cached on first use."""
-    from ..shipped import cached_onnx
-
-    return OnnxRuntimeRunner(cached_onnx(source), variant, device, threads, source)
+def make(source: ModelSource, variant: Variant | str | None, device: str, threads: int) -> OnnxRuntimeRunner:
+    """The runner of ``source``: an ONNX file as it is, any other model's export (made and cached on first use)."""
+    return OnnxRuntimeRunner(onnx_network(source), variant, device, threads, source)

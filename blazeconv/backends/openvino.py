@@ -1,10 +1,9 @@
 """OpenVINO backend: the model's ONNX export compiled by OpenVINO (extra ``blazeconv[openvino]``).
 
-Compiled with ``INFERENCE_PRECISION_HINT`` f32: OpenVINO's default on CPUs with AMX is bf16, which moved
-short_range's outputs by up to 6.95 (2,700x the LiteRT parity allowance). On the CPU the model is reshaped to
-batch 1 and compiled for it (one inference thread, one stream, latency hint) and a batch runs as a loop of calls:
-static batch-1 calls measured faster per image than the dynamic-batch model at batch 1 and than one batch-32 call
-(README, *Speed*). No torch import: the ONNX file comes from the cache (``shipped.cached_onnx``).
+Compiled with ``INFERENCE_PRECISION_HINT`` f32: OpenVINO's default on CPUs with AMX is bf16, which moves the
+outputs far beyond the LiteRT parity allowance. On the CPU the model is reshaped to batch 1 and compiled for it (one
+inference thread, one stream, latency hint) and a batch runs as a loop of calls, faster per image than the
+dynamic-batch model (docs/bench.md, *Design figures*). No torch import: the ONNX file comes from the cache (``sources.onnx_network``).
 """
 
 from __future__ import annotations
@@ -15,18 +14,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFileError, OptionsError
+from ..export import RAW_OUTPUTS as OUTPUTS
+from ..sources import ModelSource, onnx_network
 from ..variants import Variant
-from . import runner_variant
-
-OUTPUTS = ("regressors", "classificators")
+from .runner import runner_variant
 
 
 class OpenVinoRunner:
-    """A runner (``blazeconv.detect``) on an OpenVINO compiled model of a raw BlazeFace export.
+    """A runner (``backends.runner.Runner``) on an OpenVINO compiled model of a raw BlazeFace export.
 
     ``run(batch)``: ``(B, 3, S, S)`` float32 -> ``(regressors (B, N, 16), classificators (B, N, 1))`` float32; image
     by image on the CPU (a batch-1 compiled model), in one call with the dynamic batch elsewhere (``per_image``
-    overrides). ``variant``: the one the model's metadata names, unless given (``backends.runner_variant``).
+    overrides). ``variant``: the one the model's metadata names, unless given (``backends.runner.runner_variant``).
     """
 
     uses_torch = False
@@ -82,8 +81,6 @@ def _device(device: str, available: list[str]) -> str:
     raise OptionsError(f"device {device!r} is not available to OpenVINO (devices: {', '.join(available)}); use 'cpu'")
 
 
-def make(source: Any, variant: Variant | str | None, device: str, threads: int) -> OpenVinoRunner:
-    """The runner for ``source`` (a ``Variant`` or a ``.tflite`` / ``.pth`` path), exported and cached on first use."""
-    from ..shipped import cached_onnx
-
-    return OpenVinoRunner(cached_onnx(source), variant, device, threads, source)
+def make(source: ModelSource, variant: Variant | str | None, device: str, threads: int) -> OpenVinoRunner:
+    """The runner of ``source``: an ONNX file as it is, any other model's export (made and cached on first use)."""
+    return OpenVinoRunner(onnx_network(source), variant, device, threads, source)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BlazeconvError, OptionsError, UnsupportedModelError
+from ..errors import BlazeconvError, OptionsError, UnsupportedModelError
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +179,10 @@ def verify_coreml(
     """
     import torch
 
-    from .coreml import load_mlmodel, load_source
-    from .coreml_eval import evaluate
-    from .variants import get_variant
+    from ..export.coreml import coreml_source, load_mlmodel
+    from ..sources import load_weights
+    from ..variants import get_variant
+    from .evaluator import evaluate
 
     model_path = Path(model_path)
     if not images:
@@ -192,8 +193,8 @@ def verify_coreml(
     variant = get_variant(claims.variant)
     if not claims.generated_anchors and anchors is None:
         raise OptionsError(f"{model_path}: built with custom anchors; give the same anchors file to verify it")
-    source = load_source(_weights_for(model_path, claims, weights), variant=variant.name, anchors=anchors)
-    from .model import model_from_state_dict
+    source = coreml_source(load_weights(_weights_for(model_path, claims, weights), variant=variant.name), anchors)
+    from ..network import model_from_state_dict
 
     network = model_from_state_dict(source.state_dict, str(source.path))
     tolerance = TOLERANCES[claims.precision] if tolerance is None else float(tolerance)
@@ -230,7 +231,7 @@ _OTHER_FORMATS = (
 def _require_coreml(path: Path) -> None:
     """``CoreMLError`` (exit 3) saying what was expected when ``path`` is plainly not a Core ML model: a folder
     without ``Manifest.json``, a file of another known format, or a file not named ``.mlmodel``."""
-    from .coreml import CoreMLError
+    from ..export.coreml import CoreMLError
 
     expected = "expected an .mlpackage folder or an .mlmodel file"
     if path.is_dir():
@@ -255,8 +256,8 @@ def _require_coreml(path: Path) -> None:
 def _weights_for(model_path: Path, claims: _Claims, weights) -> Path:
     if weights is not None:
         return Path(weights)
-    from .shipped import shipped_model
-    from .variants import get_variant
+    from ..sources import shipped_model
+    from ..variants import get_variant
 
     variant = get_variant(claims.variant)
     if claims.source_sha256 != variant.sha256:
@@ -271,7 +272,7 @@ def _model_input(image_path, size: int) -> np.ndarray:
     """The photo as ``(size, size, 3)`` uint8 RGB (squashed: parity needs the same input, not a letterbox)."""
     from PIL import Image
 
-    from .detect import load_image
+    from ..detection import load_image
 
     rgb = load_image(image_path)
     return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR), np.uint8)
@@ -281,7 +282,7 @@ class _Reference:
     """PyTorch outputs of one image, decoded as MediaPipe does: corner boxes, keypoints and scores per anchor."""
 
     def __init__(self, raw: np.ndarray, logits: np.ndarray, anchors: np.ndarray, size: int):
-        from .detect import decode
+        from ..detection import decode
 
         self.boxes, self.keypoints, self.scores = decode(raw, logits, anchors, size)
 
@@ -298,7 +299,7 @@ def _corners(centre_size: np.ndarray) -> np.ndarray:
 
 def _same_faces(found: np.ndarray, expected: np.ndarray) -> bool:
     """Same count, and each face (corner box) overlapping the expected one of the same rank with IoU > 0.5."""
-    from .detect import iou_matrix
+    from ..detection import iou_matrix
 
     if len(found) != len(expected):
         return False
@@ -309,8 +310,8 @@ def _same_faces(found: np.ndarray, expected: np.ndarray) -> bool:
 
 
 def _check_vision(image: str, evaluation, reference: _Reference, claims: _Claims) -> ImageCheck:
-    from .coreml import COORDINATES, RAW_CONFIDENCE, RAW_COORDINATES
-    from .coreml_eval import pick_top_nms
+    from ..export.coreml import COORDINATES, RAW_CONFIDENCE, RAW_COORDINATES
+    from .evaluator import pick_top_nms
 
     problems = []
     raw_coordinates = np.asarray(evaluation.features[RAW_COORDINATES], np.float32)
@@ -335,8 +336,8 @@ def _check_vision(image: str, evaluation, reference: _Reference, claims: _Claims
 
 
 def _check_landmarks(image: str, evaluation, reference: _Reference, claims: _Claims) -> ImageCheck:
-    from .coreml import COUNT, DETECTIONS
-    from .detect import weighted_nms
+    from ..detection import weighted_nms
+    from ..export.coreml import COUNT, DETECTIONS
 
     problems = []
     rows = np.asarray(evaluation.outputs[DETECTIONS], np.float32)
@@ -367,6 +368,6 @@ def _check_landmarks(image: str, evaluation, reference: _Reference, claims: _Cla
 
 def default_images() -> list[Path]:
     """The photos that ship with the package (``blazeconv/photos``), so ``verify`` works after a plain pip install."""
-    from .shipped import shipped_photos
+    from ..resources import shipped_photos
 
     return shipped_photos()

@@ -4,7 +4,7 @@ Two kinds of model, both with a dynamic batch dimension and metadata (``metadata
 its anchor options, thresholds, keypoint names, the source ``.tflite``'s SHA-256 and blazeconv's version:
 
 * raw — input ``image`` ``(B, 3, S, S)`` float32 RGB in [-1, 1]; outputs ``regressors`` ``(B, N, 16)`` and
-  ``classificators`` ``(B, N, 1)``, TFLite's raw outputs (decode them with ``blazeconv.detect.decode_and_suppress``).
+  ``classificators`` ``(B, N, 1)``, TFLite's raw outputs (decode them with ``blazeconv.detection.decode_and_suppress``).
 * detections — the same input, plus optional 0-d float32 inputs ``min_score`` and ``iou_threshold`` (initializers
   holding the defaults, overridable at run time: ONNX Runtime's "overridable initializers"). It decodes every anchor
   as MediaPipe's ``TensorsToDetectionsCalculator`` does (anchors are constants) and runs MediaPipe's WEIGHTED
@@ -13,10 +13,10 @@ its anchor options, thresholds, keypoint names, the source ``.tflite``'s SHA-256
   ``(B, max_faces, 17)`` rows ``(xmin, ymin, xmax, ymax, 6 x (x, y), score)`` in 0..1 of the model input, best
   first, zero rows after the last face, and ``count`` ``(B,)`` int64.
 
-Exported with PyTorch's dynamo exporter (``torch.export``): measured on this project's 2-core machine, ONNX Runtime
-(1 thread, batch 1) runs its graphs 0.59-0.96x the time of the TorchScript exporter's, which keeps SAME padding as
-shape arithmetic. The module's residuals are summed out of place while exporting (``model.add_residual``): the
-in-place sum into a channel slice would export as ``slice_scatter``, which halves ONNX Runtime's speed.
+Exported with PyTorch's dynamo exporter (``torch.export``): ONNX Runtime runs its graphs faster than the TorchScript
+exporter's, which keeps SAME padding as shape arithmetic (docs/bench.md, *Design figures*). The module's residuals
+are summed out of place while exporting (``network.add_residual``): the in-place sum into a channel slice would
+export as ``slice_scatter``, which halves ONNX Runtime's speed.
 
 onnx and onnxscript (the ``onnx`` extra) are imported inside the functions that need them.
 """
@@ -35,34 +35,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .errors import BlazeconvError, MissingDependencyError, ModelFileError, OptionsError
-from .io import atomic_path
-from .variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, VARIANTS, Variant
+from .._version import __version__
+from ..errors import BlazeconvError, ModelFileError, OptionsError, require
+from ..io import atomic_path
+from ..variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, SCORE_CLIPPING, VARIANTS, Variant
+from . import DEFAULT_MAX_FACES, RAW_OUTPUTS, check_options
 
 log = logging.getLogger(__name__)
 
 # Rows of the detections model (MediaPipe's face graphs keep every face; 16 is the Core ML landmarks model's default).
-DEFAULT_MAX_FACES = 16
-MAX_FACES_LIMIT = 100
 # The dynamo exporter's first opset; ONNX Runtime, OpenVINO and onnxruntime-web all read it.
 OPSET = 18
 # Columns of a detections row: box corners, the keypoints' (x, y), the score.
-DETECTION_COLUMNS = 4 + 2 * len(KEYPOINT_NAMES) + 1
 
 IMAGE = "image"
-RAW_OUTPUTS = ("regressors", "classificators")
 DETECTION_OUTPUTS = ("detections", "count")
 THRESHOLD_INPUTS = ("min_score", "iou_threshold")
 
 
 def require_onnx(purpose: str = "ONNX export") -> None:
     """``MissingDependencyError`` (exit 8) naming the ``onnx`` extra unless onnx and onnxscript are installed."""
-    import importlib.util
-
     for module in ("onnx", "onnxscript"):
-        if importlib.util.find_spec(module) is None:
-            raise MissingDependencyError(f"{purpose} needs the '{module}' package: pip install 'blazeconv[onnx]'")
+        require(module, "blazeconv[onnx]", purpose)
 
 
 class DetectionHead(nn.Module):
@@ -75,11 +69,11 @@ class DetectionHead(nn.Module):
     box corners and keypoints with the best one's score; the cluster is removed; a round that removes nothing (a box
     without area) is the image's last. Detections start out as the anchors with score >= ``min_score`` and a box of
     non-negative size, as TensorsToDetectionsCalculator keeps them. The loop ends when no image has a face left, so a
-    scripted export runs (faces + 1) rounds, not ``max_faces``. Equal to ``detect.decode_and_suppress`` on the same
+    scripted export runs (faces + 1) rounds, not ``max_faces``. Equal to ``detection.decode_and_suppress`` on the same
     raw outputs.
     """
 
-    __constants__ = ["scale", "max_faces", "width"]
+    __constants__ = ["scale", "max_faces", "width", "clip"]
 
     def __init__(self, anchors: np.ndarray, input_size: int, max_faces: int = DEFAULT_MAX_FACES):
         super().__init__()
@@ -91,12 +85,13 @@ class DetectionHead(nn.Module):
         self.scale = float(input_size)
         self.max_faces = int(max_faces)
         self.width = 2 * pairs  # box corners and keypoints: the values a cluster averages
+        self.clip = float(SCORE_CLIPPING)  # a module constant: a scripted forward cannot read a global float
 
     def forward(
         self, regressors: torch.Tensor, classificators: torch.Tensor, min_score: torch.Tensor, iou_threshold: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = torch.sigmoid(torch.clamp(classificators[:, :, 0], -100.0, 100.0))  # (B, N) score_clipping_thresh 100
-        # As detect._decode_boxes: every value / S * the anchor's size (x by width, y by height), then the centre.
+        scores = torch.sigmoid(torch.clamp(classificators[:, :, 0], -self.clip, self.clip))  # (B, N)
+        # As detection.postprocess._decode_boxes: every value / S * the anchor's size (x by width, y by height), then the centre.
         scaled = regressors / self.scale * self.row_scale  # (B, N, 16)
         centres = scaled[:, :, 0:2] + self.centre  # (B, N, 2)
         half = scaled[:, :, 2:4] / 2.0
@@ -139,23 +134,6 @@ class DetectionHead(nn.Module):
         return detections, count  # (B, max_faces, 17), (B,)
 
 
-class DetectionsModel(nn.Module):
-    """``network`` then ``DetectionHead``: what the detections ONNX model computes, as a torch module.
-
-    ``forward(image (B, 3, S, S), min_score (), iou_threshold ())`` -> ``detections (B, max_faces, 17)``, ``count (B,)``.
-    """
-
-    def __init__(self, network: nn.Module, anchors: np.ndarray, input_size: int, max_faces: int = DEFAULT_MAX_FACES):
-        super().__init__()
-        self.network = network
-        self.head = DetectionHead(anchors, input_size, max_faces)
-
-    def forward(
-        self, image: torch.Tensor, min_score: torch.Tensor, iou_threshold: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.head(*self.network(image), min_score, iou_threshold)
-
-
 def export_onnx(
     model: nn.Module,
     variant: Variant,
@@ -178,7 +156,7 @@ def export_onnx(
     Returns ``path``.
     """
     require_onnx()
-    _check_thresholds(variant.min_score if min_score is None else min_score, iou_threshold, max_faces)
+    check_options(variant.min_score if min_score is None else min_score, iou_threshold, max_faces)
     proto = _export_network(model.eval(), variant.input_size)
     if detections:
         proto = _with_detections(proto, variant, min_score, iou_threshold, max_faces, anchors)
@@ -211,7 +189,7 @@ def export_detections(
     if meta.get("kind") != "raw" or meta.get("variant") not in VARIANTS:
         raise ModelFileError(f"{network}: not a raw BlazeFace network exported by blazeconv (see its metadata)")
     variant = VARIANTS[meta["variant"]]
-    _check_thresholds(variant.min_score if min_score is None else min_score, iou_threshold, max_faces)
+    check_options(variant.min_score if min_score is None else min_score, iou_threshold, max_faces)
     sha256 = meta.get("source_sha256")
     proto = _with_detections(proto, variant, min_score, iou_threshold, max_faces, None)
     _describe(proto, variant, None if sha256 == "unknown" else sha256, min_score, iou_threshold, max_faces, False)
@@ -272,15 +250,6 @@ def _describe(proto, variant: Variant, source_sha256, min_score, iou_threshold, 
         proto.metadata_props.add(key=key, value=value)
 
 
-def _check_thresholds(min_score: float, iou_threshold: float, max_faces: int) -> None:
-    if not 0.0 <= min_score <= 1.0:
-        raise OptionsError(f"min score must be within 0..1, got {min_score}")
-    if not 0.0 <= iou_threshold <= 1.0:
-        raise OptionsError(f"IoU threshold must be within 0..1, got {iou_threshold}")
-    if not 1 <= max_faces <= MAX_FACES_LIMIT:
-        raise OptionsError(f"max faces must be within 1..{MAX_FACES_LIMIT}, got {max_faces}")
-
-
 @contextlib.contextmanager
 def _quiet_exporter():
     """The dynamo exporter prints progress to stdout and warns about torchvision ops we do not use."""
@@ -298,10 +267,7 @@ def _quiet_exporter():
 
 
 def _export_network(model: nn.Module, size: int):
-    """The network through the dynamo exporter (``torch.export``) -> an ``onnx.ModelProto``, weights inside.
-
-    Measured (ONNX Runtime, 1 thread, batch 1): its graphs run 0.59-0.96x the TorchScript exporter's time.
-    """
+    """The network through the dynamo exporter (``torch.export``) -> an ``onnx.ModelProto``, weights inside."""
     example = (torch.zeros(2, 3, size, size),)  # batch 2: a batch-1 example specialises the dynamic dimension
     try:
         with _quiet_exporter(), torch.no_grad():
@@ -318,9 +284,9 @@ def _export_network(model: nn.Module, size: int):
 def _export_head(head: DetectionHead, num_anchors: int, network):
     """The decoding and NMS scripted (``torch.jit.script``) through the TorchScript exporter -> an ``onnx.ModelProto``.
 
-    Scripting keeps the data-dependent ``while`` as an ONNX ``Loop``; measured on short_range, a photo with one face,
-    ONNX Runtime: 0.7 ms over the network's time, against 2.3 ms for the NMS unrolled ``max_faces`` times (which the
-    dynamo exporter also takes about a minute to export). Opset and IR version follow ``network``'s, so the two join.
+    Scripting keeps the data-dependent ``while`` as an ONNX ``Loop``, which stops after the last face: faster than
+    the NMS unrolled ``max_faces`` times, which the dynamo exporter is also slow to export (docs/bench.md). Opset
+    and IR version follow ``network``'s, so the two join.
     """
     import onnx
 
@@ -377,34 +343,3 @@ def _save(proto, path: Path) -> None:
 def default_output(source: Path, detections: bool) -> Path:
     """``build/front.pth`` -> ``build/front.onnx``, or ``build/front_detections.onnx`` with ``detections``."""
     return source.with_name(source.stem + ("_detections" if detections else "") + ".onnx")
-
-
-def export_source(
-    source: str | Path,
-    path: str | Path,
-    *,
-    detections: bool = False,
-    variant: str | None = None,
-    source_tflite: str | Path | None = None,
-    min_score: float | None = None,
-    iou_threshold: float = NMS_IOU_THRESHOLD,
-    max_faces: int = DEFAULT_MAX_FACES,
-):
-    """Export a ``.tflite`` (converted here) or ``.pth`` file to ONNX; returns what was loaded (variant, SHA-256, ...).
-
-    The variant and source SHA-256 are decided as for Core ML (``coreml.load_source``): a ``.tflite`` knows both; a
-    ``.pth`` takes ``variant``, else the ``source_tflite``'s (weights must match), else the shipped model with
-    identical weights, else its architecture's default.
-    """
-    from .coreml import load_source
-    from .model import model_from_state_dict
-
-    require_onnx()
-    _check_thresholds(0.0 if min_score is None else min_score, iou_threshold, max_faces)  # before any work
-    loaded = load_source(source, variant=variant, source_tflite=source_tflite)
-    model = model_from_state_dict(loaded.state_dict, str(loaded.path))
-    export_onnx(
-        model, loaded.variant, path, detections=detections, source_sha256=loaded.source_sha256, min_score=min_score,
-        iou_threshold=iou_threshold, max_faces=max_faces,
-    )
-    return loaded

@@ -43,10 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import __version__
-from .errors import BlazeconvError, OptionsError, WeightsError
-from .model import SameConv2d, architecture_of, check_state_dict, load_state_dict, model_from_state_dict, shipped_variant_of
-from .variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, Variant, default_variant_for, get_variant
+from .._version import __version__
+from ..errors import BlazeconvError, OptionsError, require
+from ..network import SameConv2d, Weights, model_from_state_dict
+from ..variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, SCORE_CLIPPING, Variant
+from . import DEFAULT_MAX_FACES, DETECTION_COLUMNS, check_options
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,6 @@ MODEL_KINDS = ("vision", "landmarks")
 # Format -> (file suffix, minimum deployment target it is built for).
 FORMATS = {"mlprogram": (".mlpackage", "iOS15"), "neuralnetwork": (".mlmodel", "iOS14")}
 PRECISIONS = ("float16", "float32")
-DEFAULT_MAX_FACES = 16
-# The landmarks model unrolls its NMS once per row; conversion time grows with the rows.
-MAX_FACES_LIMIT = 100
 
 # Feature names: the image input; the Vision pipeline's internal and public features; the landmarks outputs.
 IMAGE = "image"
@@ -69,13 +67,9 @@ CONFIDENCE_THRESHOLD_INPUT = "confidenceThreshold"
 DETECTIONS = "detections"
 COUNT = "count"
 CLASS_LABEL = "face"
-# Columns of a landmarks row: box corners, the keypoints' (x, y), the score.
-DETECTION_COLUMNS = 4 + 2 * len(KEYPOINT_NAMES) + 1
 
 LICENSE = "Apache-2.0 (the MediaPipe BlazeFace model by Google; converted by blazeconv)"
 AUTHOR = "Google MediaPipe (model); converted with blazeconv"
-# TensorsToDetectionsCalculatorOptions.score_clipping_thresh in MediaPipe's face graphs.
-SCORE_CLIPPING = 100.0
 
 
 class CoreMLError(BlazeconvError):
@@ -110,11 +104,7 @@ class CoreMLOptions:
             raise OptionsError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
         score = variant.min_score if self.score_threshold is None else float(self.score_threshold)
         iou = float(self.iou_threshold)
-        for name, value in (("IoU threshold", iou), ("score threshold", score)):
-            if not 0.0 <= value <= 1.0:
-                raise OptionsError(f"{name} must be within 0..1, got {value}")
-        if not 1 <= int(self.max_faces) <= MAX_FACES_LIMIT:
-            raise OptionsError(f"max faces must be within 1..{MAX_FACES_LIMIT}, got {self.max_faces}")
+        check_options(score, iou, int(self.max_faces))  # the landmarks model unrolls its NMS once per row
         return CoreMLOptions(self.kind, self.format, precision, iou, score, int(self.max_faces))
 
     @property
@@ -140,63 +130,12 @@ class CoreMLSource:
     anchors_from: str
 
 
-def load_source(
-    path: str | Path,
-    variant: str | None = None,
-    source_tflite: str | Path | None = None,
-    anchors: str | Path | None = None,
-) -> CoreMLSource:
-    """Weights to export, from a ``.tflite`` (converted here) or a ``.pth`` state_dict.
-
-    A ``.tflite`` tells its variant and SHA-256 itself. For a ``.pth`` the architecture comes from the keys; the
-    variant is ``variant`` if given, else the one named by ``source_tflite`` (whose weights must equal the
-    ``.pth``'s), else the shipped model whose weights are identical, else ``default_variant_for`` the architecture.
-    The SHA-256 is known when the weights match a ``.tflite`` (given or shipped). ``anchors`` is an ``(N, 4)``
-    ``.npy`` replacing the variant's generated anchors.
-    """
-    from .convert import convert_file
-    from .io import sha256_of
-
-    path = Path(path)
-    if path.suffix.lower() == ".tflite":
-        if source_tflite is not None:
-            raise OptionsError(f"{path}: --source-tflite is only for .pth weights; this is the .tflite itself")
-        conversion = convert_file(path)
-        state_dict, sha256 = conversion.state_dict, sha256_of(path)
-        chosen, how = conversion.variant, f"converted from {path.name} ({conversion.recognised_by})"
-    else:
-        state_dict = load_state_dict(path)
-        architecture = architecture_of(state_dict, str(path))
-        check_state_dict(state_dict, architecture, str(path))
-        sha256, chosen, how = None, None, ""
-        if source_tflite is not None:
-            source_tflite = Path(source_tflite)
-            conversion = convert_file(source_tflite)
-            if not _same_weights(state_dict, conversion.state_dict):
-                raise WeightsError(f"{path}: weights differ from those converted from {source_tflite}")
-            chosen, sha256, how = conversion.variant, sha256_of(source_tflite), f"weights of {source_tflite.name}"
-        else:
-            shipped = shipped_variant_of(state_dict, architecture)
-            if shipped is not None:
-                chosen, sha256, how = shipped, shipped.sha256, f"weights equal to the shipped {shipped.tflite_file}"
-        if chosen is None:
-            chosen = default_variant_for(architecture)
-            how = f"default for {architecture} (weights of no known .tflite)"
-    if variant is not None:
-        named = get_variant(variant)
-        if named.architecture != chosen.architecture:
-            raise OptionsError(
-                f"{path}: variant {named.name!r} is {named.architecture}, the weights are {chosen.architecture}"
-            )
-        if named is not chosen:
-            sha256 = None  # the checksum found belongs to another variant's file
-            chosen, how = named, "--variant"
-    table, anchors_from = _anchors_for(chosen, anchors)
-    return CoreMLSource(path, chosen, state_dict, sha256, how, table, anchors_from)
-
-
-def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k].float(), b[k].float()) for k in a)
+def coreml_source(weights: Weights, anchors: str | Path | None = None) -> CoreMLSource:
+    """What ``build_coreml`` exports: ``weights`` (``sources.load_weights``) with the variant's generated anchors,
+    or the ``(N, 4)`` ``.npy`` table ``anchors`` instead."""
+    table, anchors_from = _anchors_for(weights.variant, anchors)
+    return CoreMLSource(weights.path, weights.variant, weights.state_dict, weights.source_sha256, weights.recognised_by,
+                        table, anchors_from)
 
 
 def _anchors_for(variant: Variant, anchors_file: str | Path | None) -> tuple[np.ndarray, str]:
@@ -395,7 +334,7 @@ def _scratch_tempdir():
     success, failure or interrupt. Yields the temporary folder in use before.
 
     coremltools writes each intermediate ML program as a ``tmp*.mlpackage`` in the temporary folder and removes
-    them only at exit, and the package of ``make_pipeline`` never (issue 11: 32 of them after one ``make``).
+    them only at exit, and the package of ``make_pipeline`` never (32 of them were left after one ``make``).
     ``tempfile.tempdir`` is process-wide: builds are not meant to run in several threads at once.
     """
     outside = tempfile.gettempdir()
@@ -448,11 +387,9 @@ def _quiet_coremltools():
 
 def coremltools():
     """Import coremltools quietly (it warns about its native runtime on Linux and untested torch versions)."""
-    try:
-        with _quiet_coremltools():
-            import coremltools as ct
-    except ImportError as exc:
-        raise BlazeconvError(f"Core ML needs coremltools ({exc}); install it with: pip install 'blazeconv[coreml]'") from None
+    require("coremltools", "blazeconv[coreml]", "Core ML")
+    with _quiet_coremltools():
+        import coremltools as ct
     return ct
 
 
@@ -674,8 +611,8 @@ def save_coreml(model, path: str | Path) -> Path:
     of ``path`` must exist (``OutputError`` naming it). The staging folder beside ``path`` is removed whatever
     happens; the two renames that swap the old package for the new one are never separated by an interrupt.
     """
-    from .interrupts import deferred
-    from .io import check_folder
+    from ..interrupts import deferred
+    from ..io import check_folder
 
     path = Path(path)
     check_folder(path)

@@ -1,0 +1,205 @@
+"""``blazeconv bench``: our models on every installed backend, side by side with LiteRT and MediaPipe, in one run.
+
+A benchmark is a program, not a test: it measures, it asserts nothing. Every figure is a median over repeated
+rounds after warm-up, and contenders that are compared are measured *interleaved* — each round times every
+contender once — so a machine that gets busier half-way slows all of them alike and the ratios stay honest.
+
+What is measured, per variant (its shipped ``.tflite``, converted and exported on the spot or read from the cache):
+
+* the network alone, ms per image, on the photo letterboxed: LiteRT (XNNPACK; its graph has batch 1 fixed by a
+  RESHAPE, so a batch of ``n`` is ``n`` invocations), the PyTorch module (eager) and ``blazeconv.fast``, and each
+  installed ONNX backend (ONNX Runtime, OpenVINO) — at batch 1, in one call at batch ``batch``, and as ``batch``
+  calls at batch 1 (how the ONNX runners run a batch on the CPU); ratios to LiteRT; each contender's start-up;
+  the largest difference of each from LiteRT's outputs;
+* post-processing per image (``decode_and_suppress``), alone and in turn with the networks;
+* end to end per image: ``FaceDetector`` on the decoded photo (an array) for each backend, against LiteRT's
+  network plus our post-processing and, for ``short_range``, MediaPipe's own Tasks-API ``FaceDetector`` on the
+  same array with the same ``.tflite`` (in its own Python, ``mediapipe_python``: it cannot share our
+  environment; a worker process answers timing requests round by round, in turn with ours);
+* the conversion stages;
+
+and once, whole processes (a subprocess each, in turn; peak memory is the child's ``ru_maxrss``): ``blazeconv
+detect FOLDER`` for each backend over ``throughput_images`` files (the photos repeated through symbolic links),
+MediaPipe's ``FaceDetector`` over the same files one after another, and ``blazeconv detect one.jpg`` with a warm
+cache. Linux and macOS (``os.wait4``).
+
+The package: ``rows`` (the options and the rows measured), ``timing`` (clocks, interleaved rounds, whole
+processes), ``contenders`` (the networks and MediaPipe's worker client), ``measure`` (the measurements),
+``report`` (the Markdown); ``mediapipe_worker.py`` and ``launcher.py`` are scripts another interpreter runs by
+path; the bench never imports them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.metadata
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OptionsError, require
+from .contenders import (
+    MEDIAPIPE_WORKER,
+    ONNX_BACKENDS,
+    _contenders,
+    installed_onnx_backends,
+    mediapipe_command,
+)
+from .measure import (
+    LOOP_CALLS,
+    _convert_timed,
+    _fast_initialisation,
+    _measure_folder,
+    _measure_network,
+    _measure_one_photo,
+    _measure_pipeline,
+)
+from .report import (
+    TARGET_FOLDER_PEAK_MIB,
+    TARGET_FOLDER_SPEEDUP,
+    TARGET_ONE_PHOTO_S,
+    format_report,
+    format_targets,
+)
+from .rows import CLOCKS, BenchOptions, BenchReport, NetworkRow, PipelineRow, ProcessRow, StageRow
+from .timing import LAUNCHER, in_a_loop, run_measured, time_interleaved
+
+DEFAULT_PHOTO = "astronaut.png"  # 512x512, shipped in blazeconv/photos
+# MediaPipe (1.2.x) needs its own environment: opencv-contrib-python clashes with our opencv-python-headless.
+DEFAULT_MEDIAPIPE_PYTHON = Path(".venv-mediapipe") / "bin" / "python"
+MEDIAPIPE_ENV = "BLAZECONV_MEDIAPIPE_PYTHON"
+
+__all__ = [
+    # the run and its report
+    "BenchOptions", "BenchReport", "NetworkRow", "PipelineRow", "ProcessRow", "StageRow", "default_options",
+    "format_report", "format_targets", "machine_summary", "require_litert", "run_bench",
+    # the instruments
+    "CLOCKS", "LAUNCHER", "LOOP_CALLS", "MEDIAPIPE_WORKER", "in_a_loop", "installed_onnx_backends",
+    "mediapipe_command", "run_measured", "time_interleaved",
+    # constants
+    "DEFAULT_MEDIAPIPE_PYTHON", "DEFAULT_PHOTO", "MEDIAPIPE_ENV", "ONNX_BACKENDS", "TARGET_FOLDER_PEAK_MIB",
+    "TARGET_FOLDER_SPEEDUP", "TARGET_ONE_PHOTO_S",
+]
+
+
+def machine_summary(threads: int) -> dict[str, str]:
+    """CPU, core count and library versions, for the report's header."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "threads": str(threads),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "ai-edge-litert": version("ai-edge-litert"),
+        "onnxruntime": version("onnxruntime"),
+        "openvino": version("openvino"),
+        "pillow": version("pillow"),
+        "blazeconv": version("blazeconv"),
+    }
+
+
+def require_litert() -> None:
+    """``MissingDependencyError`` (exit 8) naming the ``bench`` extra unless LiteRT (the reference) is installed."""
+    require("ai_edge_litert", "blazeconv[bench]", "bench (it compares with LiteRT)")
+
+
+def run_bench(options: BenchOptions, progress: Callable[[str], None] = lambda message: None) -> BenchReport:
+    """Measure everything ``options`` asks for; ``progress`` receives a line before each step."""
+    require_litert()
+    started = time.perf_counter()
+    report = BenchReport(options, machine_summary(options.threads))
+    onnx = installed_onnx_backends()
+    report.backends = ["litert", "eager", "fast", *onnx]
+    missing = [name for name in ONNX_BACKENDS if name not in onnx]
+    if missing:
+        report.notes.append(f"not installed, not measured: {', '.join(missing)} (pip install 'blazeconv[onnx]', "
+                            "'blazeconv[openvino]')")
+    mediapipe = _mediapipe_python(options, report.notes)
+    report.fast_init_s = _fast_initialisation()
+    from ..detection.pipeline import torch_threads
+
+    with torch_threads(options.threads):
+        for name in options.variants:
+            progress(f"{name}: converting and exporting")
+            model, stages = _convert_timed(name)
+            report.stages.append(stages)
+            contenders, startup = _contenders(name, model, onnx, options)
+            progress(f"{name}: network, batch 1, {options.batch} and {options.batch} x 1")
+            report.networks += _measure_network(name, contenders, options)
+            progress(f"{name}: post-processing and end to end" + (" (and MediaPipe)" if mediapipe and
+                                                                 name == "short_range" else ""))
+            report.pipelines.append(_measure_pipeline(name, model, contenders, startup, options,
+                                                      mediapipe if name == "short_range" else None))
+    name = "short_range" if "short_range" in options.variants else options.variants[0]
+    if options.one_photo_runs:
+        progress(f"detect one.jpg, whole process, {options.one_photo_runs} run(s) per backend ({name})")
+        report.one_photo = _measure_one_photo(name, ["torch", *onnx], options)
+    if options.throughput_images:
+        progress(f"detect on {options.throughput_images} files ({name}), whole process, per backend"
+                 + (" and MediaPipe" if mediapipe else ""))
+        report.folder = _measure_folder(name, ["torch", *onnx], mediapipe if name == "short_range" else None, options)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _mediapipe_python(options: BenchOptions, notes: list[str]) -> Path | None:
+    """The MediaPipe interpreter to use, or None with a note saying why MediaPipe is not measured."""
+    python = options.mediapipe_python
+    if python is None:
+        notes.append("MediaPipe not measured: no interpreter given (--mediapipe-python)")
+        return None
+    if not python.is_file():
+        notes.append(f"MediaPipe not measured: {python} does not exist (python3 -m venv .venv-mediapipe && "
+                     ".venv-mediapipe/bin/pip install mediapipe==1.2.2)")
+        return None
+    if "short_range" not in options.variants:
+        notes.append("MediaPipe not measured: its Tasks-API FaceDetector runs short_range, which is not benchmarked")
+        return None
+    return python
+
+
+def default_options(
+    variants: Sequence[str] | None = None, photo: Path | None = None, photos_dir: Path | None = None,
+    mediapipe_python: Path | None = None, **kwargs
+) -> BenchOptions:
+    """Options with the shipped photos (``blazeconv/photos``), every variant whose shipped file is present, and
+    MediaPipe's interpreter from ``$BLAZECONV_MEDIAPIPE_PYTHON``, else ``.venv-mediapipe/bin/python`` (relative to
+    the current folder)."""
+    from ..resources import models_dir
+    from ..resources import photos_dir as shipped_photos_dir
+    from ..variants import VARIANTS, get_variant
+
+    photos_dir = photos_dir or (photo.parent if photo else shipped_photos_dir())  # the throughput run's files
+    photo = photo or photos_dir / DEFAULT_PHOTO
+    if not photo.is_file():
+        raise OptionsError(f"{photo}: no such photo (give --photo, a 512x512 image is the reference case)")
+    if variants:
+        chosen = tuple(get_variant(v).name for v in variants)
+    else:
+        chosen = tuple(v.name for v in VARIANTS.values() if (models_dir() / v.tflite_file).is_file())
+    if mediapipe_python is None:
+        mediapipe_python = Path(os.environ.get(MEDIAPIPE_ENV) or DEFAULT_MEDIAPIPE_PYTHON)
+    return BenchOptions(variants=chosen, photo=photo, photos_dir=photos_dir, mediapipe_python=mediapipe_python,
+                        **kwargs)

@@ -1,0 +1,214 @@
+"""The measurements: the conversion stages, the networks (batch 1, one call at the large batch, batch-1 calls),
+post-processing and end to end per image (with MediaPipe's worker), and whole ``detect`` processes.
+
+The ``_measure_*`` functions return rows (``rows.py``): milliseconds per image, or seconds for whole processes and
+stages; contenders compared are timed in turn, round by round (``timing.time_interleaved``).
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OptionsError
+from .contenders import _Contender, _MediaPipeWorker, mediapipe_command
+from .rows import BenchOptions, NetworkRow, PipelineRow, ProcessRow, StageRow
+from .timing import in_a_loop, run_measured, time_interleaved
+
+# End to end, each contender runs this many calls in a row per round, the first untimed (``in_a_loop``).
+LOOP_CALLS = 5
+
+
+def _fast_initialisation() -> float:
+    """Seconds the process's first ``compile_graph`` takes on a one-convolution module: the one-time part of the
+    fast path's start-up, kept out of the per-model start-up column."""
+    import torch
+
+    from ..fast import compile_graph
+
+    start = time.perf_counter()
+    compile_graph(torch.nn.Conv2d(3, 4, 3).eval(), (1, 3, 8, 8))
+    return time.perf_counter() - start
+
+
+def _convert_timed(name: str, repeats: int = 3):
+    """Convert the shipped file stage by stage, ``repeats`` times after an untimed run (which pays the process's
+    one-time imports); returns the loaded module and each stage's median time."""
+    from ..anchors import generate_anchors
+    from ..convert import convert_graph, save_state_dict
+    from ..io import sha256_of
+    from ..sources import load_model, shipped_model
+    from ..tflite_reader import read_graph
+    from ..variants import get_variant
+
+    variant = get_variant(name)
+    path = shipped_model(variant)
+    samples: dict[str, list[float]] = {}
+
+    def stage(label: str, run: Callable, *args):
+        start = time.perf_counter()
+        result = run(*args)
+        samples.setdefault(label, []).append(time.perf_counter() - start)
+        return result
+
+    with tempfile.TemporaryDirectory(prefix="blazeconv-bench-") as folder:
+        weights = Path(folder) / f"{name}.pth"
+        for _ in range(1 + repeats):
+            digest = stage("checksum", sha256_of, path)
+            graph = stage("read", read_graph, path)
+            conversion = stage("derive", convert_graph, graph, digest)
+            stage("save", save_state_dict, conversion.state_dict, weights)
+            model = stage("load", load_model, weights, variant)
+            stage("anchors", generate_anchors, variant.anchor_options)
+    return model, StageRow(name, {label: statistics.median(values[1:]) for label, values in samples.items()})
+
+
+def _photo_input(photo: Path, size: int) -> np.ndarray:
+    """The photo letterboxed as ``detect`` does: ``(3, S, S)`` float32 in [-1, 1]."""
+    from ..detection import letterbox, load_image
+
+    return letterbox(load_image(photo), size)[0]
+
+def _measure_network(name: str, contenders: dict[str, _Contender], options: BenchOptions) -> list[NetworkRow]:
+    """Batch 1, one call at ``batch``, ``batch`` calls at batch 1: ms per image of every contender, in turn."""
+    from ..variants import get_variant
+
+    image = _photo_input(options.photo, get_variant(name).input_size)  # (3, S, S)
+    x1 = image[None]  # (1, 3, S, S)
+    xb = np.ascontiguousarray(np.repeat(x1, options.batch, axis=0))  # (B, 3, S, S): the photo B times
+    batch_rounds = max(3, options.rounds // 4)
+    rows = []
+    for mode, x, rounds, call in (
+        ("1", x1, options.rounds, "one"),
+        ("B", xb, batch_rounds, "one"),
+        ("Bx1", xb, batch_rounds, "each"),
+    ):
+        runs = {label: functools.partial(getattr(c, call), x) for label, c in contenders.items()}
+        medians = time_interleaved(runs, rounds, options.warmup, options.clock)
+        rows.append(NetworkRow(name, mode, len(x), {k: v * 1e3 / len(x) for k, v in medians.items()}))
+    return rows
+
+
+def _measure_pipeline(name: str, model, contenders: dict[str, _Contender], startup: dict[str, float],
+                      options: BenchOptions, mediapipe: Path | None) -> PipelineRow:
+    from ..detection import decode_and_suppress, letterbox, load_image
+    from ..detection.pipeline import _anchors
+    from ..detector import FaceDetector
+    from ..sources import shipped_model
+    from ..variants import get_variant
+
+    variant = get_variant(name)
+    photo = load_image(options.photo)  # (H, W, 3) uint8: what FaceDetector and MediaPipe are given
+    tensor, _ = letterbox(photo, variant.input_size)
+    litert = contenders["litert"].runner
+    reference = litert.outputs(np.ascontiguousarray(tensor.transpose(1, 2, 0)))
+    outputs = {label: c.runner.run(tensor[None]) for label, c in contenders.items() if label != "litert"}
+    max_diff = {label: max(float(np.abs(a[0] - e).max()) for a, e in zip(out, reference))
+                for label, out in outputs.items()}
+    raw, logits = reference
+    anchors = _anchors(variant.anchor_options)
+
+    def post():
+        return decode_and_suppress(raw, logits, anchors, variant.input_size, variant.min_score)
+
+    detectors = {label: FaceDetector(c.runner, variant=variant) for label, c in contenders.items() if label != "litert"}
+    faces = {label: len(detector(photo)) for label, detector in detectors.items()}
+    alone = time_interleaved({"post": post}, 10 * options.rounds, options.warmup, options.clock)["post"]
+    runs: dict[str, Callable[[], object]] = {
+        "litert": in_a_loop(lambda: contenders["litert"].one(tensor[None]), LOOP_CALLS, options.clock),
+        "post": post,
+        **{f"detect {label}": in_a_loop(lambda d=detector: d(photo), LOOP_CALLS, options.clock)
+           for label, detector in detectors.items()},
+    }
+    worker = None
+    with tempfile.TemporaryDirectory(prefix="blazeconv-bench-") as folder:
+        if mediapipe is not None:
+            array_file = Path(folder) / "photo.npy"
+            np.save(array_file, photo)
+            worker = _MediaPipeWorker(mediapipe, shipped_model(variant), variant.min_score, array_file, options.clock)
+            runs["mediapipe"] = functools.partial(worker.time, LOOP_CALLS)
+            faces["mediapipe"] = worker.faces
+        try:
+            medians = time_interleaved(runs, options.rounds, options.warmup, options.clock)
+        finally:
+            if worker is not None:
+                worker.close()
+    candidates = int((1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100, 100))) >= variant.min_score).sum())
+    return PipelineRow(
+        variant=name,
+        anchors=len(anchors),
+        candidates=candidates,
+        post_ms=alone * 1e3,
+        post_in_turn_ms=medians["post"] * 1e3,
+        litert_ms=medians["litert"] * 1e3,
+        detect_ms={label: medians[f"detect {label}"] * 1e3 for label in detectors},
+        faces=faces,
+        max_diff=max_diff,
+        startup_s=startup,
+        mediapipe_ms=medians["mediapipe"] * 1e3 if "mediapipe" in medians else None,
+    )
+
+
+def _detect_command(name: str, backend: str, inputs: Sequence[str | Path]) -> list[str]:
+    return [sys.executable, "-m", "blazeconv", "detect", *map(str, inputs), "--model", name, "--backend", backend,
+            "--quiet"]
+
+
+def _measure_one_photo(name: str, backends: list[str], options: BenchOptions) -> list[ProcessRow]:
+    """``blazeconv detect one.jpg`` (the photo as a JPEG) per backend: median wall of ``one_photo_runs`` runs in
+    turn, after one untimed run each (which fills the cache: converted weights, ONNX export)."""
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory(prefix="blazeconv-bench-") as folder:
+        one = Path(folder) / "one.jpg"
+        with Image.open(options.photo) as image:
+            image.convert("RGB").save(one, quality=95)
+        for backend in backends:
+            run_measured(_detect_command(name, backend, [one]))
+        runs: dict[str, list[ProcessRow]] = {backend: [] for backend in backends}
+        for _ in range(options.one_photo_runs):
+            for backend in backends:
+                runs[backend].append(run_measured(_detect_command(name, backend, [one])))
+    return [
+        ProcessRow(backend, 1, statistics.median(r.seconds for r in rows), statistics.median(r.cpu_seconds for r in rows),
+                   max(r.peak_mib for r in rows))
+        for backend, rows in runs.items()
+    ]
+
+
+def _measure_folder(name: str, backends: list[str], mediapipe: Path | None, options: BenchOptions) -> list[ProcessRow]:
+    """``blazeconv detect FOLDER`` per backend and MediaPipe's loop over the same files, one process each, in turn."""
+    from ..sources import shipped_model
+    from ..variants import get_variant
+
+    sources = sorted(p for p in options.photos_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not sources:
+        raise OptionsError(f"{options.photos_dir}: no photos (.png, .jpg) to run detect on")
+    variant = get_variant(name)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="blazeconv-bench-") as folder:
+        files = Path(folder) / "files"
+        files.mkdir()
+        paths = []
+        for i in range(options.throughput_images):
+            source = sources[i % len(sources)]
+            link = files / f"{i:05d}{source.suffix}"
+            link.symlink_to(source.resolve())
+            paths.append(link)
+        listing = Path(folder) / "files.txt"
+        listing.write_text("\n".join(map(str, paths)) + "\n")
+        commands = {backend: _detect_command(name, backend, [files]) for backend in backends}
+        if mediapipe is not None:
+            commands["mediapipe"] = mediapipe_command(mediapipe, shipped_model(variant), variant.min_score, "files",
+                                                      str(listing))
+        for contender, command in commands.items():
+            row = run_measured(command)
+            rows.append(ProcessRow(contender, len(paths), row.seconds, row.cpu_seconds, row.peak_mib))
+    return rows

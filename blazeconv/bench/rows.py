@@ -1,0 +1,122 @@
+"""What a bench run is asked (``BenchOptions``) and what it finds: one row per measurement, gathered in a
+``BenchReport``. Times in the rows are medians; ``ms`` fields are milliseconds per image, ``seconds`` fields
+seconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import OptionsError
+
+CLOCKS = ("wall", "cpu")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to measure and how often.
+
+    ``rounds``: timed rounds per measurement (the median is reported), after ``warmup`` untimed ones; batch
+    ``batch`` rounds are fewer (``max(3, rounds // 4)``). ``threads``: torch, LiteRT, ONNX Runtime and OpenVINO
+    threads for the per-image figures (``detect`` runs as it runs). ``clock``: ``wall`` (elapsed time) or ``cpu``
+    (the calling thread's CPU time, steadier on a shared machine; only meaningful with one thread; MediaPipe's
+    worker then times its whole process's CPU time, its own threads included). ``throughput_images``: files for
+    the whole-process ``detect`` runs (0: skip them); ``one_photo_runs``: whole-process ``detect one.jpg`` runs
+    per backend (0: skip). ``mediapipe_python``: the interpreter of an environment with ``mediapipe`` (None:
+    skipped with a note).
+    """
+
+    variants: tuple[str, ...]
+    photo: Path
+    photos_dir: Path
+    rounds: int = 40
+    warmup: int = 5
+    batch: int = 32
+    threads: int = 1
+    throughput_images: int = 1000
+    one_photo_runs: int = 5
+    clock: str = "wall"
+    mediapipe_python: Path | None = None
+
+    def __post_init__(self):
+        if self.rounds < 1 or self.warmup < 0 or self.batch < 1 or self.threads < 1 or self.throughput_images < 0 \
+                or self.one_photo_runs < 0:
+            raise OptionsError("rounds, batch and threads must be positive; warmup, throughput images and one-photo "
+                               "runs not negative")
+        if self.clock not in CLOCKS:
+            raise OptionsError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
+
+
+@dataclass(frozen=True)
+class NetworkRow:
+    """The network alone in one mode (``1``, ``B`` one call, ``Bx1`` calls): ms per image for each contender."""
+
+    variant: str
+    mode: str
+    batch: int
+    ms: dict[str, float]  # contender -> ms per image; "litert" is the reference
+
+    def ratio(self, contender: str) -> float:
+        return self.ms[contender] / self.ms["litert"]
+
+
+@dataclass(frozen=True)
+class PipelineRow:
+    """Per image on the photo: post-processing, end to end for each backend, references, output parity."""
+
+    variant: str
+    anchors: int
+    candidates: int  # anchors at or above the variant's min score on the photo
+    post_ms: float  # decode + NMS repeated alone
+    post_in_turn_ms: float  # the same, timed in turn with the others
+    litert_ms: float
+    detect_ms: dict[str, float]  # backend -> FaceDetector on the decoded photo
+    faces: dict[str, int]  # backend (and "mediapipe") -> faces found on the photo
+    max_diff: dict[str, float]  # contender -> largest |raw output - LiteRT's|
+    startup_s: dict[str, float]  # contender -> seconds to build it (session, compile) for this variant
+    mediapipe_ms: float | None = None
+
+    @property
+    def reference_ms(self) -> float:
+        """LiteRT's network + our post-processing (alone)."""
+        return self.litert_ms + self.post_ms
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """Seconds per conversion stage of one variant."""
+
+    variant: str
+    seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ProcessRow:
+    """One whole process: ``blazeconv detect`` with a backend, or MediaPipe's loop, over ``images`` files."""
+
+    contender: str
+    images: int
+    seconds: float  # wall, start to exit (median over runs for the one-photo rows)
+    cpu_seconds: float  # the child's user + system time
+    peak_mib: float  # the child's ru_maxrss
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds
+
+
+@dataclass
+class BenchReport:
+    """Everything one ``run_bench`` measured, and the machine it ran on."""
+
+    options: BenchOptions
+    machine: dict[str, str]
+    backends: list[str] = field(default_factory=list)  # the contenders of the network table, LiteRT first
+    networks: list[NetworkRow] = field(default_factory=list)
+    pipelines: list[PipelineRow] = field(default_factory=list)
+    stages: list[StageRow] = field(default_factory=list)
+    folder: list[ProcessRow] = field(default_factory=list)
+    one_photo: list[ProcessRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    fast_init_s: float = 0.0  # the first compile of a process (tracer imports, dispatcher caches), on a tiny module
+    seconds: float = 0.0

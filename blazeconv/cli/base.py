@@ -1,0 +1,132 @@
+"""What every command shares: the ``blazeconv`` group, messages on stderr, progress, option types and decorators,
+and the output checks made before any work."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from ..variants import VARIANTS
+
+
+def say(message: str) -> None:
+    """Progress and summaries go to stderr so stdout stays clean for data (``--json -``)."""
+    click.echo(message, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="blazeconv")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Convert MediaPipe BlazeFace face detectors (TFLite) to PyTorch, Core ML and ONNX, and run them.
+
+    Exit codes: 0 success, 1 other failure, 2 usage, 3 model file, 4 unsupported model, 5 weights,
+    6 image, 7 options, 8 missing optional dependency, 70 internal error, 130 / 143 interrupted (SIGINT / SIGTERM).
+    """
+    ctx.obj = {"debug": debug}
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+class _PlainProgress:
+    """Progress for a stderr that is not a terminal: a line at every tenth of a long run, nothing for short ones."""
+
+    def __init__(self, total: int, label: str):
+        self.total, self.label, self.done, self.reported = total, label, 0, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, count: int) -> None:
+        self.done += count
+        if self.total >= 100 and self.done * 10 // self.total > self.reported:
+            self.reported = self.done * 10 // self.total
+            say(f"{self.label}: {self.done}/{self.total}")
+
+
+def progress(total: int, label: str, plain: bool = False):
+    """A progress bar on a terminal (unless ``plain``), sparse progress lines otherwise."""
+    if sys.stderr.isatty() and not plain:
+        return click.progressbar(length=total, label=label, file=sys.stderr)
+    return _PlainProgress(total, label)
+
+
+def check_outputs(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path | None]]) -> None:
+    """Before any work: each output's folder exists, and no output is (or links to) an input (exit 2).
+    Inputs given as None (an option not used) are left out."""
+    from ..io import check_folder, refuse_overwriting
+
+    for _, path in outputs:
+        check_folder(path)
+    refuse_overwriting(outputs, [(label, path) for label, path in inputs if path is not None])
+
+
+def thresholds_help() -> str:
+    """The variants' own score thresholds, for help texts."""
+    return ", ".join(f"{v.name} {v.min_score:g}" for v in VARIANTS.values())
+
+
+class _Fraction(click.ParamType):
+    """A threshold from 0 to 1. NaN, anything outside and non-numbers are options errors (exit 7), one line."""
+
+    name = "0..1"
+
+    def convert(self, value, param, ctx):
+        from ..errors import OptionsError
+
+        option = param.opts[0] if param is not None and param.opts else "value"
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise OptionsError(f"{option} {value}: not a number (expected one from 0 to 1)") from None
+        if not 0.0 <= number <= 1.0:  # false for NaN as well
+            raise OptionsError(f"{option} {value}: expected a number from 0 to 1")
+        return number
+
+
+FRACTION = _Fraction()
+
+# ------------------------------------------------------------------------------------ shared options
+
+
+def output_option(help_text: str, *, dir_okay: bool = False):
+    """``-o/--output PATH``."""
+    return click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=dir_okay), help=help_text)
+
+
+def weights_variant_option(help_text: str | None = None):
+    """``--variant NAME``: which model given weights are."""
+    return click.option(
+        "--variant", "variant_name", type=click.Choice(list(VARIANTS)),
+        help=help_text or "Which model the weights are (thresholds, anchors, metadata) [default: from the .tflite; for "
+                          "a .pth the shipped model with identical weights, else short_range (128 px) or back (256 px)].")
+
+
+def source_tflite_option():
+    """``--source-tflite FILE``: the .tflite a .pth came from."""
+    return click.option("--source-tflite", type=click.Path(path_type=Path, dir_okay=False),
+                        help="With a .pth: the .tflite it was converted from (its weights must match); recorded by SHA-256.")
+
+
+def iou_option(help_text: str):
+    """``--iou-threshold``, MediaPipe's 0.3 by default."""
+    return click.option("--iou-threshold", type=FRACTION, default=0.3, show_default=True, help=help_text)
+
+
+def max_faces_option(help_text: str):
+    """``--max-faces``: rows of a model with NMS inside."""
+    from ..export import DEFAULT_MAX_FACES, MAX_FACES_LIMIT
+
+    return click.option("--max-faces", type=click.IntRange(1, MAX_FACES_LIMIT), default=DEFAULT_MAX_FACES,
+                        show_default=True, help=help_text)
+
+
+def source_argument(name: str = "source"):
+    """A model argument: a file or a shipped variant name (``sources.resolve`` says which)."""
+    return click.argument(name, metavar=name.upper(), type=click.Path(path_type=Path, dir_okay=False))

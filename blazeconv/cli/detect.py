@@ -1,0 +1,246 @@
+"""``detect``: faces in images and folders of images, in this process or on Ray."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from pathlib import Path
+
+import click
+
+from ..backends import CHOICES as BACKEND_CHOICES
+from ..variants import DEFAULT_VARIANT, VARIANTS, get_variant
+from .base import FRACTION, cli, progress, say, thresholds_help
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _expand_images(inputs: tuple[Path, ...]) -> list[Path]:
+    """Files as given; directories expand to their image files (by suffix, sorted, not recursive)."""
+    paths: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            paths.append(item)
+    return paths
+
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "model_name", type=click.Choice(list(VARIANTS)),
+              help=f"A shipped model, converted and cached on first use [default: {DEFAULT_VARIANT}].")
+@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
+              help="A .pth state_dict instead of a shipped model (its architecture is read from the weights).")
+@click.option("--variant", "variant_name", type=click.Choice(list(VARIANTS)),
+              help="With --weights: which model the weights are, for anchors and the default threshold "
+                   "[default: the shipped model with identical weights, else short_range for 128 px weights, back for 256 px].")
+@click.option("--min-score", type=FRACTION,
+              help=f"Keep detections scoring at least this [default: MediaPipe's for the model: {thresholds_help()}].")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Write the detections as one JSON document to this file, or - for stdout; written at the end, "
+                   "also when every image failed (with 'errors'), never after an interrupt.")
+@click.option("--jsonl", "jsonl_path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Write one JSON object per image as results come (the fields of a --json entry; 'path' and "
+                   "'error' for an image that failed) to this file, or - for stdout. An interrupted run keeps every "
+                   "finished image. An existing non-empty file is continued only with --resume.")
+@click.option("--resume", is_flag=True,
+              help="With --jsonl FILE: skip the images already in FILE (same paths as given) and append the rest; "
+                   "a line cut short by a kill is redone.")
+@click.option("--annotate", "annotate_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write each image with boxes, keypoints and scores drawn into this folder as PNG, named by the "
+                   "image's path relative to the deepest folder holding all inputs, suffix .png (a/1.jpg, b/1.jpg "
+                   "-> DIR/a/1.png, DIR/b/1.png). The folder is created, its parents are not. Refused before any "
+                   "work when an annotation would replace an input or two inputs would share one.")
+@click.option("-q", "--quiet", is_flag=True, help="No per-image summary on stdout.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024),
+              help="Images per forward pass.")
+@click.option("--fast/--no-fast", default=False, show_default=True,
+              help="Run the model compiled for CPU (blazeconv.fast: traced and rewritten once per input shape, the "
+                   "same outputs to 1e-4, 1-3 s to start) instead of the plain PyTorch module. On folders, decoding "
+                   "the images dominates and the start-up does not pay off (README: Speed).")
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
+              help="Where the model runs: torch (the PyTorch module), onnxruntime or openvino (its ONNX export, "
+                   "exported once into the cache; extras blazeconv[onnx] and blazeconv[openvino]), or auto: the first "
+                   "installed of onnxruntime, openvino, torch (fastest first, README: Speed). --fast means torch.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", metavar="[ADDRESS]",
+              help="Run on Ray (pip install 'blazeconv[ray]'), the same outputs in the same order: alone, a local "
+                   "cluster on every core started for this run; or ADDRESS: auto (the running cluster this machine "
+                   "is part of), HOST:PORT or ray://HOST:PORT. Every worker must be able to read the files. Put it "
+                   "after the inputs (a word right after --ray is its ADDRESS). Not with --annotate or --fast.")
+@click.option("--ray-actors", type=click.IntRange(1), metavar="N",
+              help="With --ray: model actors, each reading and decoding its own files [default: as many as the "
+                   "cluster's CPUs hold at --ray-actor-cpus each].")
+@click.option("--ray-actor-cpus", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              metavar="CPUS", help="With --ray: CPUs each actor reserves (its model threads and decoders).")
+def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast,
+           jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus) -> None:
+    """Detect faces in images (files or folders of images) with MediaPipe's pre- and post-processing.
+
+    Letterbox to the model input, run the model (--backend), decode with the SSD anchors, weighted
+    non-maximum suppression (IoU 0.3), and coordinates mapped back to each image (0..1 of its width
+    and height). A summary per image is printed on stdout (not with --quiet, or when --json or --jsonl
+    write to stdout); progress and notices go to stderr. Keypoints come in MediaPipe's order (right eye,
+    left eye, nose tip, mouth centre, right ear tragion, left ear tragion; the subject's right and left).
+
+    \b
+    Examples:
+      blazeconv detect photo.jpg
+      blazeconv detect photos/ --model back --json detections.json --annotate annotated/
+      blazeconv detect photo.jpg --weights build/short_range.pth --min-score 0.6 --json -
+      blazeconv detect huge_folder/ --jsonl faces.jsonl --resume     # rerun the same line after an interrupt
+      blazeconv detect photos/ --backend openvino
+      blazeconv detect photos/ --json faces.json --ray               # on a local Ray cluster (blazeconv[ray])
+    """
+    from ..backends import make_runner
+    from ..detection import annotate, detect_files
+    from ..detection.results import JsonlResults, result_record
+    from ..errors import ImageError
+    from ..interrupts import Interrupted
+    from ..io import atomic_path
+    from ..sources import resolve
+
+    if model_name and weights:
+        raise click.UsageError("give --model or --weights, not both")
+    if variant_name and not weights:
+        raise click.UsageError("--variant only applies with --weights (--model names the variant itself)")
+    if ray_address is not None:
+        _check_ray_options(ray_address, annotate_dir, fast)
+    elif ray_actors is not None or ray_actor_cpus != 1.0:
+        raise click.UsageError("--ray-actors and --ray-actor-cpus apply with --ray")
+    if resume and (jsonl_path is None or str(jsonl_path) == "-"):
+        raise click.UsageError("--resume continues the file of --jsonl FILE; give both")
+    if json_path is not None and jsonl_path is not None and str(json_path) == str(jsonl_path) == "-":
+        raise click.UsageError("only one of --json and --jsonl can write to stdout")
+    if fast and backend not in ("auto", "torch"):
+        raise click.UsageError(f"--fast compiles the PyTorch model: it runs with --backend torch, not {backend}")
+    paths = _expand_images(tuple(inputs))
+    if not paths:
+        raise click.UsageError("no image files found in " + ", ".join(str(i) for i in inputs))
+    results = JsonlResults(jsonl_path, resume=resume)
+    annotations = _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir)
+    results.check()
+    source = resolve(weights, role="weights") if weights else get_variant(model_name or DEFAULT_VARIANT)
+    runner = make_runner("torch" if fast else backend, source, variant_name)
+    variant = runner.variant
+    model = runner
+    if fast:
+        from ..fast import fast_model
+
+        model = fast_model(runner.module)
+    summary = not quiet and "-" not in (str(json_path), str(jsonl_path))
+    count, total = 0, len(paths)
+    todo = list(range(total))
+    try:
+        on_ray = ray_address is not None  # Ray shows its own progress on stderr
+        with _ray_session(ray_address), results:
+            # With --resume, what the interrupted run finished comes from the file: its images are not read again.
+            todo = results.todo(paths)
+            entries = [r for r in results.finished if "error" not in r]
+            failures = [r["error"] for r in results.finished if "error" in r]
+            if results.finished:
+                say(f"resuming {jsonl_path}: {total - len(todo)} of {total} images already done")
+            todo_paths = [paths[i] for i in todo]
+            with progress(0 if on_ray else len(todo), "detecting", plain=on_ray) as bar:
+                # Images are decoded and letterboxed on every core while the model runs; outputs are written as they come.
+                found_in = detect_files(model, todo_paths, variant, min_score=min_score, batch_size=batch_size) \
+                    if not on_ray else _ray_files(todo_paths, weights, variant, runner, min_score, batch_size,
+                                                  ray_actors, ray_actor_cpus)
+                for (path, image, found), index in zip(found_in, todo):
+                    record = result_record(path, image, found)
+                    if found is None:
+                        failures.append(record["error"])
+                    else:
+                        entries.append(record)
+                        if annotations:
+                            annotations[index].parent.mkdir(parents=True, exist_ok=True)  # inside --annotate DIR only
+                            with atomic_path(annotations[index]) as tmp:
+                                annotate(image, found).save(tmp, format="PNG")
+                        if summary:
+                            click.echo(f"{path}: {len(found)} {'face' if len(found) == 1 else 'faces'}" + "".join(
+                                f"\n  score {d.score:.3f} box " + " ".join(f"{v:.3f}" for v in d.box) for d in found))
+                    results.write(record)
+                    count += 1
+                    bar.update(1)
+    except Interrupted as exc:
+        exc.detail = f"{total - len(todo) + count} of {total} images done"
+        if jsonl_path is not None and str(jsonl_path) != "-":
+            exc.detail += f"; their results are in {jsonl_path} (rerun with --resume to continue)"
+        raise
+
+    document = {"images": entries}
+    if failures:
+        document["errors"] = failures
+    if json_path is not None and str(json_path) == "-":
+        click.echo(json.dumps(document, indent=2))
+    elif json_path is not None:
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(document, indent=2) + "\n")
+    if entries:
+        threshold = variant.min_score if min_score is None else min_score
+        say(f"{len(entries)} image(s), model {variant.name}, min score {threshold:g}")
+    if failures:
+        for message in failures[:-1]:
+            click.echo(f"Error: {message}", err=True)
+        raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} images failed)")
+
+
+def _check_ray_options(address: str, annotate_dir: Path | None, fast: bool) -> None:
+    """``--ray``'s address and companions, and ray installed (exit 8), before any work."""
+    from ..ray import require_ray
+
+    if not re.fullmatch(r"local|auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]+", address):
+        raise click.UsageError(f"--ray {address}: not a Ray address (local, auto, HOST:PORT or ray://HOST:PORT); "
+                               "a word right after --ray is taken as its address: put --ray after the inputs")
+    if annotate_dir is not None:
+        raise click.UsageError("--annotate needs the decoded images, which stay on the Ray workers: not with --ray")
+    if fast:
+        raise click.UsageError("--fast compiles the model in this process: not with --ray (use --backend)")
+    require_ray()
+
+
+@contextlib.contextmanager
+def _ray_session(address: str | None):
+    """Connected to Ray at ``address`` for the run (a local cluster started and stopped), or nothing without --ray."""
+    if address is None:
+        yield
+        return
+    from ..interrupts import reclaim
+    from ..ray import connected
+
+    with connected(address):
+        reclaim()  # ray.init replaced the SIGTERM handler with its own (exit 15, no message)
+        yield
+
+
+def _ray_files(paths, weights, variant, model, min_score, batch_size, actors, actor_cpus):
+    """``detect_files``' items computed on Ray by actors that load the model the way this process did."""
+    from ..ray import detect_files
+
+    source = str(weights.resolve()) if weights else variant.name  # the workers' folder may not be ours
+    return detect_files(paths, source, variant=variant.name, min_score=min_score, backend=getattr(model, "backend", "torch"),
+                        batch_size=batch_size, actors=actors, actor_cpus=actor_cpus)
+
+
+def _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir) -> list[Path]:
+    """detect's outputs checked before any work; returns each image's annotation path (none without --annotate).
+
+    Folders must exist (--annotate DIR: its parent), no output may be an input, and no two inputs may share an
+    annotation.
+    """
+    from ..io import check_folder, mirrored_paths, refuse_overwriting
+
+    files = [(label, path) for label, path in (("--json", json_path), ("--jsonl", jsonl_path))
+             if path is not None and str(path) != "-"]
+    for _, path in files:
+        check_folder(path)
+    annotations = []
+    if annotate_dir is not None:
+        if not annotate_dir.is_dir():
+            check_folder(annotate_dir)
+        annotations = mirrored_paths(paths, annotate_dir)
+    inputs = [("input image", p) for p in paths] + ([("--weights", weights)] if weights else [])
+    refuse_overwriting(files + [("annotation", a) for a in annotations], inputs)
+    return annotations

@@ -1,0 +1,65 @@
+"""What the tests share that is not a fixture: the repository's paths, the reference runtime, assertions."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "tests" / "data"
+MODELS = REPO / "blazeconv" / "models"
+IMAGE_PATHS = sorted((DATA / "images").glob("*.png"))
+# The 128 and 256 px models of the core toolchain, and every shipped model.
+CORE_VARIANTS = ["front", "short_range", "back"]
+ALL_VARIANTS = [*CORE_VARIANTS, "full_range", "full_range_sparse"]
+
+
+def model_path(variant: str) -> Path:
+    from blazeconv.variants import get_variant
+
+    return MODELS / get_variant(variant).tflite_file
+
+
+def litert_outputs(tflite_path: Path, batch_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run LiteRT (XNNPACK, 1 thread) image by image: ``(regressors (B, N, 16), classificators (B, N, 1))``.
+
+    Outputs are picked by shape, not by index.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tflite_path), num_threads=1)
+    interpreter.allocate_tensors()
+    regressors, classificators = [], []
+    for image in batch_nhwc:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None].astype(np.float32))
+        interpreter.invoke()
+        by_width = {d["shape"][-1]: interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}
+        regressors.append(by_width[16][0])
+        classificators.append(by_width[1][0])
+    return np.stack(regressors), np.stack(classificators)
+
+
+def plain_input(image_path: Path, size: int) -> np.ndarray:
+    """``(size, size, 3)`` float32 in [-1, 1]: the photo squashed to the model size (parity needs the same input, not a letterbox)."""
+    from PIL import Image
+
+    with Image.open(image_path) as image:
+        rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0
+
+
+# What other libraries keep in the temporary folder by design, reused from run to run (not blazeconv's leftovers):
+# ONNX Runtime's telemetry SDK writes ``.ses`` (51 bytes) when it is imported, and torch.export (the ONNX exporter)
+# keeps its compile cache in ``torchinductor_<user>``.
+THIRD_PARTY_FILES = {".ses", f"torchinductor_{getpass.getuser()}"}
+
+
+def assert_one_line_error(code: int, err: str, culprit, expected_code: int) -> None:
+    """A failure is exactly one ``Error:`` line naming the culprit, a non-zero code, no traceback."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == expected_code, err
+    assert len(lines) == 1 and lines[0].startswith("Error: "), err
+    assert str(culprit) in lines[0]
+    assert "Traceback" not in err

@@ -1,0 +1,132 @@
+"""The package is a house with floors: each module imports only its own floor and those below, and no import cycles.
+
+Every module's imports are read from its source (the ones inside functions too), plus the two kinds of import the
+source cannot show: the backend registry's modules and the package's lazily imported public names.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+PACKAGE = REPO / "blazeconv"
+
+# From the ground up; a module is on the floor of its top-level name (``blazeconv.detection.pipeline``: detection).
+LAYERS = [
+    ("ground: errors, safe files, signals, package data and cache folder", ["_version", "errors", "io", "interrupts",
+                                                                           "resources", "checksums"]),
+    ("spec: MediaPipe's anchors and the variants", ["anchors", "variants"]),
+    ("reading: the TFLite flatbuffer", ["tflite_reader"]),
+    ("network: the torch modules and state_dict checks", ["network", "fast"]),
+    ("convert: TFLite graph to state_dict", ["convert"]),
+    ("export: Core ML and ONNX", ["export"]),
+    ("sources: what a model argument is, the cache of conversions and exports", ["sources"]),
+    ("backends: runners on torch, ONNX Runtime, OpenVINO", ["backends"]),
+    ("detection: images, letterbox, decoding, NMS, records, the pipeline", ["detection"]),
+    ("verify: the Core ML evaluator and check", ["verify"]),
+    ("detector: FaceDetector", ["detector"]),
+    ("ray: scale-out", ["ray"]),
+    ("bench: measurements", ["bench"]),
+    ("cli: the commands", ["cli", "__main__"]),
+    ("api: the package's names and old module paths", ["__init__", "model", "detect"]),
+]
+FLOOR = {name: index for index, (_, names) in enumerate(LAYERS) for name in names}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def floor_of(module: str) -> int:
+    parts = module.split(".")
+    return FLOOR["__init__"] if len(parts) == 1 else FLOOR[parts[1]]
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """The blazeconv modules ``module`` imports anywhere in its source."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # ``from . import errors`` imports the module blazeconv.errors; ``from .x import name`` the module .x
+            found.update(f"{target}.{alias.name}" if f"{target}.{alias.name}" in MODULES else target
+                         for alias in node.names)
+    return {name for name in found if name in MODULES and name != module}
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {module: _imports(module, path) for module, path in MODULES.items()}
+    backends = importlib.import_module("blazeconv.backends")
+    graph["blazeconv.backends"] |= {backend.module for backend in backends.BACKENDS.values()}
+    package = importlib.import_module("blazeconv")
+    graph["blazeconv"] |= {f"blazeconv.{module}" for module in package._LAZY.values()}
+    return graph
+
+
+def test_every_module_is_on_a_floor():
+    unknown = sorted(m for m in MODULES if len(m.split(".")) > 1 and m.split(".")[1] not in FLOOR)
+    assert not unknown, f"put these modules on a floor in LAYERS: {unknown}"
+
+
+def test_no_module_imports_a_higher_floor():
+    graph = import_graph()
+    upward = sorted(
+        f"{module} ({LAYERS[floor_of(module)][0].split(':')[0]}) imports {target} "
+        f"({LAYERS[floor_of(target)][0].split(':')[0]})"
+        for module, targets in graph.items() for target in targets if floor_of(target) > floor_of(module)
+    )
+    assert not upward, "\n".join(upward)
+
+
+def test_there_is_no_import_cycle():
+    graph = import_graph()
+    cycles, state = [], {}
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycles.append(" -> ".join(trail[trail.index(target):] + [target]))
+            elif target not in state:
+                visit(target, trail + [target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "\n".join(cycles)
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("from .detection import load_image\n", {"blazeconv.detection"}),
+    ("def f():\n    from ..sources import resolve\n", {"blazeconv.sources"}),
+    ("from . import errors\n", {"blazeconv.errors"}),
+])
+def test_the_parser_sees_imports_at_module_level_and_inside_functions(source, expected, tmp_path):
+    path = tmp_path / "probe.py"
+    path.write_text(source)
+    module = "blazeconv.backends.probe" if source.startswith("def") else "blazeconv.probe"
+    assert _imports(module, path) == expected
+
+
+def test_the_floor_check_would_catch_an_upward_import():
+    assert floor_of("blazeconv.sources") > floor_of("blazeconv.network")
+    assert floor_of("blazeconv.detection.pipeline") > floor_of("blazeconv.backends.torch")
+    assert floor_of("blazeconv.cli.detect") > floor_of("blazeconv.detector")

@@ -1,0 +1,238 @@
+"""One decision of what a model argument is, the same at every entry point: every kind of argument against
+``FaceDetector``, ``make_runner`` on each backend, the weights loaders and the commands, with the same error class,
+words and exit code wherever the same argument is refused.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import DATA, assert_one_line_error, model_path
+
+from blazeconv import FaceDetector
+from blazeconv.backends import BACKENDS, make_runner
+from blazeconv.errors import ModelFileError, OptionsError, WeightsError
+from blazeconv.sources import load_model, load_state_dict, load_weights, resolve
+from blazeconv.variants import VARIANTS
+
+PHOTO = DATA / "images" / "1face.png"
+ONNX_BACKENDS = [name for name in ("onnxruntime", "openvino") if BACKENDS[name].installed()]
+BACKEND_NAMES = ["torch", *ONNX_BACKENDS]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, converted):
+    """One file of each kind: a TFLite model, the same bytes named .pth, a state_dict, an ONNX network, a folder."""
+    folder = tmp_path_factory.mktemp("kinds")
+    tflite = folder / "face.tflite"
+    tflite.write_bytes(model_path("full_range").read_bytes())
+    disguised = folder / "disguised.pth"
+    disguised.write_bytes(model_path("short_range").read_bytes())
+    weights = folder / "front.pth"
+    torch.save(converted("front").state_dict, weights)
+    (folder / "folder.pth").mkdir()
+    return {"tflite": tflite, "disguised": disguised, "weights": weights, "folder": folder / "folder.pth",
+            "missing.pth": folder / "missing.pth", "missing.tflite": folder / "missing.tflite"}
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory):
+    pytest.importorskip("onnx")
+    from blazeconv.sources import export_onnx_file
+
+    path = tmp_path_factory.mktemp("onnx") / "back.onnx"
+    export_onnx_file("back", path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ what it is
+
+
+@pytest.mark.parametrize(("name", "kind", "variant"), [
+    ("short_range", "shipped", "short_range"),
+    ("tflite", "tflite", None),
+    ("disguised", "tflite", None),  # recognised by its content, not its suffix
+    ("weights", "weights", None),
+])
+def test_resolve_says_what_a_file_or_name_is(name, kind, variant, files):
+    source = resolve(files.get(name, name))
+    assert source.kind == kind
+    assert (source.variant.name if source.variant else None) == variant
+
+
+def test_a_file_named_like_a_variant_is_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "front").write_bytes(model_path("back").read_bytes())
+    assert resolve("front").kind == "tflite" and resolve("front").path.name == "front"
+    assert resolve(VARIANTS["front"]).kind == "shipped"  # a Variant is always the shipped model
+
+
+def test_objects_are_modules_runners_or_refused(converted):
+    module = load_model_from(converted)
+    assert resolve(module).kind == "module"
+    runner = make_runner("torch", module)
+    assert resolve(runner).kind == "runner"
+    with pytest.raises(OptionsError, match="got a int"):
+        resolve(42)
+
+
+def load_model_from(converted, variant="front"):
+    from blazeconv.network import model_from_state_dict
+
+    module = model_from_state_dict(converted(variant).state_dict)
+    module.variant = VARIANTS[variant]
+    return module
+
+
+# ------------------------------------------------------------------------ as a model, on every backend
+
+# (argument, the variant it runs, or the error class and words every backend gives)
+MODEL_CASES = {
+    "shipped": ("short_range", "short_range"),
+    "tflite": ("tflite", "full_range"),
+    "disguised": ("disguised", "short_range"),
+    "weights": ("weights", "front"),
+    "url": ("https://example.com/face.pth", (ModelFileError, "URLs are not read; download the file first")),
+    "unknown-name": ("no_such_model", (ModelFileError, "no such file, and not a shipped model")),
+    "missing.pth": ("missing.pth", (WeightsError, "missing.pth: no such file")),
+    "missing.tflite": ("missing.tflite", (ModelFileError, "missing.tflite: no such file")),
+    "folder": ("folder", (WeightsError, "folder.pth: not a file")),
+    "number": (42, (OptionsError, "got a int")),
+}
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("case", MODEL_CASES)
+def test_every_kind_of_model_on_every_backend(case, backend, files):
+    argument, expected = MODEL_CASES[case]
+    argument = files.get(argument, argument) if isinstance(argument, str) else argument
+    if isinstance(expected, str):
+        assert make_runner(backend, argument).variant is VARIANTS[expected]
+        assert FaceDetector(argument, backend=backend).variant is VARIANTS[expected]
+        return
+    error, words = expected
+    for build in (lambda: make_runner(backend, argument), lambda: FaceDetector(argument, backend=backend)):
+        with pytest.raises(error, match=words):
+            build()
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_an_onnx_network_runs_on_the_onnx_backends_only(backend, onnx_file):
+    if backend == "torch":
+        with pytest.raises(OptionsError, match="the torch backend runs .*; got the ONNX model .*back.onnx"):
+            FaceDetector(onnx_file, backend="torch")
+        return
+    detector = FaceDetector(onnx_file, backend=backend)
+    assert detector.variant is VARIANTS["back"]
+    assert detector(PHOTO) == FaceDetector("back", backend=backend)(PHOTO)
+    with pytest.raises(OptionsError, match=r"'front' is a blazeface128 model, the weights are blazeface256 \(back\)"):
+        FaceDetector(onnx_file, backend=backend, variant="front")
+
+
+def test_auto_runs_an_onnx_file_on_an_onnx_runtime(onnx_file):
+    if not ONNX_BACKENDS:
+        pytest.skip("no ONNX runtime installed")
+    assert FaceDetector(onnx_file).backend == ONNX_BACKENDS[0]
+
+
+@pytest.mark.parametrize("backend", ONNX_BACKENDS)
+def test_a_module_has_no_onnx_file(backend, converted):
+    with pytest.raises(OptionsError, match=f"the {backend} backend runs a shipped variant name.*; got a BlazeFace128"):
+        make_runner(backend, load_model_from(converted))
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_a_runner_is_used_as_it_is(backend, converted):
+    runner = make_runner("torch", load_model_from(converted))
+    assert make_runner(backend, runner) is runner
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_a_variant_that_does_not_fit_is_refused_on_every_backend(backend, files):
+    with pytest.raises(OptionsError, match="'back' is .*blazeface256"):
+        FaceDetector(files["weights"], backend=backend, variant="back")
+
+
+# ------------------------------------------------------------------------------------------- as weights
+
+
+@pytest.mark.parametrize(("argument", "words"), [
+    ("tflite", "a TFLite model, not PyTorch weights: convert it with 'blazeconv tflite2torch"),
+    ("disguised", "a TFLite model, not PyTorch weights"),
+    ("missing.pth", "missing.pth: no such file"),
+    ("folder", "not a file"),
+    ("short_range", "short_range: no such file"),  # a variant name is not weights
+    ("https://example.com/w.pth", "URLs are not read"),
+])
+def test_what_is_not_a_state_dict_is_a_weights_error(argument, words, files):
+    argument = files.get(argument, argument)
+    for load in (load_model, load_state_dict):
+        with pytest.raises(WeightsError, match=words):
+            load(argument)
+
+
+def test_an_onnx_file_is_not_weights(onnx_file):
+    with pytest.raises(WeightsError, match="an ONNX model, not PyTorch weights"):
+        load_model(onnx_file)
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize(("argument", "code", "words"), [
+    ("tflite", 5, "a TFLite model, not PyTorch weights"),
+    ("disguised", 5, "a TFLite model, not PyTorch weights"),
+    ("missing.pth", 5, "no such file"),
+    ("https://example.com/w.pth", 2, "URLs are not read"),
+])
+def test_detect_weights_gives_one_error_whatever_the_backend(argument, code, words, backend, files, run_cli):
+    argument = files.get(argument, argument)
+    exit_code, out, err = run_cli("detect", PHOTO, "--weights", argument, "--backend", backend)
+    assert_one_line_error(exit_code, err, argument, code)
+    assert words in err and out == ""
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_detect_weights_that_do_not_fit_the_variant(backend, files, run_cli):
+    code, _, err = run_cli("detect", PHOTO, "--weights", files["weights"], "--variant", "back", "--backend", backend)
+    assert_one_line_error(code, err, "variant 'back' is a blazeface256 model, the weights are blazeface128", 7)
+
+
+# ------------------------------------------------------------------------------------------ for export
+
+
+@pytest.mark.parametrize(("argument", "variant", "recognised"), [
+    ("short_range", "short_range", "converted from face_detection_short_range.tflite (checksum)"),
+    ("disguised", "short_range", "converted from disguised.pth (checksum)"),
+    ("weights", "front", "weights equal to the shipped face_detection_front.tflite"),
+])
+def test_the_exports_read_every_kind_of_weights(argument, variant, recognised, files):
+    weights = load_weights(files.get(argument, argument))
+    assert weights.variant is VARIANTS[variant] and weights.recognised_by == recognised
+    assert weights.source_sha256 == VARIANTS[variant].sha256
+
+
+@pytest.mark.parametrize("command", ["coreml", "onnx", "tflite2torch"])
+@pytest.mark.parametrize(("argument", "code", "words"), [
+    ("no_such_model", 3, "no such file, and not a shipped model"),
+    ("missing.tflite", 3, "no such file"),
+    ("https://example.com/face.tflite", 2, "URLs are not read"),
+])
+def test_the_commands_refuse_a_model_argument_alike(command, argument, code, words, files, tmp_path, run_cli):
+    if command == "coreml":
+        pytest.importorskip("coremltools")
+    if command == "onnx":
+        pytest.importorskip("onnx")
+    argument = files.get(argument, argument)
+    exit_code, _, err = run_cli(command, argument, "-o", tmp_path / {"coreml": "x.mlpackage", "onnx": "x.onnx",
+                                                                     "tflite2torch": "x.pth"}[command])
+    assert_one_line_error(exit_code, err, argument, code)
+    assert words in err
+
+
+def test_export_commands_read_a_tflite_named_pth(files, tmp_path, run_cli):
+    pytest.importorskip("onnx")
+    out = tmp_path / "disguised.onnx"
+    code, _, err = run_cli("onnx", files["disguised"], "-o", out)
+    assert code == 0, err
+    assert "short_range" in err and out.is_file()
+    code, _, err = run_cli("tflite2torch", files["disguised"], "-o", tmp_path / "w.pth")
+    assert code == 0 and "recognised as short_range" in err
