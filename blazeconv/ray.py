@@ -51,6 +51,9 @@ from typing import Any
 
 import numpy as np
 
+from .detection.images import load_reduced
+from .detection.pipeline import FileResult, Prepared, detect_prepared, fast_decode_side, prepare_image
+from .detection.tiling import DEFAULT_OVERLAP, Tiling
 from .errors import BlazeconvError, ImageError, OptionsError, require
 
 log = logging.getLogger(__name__)
@@ -100,8 +103,10 @@ class DetectFaces:
     ``variant`` and ``min_score`` as for ``FaceDetector``; ``backend``: ``"torch"``, ``"onnxruntime"``, ``"openvino"``
     or ``"auto"`` (the fastest installed, as ``detect --backend``); ``batch_size``: images per forward pass;
     ``nested``: the ``detections`` column as Arrow structs instead of a JSON string; ``threads``: the model's
-    intra-op threads and this actor's image decoders (None: the CPUs Ray gave the actor, at least 1). Bad options
-    raise ``OptionsError`` when the actor starts (and fail the job: every row would fail alike).
+    intra-op threads and this actor's image decoders (None: the CPUs Ray gave the actor, at least 1);
+    ``fast_decode``, ``tile``, ``tile_size``, ``tile_overlap``: as for ``FaceDetector``. Each row is decoded and
+    prepared for the model at once, so an actor holds the model inputs of a batch, not its decoded images. Bad
+    options raise ``OptionsError`` when the actor starts (and fail the job: every row would fail alike).
     """
 
     def __init__(
@@ -114,11 +119,16 @@ class DetectFaces:
         batch_size: int = 32,
         nested: bool = False,
         threads: int | None = None,
+        fast_decode: bool = False,
+        tile: bool = False,
+        tile_size: int | None = None,
+        tile_overlap: float = DEFAULT_OVERLAP,
     ):
         self.threads = threads or _assigned_cpus()
         self.nested = nested
         self.schema = output_schema(nested)
-        self._detect = _load_detector(model, variant, min_score, backend, batch_size, self.threads)
+        self.detector = _load_detector(model, variant, min_score, backend, batch_size, self.threads,
+                                       fast_decode=fast_decode, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
 
     def __call__(self, batch: dict[str, np.ndarray]):
         """``batch``: columns of equal length (numpy); returns a ``pyarrow.Table`` with ``output_schema`` + others."""
@@ -129,15 +139,17 @@ class DetectFaces:
             raise OptionsError(f"DetectFaces needs an 'image', 'bytes' or 'path' column, got {sorted(batch)}")
         paths = [None if p is None else str(p) for p in batch["path"]] if "path" in batch else [None] * len(batch[source])
         decoded = self._decode(source, batch[source], paths)
-        readable = [i for i, item in enumerate(decoded) if not isinstance(item, str)]
-        found = iter(self._detect([decoded[i] for i in readable]) if readable else [])
+        readable = [item for item in decoded if not isinstance(item, str)]
+        detector = self.detector
+        found = iter(detect_prepared(detector.runner, [prepared for prepared, _ in readable], detector.variant,
+                                     detector.min_score, detector.iou_threshold, detector.batch_size))
         columns: dict[str, list] = {name: [] for name in self.schema.names}
         for path, item in zip(paths, decoded):
             error = isinstance(item, str)
             faces = None if error else [d.to_dict() for d in next(found)]
             columns["path"].append(path)
-            columns["width"].append(None if error else int(item.shape[1]))
-            columns["height"].append(None if error else int(item.shape[0]))
+            columns["width"].append(None if error else int(item[1][0]))
+            columns["height"].append(None if error else int(item[1][1]))
             columns["detections"].append(faces if self.nested or faces is None else json.dumps(faces))
             columns["error"].append(item if error else None)
         table = pa.Table.from_pydict(columns, schema=self.schema)
@@ -146,17 +158,24 @@ class DetectFaces:
                 table = table.append_column(name, pa.array(list(batch[name])))
         return table
 
-    def _decode(self, source: str, values: Any, paths: list[str | None]) -> list[np.ndarray | str]:
-        """Each value as ``(H, W, 3)`` uint8 RGB, or the message of the ``ImageError`` that refused it."""
+    def _decode(self, source: str, values: Any, paths: list[str | None]) -> list[tuple[Prepared, tuple[int, int]] | str]:
+        """Each value as model inputs (``Prepared``) and the image's full ``(width, height)``, or the message of the
+        ``ImageError`` that refused it."""
         from .detection import as_rgb
+
+        detector = self.detector
+        long_side = fast_decode_side(detector.variant.input_size, detector.tiling) if detector.fast_decode else None
 
         def one(value, path):
             try:
                 if source == "image":
-                    return as_rgb(np.asarray(value))
-                if source == "bytes":
-                    return _load_bytes(value, path)
-                return _load_path(str(value))
+                    image = as_rgb(np.asarray(value))
+                    size = (image.shape[1], image.shape[0])
+                elif source == "bytes":
+                    image, size = _load_bytes(value, path, long_side)
+                else:
+                    image, size = _load_path(str(value), long_side)
+                return prepare_image(image, detector.variant.input_size, detector.tiling, size[0]), size
             except ImageError as exc:
                 return f"{path}: {exc}" if source == "image" and path else str(exc)
 
@@ -178,8 +197,9 @@ def _assigned_cpus() -> int:
     return 1
 
 
-def _load_detector(model, variant, min_score, backend, batch_size, threads):
-    """A ``FaceDetector`` on ``backend`` (``backends.make_runner``, ``threads`` intra-op threads) for one actor."""
+def _load_detector(model, variant, min_score, backend, batch_size, threads, **reading):
+    """A ``FaceDetector`` on ``backend`` (``backends.make_runner``, ``threads`` intra-op threads) for one actor;
+    ``reading``: its ``fast_decode`` and tiling options."""
     from .backends import make_runner
     from .detector import FaceDetector
 
@@ -188,27 +208,25 @@ def _load_detector(model, variant, min_score, backend, batch_size, threads):
         import torch
 
         torch.set_num_threads(threads)
-    return FaceDetector(runner, variant=variant, min_score=min_score, batch_size=batch_size)
+    return FaceDetector(runner, variant=variant, min_score=min_score, batch_size=batch_size, **reading)
 
 
-def _load_bytes(value: Any, path: str | None) -> np.ndarray:
-    """Encoded image bytes -> RGB with ``detect``'s loader; errors name ``path`` as ``detect`` does."""
+def _load_bytes(value: Any, path: str | None, long_side=None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Encoded image bytes -> RGB and full size with ``detect``'s loader (``load_reduced``); errors name ``path`` as
+    ``detect`` does."""
     import io
-
-    from .detection import load_image
 
     stream = io.BytesIO(bytes(value))
     stream.name = path or "<bytes>"
-    return load_image(stream)
+    return load_reduced(stream, long_side)
 
 
-def _load_path(path: str) -> np.ndarray:
+def _load_path(path: str, long_side=None) -> tuple[np.ndarray, tuple[int, int]]:
     """A local path with ``detect``'s loader; a ``scheme://`` URI through ``pyarrow.fs`` (S3, GCS, ...)."""
-    from .detection import load_image
     from .io import looks_like_url
 
     if not looks_like_url(path):
-        return load_image(path)
+        return load_reduced(path, long_side)
     import pyarrow.fs
 
     try:
@@ -219,7 +237,7 @@ def _load_path(path: str) -> np.ndarray:
         raise ImageError(f"{path}: no such file") from None
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise ImageError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
-    return _load_bytes(data, path)
+    return _load_bytes(data, path, long_side)
 
 
 def map_batches_options(
@@ -310,13 +328,16 @@ def detect_paths(
     batch_size: int = 32,
     actors: int | None = None,
     actor_cpus: float = 1.0,
+    fast_decode: bool = False,
+    tiling: Tiling | None = None,
 ) -> Iterator[dict]:
     """``DetectFaces`` over ``paths`` on the connected Ray cluster; yields its rows in the order of ``paths``.
 
     Each row: ``{"path", "width", "height", "detections": [Detection.to_dict(), ...], "error"}`` (``error`` None, or
     None ``width``/``height``/``detections`` and the message ``detect`` gives). The files are read by the workers, so
     on a cluster they must be on a file system every node sees (or be URIs). ``actors`` and ``actor_cpus``: see
-    ``map_batches_options``; the other options: see ``DetectFaces``. Ray's progress goes to stderr (logging).
+    ``map_batches_options``; ``tiling``: a ``detection.Tiling`` or None; the other options: see ``DetectFaces``.
+    Ray's progress goes to stderr (logging).
     """
     ray = require_ray()
     import pyarrow as pa
@@ -336,7 +357,9 @@ def detect_paths(
         for start in range(0, len(paths), batch_size)
     ]
     constructor = {"model": str(model), "variant": variant, "min_score": min_score, "backend": backend,
-                   "batch_size": batch_size}
+                   "batch_size": batch_size, "fast_decode": fast_decode, "tile": tiling is not None}
+    if tiling is not None:
+        constructor.update(tile_size=tiling.size, tile_overlap=tiling.overlap)
     mapped = ray.data.from_arrow(blocks).map_batches(DetectFaces, fn_constructor_kwargs=constructor, **options)
     mapped.context.execution_options.preserve_order = True  # this dataset's own copy of the DataContext
     try:
@@ -352,10 +375,24 @@ def detect_paths(
         raise _cause(exc) from None
 
 
+def stream_files(paths: Sequence[str | Path], model: str | Path = "short_range", **options: Any) -> Iterator[FileResult]:
+    """``detect_paths`` in the form of ``blazeconv.detection.stream_files``: a ``FileResult`` per path, in order (no
+    image: the pixels stay on the workers)."""
+    from .detection import Detection
+
+    for row in detect_paths(paths, model, **options):
+        path = Path(row["path"])
+        if row["error"] is not None:
+            yield FileResult(path, 0, 0, None, ImageError(row["error"]))
+        else:
+            faces = [Detection(d["score"], d["box"], d["keypoints"]) for d in row["detections"]]
+            yield FileResult(path, row["width"], row["height"], faces)
+
+
 def detect_files(
     paths: Sequence[str | Path], model: str | Path = "short_range", **options: Any
 ) -> Iterator[tuple[Path, np.ndarray | ImageError, list | None]]:
-    """``detect_paths`` in the form of ``blazeconv.detect.detect_files``: ``(path, image, detections)`` in order.
+    """``detect_paths`` in the form of ``blazeconv.detection.detect_files``: ``(path, image, detections)`` in order.
 
     ``image`` is an ``ImageError`` for a file that could not be read (``detections`` None), else an empty ``(H, W, 0)``
     uint8 array that carries the image's size: the pixels stay on the workers. ``detections``: ``Detection`` records.

@@ -240,7 +240,7 @@ def test_sigterm_mid_folder_keeps_the_finished_images_and_resume_completes_the_r
     args = ["detect", photos, *weights, "--batch-size", "4", "--jsonl", jsonl, "--json", document,
             "--annotate", annotated]
     # Stopped in the model on the third batch: two batches (8 images) are finished and written.
-    code, stdout, err = interrupt(args, tmp, "call:blazeconv.detection.pipeline._detect_prepared#3", signal.SIGTERM)
+    code, stdout, err = interrupt(args, tmp, "call:blazeconv.detection.pipeline.detect_prepared#3", signal.SIGTERM)
     assert_interrupted(code, err, signal.SIGTERM, f"8 of 12 images done; their results are in {jsonl}")
     assert len(stdout.split("\n  score")) > 1  # the summary of the finished images came as they finished
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]

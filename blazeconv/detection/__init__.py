@@ -1,21 +1,32 @@
 """The detection pipeline, step for step as MediaPipe's face graphs run it (``pipeline``'s docstring), by stage:
 
-``images`` (anything a user holds as RGB), ``letterboxing`` (ImageToTensorCalculator and its removal), ``postprocess``
-(SSD decoding and weighted NMS), ``records`` (``Detection`` and its JSON form), ``drawing`` (annotations),
-``pipeline`` (batches of images and streams of files through a runner) and ``results`` (JSONL results of a run
-over many files, resumable).
+``images`` (anything a user holds as RGB), ``letterboxing`` (ImageToTensorCalculator and its removal),
+``postprocess`` (SSD decoding and weighted NMS), ``tiling`` (overlapping tiles for small faces), ``records``
+(``Detection`` and its JSON form), ``drawing`` (annotations), ``pipeline`` (batches of images and streams of files
+through a runner) and ``results`` (JSONL results of a run over many files, resumable).
 """
 
 from .drawing import annotate
 from .images import ImageSource, as_rgb, load_image
 from .letterboxing import Letterbox, letterbox, remove_letterbox
-from .pipeline import Model, as_runner, check_thresholds, detect_files, detect_image, detect_images, resolve_variant
+from .pipeline import (
+    FileResult,
+    Model,
+    as_runner,
+    check_thresholds,
+    detect_files,
+    detect_image,
+    detect_images,
+    resolve_variant,
+    stream_files,
+)
 from .postprocess import decode, decode_and_suppress, iou_matrix, weighted_nms
 from .records import Box, Detection, Keypoints, Point, detections_to_json
+from .tiling import Tiling
 
 __all__ = [
-    "Box", "Detection", "ImageSource", "Keypoints", "Letterbox", "Model", "Point", "annotate", "as_rgb", "as_runner",
-    "check_thresholds", "decode", "decode_and_suppress", "detect_files", "detect_image",
-    "detect_images", "detections_to_json", "iou_matrix", "letterbox", "load_image", "remove_letterbox",
-    "resolve_variant", "weighted_nms",
+    "Box", "Detection", "FileResult", "ImageSource", "Keypoints", "Letterbox", "Model", "Point", "Tiling",
+    "annotate", "as_rgb", "as_runner", "check_thresholds", "decode", "decode_and_suppress", "detect_files",
+    "detect_image", "detect_images", "detections_to_json", "iou_matrix", "letterbox", "load_image",
+    "remove_letterbox", "resolve_variant", "stream_files", "weighted_nms",
 ]

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import io
+import math
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError, OptionsError
-from ..io import looks_like_url
+from ..io import looks_like_url, url_refused
 
 ImageSource = str | Path | bytes | bytearray | memoryview | io.IOBase
 """What ``load_image`` reads: a path, the encoded bytes of an image file, or a binary file object."""
+
+
+# Decoded pixels above this many bytes are refused before decoding (besides Pillow's Image.MAX_IMAGE_PIXELS guard):
+# an 85-MP 8-bit RGB photo or a 64-MP RGBA one. With fast decoding a JPEG counts at the size
+# it is decoded to.
+MAX_DECODED_BYTES = 256 * 1024 * 1024
 
 
 def load_image(source: ImageSource) -> np.ndarray:
@@ -28,24 +36,37 @@ def load_image(source: ImageSource) -> np.ndarray:
     Alpha is dropped, not composited (MediaPipe's reference was made with Pillow's ``convert("RGB")``);
     16-bit grey keeps its top 8 bits. Pillow's ``Image.MAX_IMAGE_PIXELS`` guard stays on and is strict: an
     image over the limit is refused before its pixels are decoded (Pillow itself only warns up to twice the
-    limit). Pillow's other warnings (a corrupt EXIF block it skips, say) are not shown. Any failure, whatever
-    Pillow's decoder raised on a corrupt file, is an ``ImageError`` naming the file.
+    limit); so is one whose decoded pixels would take more than ``MAX_DECODED_BYTES``. Pillow's other warnings (a
+    corrupt EXIF block it skips, say) are not shown. Any failure, whatever Pillow's decoder raised on a corrupt
+    file, is an ``ImageError`` naming the file.
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        name, opened = "<bytes>", io.BytesIO(source)
-    elif isinstance(source, (str, Path)):
-        name = opened = Path(source)
-        if looks_like_url(source) and not opened.exists():
-            raise ImageError(f"{source}: URLs are not read; download the file first")
-    elif callable(getattr(source, "read", None)):
-        name, opened = str(getattr(source, "name", None) or f"<{type(source).__name__}>"), source
-    else:
-        raise ImageError(f"expected a path, bytes or a binary file object, got {_describe(source)}")
+    return load_reduced(source)[0]
+
+
+def load_reduced(source: ImageSource, long_side: Callable[[int, int], int] | None = None
+                 ) -> tuple[np.ndarray, tuple[int, int]]:
+    """``load_image``, decoding a JPEG at a reduced size when ``long_side`` says it may be smaller.
+
+    ``long_side(width, height)`` (the file's stored size) is the longer side the decoded image must keep at least;
+    a JPEG is then decoded with DCT-domain scaling (Pillow's ``draft``: 1/2, 1/4 or 1/8) to the smallest such size.
+    Other formats, and None, decode in full. Returns the upright ``(h, w, 3)`` uint8 RGB array and the full upright
+    size ``(width, height)`` of the image (what its detections' coordinates are relative to).
+    """
+    name, opened = _opened(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(opened) as image:
+                full = image.size
+                if long_side is not None and image.format == "JPEG":
+                    wanted = long_side(*full)
+                    if wanted < max(full):
+                        scale = wanted / max(full)
+                        image.draft(image.mode if image.mode in ("L", "CMYK") else "RGB",
+                                    (math.ceil(full[0] * scale), math.ceil(full[1] * scale)))
+                _check_decoded_size(image, name)
+                rotated = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
                 array = _upright_rgb(image)
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
@@ -59,14 +80,41 @@ def load_image(source: ImageSource) -> np.ndarray:
         raise ImageError(
             f"{name}: image too large (more than Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels)"
         ) from None
-    except MemoryError:
+    except (MemoryError, ImageError):
         raise
     except Exception as exc:  # OSError, SyntaxError, ValueError, EOFError, struct.error, ...: a corrupt file
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ImageError(f"{name}: cannot decode image: {reason}") from None
     if array.size == 0:
         raise ImageError(f"{name}: empty image ({array.shape[1]}x{array.shape[0]} pixels)")
-    return array
+    return array, (full[1], full[0]) if rotated else full
+
+
+_ORIENTATION = 0x0112  # the EXIF tag
+
+
+def _opened(source: ImageSource) -> tuple[str | Path, Any]:
+    """The name errors use and what ``Image.open`` reads, for any ``ImageSource``."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>", io.BytesIO(source)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if looks_like_url(source) and not path.exists():
+            raise ImageError(url_refused(source))
+        return path, path
+    if callable(getattr(source, "read", None)):
+        return str(getattr(source, "name", None) or f"<{type(source).__name__}>"), source
+    raise ImageError(f"expected a path, bytes or a binary file object, got {_describe(source)}")
+
+
+def _check_decoded_size(image: Image.Image, name) -> None:
+    """``ImageError`` before decoding when ``image``'s pixels (at the size it will decode to) exceed the limit."""
+    mode = ImageMode.getmode(image.mode)
+    per_pixel = max(1, len(mode.bands) * np.dtype(mode.typestr).itemsize) if image.mode != "1" else 1
+    width, height = image.size
+    if width * height * per_pixel > MAX_DECODED_BYTES:
+        raise ImageError(f"{name}: image too large to decode ({width}x{height} {image.mode}, more than "
+                         f"{MAX_DECODED_BYTES >> 20} MiB of pixels)")
 
 
 _EXPECTED_IMAGE = (

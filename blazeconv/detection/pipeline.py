@@ -15,9 +15,12 @@ torch. The runner protocol is written down in ``backends.runner.Runner``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +31,14 @@ from ..backends.runner import Runner
 from ..errors import ImageError, OptionsError
 from ..sources import is_runner
 from ..variants import NMS_IOU_THRESHOLD, Variant, fit_variant, get_variant
-from .images import as_rgb, load_image
+from .images import as_rgb, load_reduced
 from .letterboxing import Letterbox, letterbox, remove_letterbox
-from .postprocess import decode_and_suppress
+from .postprocess import candidates, decode_and_suppress, weighted_nms
 from .records import Detection
+from .tiling import Tiling, tile_regions
+
+# With ``keep_images`` a batch stops growing once its decoded images take this much (a 37-MP photo: 111 MB).
+KEPT_IMAGE_BYTES = 192 * 1024 * 1024
 
 Model = Any
 """A runner (``run(batch)`` on numpy, see the module docstring), a torch module, or a callable on torch tensors."""
@@ -94,6 +101,37 @@ def _setup(model, variant, min_score, iou_threshold, batch_size):
     return runner, variant, min_score, float(iou_threshold)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One image as model inputs: the whole image letterboxed, then (with tiling) each tile letterboxed.
+
+    ``tensors``: ``(3, S, S)`` float32 in [-1, 1] each; ``boxes``: their ``Letterbox``; ``regions``: where each
+    input lies in the image, ``(x0, y0, w, h)`` in 0..1 of its width and height (the whole image: ``(0, 0, 1, 1)``).
+    """
+
+    tensors: list[np.ndarray]
+    boxes: list[Letterbox]
+    regions: list[tuple[float, float, float, float]]
+
+
+def prepare_image(image: np.ndarray, input_size: int, tiling: Tiling | None = None,
+                  full_width: int | None = None) -> Prepared:
+    """``image`` ``(H, W, 3)`` uint8 RGB as model inputs (``Prepared``). ``full_width``: the width of the image as
+    stored, when ``image`` was decoded smaller (the tile side is in pixels of the stored image)."""
+    height, width = image.shape[:2]
+    tensor, box = letterbox(image, input_size)
+    prepared = Prepared([tensor], [box], [(0.0, 0.0, 1.0, 1.0)])
+    if tiling is None:
+        return prepared
+    side = max(1, round(tiling.side(input_size) * width / (full_width or width)))  # in decoded pixels
+    for x0, y0, w, h in tile_regions(width, height, side, tiling.overlap):
+        tensor, box = letterbox(np.ascontiguousarray(image[y0 : y0 + h, x0 : x0 + w]), input_size)
+        prepared.tensors.append(tensor)
+        prepared.boxes.append(box)
+        prepared.regions.append((x0 / width, y0 / height, w / width, h / height))
+    return prepared
+
+
 def detect_images(
     model: Model,
     images: Sequence[Any],
@@ -103,6 +141,9 @@ def detect_images(
     batch_size: int = 32,
     channels: str = "rgb",
     model_threads: int | None = 1,
+    *,
+    tiling: Tiling | None = None,
+    fast_decode: bool = False,
 ) -> list[list[Detection]]:
     """Detect faces in each image: letterbox, run the model in batches, decode, weighted NMS, undo the letterbox.
 
@@ -113,20 +154,61 @@ def detect_images(
     the model's own ``variant``. Detections with score >= ``min_score`` are kept, as MediaPipe does; each image's
     list is in descending score order. Thresholds outside [0, 1] or NaN: ``OptionsError``. A torch model runs with
     ``model_threads`` intra-op threads (None: the caller's setting), as in ``detect_files``: the thread count can
-    change the last bits of a convolution's sums, and both give the numbers of ``detect``.
+    change the last bits of a convolution's sums, and both give the numbers of ``detect``. ``tiling``: also run
+    the model on overlapping tiles and merge (``detection.tiling``); at most ``batch_size`` inputs per forward pass.
+    ``fast_decode``: files and bytes of JPEGs are decoded smaller (``stream_files``).
     """
     runner, variant, min_score, iou_threshold = _setup(model, variant, min_score, iou_threshold, batch_size)
+    long_side = fast_decode_side(variant.input_size, tiling) if fast_decode else None
     images = list(images)
     results: list[list[Detection]] = []
     for start in range(0, len(images), batch_size):
-        arrays = [as_rgb(i, channels) for i in images[start : start + batch_size]]
-        prepared = [letterbox(a, variant.input_size) for a in arrays]
+        prepared = [_prepare_any(i, channels, variant.input_size, tiling, long_side)
+                    for i in images[start : start + batch_size]]
         with torch_threads(model_threads if getattr(runner, "uses_torch", False) else None):
-            results += _detect_prepared(runner, prepared, variant, min_score, iou_threshold)
+            results += detect_prepared(runner, prepared, variant, min_score, iou_threshold, batch_size)
     return results
 
 
-def detect_files(
+def _prepare_any(image: Any, channels: str, input_size: int, tiling: Tiling | None, long_side) -> Prepared:
+    """Any image ``as_rgb`` takes as model inputs; an encoded file (path, bytes, file object) is decoded with
+    ``load_reduced`` so that ``long_side`` (fast decoding) applies to it."""
+    if long_side is not None and (isinstance(image, (str, Path, bytes, bytearray, memoryview))
+                                  or callable(getattr(image, "read", None))):
+        array, (width, _) = load_reduced(image, long_side)
+        return prepare_image(array, input_size, tiling, width)
+    return prepare_image(as_rgb(image, channels), input_size, tiling)
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One file of ``stream_files``: ``detections`` (None when it could not be read: ``error`` says why), the
+    image's full upright ``width`` and ``height`` in pixels (0 when unreadable; what the 0..1 coordinates are
+    relative to), and with ``keep_images`` the decoded ``(h, w, 3)`` uint8 RGB ``image`` (smaller than
+    ``width`` x ``height`` with ``fast_decode``)."""
+
+    path: Path
+    width: int
+    height: int
+    detections: list[Detection] | None
+    error: ImageError | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+
+
+def fast_decode_side(input_size: int, tiling: Tiling | None = None) -> Callable[[int, int], int]:
+    """``load_reduced``'s ``long_side`` for fast decoding: the decoded image keeps at least twice the model input's
+    resolution where the model looks, over the whole image or, with ``tiling``, over each tile."""
+
+    def long_side(width: int, height: int) -> int:
+        longest = max(width, height)
+        if tiling is not None and tiling.side(input_size) < longest:
+            return math.ceil(2 * input_size * longest / tiling.side(input_size))
+        return 2 * input_size
+
+    return long_side
+
+
+def stream_files(
     model: Model,
     paths: Sequence[str | Path],
     variant: Variant | str | None = None,
@@ -135,13 +217,24 @@ def detect_files(
     batch_size: int = 32,
     workers: int | None = None,
     model_threads: int | None = 1,
-) -> Iterator[tuple[Path, np.ndarray | ImageError, list[Detection] | None]]:
-    """``detect_images`` for many files, streamed: yields ``(path, image, detections)`` in the order of ``paths``.
+    *,
+    fast_decode: bool = False,
+    tiling: Tiling | None = None,
+    keep_images: bool = False,
+) -> Iterator[FileResult]:
+    """``detect_images`` for many files, streamed: yields a ``FileResult`` per path, in the order of ``paths``.
 
     Options are checked at the call (``OptionsError``); the files are read as the iterator is consumed.
-    ``workers`` threads (default: one per CPU core) decode and letterbox the next images while the model runs
-    (Pillow and numpy release the GIL), at most two batches ahead, so memory stays bounded however many files
-    there are. A file that cannot be read yields ``(path, ImageError, None)`` and the run goes on.
+    ``workers`` threads (default: one per CPU core) decode and prepare the next images while the model runs
+    (Pillow and numpy release the GIL). Memory is bounded whatever the number and size of the files: a loader
+    hands on the model inputs and the image's size, not the decoded image, at most two batches ahead; the decoded
+    images are kept only with ``keep_images`` (for annotations or crops): a batch's, up to about ``KEPT_IMAGE_BYTES``
+    of them (batches of big photos are then smaller), and one per worker being prepared. A
+    file that cannot be read yields a result with its ``ImageError`` and the run goes on.
+
+    ``fast_decode``: JPEGs are decoded with DCT scaling to the smallest size that keeps twice the model input's
+    resolution (``fast_decode_side``); not bit-exact with MediaPipe, which decodes in full (README, *Big photos*).
+    ``tiling``: also run the model on overlapping tiles (``detection.tiling``).
 
     For a torch model, torch uses ``model_threads`` intra-op threads while the iterator computes (None: leave the
     setting alone), and the caller's own setting again whenever the caller's code runs (between items, after the
@@ -153,16 +246,41 @@ def detect_files(
     runner, variant, min_score, iou_threshold = _setup(model, variant, min_score, iou_threshold, batch_size)
     workers = workers or os.cpu_count() or 1
     threads = model_threads if getattr(runner, "uses_torch", False) else None
+    long_side = fast_decode_side(variant.input_size, tiling) if fast_decode else None
 
     def prepare(path: Path):
         try:
-            image = load_image(path)
+            image, (width, height) = load_reduced(path, long_side)
         except ImageError as exc:
-            return exc, None
-        return image, letterbox(image, variant.input_size)
+            return FileResult(path, 0, 0, None, exc), None
+        prepared = prepare_image(image, variant.input_size, tiling, width)
+        return FileResult(path, width, height, None, None, image if keep_images else None), prepared
 
-    stream = _stream(runner, [Path(p) for p in paths], prepare, variant, min_score, iou_threshold, batch_size, workers)
+    # Whole decoded images, or a tiled image's many inputs, are held by few files at a time.
+    window = max(2, workers) if keep_images else max(2, 2 * workers) if tiling is not None else 2 * batch_size
+    stream = _stream(runner, [Path(p) for p in paths], prepare, variant, min_score, iou_threshold, batch_size,
+                     workers, window, keep_images)
     return _with_model_threads(stream, threads)
+
+
+def detect_files(
+    model: Model,
+    paths: Sequence[str | Path],
+    variant: Variant | str | None = None,
+    min_score: float | None = None,
+    iou_threshold: float = NMS_IOU_THRESHOLD,
+    batch_size: int = 32,
+    workers: int | None = None,
+    model_threads: int | None = 1,
+    *,
+    fast_decode: bool = False,
+    tiling: Tiling | None = None,
+) -> Iterator[tuple[Path, np.ndarray | ImageError, list[Detection] | None]]:
+    """``stream_files`` with the decoded images: yields ``(path, image, detections)`` in the order of ``paths``,
+    ``(path, ImageError, None)`` for a file that cannot be read. Holds at most two decoded images per worker."""
+    results = stream_files(model, paths, variant, min_score, iou_threshold, batch_size, workers, model_threads,
+                           fast_decode=fast_decode, tiling=tiling, keep_images=True)  # options checked here
+    return ((r.path, r.image if r.error is None else r.error, r.detections) for r in results)
 
 
 def _with_model_threads(stream: Iterator, threads: int | None) -> Iterator:
@@ -198,52 +316,102 @@ def torch_threads(count: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-def _stream(runner, paths, prepare, variant, min_score, iou_threshold, batch_size, workers):
-    """``detect_files``' loop: the loaders stay up to two batches ahead of the model."""
+def _stream(runner, paths, prepare, variant, min_score, iou_threshold, batch_size, workers, window, keep_images):
+    """``stream_files``' loop: the loaders keep ``window`` files prepared ahead of the model. A batch is up to
+    ``batch_size`` model inputs (an unreadable file takes one place, so batches are those of ``detect`` on the same
+    paths), and holds at most about ``KEPT_IMAGE_BYTES`` of decoded images (at least one image)."""
     import collections
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blazeconv-load") as pool:
         pending: collections.deque = collections.deque()
         upcoming = iter(paths)
-        for path in itertools.islice(upcoming, 2 * batch_size):
-            pending.append((path, pool.submit(prepare, path)))
+
+        def refill() -> None:
+            for path in itertools.islice(upcoming, max(0, window - len(pending))):
+                pending.append(pool.submit(prepare, path))
+
+        refill()
         while pending:
-            batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
-            for path in itertools.islice(upcoming, len(batch)):
-                pending.append((path, pool.submit(prepare, path)))
-            loaded = [(path, *future.result()) for path, future in batch]
-            readable = [(image, prepared) for _, image, prepared in loaded if prepared is not None]
-            found = iter(_detect_prepared(runner, [p for _, p in readable], variant, min_score, iou_threshold))
-            for path, image, prepared in loaded:
-                yield path, image, (next(found) if prepared is not None else None)
+            batch, used, kept = [], 0, 0
+            while pending and used < batch_size and (not batch or used + _places(pending[0]) <= batch_size) \
+                    and kept < KEPT_IMAGE_BYTES:
+                batch.append(pending.popleft().result())
+                used += max(1, len(batch[-1][1].tensors) if batch[-1][1] is not None else 1)
+                kept += batch[-1][0].image.nbytes if batch[-1][0].image is not None else 0
+                refill()
+            readable = [prepared for _, prepared in batch if prepared is not None]
+            found = iter(detect_prepared(runner, readable, variant, min_score, iou_threshold, batch_size))
+            for result, prepared in batch:
+                yield result if prepared is None else dataclasses.replace(result, detections=next(found))
 
 
-def _detect_prepared(
-    runner: Any,
-    prepared: Sequence[tuple[np.ndarray, Letterbox]],
+def _places(future) -> int:
+    """The places in a batch the next file takes: its model inputs once prepared (1 while it is still loading)."""
+    if not future.done():
+        return 1
+    prepared = future.result()[1]
+    return max(1, len(prepared.tensors)) if prepared is not None else 1
+
+
+def detect_prepared(
+    runner: Runner,
+    prepared: Sequence[Prepared],
     variant: Variant,
     min_score: float,
     iou_threshold: float,
+    batch_size: int | None = None,
 ) -> list[list[Detection]]:
-    """Run one batch of letterboxed ``(3, S, S)`` tensors through ``runner`` and post-process each image."""
+    """Run the model inputs of several images through ``runner`` (``batch_size`` inputs per call, None: all in one)
+    and post-process each image: its tiles' candidates merged by weighted NMS."""
     if not prepared:
         return []
     anchors = _anchors(variant.anchor_options)
-    tensors, boxes = zip(*prepared)
-    regressors, classificators = runner.run(np.stack(tensors))  # (B, 3, S, S) float32 -> (B, N, 16), (B, N, 1)
+    tensors = [tensor for image in prepared for tensor in image.tensors]
+    step = batch_size or len(tensors)
+    outputs = [_run(runner, tensors[i : i + step], variant, len(anchors)) for i in range(0, len(tensors), step)]
+    regressors = np.concatenate([o[0] for o in outputs])
+    classificators = np.concatenate([o[1] for o in outputs])
+    results, start = [], 0
+    for image in prepared:
+        count = len(image.tensors)
+        raw, logits = regressors[start : start + count], classificators[start : start + count]
+        start += count
+        if count == 1:  # the whole image only: MediaPipe's pipeline as it is
+            results.append(_detections_from_outputs(raw[0], logits[0], anchors, variant.input_size, image.boxes[0],
+                                                    min_score, iou_threshold))
+        else:
+            results.append(_merge_tiles(raw, logits, anchors, variant.input_size, image, min_score, iou_threshold))
+    return results
+
+
+def _run(runner: Any, tensors: list[np.ndarray], variant: Variant, num_anchors: int) -> tuple[np.ndarray, np.ndarray]:
+    """One forward pass: ``(B, 3, S, S)`` float32 -> ``(B, N, 16)``, ``(B, N, 1)`` float32, shapes checked."""
+    regressors, classificators = runner.run(np.stack(tensors))
     regressors = np.asarray(regressors, np.float32)
     classificators = np.asarray(classificators, np.float32)
-    expected = (len(tensors), len(anchors))
+    expected = (len(tensors), num_anchors)
     if regressors.shape[:2] != expected or classificators.shape[:2] != expected:
         raise OptionsError(
             f"model outputs {regressors.shape} and {classificators.shape} do not fit variant {variant.name!r} "
-            f"({len(anchors)} anchors, batch {len(tensors)})"
+            f"({num_anchors} anchors, batch {len(tensors)})"
         )
-    return [
-        _detections_from_outputs(raw, logits, anchors, variant.input_size, box, min_score, iou_threshold)
-        for raw, logits, box in zip(regressors, classificators, boxes)
-    ]
+    return regressors, classificators
+
+
+def _merge_tiles(raw, logits, anchors, input_size, image: Prepared, min_score, iou_threshold) -> list[Detection]:
+    """Each input's candidates (score >= ``min_score``, before NMS) in 0..1 of the whole image, then one weighted
+    NMS over all of them. IoU does not change when x and y are scaled apart, so it is computed in those units."""
+    boxes, keypoints, scores = [], [], []
+    for regressors, classificators, box, (x0, y0, w, h) in zip(raw, logits, image.boxes, image.regions):
+        found_boxes, found_keypoints, found_scores = candidates(regressors, classificators, anchors, input_size, min_score)
+        found_boxes, found_keypoints = remove_letterbox(found_boxes, found_keypoints, box)
+        origin, scale = np.array([x0, y0], np.float32), np.array([w, h], np.float32)
+        boxes.append((found_boxes.reshape(-1, 2, 2) * scale + origin).reshape(-1, 4))
+        keypoints.append(found_keypoints * scale + origin)
+        scores.append(found_scores)
+    merged = weighted_nms(np.concatenate(boxes), np.concatenate(keypoints), np.concatenate(scores), iou_threshold)
+    return [Detection(s, b, k.tolist()) for s, b, k in zip(merged[2].tolist(), merged[0].tolist(), merged[1])]
 
 
 def detect_image(
@@ -253,9 +421,13 @@ def detect_image(
     min_score: float | None = None,
     iou_threshold: float = NMS_IOU_THRESHOLD,
     channels: str = "rgb",
+    *,
+    tiling: Tiling | None = None,
+    fast_decode: bool = False,
 ) -> list[Detection]:
     """``detect_images`` for one image (anything ``as_rgb`` takes: a path, ``(H, W, 3)`` uint8 RGB, ...)."""
-    return detect_images(model, [image], variant, min_score, iou_threshold, channels=channels)[0]
+    return detect_images(model, [image], variant, min_score, iou_threshold, channels=channels, tiling=tiling,
+                         fast_decode=fast_decode)[0]
 
 
 def _detections_from_outputs(
@@ -271,6 +443,3 @@ def _detections_from_outputs(
     boxes, keypoints, scores = decode_and_suppress(raw, logits, anchors, input_size, min_score, iou_threshold)
     boxes, keypoints = remove_letterbox(boxes, keypoints, box)
     return [Detection(s, b, k.tolist()) for s, b, k in zip(scores.tolist(), boxes.tolist(), keypoints)]
-
-
-# -------------------------------------------------------------------------------------------- output

@@ -67,18 +67,29 @@ def decode_and_suppress(
     the anchors that pass the score are decoded (the same numbers as decoding all). Arguments as ``decode``;
     returns ``weighted_nms``'s ``(boxes (D, 4), keypoints (D, K, 2), scores (D,))``.
     """
+    boxes, keypoints, scores = candidates(raw_boxes, logits, anchors, input_size, min_score)
+    if not len(scores):  # no face: most frames of a video, most anchors always
+        return boxes, keypoints, scores
+    return weighted_nms(boxes, keypoints, scores, iou_threshold)
+
+
+def candidates(
+    raw_boxes: np.ndarray, logits: np.ndarray, anchors: np.ndarray, input_size: int, min_score: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``decode_and_suppress`` before the NMS: the detections TensorsToDetectionsCalculator keeps (score >=
+    ``min_score``, box of non-negative size), ``(boxes (M, 4), keypoints (M, K, 2), scores (M,))`` in anchor order."""
     raw = np.asarray(raw_boxes, np.float32)
     scores = _scores(np.asarray(logits, np.float32).reshape(-1))
     anchors = np.asarray(anchors, np.float32)
     if raw.ndim != 2 or raw.shape[1] < 4 or raw.shape[1] % 2 or anchors.shape != (len(raw), 4) or scores.shape != (len(raw),):
         decode(raw, logits, anchors, input_size)  # raises the OptionsError that names the shapes
     keep = np.flatnonzero(scores >= np.float32(min_score))
-    if not len(keep):  # no face: most frames of a video, most anchors always
+    if not len(keep):
         pairs = (raw.shape[1] - 4) // 2
         return np.zeros((0, 4), np.float32), np.zeros((0, pairs, 2), np.float32), np.zeros(0, np.float32)
     boxes, keypoints = _decode_boxes(raw[keep], anchors[keep], input_size)  # only the kept rows
     sized = np.flatnonzero((boxes[:, 2] - boxes[:, 0] >= 0) & (boxes[:, 3] - boxes[:, 1] >= 0))
-    return weighted_nms(boxes[sized], keypoints[sized], scores[keep][sized], iou_threshold)
+    return boxes[sized], keypoints[sized], scores[keep][sized]
 
 
 def iou_matrix(boxes: np.ndarray) -> np.ndarray:

@@ -3,9 +3,9 @@
 What ``detect --jsonl FILE --resume`` does, for Python users too::
 
     with JsonlResults("faces.jsonl", resume=True) as results:
-        todo = results.todo(paths)                       # the paths not in the file yet, in order
-        for path, image, found in detect_files(runner, todo):
-            results.write(result_record(path, image, found))
+        todo = [paths[i] for i in results.todo(paths)]   # the paths not in the file yet, in order
+        for result in stream_files(runner, todo):
+            results.write(result_record(result))
 
 A record is ``detections_to_json``'s dict for an image that was read, ``{"path", "error"}`` for one that was not.
 A kill leaves at most one torn last line, which resuming cuts and redoes.
@@ -19,18 +19,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-import numpy as np
-
-from ..errors import ImageError, OutputError
+from ..errors import OutputError
 from ..io import PathUsageError
-from .records import Detection, detections_to_json
+from .pipeline import FileResult
+from .records import detections_to_json
 
 
-def result_record(path: str | Path, image: np.ndarray | ImageError, found: list[Detection] | None) -> dict:
-    """One input's record: ``detections_to_json`` for an image (``(H, W, 3)``), ``{"path", "error"}`` for a failure."""
-    if found is None:
-        return {"path": str(path), "error": str(image)}
-    return detections_to_json(path, image.shape[1], image.shape[0], found)
+def result_record(result: FileResult) -> dict:
+    """One file's record: ``detections_to_json`` for an image that was read, ``{"path", "error"}`` for a failure."""
+    if result.error is not None:
+        return {"path": str(result.path), "error": str(result.error)}
+    return detections_to_json(result.path, result.width, result.height, result.detections)
 
 
 def read_jsonl(path: str | Path) -> tuple[list[dict], int]:
