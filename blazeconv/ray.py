@@ -51,8 +51,15 @@ from typing import Any
 
 import numpy as np
 
-from .detection.images import load_reduced
-from .detection.pipeline import FileResult, Prepared, detect_prepared, fast_decode_side, prepare_image
+from .detection.images import DecodeBudget, load_reduced
+from .detection.pipeline import (
+    DECODE_BUDGET_BYTES,
+    FileResult,
+    Prepared,
+    detect_prepared,
+    fast_decode_side,
+    prepare_image,
+)
 from .detection.tiling import DEFAULT_OVERLAP, Tiling
 from .errors import BlazeconvError, ImageError, OptionsError, require
 
@@ -127,6 +134,7 @@ class DetectFaces:
         self.threads = threads or _assigned_cpus()
         self.nested = nested
         self.schema = output_schema(nested)
+        self.budget = DecodeBudget(DECODE_BUDGET_BYTES)  # the decoder threads' pixels at once
         self.detector = _load_detector(model, variant, min_score, backend, batch_size, self.threads,
                                        fast_decode=fast_decode, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
 
@@ -172,9 +180,9 @@ class DetectFaces:
                     image = as_rgb(np.asarray(value))
                     size = (image.shape[1], image.shape[0])
                 elif source == "bytes":
-                    image, size = _load_bytes(value, path, long_side)
+                    image, size = _load_bytes(value, path, long_side, self.budget)
                 else:
-                    image, size = _load_path(str(value), long_side)
+                    image, size = _load_path(str(value), long_side, self.budget)
                 return prepare_image(image, detector.variant.input_size, detector.tiling, size[0]), size
             except ImageError as exc:
                 return f"{path}: {exc}" if source == "image" and path else str(exc)
@@ -211,22 +219,22 @@ def _load_detector(model, variant, min_score, backend, batch_size, threads, **re
     return FaceDetector(runner, variant=variant, min_score=min_score, batch_size=batch_size, **reading)
 
 
-def _load_bytes(value: Any, path: str | None, long_side=None) -> tuple[np.ndarray, tuple[int, int]]:
+def _load_bytes(value: Any, path: str | None, long_side=None, budget=None) -> tuple[np.ndarray, tuple[int, int]]:
     """Encoded image bytes -> RGB and full size with ``detect``'s loader (``load_reduced``); errors name ``path`` as
     ``detect`` does."""
     import io
 
     stream = io.BytesIO(bytes(value))
     stream.name = path or "<bytes>"
-    return load_reduced(stream, long_side)
+    return load_reduced(stream, long_side, budget)
 
 
-def _load_path(path: str, long_side=None) -> tuple[np.ndarray, tuple[int, int]]:
+def _load_path(path: str, long_side=None, budget=None) -> tuple[np.ndarray, tuple[int, int]]:
     """A local path with ``detect``'s loader; a ``scheme://`` URI through ``pyarrow.fs`` (S3, GCS, ...)."""
     from .io import looks_like_url
 
     if not looks_like_url(path):
-        return load_reduced(path, long_side)
+        return load_reduced(path, long_side, budget)
     import pyarrow.fs
 
     try:
@@ -237,7 +245,7 @@ def _load_path(path: str, long_side=None) -> tuple[np.ndarray, tuple[int, int]]:
         raise ImageError(f"{path}: no such file") from None
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise ImageError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
-    return _load_bytes(data, path, long_side)
+    return _load_bytes(data, path, long_side, budget)
 
 
 def map_batches_options(

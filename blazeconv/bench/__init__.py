@@ -51,9 +51,12 @@ from .contenders import (
     mediapipe_command,
 )
 from .measure import (
+    BIG_MODES,
+    BIG_SIZES,
     LOOP_CALLS,
     _convert_timed,
     _fast_initialisation,
+    _measure_big_photos,
     _measure_folder,
     _measure_network,
     _measure_one_photo,
@@ -79,7 +82,7 @@ __all__ = [
     "BenchOptions", "BenchReport", "NetworkRow", "PipelineRow", "ProcessRow", "StageRow", "default_options",
     "format_report", "format_targets", "machine_summary", "require_litert", "run_bench",
     # the instruments
-    "CLOCKS", "LAUNCHER", "LOOP_CALLS", "MEDIAPIPE_WORKER", "in_a_loop", "installed_onnx_backends",
+    "BIG_MODES", "BIG_SIZES", "CLOCKS", "LAUNCHER", "LOOP_CALLS", "MEDIAPIPE_WORKER", "in_a_loop", "installed_onnx_backends",
     "mediapipe_command", "run_measured", "time_interleaved",
     # constants
     "DEFAULT_MEDIAPIPE_PYTHON", "DEFAULT_PHOTO", "MEDIAPIPE_ENV", "ONNX_BACKENDS", "TARGET_FOLDER_PEAK_MIB",
@@ -160,6 +163,11 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = lambda me
         progress(f"detect on {options.throughput_images} files ({name}), whole process, per backend"
                  + (" and MediaPipe" if mediapipe else ""))
         report.folder = _measure_folder(name, ["torch", *onnx], mediapipe if name == "short_range" else None, options)
+    if options.big_photos:
+        progress(f"detect on {options.big_photos} big JPEGs per size ({name}), exact, fast decode and tiles"
+                 + (" and MediaPipe" if mediapipe else ""))
+        report.big_photos = _measure_big_photos(name, onnx[0] if onnx else "torch",
+                                                mediapipe if name == "short_range" else None, options)
     report.seconds = time.perf_counter() - started
     return report
 

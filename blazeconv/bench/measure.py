@@ -212,3 +212,59 @@ def _measure_folder(name: str, backends: list[str], mediapipe: Path | None, opti
             row = run_measured(command)
             rows.append(ProcessRow(contender, len(paths), row.seconds, row.cpu_seconds, row.peak_mib))
     return rows
+
+
+# Big photos: (label, width, height) of the JPEGs made from the photos, and the detect options measured on them.
+BIG_SIZES = (("12 MP", 4000, 3000), ("37 MP", 7008, 5256))
+BIG_MODES = {"exact": (), "fast-decode": ("--fast-decode",), "tile": ("--tile",), "tile + fast-decode": ("--tile",
+                                                                                                          "--fast-decode")}
+
+
+def _measure_big_photos(name: str, backend: str, mediapipe: Path | None, options: BenchOptions) -> dict[str, list[ProcessRow]]:
+    """``blazeconv detect FOLDER`` over ``big_photos`` phone-sized JPEGs per size, in each of ``BIG_MODES``, and
+    MediaPipe's loop over the same files: one process each, in turn."""
+    from PIL import Image
+
+    from ..sources import shipped_model
+    from ..variants import get_variant
+
+    sources = sorted(p for p in options.photos_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not sources:
+        raise OptionsError(f"{options.photos_dir}: no photos (.png, .jpg) to make big photos from")
+    variant = get_variant(name)
+    results = {}
+    for label, width, height in BIG_SIZES:
+        with tempfile.TemporaryDirectory(prefix="blazeconv-bench-") as folder:
+            files = Path(folder) / "files"
+            files.mkdir()
+            paths = []
+            for i in range(options.big_photos):
+                with Image.open(sources[i % len(sources)]) as image:
+                    photo = _cover(image.convert("RGB"), width, height)
+                paths.append(files / f"{i:03d}.jpg")
+                photo.save(paths[-1], quality=90)
+                del photo
+            listing = Path(folder) / "files.txt"
+            listing.write_text("\n".join(map(str, paths)) + "\n")
+            commands = {mode: _detect_command(name, backend, [files]) + list(flags) for mode, flags in BIG_MODES.items()}
+            if mediapipe is not None:
+                commands["mediapipe"] = mediapipe_command(mediapipe, shipped_model(variant), variant.min_score, "files",
+                                                          str(listing))
+            rows = []
+            for contender, command in commands.items():
+                row = run_measured(command)
+                rows.append(ProcessRow(contender, len(paths), row.seconds, row.cpu_seconds, row.peak_mib))
+            results[label] = rows
+    return results
+
+
+def _cover(image, width: int, height: int):
+    """``image`` scaled (bicubic) to cover ``width`` x ``height`` and cut to it, centred."""
+    from PIL import Image
+
+    scale = max(width / image.width, height / image.height)
+    resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))),
+                           Image.Resampling.BICUBIC)
+    left, top = (resized.width - width) // 2, (resized.height - height) // 2
+    return resized.crop((left, top, left + width, top + height))
+

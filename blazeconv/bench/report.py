@@ -104,6 +104,24 @@ def format_report(report: BenchReport) -> str:
             versus = f"{r.images_per_second / reference.images_per_second:.2f}×" if reference else "—"
             lines.append(f"| {_LABELS.get(r.contender, r.contender)} | {r.seconds:.2f} | {r.images_per_second:.0f} | "
                          f"{r.cpu_seconds:.2f} | {r.peak_mib:.0f} | {versus} |")
+    if report.big_photos:
+        backend = "the fastest installed backend"
+        lines += [
+            "",
+            f"Big photos: `blazeconv detect FOLDER` ({backend}) on {o.big_photos} JPEGs per size, made from the photos "
+            "(scaled up to cover the size, quality 90), whole process, one process each, in turn; MediaPipe: its "
+            "FaceDetector over the same files one after another. exact: MediaPipe's own processing; fast-decode: "
+            "JPEG DCT scaling; tile: tiles as well as the whole picture.",
+            "",
+            "| size | process | seconds | images/s | CPU s | peak MiB | × MediaPipe's time |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for size, rows in report.big_photos.items():
+            reference = next((r for r in rows if r.contender == "mediapipe"), None)
+            for r in rows:
+                versus = f"{r.seconds / reference.seconds:.2f}×" if reference else "—"
+                lines.append(f"| {size} | {_LABELS.get(r.contender, r.contender)} | {r.seconds:.2f} | "
+                             f"{r.images_per_second:.1f} | {r.cpu_seconds:.2f} | {r.peak_mib:.0f} | {versus} |")
     if report.one_photo:
         lines += [
             "",

@@ -22,8 +22,9 @@ class BenchOptions:
     (the calling thread's CPU time, steadier on a shared machine; only meaningful with one thread; MediaPipe's
     worker then times its whole process's CPU time, its own threads included). ``throughput_images``: files for
     the whole-process ``detect`` runs (0: skip them); ``one_photo_runs``: whole-process ``detect one.jpg`` runs
-    per backend (0: skip). ``mediapipe_python``: the interpreter of an environment with ``mediapipe`` (None:
-    skipped with a note).
+    per backend (0: skip). ``big_photos``: JPEGs per size (12 MP and 37 MP, made from the photos) for the
+    whole-process big-photo runs (0: skip). ``mediapipe_python``: the interpreter of an environment with
+    ``mediapipe`` (None: skipped with a note).
     """
 
     variants: tuple[str, ...]
@@ -35,12 +36,13 @@ class BenchOptions:
     threads: int = 1
     throughput_images: int = 1000
     one_photo_runs: int = 5
+    big_photos: int = 12
     clock: str = "wall"
     mediapipe_python: Path | None = None
 
     def __post_init__(self):
         if self.rounds < 1 or self.warmup < 0 or self.batch < 1 or self.threads < 1 or self.throughput_images < 0 \
-                or self.one_photo_runs < 0:
+                or self.one_photo_runs < 0 or self.big_photos < 0:
             raise OptionsError("rounds, batch and threads must be positive; warmup, throughput images and one-photo "
                                "runs not negative")
         if self.clock not in CLOCKS:
@@ -117,6 +119,7 @@ class BenchReport:
     stages: list[StageRow] = field(default_factory=list)
     folder: list[ProcessRow] = field(default_factory=list)
     one_photo: list[ProcessRow] = field(default_factory=list)
+    big_photos: dict[str, list[ProcessRow]] = field(default_factory=dict)  # size label -> exact, fast, tile, MediaPipe
     notes: list[str] = field(default_factory=list)
     fast_init_s: float = 0.0  # the first compile of a process (tracer imports, dispatcher caches), on a tiny module
     seconds: float = 0.0

@@ -26,6 +26,9 @@ from .base import check_outputs, cli, output_option, say
                    "[default: 1000; --quick: 40].")
 @click.option("--one-photo-runs", type=click.IntRange(0, 1000),
               help="Whole-process 'detect one.jpg' runs per backend, 0 to skip [default: 5; --quick: 1].")
+@click.option("--big-photos", type=click.IntRange(0, 10000),
+              help="JPEGs per size (12 MP and 37 MP, made from the photos) for the whole-process big-photo runs "
+                   "(exact, --fast-decode, --tile, MediaPipe), 0 to skip [default: 12; --quick: 0].")
 @click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
               help="Elapsed time, or the thread's CPU time (steadier on a busy machine; one thread only).")
 @click.option("--photo", type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -37,8 +40,8 @@ from .base import check_outputs, cli, output_option, say
                    ".venv-mediapipe/bin/python].")
 @click.option("--quick", is_flag=True, help="A smoke test: fewer rounds, a small batch, few files.")
 @output_option("Also write the table to this file (Markdown).")
-def bench(variants, rounds, warmup, batch, threads, throughput_images, one_photo_runs, clock, photo, mediapipe_python,
-          quick, output) -> None:
+def bench(variants, rounds, warmup, batch, threads, throughput_images, one_photo_runs, big_photos, clock, photo,
+          mediapipe_python, quick, output) -> None:
     """Measure speed side by side with LiteRT and MediaPipe and print Markdown tables (stdout).
 
     For each model: the network alone at batch 1, in one --batch call and as --batch calls at batch 1 (LiteRT/XNNPACK,
@@ -46,8 +49,9 @@ def bench(variants, rounds, warmup, batch, threads, throughput_images, one_photo
     OpenVINO), ms per image and the ratio to LiteRT, with start-ups and output differences; decode + weighted
     NMS per image; FaceDetector end to end on the decoded 512x512 photo per backend, against MediaPipe's own
     FaceDetector on the same array (short_range); each conversion stage. Then whole processes: detect over
-    --throughput-images files per backend and MediaPipe over the same files, with peak memory, and 'detect
-    one.jpg'. Medians after warm-up, contenders interleaved round by round; the speed targets at the end.
+    --throughput-images files per backend and MediaPipe over the same files, with peak memory, 'detect
+    one.jpg', and big photos (12 and 37 MP JPEGs: exact, --fast-decode and --tile against MediaPipe). Medians
+    after warm-up, contenders interleaved round by round; the speed targets at the end.
     Needs LiteRT (pip install 'blazeconv[bench]').
 
     \b
@@ -61,14 +65,14 @@ def bench(variants, rounds, warmup, batch, threads, throughput_images, one_photo
 
     if output is not None:
         check_outputs([("-o", output)], [("--photo", photo)])
-    defaults = (3, 1, 4, 40, 1) if quick else (40, 5, 32, 1000, 5)
-    rounds, warmup, batch, throughput_images, one_photo_runs = (
+    defaults = (3, 1, 4, 40, 1, 0) if quick else (40, 5, 32, 1000, 5, 12)
+    rounds, warmup, batch, throughput_images, one_photo_runs, big_photos = (
         given if given is not None else default
-        for given, default in zip((rounds, warmup, batch, throughput_images, one_photo_runs), defaults)
+        for given, default in zip((rounds, warmup, batch, throughput_images, one_photo_runs, big_photos), defaults)
     )
     options = default_options(variants, photo=photo, rounds=rounds, warmup=warmup, batch=batch, threads=threads,
-                              throughput_images=throughput_images, one_photo_runs=one_photo_runs, clock=clock,
-                              mediapipe_python=mediapipe_python)
+                              throughput_images=throughput_images, one_photo_runs=one_photo_runs,
+                              big_photos=big_photos, clock=clock, mediapipe_python=mediapipe_python)
     table = format_report(run_bench(options, progress=say))
     click.echo(table)
     if output is not None:

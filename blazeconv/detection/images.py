@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import io
 import math
 import sys
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +44,43 @@ def load_image(source: ImageSource) -> np.ndarray:
     corrupt EXIF block it skips, say) are not shown. Any failure, whatever Pillow's decoder raised on a corrupt
     file, is an ``ImageError`` naming the file.
     """
-    return load_reduced(source)[0]
+    array = load_reduced(source)[0]
+    return array if array.flags.writeable else array.copy()
 
 
-def load_reduced(source: ImageSource, long_side: Callable[[int, int], int] | None = None
-                 ) -> tuple[np.ndarray, tuple[int, int]]:
+class DecodeBudget:
+    """Bytes of pixels that threads may be decoding at once: ``hold(n)`` waits until ``n`` more fit under ``limit``
+    (an image larger than the whole limit decodes alone). Bounds a stream's memory whatever the photos' size."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, size: int) -> Iterator[None]:
+        size = min(size, self.limit)
+        with self._changed:
+            while self.used + size > self.limit:
+                self._changed.wait()
+            self.used += size
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.used -= size
+                self._changed.notify_all()
+
+
+def load_reduced(source: ImageSource, long_side: Callable[[int, int], int] | None = None,
+                 budget: DecodeBudget | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """``load_image``, decoding a JPEG at a reduced size when ``long_side`` says it may be smaller.
 
     ``long_side(width, height)`` (the file's stored size) is the longer side the decoded image must keep at least;
     a JPEG is then decoded with DCT-domain scaling (Pillow's ``draft``: 1/2, 1/4 or 1/8) to the smallest such size.
-    Other formats, and None, decode in full. Returns the upright ``(h, w, 3)`` uint8 RGB array and the full upright
-    size ``(width, height)`` of the image (what its detections' coordinates are relative to).
+    Other formats, and None, decode in full. ``budget``: decode only while twice the decoded pixels' bytes (the
+    decoder's image and the array made of it) fit in it. Returns the upright ``(h, w, 3)`` uint8 RGB array (read-only
+    where that spares a copy) and the full upright size ``(width, height)`` of the image (what its detections'
+    coordinates are relative to).
     """
     name, opened = _opened(source)
     try:
@@ -65,9 +95,13 @@ def load_reduced(source: ImageSource, long_side: Callable[[int, int], int] | Non
                         scale = wanted / max(full)
                         image.draft(image.mode if image.mode in ("L", "CMYK") else "RGB",
                                     (math.ceil(full[0] * scale), math.ceil(full[1] * scale)))
-                _check_decoded_size(image, name)
+                decoded = _check_decoded_size(image, name)
                 rotated = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
-                array = _upright_rgb(image)
+                with budget.hold(2 * decoded) if budget is not None else contextlib.nullcontext():
+                    array = _upright_rgb(image, copy=False)
+                    image.close()  # the decoder's pixels go now, not when the loader's frame is collected
+                    if decoded > _TRIM_ABOVE_BYTES:
+                        _release_freed_memory()
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -91,6 +125,25 @@ def load_reduced(source: ImageSource, long_side: Callable[[int, int], int] | Non
 
 
 _ORIENTATION = 0x0112  # the EXIF tag
+_STRIP_BYTES = 8 * 1024 * 1024  # bigger RGB images are copied out of Pillow in strips of about this size
+# Pillow decodes into 16 MB blocks, which glibc's malloc keeps in each thread's arena once freed: after decoding
+# more than this, the freed memory is handed back to the system (malloc_trim), or every loader thread would keep
+# the memory of the biggest photo it decoded.
+_TRIM_ABOVE_BYTES = 32 * 1024 * 1024
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc
+    except (OSError, AttributeError):
+        return None
+
+
+def _release_freed_memory() -> None:
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _opened(source: ImageSource) -> tuple[str | Path, Any]:
@@ -107,14 +160,16 @@ def _opened(source: ImageSource) -> tuple[str | Path, Any]:
     raise ImageError(f"expected a path, bytes or a binary file object, got {_describe(source)}")
 
 
-def _check_decoded_size(image: Image.Image, name) -> None:
-    """``ImageError`` before decoding when ``image``'s pixels (at the size it will decode to) exceed the limit."""
+def _check_decoded_size(image: Image.Image, name) -> int:
+    """The bytes ``image``'s pixels will take decoded (at the size it will decode to); ``ImageError`` before
+    decoding when they exceed ``MAX_DECODED_BYTES``."""
     mode = ImageMode.getmode(image.mode)
     per_pixel = max(1, len(mode.bands) * np.dtype(mode.typestr).itemsize) if image.mode != "1" else 1
     width, height = image.size
     if width * height * per_pixel > MAX_DECODED_BYTES:
         raise ImageError(f"{name}: image too large to decode ({width}x{height} {image.mode}, more than "
                          f"{MAX_DECODED_BYTES >> 20} MiB of pixels)")
+    return width * height * per_pixel
 
 
 _EXPECTED_IMAGE = (
@@ -183,12 +238,13 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__module__}.{type(value).__qualname__}".replace("builtins.", "")
 
 
-def _upright_rgb(image: Image.Image) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB of a Pillow image turned upright per its EXIF orientation (what ``load_image`` does)."""
-    return _to_rgb_array(ImageOps.exif_transpose(image))
+def _upright_rgb(image: Image.Image, copy: bool = True) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of a Pillow image turned upright per its EXIF orientation (what ``load_image`` does);
+    without ``copy`` an RGB image's array is a read-only view of one copy of its pixels."""
+    return _to_rgb_array(ImageOps.exif_transpose(image), copy)
 
 
-def _to_rgb_array(image: Image.Image) -> np.ndarray:
+def _to_rgb_array(image: Image.Image, copy: bool = True) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB from any Pillow mode."""
     if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
         # Pillow's own convert clips 16-bit samples at 255; keep the top 8 bits instead.
@@ -197,7 +253,18 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
         return np.repeat(grey[:, :, None], 3, axis=2)
     if image.mode == "La":  # premultiplied grey + alpha has no direct route to RGB
         image = image.convert("LA")
-    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    width, height = rgb.size
+    rows = max(1, _STRIP_BYTES // (3 * width))
+    if height <= rows:
+        array = np.frombuffer(rgb.tobytes(), np.uint8).reshape(height, width, 3)
+        return array.copy() if copy else array
+    # Strip by strip: Pillow's tobytes holds its pieces and their join at once, three times the pixels in all.
+    array = np.empty((height, width, 3), np.uint8)
+    for top in range(0, height, rows):
+        strip = rgb.crop((0, top, width, min(height, top + rows)))
+        array[top : top + strip.height] = np.frombuffer(strip.tobytes(), np.uint8).reshape(strip.height, width, 3)
+    return array
 
 
 def _check_rgb(image: np.ndarray) -> None:

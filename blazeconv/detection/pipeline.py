@@ -31,7 +31,7 @@ from ..backends.runner import Runner
 from ..errors import ImageError, OptionsError
 from ..sources import is_runner
 from ..variants import NMS_IOU_THRESHOLD, Variant, fit_variant, get_variant
-from .images import as_rgb, load_reduced
+from .images import DecodeBudget, as_rgb, load_reduced
 from .letterboxing import Letterbox, letterbox, remove_letterbox
 from .postprocess import candidates, decode_and_suppress, weighted_nms
 from .records import Detection
@@ -39,6 +39,8 @@ from .tiling import Tiling, tile_regions
 
 # With ``keep_images`` a batch stops growing once its decoded images take this much (a 37-MP photo: 111 MB).
 KEPT_IMAGE_BYTES = 192 * 1024 * 1024
+# The loaders of a stream decode at most this many bytes of pixels at once (``images.DecodeBudget``).
+DECODE_BUDGET_BYTES = 256 * 1024 * 1024
 
 Model = Any
 """A runner (``run(batch)`` on numpy, see the module docstring), a torch module, or a callable on torch tensors."""
@@ -247,17 +249,18 @@ def stream_files(
     workers = workers or os.cpu_count() or 1
     threads = model_threads if getattr(runner, "uses_torch", False) else None
     long_side = fast_decode_side(variant.input_size, tiling) if fast_decode else None
+    budget = DecodeBudget(DECODE_BUDGET_BYTES)
 
     def prepare(path: Path):
         try:
-            image, (width, height) = load_reduced(path, long_side)
+            image, (width, height) = load_reduced(path, long_side, budget)
         except ImageError as exc:
             return FileResult(path, 0, 0, None, exc), None
         prepared = prepare_image(image, variant.input_size, tiling, width)
         return FileResult(path, width, height, None, None, image if keep_images else None), prepared
 
     # Whole decoded images, or a tiled image's many inputs, are held by few files at a time.
-    window = max(2, workers) if keep_images else max(2, 2 * workers) if tiling is not None else 2 * batch_size
+    window = max(2, workers) if keep_images or tiling is not None else 2 * batch_size
     stream = _stream(runner, [Path(p) for p in paths], prepare, variant, min_score, iou_threshold, batch_size,
                      workers, window, keep_images)
     return _with_model_threads(stream, threads)
