@@ -21,7 +21,8 @@ import hashlib
 import os
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+import stat
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import BlazeconvError, OutputError
@@ -117,16 +118,41 @@ def _create_temporary(path: Path) -> Path:
     raise FileExistsError(f"no free temporary name beside {path}")
 
 
+def output_target(path: str | Path) -> tuple[Path, bool]:
+    """Where writing ``path`` really goes, as a Unix tool sees it: a symlink's final target (followed, never
+    replaced), and whether that is a special file (a character or block device, a FIFO, a socket: ``/dev/null``,
+    ``/dev/stdout``, a pipe another program reads), which is written through rather than replaced."""
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return path, False
+    return path, not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a hidden temporary path beside ``path``; on success it is renamed onto ``path``, on failure removed.
 
-    The folder of ``path`` must exist (``OutputError`` naming it otherwise). The file appears with the mode a plain
-    ``open(path, "w")`` gives under the current umask. An ``OSError`` while writing (no space, no permission)
-    becomes an ``OutputError`` naming ``path``. Any exception, an interrupt included, removes the temporary file
-    and leaves whatever was at ``path`` untouched.
+    A symlink is followed: its target is written this way, the link stays. A special file (a device, a FIFO:
+    ``output_target``) is yielded itself and written through. The folder of ``path`` must exist
+    (``OutputError`` naming it otherwise). The file appears with the mode a plain ``open(path, "w")`` gives under
+    the current umask. An ``OSError`` while writing (no space, no permission) becomes an ``OutputError`` naming
+    ``path``. Any exception, an interrupt included, removes the temporary file and leaves whatever was at ``path``
+    untouched.
     """
-    path = Path(path)
+    given = Path(path)
+    path, special = output_target(given)
+    if special:
+        try:
+            yield path
+        except OSError as exc:
+            if isinstance(exc, BlazeconvError):
+                raise
+            raise OutputError(f"{given}: cannot write: {exc.strerror or exc}") from None
+        return
     check_folder(path)
     try:
         remove_stale_temporaries(path)
@@ -186,10 +212,11 @@ def refuse_overwriting(outputs: Iterable[tuple[str, Path]], inputs: Iterable[tup
         written[key] = (label, path)
 
 
-def mirrored_paths(inputs: Sequence[str | Path], folder: str | Path, suffix: str = ".png") -> list[Path]:
+def mirrored_paths(inputs: Sequence[str | Path], folder: str | Path,
+                   suffix: str | Callable[[Path], str] = ".png") -> list[Path]:
     """One output path per input under ``folder``: the input's path relative to the deepest folder holding every
-    input, with ``suffix`` in place of its own (``a/1.jpg``, ``b/1.jpg`` -> ``OUT/a/1.png``, ``OUT/b/1.png``;
-    the files of one folder -> ``OUT/NAME.png``).
+    input, with ``suffix`` (or ``suffix(input)``) in place of its own (``a/1.jpg``, ``b/1.jpg`` -> ``OUT/a/1.png``,
+    ``OUT/b/1.png``; the files of one folder -> ``OUT/NAME.png``).
 
     Distinct inputs get distinct outputs except when two differ only in their suffix (``x.jpg`` and ``x.png`` in
     one folder): that is a ``PathUsageError`` naming both, before any work. The same file given twice maps to
@@ -200,7 +227,7 @@ def mirrored_paths(inputs: Sequence[str | Path], folder: str | Path, suffix: str
         return []
     absolute = [Path(os.path.abspath(p)) for p in inputs]
     common = Path(os.path.commonpath([str(p.parent) for p in absolute]))
-    outputs = [folder / p.relative_to(common).with_suffix(suffix) for p in absolute]
+    outputs = [folder / p.relative_to(common).with_suffix(suffix(p) if callable(suffix) else suffix) for p in absolute]
     owner: dict[Path, tuple[Path, str | Path]] = {}
     for given, source, output in zip(inputs, absolute, outputs):
         first = owner.setdefault(output, (source, given))

@@ -63,3 +63,11 @@ def assert_one_line_error(code: int, err: str, culprit, expected_code: int) -> N
     assert len(lines) == 1 and lines[0].startswith("Error: "), err
     assert str(culprit) in lines[0]
     assert "Traceback" not in err
+
+
+def jsonl_records(path) -> list[dict]:
+    """The per-image records of a ``detect --jsonl`` file (its first line, the settings record, left out)."""
+    import json
+
+    lines = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    return [line for line in lines if "blazeconv_settings" not in line]

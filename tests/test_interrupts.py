@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import DATA, REPO, THIRD_PARTY_FILES, model_path
+from helpers import DATA, REPO, THIRD_PARTY_FILES, jsonl_records, model_path
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
@@ -243,7 +243,7 @@ def test_sigterm_mid_folder_keeps_the_finished_images_and_resume_completes_the_r
     code, stdout, err = interrupt(args, tmp, "call:blazeconv.detection.pipeline.detect_prepared#3", signal.SIGTERM)
     assert_interrupted(code, err, signal.SIGTERM, f"8 of 12 images done; their results are in {jsonl}")
     assert len(stdout.split("\n  score")) > 1  # the summary of the finished images came as they finished
-    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    lines = jsonl_records(jsonl)
     assert len(lines) == 8 and not document.exists()
     assert len(list(annotated.iterdir())) == 8
     assert not left_in(tmp) and not hidden_leftovers(tmp_path)
@@ -251,12 +251,12 @@ def test_sigterm_mid_folder_keeps_the_finished_images_and_resume_completes_the_r
     code, _, err = run_cli(*args, "--resume")
     assert code == 0, err
     assert "8 of 12 images already done" in err
-    resumed = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    resumed = jsonl_records(jsonl)
     assert resumed[:8] == lines and sorted(r["path"] for r in resumed) == sorted(str(p) for p in photos.iterdir())
     assert json.loads(document.read_text())["images"] == resumed  # --json covers the whole run
     code, _, err = run_cli("detect", photos, *weights, "--jsonl", tmp_path / "straight.jsonl")
     assert code == 0, err
-    straight = [json.loads(line) for line in (tmp_path / "straight.jsonl").read_text().splitlines()]
+    straight = jsonl_records(tmp_path / "straight.jsonl")
     assert sorted(resumed, key=lambda r: r["path"]) == sorted(straight, key=lambda r: r["path"])
 
 
@@ -264,7 +264,7 @@ def test_sigint_while_an_annotation_is_written_keeps_the_previous_one(tmp, tmp_p
     annotated = tmp_path / "annotated"
     annotated.mkdir()
     (annotated / "3faces.png").write_bytes(b"previous annotation")
-    code, _, err = interrupt(["detect", DATA / "images" / "3faces.png", *weights, "--annotate", annotated],
+    code, _, err = interrupt(["detect", DATA / "images" / "3faces.png", *weights, "--annotate", annotated, "--overwrite"],
                              tmp, "replace:3faces.png", signal.SIGINT)
     assert_interrupted(code, err, signal.SIGINT, "0 of 1 images done")
     assert [p.name for p in annotated.iterdir()] == ["3faces.png"]

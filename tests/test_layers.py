@@ -130,3 +130,27 @@ def test_the_floor_check_would_catch_an_upward_import():
     assert floor_of("blazeconv.sources") > floor_of("blazeconv.network")
     assert floor_of("blazeconv.detection.pipeline") > floor_of("blazeconv.backends.torch")
     assert floor_of("blazeconv.cli.detect") > floor_of("blazeconv.detector")
+
+
+@pytest.mark.parametrize(("old", "name", "home"), [
+    ("blazeconv.detect", "detect_image", "blazeconv.detection.pipeline"),
+    ("blazeconv.detect", "detect_files", "blazeconv.detection.pipeline"),
+    ("blazeconv.detect", "letterbox", "blazeconv.detection.letterboxing"),
+    ("blazeconv.detect", "decode", "blazeconv.detection.postprocess"),
+    ("blazeconv.detect", "weighted_nms", "blazeconv.detection.postprocess"),
+    ("blazeconv.detect", "remove_letterbox", "blazeconv.detection.letterboxing"),
+    ("blazeconv.detect", "annotate", "blazeconv.detection.drawing"),
+    ("blazeconv.detect", "looks_like_url", "blazeconv.io"),
+    ("blazeconv.model", "load_model", "blazeconv.sources"),
+    ("blazeconv.model", "model_from_state_dict", "blazeconv.network"),
+    ("blazeconv.model", "TorchRunner", "blazeconv.backends.torch"),
+    ("blazeconv", "load_model", "blazeconv.sources"),
+    ("blazeconv", "Detection", "blazeconv.detection.records"),
+    ("blazeconv", "FaceDetector", "blazeconv.detector"),
+    ("blazeconv.fast", "fast_model", "blazeconv.fast"),
+    ("blazeconv.convert", "convert_file", "blazeconv.convert"),
+    ("blazeconv.backends", "make_runner", "blazeconv.backends"),
+    ("blazeconv.anchors", "generate_anchors", "blazeconv.anchors"),
+])
+def test_the_public_names_keep_their_old_module_paths(old, name, home):
+    assert getattr(importlib.import_module(old), name) is getattr(importlib.import_module(home), name)

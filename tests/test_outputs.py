@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import DATA, assert_one_line_error, model_path
+from helpers import DATA, assert_one_line_error, jsonl_records, model_path
 
 from blazeconv.errors import OutputError
 from blazeconv.io import PathUsageError, atomic_path, mirrored_paths, refuse_overwriting
@@ -196,21 +196,48 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(case, tmp_path, r
     assert _md5s(tmp_path) | _md5s(photos) == before  # nothing written, nothing added
 
 
-def test_annotate_into_the_inputs_folder_works_when_nothing_is_replaced(tmp_path, run_cli, weights):
+def test_annotations_are_named_like_their_input_and_never_replace_a_users_file(tmp_path, run_cli, weights):
     from PIL import Image
 
-    photos = tmp_path / "photos"
+    photos, annotated = tmp_path / "photos", tmp_path / "annotated"
     photos.mkdir()
     with Image.open(PHOTOS / "3faces.png") as image:
         image.convert("RGB").save(photos / "3faces.jpg", quality=95)
-    original = (photos / "3faces.jpg").read_bytes()
+    shutil.copyfile(PHOTOS / "1face.png", photos / "1face.png")
+    # A JPEG's annotation is a JPEG of the same name: into the photos' own folder it would be the input itself.
     code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate", photos)
+    assert_one_line_error(code, err, photos, 2)
+    assert "blazeconv never writes its inputs" in err
+    code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate", annotated)
     assert code == 0, err
-    assert sorted(p.name for p in photos.iterdir()) == ["3faces.jpg", "3faces.png"]
-    assert (photos / "3faces.jpg").read_bytes() == original
-    # A second run would replace 3faces.png, which is an input now: refused.
-    code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate", photos)
-    assert_one_line_error(code, err, photos / "3faces.png", 2)
+    assert sorted(p.name for p in annotated.iterdir()) == ["1face.png", "3faces.jpg"]
+    assert Image.open(annotated / "3faces.jpg").format == "JPEG" and Image.open(annotated / "1face.png").format == "PNG"
+    # Rerunning replaces blazeconv's own annotations of the same images...
+    assert run_cli("detect", photos, "--weights", weights, "--annotate", annotated)[0] == 0
+    # ...but not a file of the user's that has an annotation's name, unless --overwrite says so.
+    holiday = annotated / "1face.png"
+    shutil.copyfile(PHOTOS / "4faces.png", holiday)
+    mine = holiday.read_bytes()
+    code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate", annotated)
+    assert_one_line_error(code, err, holiday, 2)
+    assert "--overwrite" in err and holiday.read_bytes() == mine
+    code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate", annotated, "--overwrite")
+    assert code == 0, err and holiday.read_bytes() != mine
+
+
+def test_annotate_size_and_quality(tmp_path, run_cli, weights):
+    from PIL import Image
+
+    photos, annotated = tmp_path / "photos", tmp_path / "annotated"
+    photos.mkdir()
+    with Image.open(PHOTOS / "astronaut.png") as image:
+        image.convert("RGB").resize((2000, 2000)).save(photos / "big.jpg", quality=95)
+    code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate", annotated, "--annotate-size", "500",
+                           "--annotate-quality", "70")
+    assert code == 0, err
+    assert Image.open(annotated / "big.jpg").size == (500, 500)
+    code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate-size", "500")
+    assert code == 2 and "apply with --annotate" in err
 
 
 # ------------------------------------------------------------------------------------ distinct annotations
@@ -240,19 +267,19 @@ def test_same_names_in_two_folders_give_two_annotations(tmp_path, run_cli, weigh
 def test_a_colliding_annotation_is_refused_before_any_work(tmp_path, run_cli, weights):
     from PIL import Image
 
-    shutil.copy(PHOTOS / "1face.png", tmp_path / "x.png")
-    with Image.open(PHOTOS / "3faces.png") as image:
+    with Image.open(PHOTOS / "3faces.png") as image:  # both annotated as x.jpg
+        image.convert("RGB").save(tmp_path / "x.jpeg")
         image.convert("RGB").save(tmp_path / "x.jpg")
     code, _, err = run_cli("detect", tmp_path, "--weights", weights, "--annotate", tmp_path / "out")
     assert_one_line_error(code, err, tmp_path / "x.jpg", 2)
-    assert "x.png" in err and not (tmp_path / "out").exists()
+    assert "x.jpeg" in err and not (tmp_path / "out").exists()
 
 
 # -------------------------------------------------------------------------------------------- jsonl
 
 
 def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return jsonl_records(path)
 
 
 def test_jsonl_has_one_object_per_image_with_the_json_fields(tmp_path, run_cli, weights):
@@ -276,8 +303,8 @@ def test_resume_appends_only_what_is_missing_and_redoes_a_torn_line(tmp_path, ru
     code, _, err = run_cli("detect", *images, "--weights", weights, "--jsonl", out)
     assert code == 0, err
     complete = out.read_text().splitlines(keepends=True)
-    # A killed run: three whole lines and half of the fourth.
-    out.write_text("".join(complete[:3]) + complete[3][: len(complete[3]) // 2])
+    # A killed run: the settings line, three whole records and half of the fourth.
+    out.write_text("".join(complete[:4]) + complete[4][: len(complete[4]) // 2])
     code, _, err = run_cli("detect", *images, "--weights", weights, "--jsonl", out, "--resume")
     assert code == 0, err
     assert "3 of" in err  # says what it skipped

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import ray
-from helpers import IMAGE_PATHS, REPO
+from helpers import IMAGE_PATHS, REPO, jsonl_records
 
 from blazeconv.backends import make_runner
 from blazeconv.detection import detect_files, detect_images, detections_to_json, load_image
@@ -210,7 +210,7 @@ def test_cli_ray_equals_plain_detect(cluster, photos, tmp_path, run_cli, extra):
     if extra:  # an interrupted --ray run continued with --resume: the same file as one plain run
         lines = outputs["ray"][1].splitlines()
         jsonl = tmp_path / "ray" / "out.jsonl"
-        jsonl.write_text("\n".join(lines[:100]) + "\n" + lines[100][:20])  # 100 lines and a torn one
+        jsonl.write_text("\n".join(lines[:101]) + "\n" + lines[101][:20])  # the settings, 100 records, a torn one
         code, _, stderr = run_cli("detect", *inputs, "--jsonl", jsonl, "--resume", "--quiet", "--ray")
         assert code == 6 and "100 of 214 images already done" in stderr, stderr
         assert jsonl.read_text() == outputs["plain"][1]
@@ -241,17 +241,17 @@ def test_cli_ray_sigterm_is_clean(photos, tmp_path):
     try:
         process = subprocess.Popen(command, env={**os.environ, "RAY_TMPDIR": temp_dir}, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 240
-        while not (jsonl.is_file() and jsonl.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        while not (jsonl.is_file() and jsonl.read_text().count("\n") >= 2) and time.monotonic() < deadline:
             assert process.poll() is None, process.stderr.read()
             time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
         stderr = process.communicate(timeout=120)[1]
         assert process.returncode == 143, stderr
         assert "Error: interrupted by SIGTERM" in stderr
-        lines = jsonl.read_text().splitlines()
-        assert 1 <= len(lines) < 7 * COPIES + 2
-        expected = _reference([Path(json.loads(line)["path"]) for line in lines])
-        assert [json.loads(line) for line in lines] == [{"path": p, **e} if "error" in e else e for p, e in expected.items()]
+        records = jsonl_records(jsonl)
+        assert 1 <= len(records) < 7 * COPIES + 2
+        expected = _reference([Path(record["path"]) for record in records])
+        assert records == [{"path": p, **e} if "error" in e else e for p, e in expected.items()]
         assert not _processes_mentioning(temp_dir)
         assert not os.listdir(temp_dir)
     finally:

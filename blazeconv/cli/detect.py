@@ -11,7 +11,7 @@ import click
 
 from ..backends import CHOICES as BACKEND_CHOICES
 from ..detection.tiling import DEFAULT_OVERLAP
-from ..variants import DEFAULT_VARIANT, VARIANTS, get_variant
+from ..variants import DEFAULT_VARIANT, NMS_IOU_THRESHOLD, VARIANTS, get_variant
 from .base import FRACTION, cli, progress, say, thresholds_help
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -45,16 +45,26 @@ def _expand_images(inputs: tuple[Path, ...]) -> list[Path]:
                    "also when every image failed (with 'errors'), never after an interrupt.")
 @click.option("--jsonl", "jsonl_path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
               help="Write one JSON object per image as results come (the fields of a --json entry; 'path' and "
-                   "'error' for an image that failed) to this file, or - for stdout. An interrupted run keeps every "
-                   "finished image. An existing non-empty file is continued only with --resume.")
+                   "'error' for an image that failed) to this file, or - for stdout; a file starts with a line "
+                   "recording the settings. An interrupted run keeps every finished image. An existing non-empty "
+                   "file is continued only with --resume; a file another run is writing is refused.")
 @click.option("--resume", is_flag=True,
-              help="With --jsonl FILE: skip the images already in FILE (same paths as given) and append the rest; "
-                   "a line cut short by a kill is redone.")
+              help="With --jsonl FILE: skip the images already in FILE (the same files, however their paths are "
+                   "written) and append the rest; a line cut short by a kill is redone. Refused when FILE was "
+                   "written with other settings (model, backend, thresholds, --fast-decode, --tile, version).")
 @click.option("--annotate", "annotate_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Write each image with boxes, keypoints and scores drawn into this folder as PNG, named by the "
-                   "image's path relative to the deepest folder holding all inputs, suffix .png (a/1.jpg, b/1.jpg "
-                   "-> DIR/a/1.png, DIR/b/1.png). The folder is created, its parents are not. Refused before any "
-                   "work when an annotation would replace an input or two inputs would share one.")
+              help="Write each image with boxes, keypoints and scores drawn into this folder, named by the image's "
+                   "path relative to the deepest folder holding all inputs: a JPEG input as .jpg, any other as .png "
+                   "(a/1.jpg, b/2.png -> DIR/a/1.jpg, DIR/b/2.png). The folder is created, its parents are not. "
+                   "Refused before any work when an annotation would replace an input, two inputs would share one, "
+                   "or a file there is not an annotation blazeconv wrote of the same image (see --overwrite).")
+@click.option("--annotate-quality", type=click.IntRange(1, 100), default=90, show_default=True, metavar="Q",
+              help="JPEG quality of the annotations of JPEG inputs.")
+@click.option("--annotate-size", type=click.IntRange(16), metavar="PX",
+              help="Scale annotations down so their longer side is at most PX pixels [default: the image's size].")
+@click.option("--overwrite", is_flag=True,
+              help="Let --annotate replace any file of an annotation's name, not only annotations blazeconv wrote of "
+                   "the same image.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-image summary on stdout.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024),
               help="Images per forward pass (model inputs, with --tile).")
@@ -90,7 +100,7 @@ def _expand_images(inputs: tuple[Path, ...]) -> list[Path]:
               metavar="CPUS", help="With --ray: CPUs each actor reserves (its model threads and decoders).")
 def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast,
            jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, fast_decode, tile, tile_size,
-           tile_overlap) -> None:
+           tile_overlap, annotate_quality, annotate_size, overwrite) -> None:
     """Detect faces in images (files or folders of images) with MediaPipe's pre- and post-processing.
 
     Letterbox to the model input, run the model (--backend), decode with the SSD anchors, weighted
@@ -108,8 +118,10 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
       blazeconv detect photos/ --backend openvino
       blazeconv detect photos/ --json faces.json --ray               # on a local Ray cluster (blazeconv[ray])
     """
+    from .._version import __version__
     from ..backends import make_runner
-    from ..detection import Tiling, annotate, stream_files
+    from ..detection import Tiling, stream_files
+    from ..detection.drawing import save_annotation
     from ..detection.results import JsonlResults, result_record
     from ..errors import ImageError
     from ..interrupts import Interrupted
@@ -137,11 +149,20 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     if not paths:
         raise click.UsageError("no image files found in " + ", ".join(str(i) for i in inputs))
     results = JsonlResults(jsonl_path, resume=resume)
-    annotations = _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir)
+    if annotate_dir is None and (annotate_size is not None or overwrite or annotate_quality != 90):
+        raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
+    annotations = _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir, overwrite)
     results.check()
     source = resolve(weights, role="weights") if weights else get_variant(model_name or DEFAULT_VARIANT)
     runner = make_runner("torch" if fast else backend, source, variant_name)
     variant = runner.variant
+    results.settings = {  # what shapes the results: a --resume with other settings is refused
+        "blazeconv": __version__, "model": variant.name, "weights": str(weights.resolve()) if weights else None,
+        "backend": getattr(runner, "backend", backend), "fast": fast,
+        "min_score": variant.min_score if min_score is None else min_score, "iou_threshold": NMS_IOU_THRESHOLD,
+        "fast_decode": fast_decode,
+        "tile": None if tiling is None else {"size": tiling.side(variant.input_size), "overlap": tiling.overlap},
+    }
     model = runner
     if fast:
         from ..fast import fast_model
@@ -157,6 +178,8 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
             todo = results.todo(paths)
             entries = [r for r in results.finished if "error" not in r]
             failures = [r["error"] for r in results.finished if "error" in r]
+            for notice in results.notices:
+                say(notice)
             if results.finished:
                 say(f"resuming {jsonl_path}: {total - len(todo)} of {total} images already done")
             todo_paths = [paths[i] for i in todo]
@@ -176,7 +199,9 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
                         if annotations:
                             annotations[index].parent.mkdir(parents=True, exist_ok=True)  # inside --annotate DIR only
                             with atomic_path(annotations[index]) as tmp:
-                                annotate(result.image, found).save(tmp, format="PNG")
+                                save_annotation(result.image, found, tmp, result.path,
+                                                jpeg=annotations[index].suffix == ".jpg", quality=annotate_quality,
+                                                max_side=annotate_size)
                         if summary:
                             click.echo(f"{result.path}: {len(found)} {'face' if len(found) == 1 else 'faces'}" + "".join(
                                 f"\n  score {d.score:.3f} box " + " ".join(f"{v:.3f}" for v in d.box) for d in found))
@@ -244,13 +269,15 @@ def _ray_files(paths, weights, variant, model, min_score, batch_size, actors, ac
                         tiling=tiling)
 
 
-def _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir) -> list[Path]:
+def _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir, overwrite) -> list[Path]:
     """detect's outputs checked before any work; returns each image's annotation path (none without --annotate).
 
-    Folders must exist (--annotate DIR: its parent), no output may be an input, and no two inputs may share an
-    annotation.
+    Folders must exist (--annotate DIR: its parent), no output may be an input, no two inputs may share an
+    annotation, and an existing file of an annotation's name is replaced only when blazeconv wrote it as the
+    annotation of the same image, or with ``overwrite``.
     """
-    from ..io import check_folder, mirrored_paths, refuse_overwriting
+    from ..detection.drawing import annotation_suffix, is_annotation_of
+    from ..io import PathUsageError, check_folder, mirrored_paths, refuse_overwriting
 
     files = [(label, path) for label, path in (("--json", json_path), ("--jsonl", jsonl_path))
              if path is not None and str(path) != "-"]
@@ -260,7 +287,12 @@ def _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir) -
     if annotate_dir is not None:
         if not annotate_dir.is_dir():
             check_folder(annotate_dir)
-        annotations = mirrored_paths(paths, annotate_dir)
+        annotations = mirrored_paths(paths, annotate_dir, annotation_suffix)
     inputs = [("input image", p) for p in paths] + ([("--weights", weights)] if weights else [])
     refuse_overwriting(files + [("annotation", a) for a in annotations], inputs)
+    if not overwrite:
+        for path, annotation in zip(paths, annotations):
+            if annotation.exists() and not is_annotation_of(annotation, path):
+                raise PathUsageError(f"{annotation}: exists and is not blazeconv's annotation of {path}; "
+                                     "add --overwrite to replace it, or annotate into another folder")
     return annotations

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from .records import Detection
 
@@ -51,3 +53,45 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default(size=size)
     except (TypeError, ImportError, OSError):  # Pillow without FreeType: the fixed bitmap font
         return ImageFont.load_default()
+
+
+# Annotations say whose they are, so that a later run replaces its own and never a user's file of the same name.
+_MARK = "blazeconv annotation of "
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def annotation_suffix(source: str | Path) -> str:
+    """``.jpg`` for a JPEG input (annotated as a JPEG), ``.png`` for any other."""
+    return ".jpg" if Path(source).suffix.lower() in JPEG_SUFFIXES else ".png"
+
+
+def save_annotation(image: np.ndarray, detections: Sequence[Detection], path: str | Path, source: str | Path, *,
+                    jpeg: bool | None = None, quality: int = 90, max_side: int | None = None) -> None:
+    """``annotate`` ``image`` ``(H, W, 3)`` uint8 RGB and save it at ``path`` (a file to write: the caller makes it
+    atomic): JPEG at ``quality`` when ``jpeg`` (default: ``path`` ends in ``.jpg``), else PNG; scaled down first so
+    its longer side is at most ``max_side``. The file records that it annotates ``source`` (``is_annotation_of``)."""
+    picture = Image.fromarray(np.asarray(image, np.uint8))
+    if max_side is not None and max(picture.size) > max_side:
+        scale = max_side / max(picture.size)
+        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                                 Image.Resampling.BILINEAR)
+    drawn = annotate(picture, detections)
+    mark = _MARK + os.path.realpath(source)
+    if Path(path).suffix.lower() in JPEG_SUFFIXES if jpeg is None else jpeg:
+        drawn.save(path, format="JPEG", quality=quality, comment=mark.encode())
+    else:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Comment", mark)
+        drawn.save(path, format="PNG", pnginfo=info)
+
+
+def is_annotation_of(path: str | Path, source: str | Path) -> bool:
+    """True when the file at ``path`` is an annotation blazeconv wrote of ``source`` (by the mark it records)."""
+    try:
+        with Image.open(path) as image:
+            mark = image.info.get("comment", image.info.get("Comment"))
+    except Exception:  # not an image at all: certainly not ours
+        return False
+    if isinstance(mark, bytes):
+        mark = mark.decode("utf-8", "replace")
+    return mark == _MARK + os.path.realpath(source)
