@@ -60,6 +60,14 @@ class MissingDependencyError(BlazeconvError):
     exit_code = 8
 
 
+def notice(message: str) -> None:
+    """Tell the user something worth knowing that is not a failure (a first-use conversion, a rebuilt cache entry):
+    one line on the ``blazeconv.notice`` logger, which the CLI prints as it is on stderr."""
+    import logging
+
+    logging.getLogger("blazeconv.notice").warning(message)
+
+
 def require(package: str, extra: str, purpose: str) -> None:
     """Before any work: ``MissingDependencyError`` (exit 8) naming the extra unless ``package`` can be imported.
 

@@ -34,19 +34,23 @@ def _package_folder(name: str) -> Path:
     return Path(str(resources.files(__package__).joinpath(name)))
 
 
-def cache_dir() -> Path:
-    """``$BLAZECONV_CACHE``, else ``$XDG_CACHE_HOME/blazeconv``, else ``~/.cache/blazeconv``; created if missing.
-
-    The cache is the one folder blazeconv creates with its parents (``io.atomic_path`` creates none); when it
-    cannot be created, writing an entry into it says so.
-    """
+def cache_location() -> tuple[Path, bool]:
+    """The cache folder, ``$BLAZECONV_CACHE``, else ``$XDG_CACHE_HOME/blazeconv``, else ``~/.cache/blazeconv``, and
+    whether it is one of the defaults (created with its parents) rather than a folder the user named (created
+    like any output: only when its parent exists)."""
     configured = os.environ.get("BLAZECONV_CACHE")
     if configured:
-        folder = Path(configured)
-    else:
-        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "blazeconv"
+        return Path(configured), False
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "blazeconv", True
+
+
+def cache_dir() -> Path | None:
+    """The cache folder (``cache_location``), created if missing; None when it cannot be created or written, and
+    then blazeconv converts and exports into a private temporary folder instead (``sources``)."""
+    folder, default = cache_location()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=default, exist_ok=True)
     except OSError as exc:
         log.debug("cannot create the cache folder %s: %s", folder, exc)
-    return folder
+        return None
+    return folder if os.access(folder, os.W_OK | os.X_OK) else None

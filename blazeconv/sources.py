@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .errors import ModelFileError, OptionsError, WeightsError
-from .io import looks_like_url, sha256_of, url_refused
-from .resources import cache_dir, models_dir
-from .variants import VARIANTS, Variant, default_variant_for, fit_variant
+from .errors import ModelFileError, OptionsError, WeightsError, notice
+from .io import atomic_path, looks_like_url, sha256_of, url_refused
+from .resources import cache_dir, cache_location, models_dir
+from .variants import VARIANTS, Variant, default_variant_for, did_you_mean, fit_variant
 
 if TYPE_CHECKING:
     from .network import BlazeFaceBase, Weights
@@ -90,9 +91,10 @@ def resolve(argument: Any, *, role: str = "model") -> ModelSource:
     ``detect --weights``, ``load_model``; variant names are plain paths there, a TFLite or ONNX file is refused) or
     ``"tflite"`` (``tflite2torch``: the converter reads the file and names what is wrong with it).
     Errors for a URL, a missing file or a folder: ``WeightsError`` in the weights role, ``ModelFileError`` in the
-    tflite role, and in the model role ``ModelFileError`` for a name without suffix (the shipped names are then
-    listed) or a ``.tflite`` / ``.onnx``, ``WeightsError`` for anything else. An object that is no model:
-    ``OptionsError``.
+    tflite role, and in the model role ``ModelFileError`` for a ``.tflite`` / ``.onnx``, ``WeightsError`` for anything
+    else; a name without suffix that is neither a file nor a shipped variant is an ``OptionsError`` (exit 7) listing
+    the shipped names, with a suggestion for a near miss. An image file is named as one. An object that is no
+    model: ``OptionsError``.
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
@@ -117,11 +119,15 @@ def resolve(argument: Any, *, role: str = "model") -> ModelSource:
         return ModelSource("shipped", name, shipped_model(variant), variant)
     if not exists:
         if role != "weights" and path.suffix == "":
-            raise ModelFileError(f"{name}: no such file, and not a shipped model ({', '.join(VARIANTS)})")
+            raise OptionsError(f"{name}: neither a file nor a shipped model{did_you_mean(name)}; "
+                               f"shipped: {', '.join(VARIANTS)}")
         raise error(f"{path}: no such file")
     if not path.is_file():
         raise error(f"{path}: not a file")
     kind = _kind_of(path)
+    if kind.startswith("image"):
+        what = f"{path}: an image ({kind.split(':')[1]}), not "
+        raise WeightsError(what + "PyTorch weights") if role == "weights" else ModelFileError(what + "a model file")
     if role == "weights" and kind != "weights":
         what = "a TFLite model" if kind == "tflite" else "an ONNX model"
         advice = f"convert it with 'blazeconv tflite2torch {path}'" if kind == "tflite" else "run it with --backend onnxruntime"
@@ -131,7 +137,8 @@ def resolve(argument: Any, *, role: str = "model") -> ModelSource:
 
 def _kind_of(path: Path) -> str:
     """``tflite`` when the file carries TFLite's identifier ``TFL3`` at bytes 4..8 (schema.fbs ``file_identifier``),
-    ``onnx`` for the ``.onnx`` suffix (protobuf has no identifier), else ``weights``."""
+    ``image:FORMAT`` for an image file's signature, ``onnx`` for the ``.onnx`` suffix (protobuf has no identifier),
+    else ``weights``."""
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -139,7 +146,15 @@ def _kind_of(path: Path) -> str:
         head = b""  # unreadable: the loader that opens it next names the reason
     if head[4:8] == b"TFL3":
         return "tflite"
+    image = next((name for magic, name in _IMAGE_MAGIC if head.startswith(magic)), None)
+    if image is not None:
+        return f"image:{image}"
     return "onnx" if path.suffix.lower() == ".onnx" else "weights"
+
+
+# How image files begin: an image given where a model or weights are expected is named as one.
+_IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+                (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WebP"))
 
 
 # ------------------------------------------------------------------------------------------ PyTorch
@@ -340,22 +355,19 @@ def export_onnx_file(argument: Any, path: str | Path, *, detections: bool = Fals
 
 
 def cached_weights(variant: Variant) -> Path:
-    """Converted weights of the shipped ``variant``, converting once into the cache when needed."""
+    """Converted weights of the shipped ``variant``, converting once into the cache when needed (``cache_entry``)."""
     from .convert import convert_file, save_state_dict
 
     source = shipped_model(variant)
-    target = cache_dir() / f"{variant.name}-{sha256_of(source)[:16]}-{__version__}.pth"
-    if not target.is_file():
-        log.info("converting %s into %s", source, target)
-        save_state_dict(convert_file(source).state_dict, target)
-    return target
+    return cache_entry(f"{variant.name}-{sha256_of(source)[:16]}-{__version__}.pth", variant.name,
+                       lambda target: save_state_dict(convert_file(source).state_dict, target))
 
 
 def cached_onnx(argument: Any, *, detections: bool = False) -> Path:
     """The ONNX export of a shipped variant, a TFLite file or a ``.pth``, exported once into the cache when needed:
     the raw network, or with ``detections`` the model with decoding and weighted NMS inside (default thresholds;
-    ``blazeconv.export.onnx``). Written atomically. When the entry exists, nothing but the source file's checksum is
-    computed and torch is not imported.
+    ``blazeconv.export.onnx``). Written atomically. When the entry exists, nothing but checksums is computed and
+    torch is not imported.
     """
     source = resolve(argument)
     if source.kind not in FILE_KINDS:
@@ -363,18 +375,88 @@ def cached_onnx(argument: Any, *, detections: bool = False) -> Path:
                            f"got {source.describe()}")
     name = source.variant.name if source.kind == "shipped" else source.path.stem
     kind = "_detections" if detections else ""
-    target = cache_dir() / f"{name}-{sha256_of(source.path)[:16]}-{__version__}{kind}.onnx"
-    if not target.is_file():
-        if detections:  # from the cached network: only the decoding and NMS are exported
-            from .export.onnx import export_detections
+    entry = f"{name}-{sha256_of(source.path)[:16]}-{__version__}{kind}.onnx"
+    if detections:  # from the cached network: only the decoding and NMS are exported
+        from .export.onnx import export_detections
 
-            network = cached_onnx(source)
-            log.info("adding decoding and NMS to %s into %s", network, target)
-            export_detections(network, target)
-        else:
-            log.info("exporting %s into %s", source.path, target)
-            export_onnx_file(source, target)
+        network = cached_onnx(source)
+        return cache_entry(entry, f"{name} (with NMS)", lambda target: export_detections(network, target))
+    return cache_entry(entry, name, lambda target: export_onnx_file(source, target))
+
+
+# A cache entry's record beside it: "SIZE SHA256" of the entry as it was written.
+_RECORD = ".sha256"
+_ENTRY_NAME = re.compile(r"^[\w.+-]+-[0-9a-f]{16}-[\w.+]+(_detections)?\.(pth|onnx)(\.sha256)?$")
+_private_folder: list[Path] = []
+
+
+def cache_entry(name: str, what: str, build: Callable[[Path], None]) -> Path:
+    """The cache entry ``name``, built by ``build(path)`` (which writes ``path`` atomically) when it is missing or
+    damaged. Each entry is written with a record of its size and SHA-256, checked whenever it is used: a truncated
+    or altered entry is rebuilt, with a notice. When the cache folder cannot be created or written, the entry is
+    built in a private temporary folder for this process instead, with a notice: never a failure."""
+    folder = cache_dir()
+    if folder is None:
+        folder = _private_cache()
+    target = folder / name
+    record = target.with_name(target.name + _RECORD)
+    if target.is_file():
+        problem = _damage(target, record)
+        if problem is None:
+            return target
+        notice(f"blazeconv: the cache entry {target} is {problem}; rebuilding it")
+    else:
+        notice(f"blazeconv: preparing {what} for first use (once; kept in {folder})")
+    build(target)
+    with atomic_path(record) as tmp:
+        tmp.write_text(f"{target.stat().st_size} {sha256_of(target)}\n")
     return target
+
+
+def _damage(target: Path, record: Path) -> str | None:
+    """What is wrong with a cache entry (None: it is as it was written)."""
+    try:
+        size, digest = record.read_text().split()
+    except (OSError, ValueError):
+        return "unverified (no record of its checksum)"
+    if target.stat().st_size != int(size):
+        return f"truncated or altered ({target.stat().st_size} bytes, {size} when written)"
+    if sha256_of(target) != digest:
+        return "altered (its checksum differs from the one recorded)"
+    return None
+
+
+def _private_cache() -> Path:
+    """A temporary folder for this process's entries when the cache cannot be used; removed at exit."""
+    if not _private_folder:
+        import atexit
+        import shutil
+        import tempfile
+
+        location, _ = cache_location()
+        _private_folder.append(Path(tempfile.mkdtemp(prefix="blazeconv-cache-")))
+        atexit.register(shutil.rmtree, _private_folder[0], True)
+        notice(f"blazeconv: the cache folder {location} cannot be created or written; preparing models in "
+               f"{_private_folder[0]} for this run only")
+    return _private_folder[0]
+
+
+def cache_entries() -> list[Path]:
+    """The files blazeconv keeps in the cache folder (entries and their records), by name."""
+    folder, _ = cache_location()
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and _ENTRY_NAME.match(p.name))
+
+
+def clear_cache() -> tuple[int, int]:
+    """Delete blazeconv's entries from the cache folder (nothing else in it); returns (files, bytes) removed."""
+    files = size = 0
+    for path in cache_entries():
+        size += path.stat().st_size
+        path.unlink()
+        files += 1
+    return files, size
 
 
 def onnx_network(argument: Any) -> Path:
@@ -384,7 +466,8 @@ def onnx_network(argument: Any) -> Path:
 
 
 __all__ = [
-    "FILE_KINDS", "KINDS", "ModelSource", "cached_onnx", "cached_weights", "export_onnx_file", "is_runner",
+    "FILE_KINDS", "KINDS", "ModelSource", "cache_entries", "cache_entry", "cached_onnx", "cached_weights",
+    "clear_cache", "export_onnx_file", "is_runner",
     "load_model", "load_module", "load_state_dict", "load_weights", "onnx_network", "resolve", "shipped_model",
     "shipped_variant_of",
 ]

@@ -151,7 +151,15 @@ def get_variant(name: str) -> Variant:
     try:
         return VARIANTS[name]
     except KeyError:
-        raise OptionsError(f"unknown model variant {name!r}; known: {', '.join(VARIANTS)}") from None
+        raise OptionsError(f"unknown model variant {name!r}{did_you_mean(name)}; known: {', '.join(VARIANTS)}") from None
+
+
+def did_you_mean(name: str) -> str:
+    """``" (did you mean 'short_range'?)"`` for a near miss of a shipped variant's name, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name).replace("-", "_").lower(), list(VARIANTS), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def default_variant_for(architecture: str) -> Variant:

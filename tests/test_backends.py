@@ -222,5 +222,5 @@ def test_missing_weights_are_weights_errors_as_with_torch(backend, tmp_path):
             make_runner(runtime, tmp_path / "missing.pth")
         with pytest.raises(ModelFileError, match="URLs are not read"):
             make_runner(runtime, "https://example.com/w.pth")
-        with pytest.raises(ModelFileError, match="no such file, and not a shipped model"):
+        with pytest.raises(OptionsError, match="neither a file nor a shipped model"):
             make_runner(runtime, "no_such_model")

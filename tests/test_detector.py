@@ -363,7 +363,8 @@ def test_detect_json_with_weights_uses_the_variant_they_are(converted, tmp_path)
 @pytest.mark.parametrize(
     ("model", "error", "message"),
     [
-        ("no_such_model", ModelFileError, "no such file, and not a shipped model"),
+        ("no_such_model", OptionsError, "neither a file nor a shipped model"),
+        ("short-range", OptionsError, "did you mean 'short_range'"),
         ("https://example.com/face_detection_short_range.tflite", ModelFileError, "URLs are not read"),
         ("missing.tflite", ModelFileError, "missing.tflite"),
         ("missing.pth", WeightsError, "missing.pth: no such file"),

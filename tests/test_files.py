@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from helpers import DATA, assert_one_line_error, jsonl_records
@@ -177,3 +178,24 @@ def test_a_file_from_before_the_settings_record_resumes_with_a_notice(tmp_path, 
     assert code == 0, err
     assert "records no settings" in err
     assert [r["path"] for r in jsonl_records(out)] == [str(PHOTO), str(IMAGES / "3faces.png")]
+
+
+# ------------------------------------------------------------------------------------------- folders
+
+
+def test_folders_recursive_hidden_files_and_broken_links(tmp_path, run_cli):
+    library = tmp_path / "library"
+    (library / "2023").mkdir(parents=True)
+    shutil.copyfile(PHOTO, library / "2023" / "a.png")
+    code, _, err = run_cli("detect", library)
+    assert code == 2 and "holds images only in subfolders: add --recursive" in err
+    (library / "2023" / "._a.png").write_bytes(b"\0\0macOS resource fork")  # hidden: skipped
+    (library / "2023" / ".thumbs").mkdir()
+    shutil.copyfile(PHOTO, library / "2023" / ".thumbs" / "t.png")  # a hidden folder: skipped
+    (library / "2023" / "gone.png").symlink_to(tmp_path / "nowhere.png")  # broken: reported
+    out = tmp_path / "faces.json"
+    code, _, err = run_cli("detect", library, "--recursive", "--json", out, "--quiet")
+    document = json.loads(out.read_text())
+    assert [Path(r["path"]).name for r in document["images"]] == ["a.png"]
+    assert code == 6 and document["errors"] == [f"{library / '2023' / 'gone.png'}: a broken symbolic link (to "
+                                                f"{tmp_path / 'nowhere.png'})"]

@@ -93,7 +93,8 @@ MODEL_CASES = {
     "disguised": ("disguised", "short_range"),
     "weights": ("weights", "front"),
     "url": ("https://example.com/face.pth", (ModelFileError, "URLs are not read; download the file first")),
-    "unknown-name": ("no_such_model", (ModelFileError, "no such file, and not a shipped model")),
+    "unknown-name": ("no_such_model", (OptionsError, "neither a file nor a shipped model")),
+    "near-miss": ("short-range", (OptionsError, r"did you mean 'short_range'\?\); shipped: front, short_range")),
     "missing.pth": ("missing.pth", (WeightsError, "missing.pth: no such file")),
     "missing.tflite": ("missing.tflite", (ModelFileError, "missing.tflite: no such file")),
     "folder": ("folder", (WeightsError, "folder.pth: not a file")),
@@ -212,7 +213,8 @@ def test_the_exports_read_every_kind_of_weights(argument, variant, recognised, f
 
 @pytest.mark.parametrize("command", ["coreml", "onnx", "tflite2torch"])
 @pytest.mark.parametrize(("argument", "code", "words"), [
-    ("no_such_model", 3, "no such file, and not a shipped model"),
+    ("no_such_model", 7, "neither a file nor a shipped model"),
+    ("short-range", 7, "did you mean 'short_range'?"),
     ("missing.tflite", 3, "no such file"),
     ("https://example.com/face.tflite", 2, "URLs are not read"),
 ])
@@ -236,3 +238,19 @@ def test_export_commands_read_a_tflite_named_pth(files, tmp_path, run_cli):
     assert "short_range" in err and out.is_file()
     code, _, err = run_cli("tflite2torch", files["disguised"], "-o", tmp_path / "w.pth")
     assert code == 0 and "recognised as short_range" in err
+
+
+@pytest.mark.parametrize("command", [["detect", PHOTO, "--model"], ["anchors", "--variant"],
+                                     ["detect", PHOTO, "--weights", DATA / "images" / "3faces.png", "--variant"]])
+def test_a_mistyped_variant_is_one_options_error_with_a_suggestion(command, run_cli, tmp_path):
+    code, _, err = run_cli(*command, "short-range")
+    assert_one_line_error(code, err, "short-range", 7)
+    assert "did you mean 'short_range'?" in err and "front, short_range, back" in err
+
+
+def test_an_image_given_as_a_model_or_weights_says_it_is_an_image(run_cli):
+    code, _, err = run_cli("detect", PHOTO, "--weights", PHOTO)
+    assert_one_line_error(code, err, PHOTO, 5)
+    assert "an image (PNG), not PyTorch weights" in err
+    with pytest.raises(ModelFileError, match=r"1face.png: an image \(PNG\), not a model file"):
+        FaceDetector(PHOTO)

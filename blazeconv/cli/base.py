@@ -29,6 +29,17 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.obj = {"debug": debug}
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    notices = logging.getLogger("blazeconv.notice")
+    if not notices.handlers:  # errors.notice: one plain line on stderr
+        notices.addHandler(_NoticeHandler())
+        notices.propagate = False
+
+
+class _NoticeHandler(logging.Handler):
+    """A notice as it is, on whatever stderr is now (the CLI may be run in-process with its streams swapped)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        say(record.getMessage())
 
 
 class _PlainProgress:
@@ -92,6 +103,24 @@ class _Fraction(click.ParamType):
 
 FRACTION = _Fraction()
 
+
+class _VariantName(click.ParamType):
+    """A shipped model's name; anything else is the options error every command gives (exit 7), with the names and
+    a suggestion for a near miss (``variants.get_variant``)."""
+
+    name = "variant"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[" + "|".join(VARIANTS) + "]"
+
+    def convert(self, value, param, ctx):
+        from ..variants import get_variant
+
+        return get_variant(value).name
+
+
+VARIANT = _VariantName()
+
 # ------------------------------------------------------------------------------------ shared options
 
 
@@ -103,7 +132,7 @@ def output_option(help_text: str, *, dir_okay: bool = False):
 def weights_variant_option(help_text: str | None = None):
     """``--variant NAME``: which model given weights are."""
     return click.option(
-        "--variant", "variant_name", type=click.Choice(list(VARIANTS)),
+        "--variant", "variant_name", type=VARIANT,
         help=help_text or "Which model the weights are (thresholds, anchors, metadata) [default: from the .tflite; for "
                           "a .pth the shipped model with identical weights, else short_range (128 px) or back (256 px)].")
 

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import click
 
-from ..variants import VARIANTS
-from .base import check_outputs, cli, output_option, say
+from .base import VARIANT, check_outputs, cli, output_option, say
 
 
 @cli.command()
-@click.option("--variant", "variants", multiple=True, type=click.Choice(list(VARIANTS)),
+@click.option("--variant", "variants", multiple=True, type=VARIANT,
               help="Measure this model (repeatable) [default: every shipped model].")
 @click.option("--rounds", type=click.IntRange(1, 10000),
               help="Timed rounds per measurement, the median is reported; a quarter as many at the large batch "

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..variants import VARIANTS, get_variant
-from .base import check_outputs, cli, output_option, say, source_argument
+from ..variants import get_variant
+from .base import VARIANT, check_outputs, cli, output_option, say, source_argument
 
 
 @cli.command()
@@ -42,7 +42,7 @@ def tflite2torch(model: Path, output: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--variant", type=click.Choice(list(VARIANTS)), help="Anchors of this model.")
+@click.option("--variant", type=VARIANT, help="Anchors of this model.")
 @click.option("--options", "options_file", type=click.Path(path_type=Path, dir_okay=False),
               help="JSON object of MediaPipe SsdAnchorsCalculator fields instead of a variant.")
 @output_option("Where to write the (N, 4) float32 .npy [default: <variant or options name>_anchors.npy].")

@@ -11,31 +11,17 @@ import click
 
 from ..backends import CHOICES as BACKEND_CHOICES
 from ..detection.tiling import DEFAULT_OVERLAP
-from ..variants import DEFAULT_VARIANT, NMS_IOU_THRESHOLD, VARIANTS, get_variant
-from .base import FRACTION, cli, progress, say, thresholds_help
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-def _expand_images(inputs: tuple[Path, ...]) -> list[Path]:
-    """Files as given; directories expand to their image files (by suffix, sorted, not recursive)."""
-    paths: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            paths += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            paths.append(item)
-    return paths
-
+from ..variants import DEFAULT_VARIANT, NMS_IOU_THRESHOLD, get_variant
+from .base import FRACTION, VARIANT, cli, progress, say, thresholds_help
 
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "model_name", type=click.Choice(list(VARIANTS)),
+@click.option("--model", "model_name", type=VARIANT,
               help=f"A shipped model, converted and cached on first use [default: {DEFAULT_VARIANT}].")
 @click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
               help="A .pth state_dict instead of a shipped model (its architecture is read from the weights).")
-@click.option("--variant", "variant_name", type=click.Choice(list(VARIANTS)),
+@click.option("--variant", "variant_name", type=VARIANT,
               help="With --weights: which model the weights are, for anchors and the default threshold "
                    "[default: the shipped model with identical weights, else short_range for 128 px weights, back for 256 px].")
 @click.option("--min-score", type=FRACTION,
@@ -65,6 +51,8 @@ def _expand_images(inputs: tuple[Path, ...]) -> list[Path]:
 @click.option("--overwrite", is_flag=True,
               help="Let --annotate replace any file of an annotation's name, not only annotations blazeconv wrote of "
                    "the same image.")
+@click.option("-r", "--recursive", is_flag=True,
+              help="Read the image files of the folders' subfolders too (hidden files and folders are skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-image summary on stdout.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024),
               help="Images per forward pass (model inputs, with --tile).")
@@ -100,7 +88,7 @@ def _expand_images(inputs: tuple[Path, ...]) -> list[Path]:
               metavar="CPUS", help="With --ray: CPUs each actor reserves (its model threads and decoders).")
 def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast,
            jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, fast_decode, tile, tile_size,
-           tile_overlap, annotate_quality, annotate_size, overwrite) -> None:
+           tile_overlap, annotate_quality, annotate_size, overwrite, recursive) -> None:
     """Detect faces in images (files or folders of images) with MediaPipe's pre- and post-processing.
 
     Letterbox to the model input, run the model (--backend), decode with the SSD anchors, weighted
@@ -122,6 +110,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     from ..backends import make_runner
     from ..detection import Tiling, stream_files
     from ..detection.drawing import save_annotation
+    from ..detection.files import find_images, nothing_found_hint
     from ..detection.results import JsonlResults, result_record
     from ..errors import ImageError
     from ..interrupts import Interrupted
@@ -145,9 +134,10 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     if not tile and (tile_size is not None or tile_overlap is not None):
         raise click.UsageError("--tile-size and --tile-overlap apply with --tile")
     tiling = Tiling(tile_size, DEFAULT_OVERLAP if tile_overlap is None else tile_overlap) if tile else None
-    paths = _expand_images(tuple(inputs))
+    paths = find_images(inputs, recursive=recursive)
     if not paths:
-        raise click.UsageError("no image files found in " + ", ".join(str(i) for i in inputs))
+        raise click.UsageError("no image files found in " + ", ".join(str(i) for i in inputs) +
+                               nothing_found_hint(inputs))
     results = JsonlResults(jsonl_path, resume=resume)
     if annotate_dir is None and (annotate_size is not None or overwrite or annotate_quality != 90):
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")

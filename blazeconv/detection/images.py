@@ -7,6 +7,7 @@ import ctypes
 import functools
 import io
 import math
+import os
 import sys
 import threading
 import warnings
@@ -103,6 +104,8 @@ def load_reduced(source: ImageSource, long_side: Callable[[int, int], int] | Non
                     if decoded > _TRIM_ABOVE_BYTES:
                         _release_freed_memory()
     except FileNotFoundError:
+        if isinstance(name, Path) and name.is_symlink():
+            raise ImageError(f"{name}: a broken symbolic link (to {os.readlink(name)})") from None
         raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise ImageError(f"{name}: is a directory, not an image") from None
