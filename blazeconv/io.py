@@ -92,10 +92,13 @@ def _flush_to_disk(path: Path) -> None:
 
 
 def check_folder(path: str | Path) -> None:
-    """``OutputError`` naming the culprit unless ``path``'s folder exists: a missing folder or a file in its place."""
+    """``OutputError`` naming the culprit unless ``path``'s folder exists and can be written: a missing folder, a
+    file in its place, a read-only folder (a device or FIFO at ``path`` is written through, its folder untouched)."""
     path = Path(path)
     folder = path.parent
     if folder.is_dir():
+        if not os.access(folder, os.W_OK | os.X_OK) and not output_target(path)[1]:
+            raise OutputError(f"{path}: cannot write: folder {folder} is not writable (read-only or no permission)")
         return
     blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:

@@ -376,12 +376,13 @@ def cached_onnx(argument: Any, *, detections: bool = False) -> Path:
     name = source.variant.name if source.kind == "shipped" else source.path.stem
     kind = "_detections" if detections else ""
     entry = f"{name}-{sha256_of(source.path)[:16]}-{__version__}{kind}.onnx"
+    what = name if source.kind == "shipped" else None  # the user's own files are exported without a notice
     if detections:  # from the cached network: only the decoding and NMS are exported
         from .export.onnx import export_detections
 
         network = cached_onnx(source)
-        return cache_entry(entry, f"{name} (with NMS)", lambda target: export_detections(network, target))
-    return cache_entry(entry, name, lambda target: export_onnx_file(source, target))
+        return cache_entry(entry, what and f"{what} (with NMS)", lambda target: export_detections(network, target))
+    return cache_entry(entry, what, lambda target: export_onnx_file(source, target))
 
 
 # A cache entry's record beside it: "SIZE SHA256" of the entry as it was written.
@@ -390,11 +391,14 @@ _ENTRY_NAME = re.compile(r"^[\w.+-]+-[0-9a-f]{16}-[\w.+]+(_detections)?\.(pth|on
 _private_folder: list[Path] = []
 
 
-def cache_entry(name: str, what: str, build: Callable[[Path], None]) -> Path:
+def cache_entry(name: str, what: str | None, build: Callable[[Path], None]) -> Path:
     """The cache entry ``name``, built by ``build(path)`` (which writes ``path`` atomically) when it is missing or
-    damaged. Each entry is written with a record of its size and SHA-256, checked whenever it is used: a truncated
-    or altered entry is rebuilt, with a notice. When the cache folder cannot be created or written, the entry is
-    built in a private temporary folder for this process instead, with a notice: never a failure."""
+    damaged; building a shipped model's entry (``what``: its name, None for a user's file) says so first.
+
+    Each entry is written with a record of its size and SHA-256, checked whenever it is used: a truncated or
+    altered entry is rebuilt, with a notice. When the cache folder cannot be created or written, the entry is built
+    in a private temporary folder for this process instead, with a notice: never a failure.
+    """
     folder = cache_dir()
     if folder is None:
         folder = _private_cache()
@@ -405,7 +409,7 @@ def cache_entry(name: str, what: str, build: Callable[[Path], None]) -> Path:
         if problem is None:
             return target
         notice(f"blazeconv: the cache entry {target} is {problem}; rebuilding it")
-    else:
+    elif what is not None:
         notice(f"blazeconv: preparing {what} for first use (once; kept in {folder})")
     build(target)
     with atomic_path(record) as tmp:

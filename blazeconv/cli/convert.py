@@ -30,6 +30,8 @@ def tflite2torch(model: Path, output: Path | None) -> None:
 
     source = resolve(model, role="tflite")
     path = source.path or model
+    if source.kind not in ("shipped", "tflite"):
+        convert_file(path)  # says what is wrong with the file, before any complaint about the output it would get
     output = output or (Path(f"{source.variant.name}.pth") if source.kind == "shipped" else path.with_suffix(".pth"))
     check_outputs([("-o", output)], [("the model", path)])
     conversion = convert_file(path)

@@ -74,7 +74,7 @@ def save_annotation(image: np.ndarray, detections: Sequence[Detection], path: st
     if max_side is not None and max(picture.size) > max_side:
         scale = max_side / max(picture.size)
         picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-                                 Image.Resampling.BILINEAR)
+                                 Image.Resampling.BILINEAR, reducing_gap=2.0)  # box-reduce first: fast, no aliasing
     drawn = annotate(picture, detections)
     mark = _MARK + os.path.realpath(source)
     if Path(path).suffix.lower() in JPEG_SUFFIXES if jpeg is None else jpeg:
