@@ -1,9 +1,10 @@
 """The detection pipeline, step for step as MediaPipe's face graphs run it (``pipeline``'s docstring), by stage:
 
-``images`` (anything a user holds as RGB), ``letterboxing`` (ImageToTensorCalculator and its removal),
-``postprocess`` (SSD decoding and weighted NMS), ``tiling`` (overlapping tiles for small faces), ``records``
-(``Detection`` and its JSON form), ``drawing`` (annotations), ``pipeline`` (batches of images and streams of files
-through a runner) and ``results`` (JSONL results of a run over many files, resumable).
+``files`` (which files a run reads), ``images`` (anything a user holds as RGB), ``letterboxing``
+(ImageToTensorCalculator and its removal), ``postprocess`` (SSD decoding and weighted NMS), ``tiling`` (overlapping
+tiles for small faces), ``records`` (``Detection`` and its JSON form), ``drawing`` (annotations), ``pipeline``
+(batches of images and streams of files through a runner) and ``results`` (JSONL results of a run over many files,
+resumable).
 """
 
 from .drawing import annotate
