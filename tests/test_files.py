@@ -99,9 +99,9 @@ def test_dash_is_stdout(run_cli):
 def folder(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
-    for copy in range(40):
+    for copy in range(120):  # enough work that a second run starts while the first still writes
         for image in sorted(IMAGES.glob("*.png")):
-            shutil.copyfile(image, photos / f"{copy:02d}_{image.name}")
+            (photos / f"{copy:03d}_{image.name}").symlink_to(image)
     return photos
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import OutputError
-from ..io import PathUsageError, output_target
+from ..io import PathUsageError, check_folder, output_target
 from .pipeline import FileResult
 from .records import detections_to_json
 
@@ -81,8 +81,8 @@ class JsonlResults:
     results (its records are ``finished``, their inputs skipped by ``todo``, matched by resolved path); with
     settings that differ from the file's it is refused, naming the difference; a file without a settings record
     (an older blazeconv's) is continued, with a notice in ``notices``. Without ``resume`` a non-empty file is
-    refused. A regular file is locked (``fcntl.flock``) for the run: a second run on it is refused at once.
-    Refusals are ``PathUsageError`` (exit 2), checked by ``check`` before any work and again on entering. A device
+    refused. A regular file is locked (``fcntl.flock``) from ``check`` to the end of the run: a second run on it is
+    refused at once. Refusals are ``PathUsageError`` (exit 2), made by ``check`` before any work. A device
     or FIFO is written through: nothing is read from it, so it cannot be resumed.
     """
 
@@ -95,43 +95,61 @@ class JsonlResults:
         self.finished: list[dict] = []
         self.notices: list[str] = []
         self._stream: IO[str] | None = None
+        self._created = False
         self._special = self.path is not None and not self.to_stdout and output_target(self.path)[1]
 
     def check(self) -> None:
-        """Refuse before any work what entering would refuse, without opening the file."""
+        """Refuse before any work what entering would refuse; a regular file is opened and locked here already,
+        so that a second run is refused at once (``close`` or leaving the context releases it)."""
         if self.path is None or self.to_stdout:
             return
         if self._special:
             if self.resume:
                 raise PathUsageError(f"{self.option} {self.path}: not a regular file, so there is nothing to resume")
             return
-        if not self.resume and self.path.is_file() and self.path.stat().st_size > 0:
+        if self._stream is None:
+            check_folder(self.path)
+            self._created = not self.path.exists()
+            stream = open(self.path, "a", encoding="utf-8")
+            try:
+                fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                stream.close()
+                raise PathUsageError(f"{self.option} {self.path}: another run is writing this file; wait for it to "
+                                     "finish (then --resume), or write to another file") from None
+            self._stream = stream
+        if not self.resume and self.path.stat().st_size > 0:
+            self.close()
             raise PathUsageError(f"{self.option} {self.path} already holds results: add --resume to continue that "
                                  "run, or remove the file")
 
     def __enter__(self) -> JsonlResults:
-        self.check()
         if self.path is None:
             return self
         if self.to_stdout:
             self._stream = sys.stdout
         elif self._special:
+            self.check()
             self._stream = open(self.path, "w", encoding="utf-8")  # a device or a pipe: written through
         else:
-            self._stream = open(self.path, "a", encoding="utf-8")
-            try:
-                fcntl.flock(self._stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                self._stream.close()
-                self._stream = None
-                raise PathUsageError(f"{self.option} {self.path}: another run is writing this file; wait for it to "
-                                     "finish (then --resume), or write to another file") from None
+            self.check()
             self._continue()
         return self
 
+    def close(self) -> None:
+        """Close the file (releasing the lock); stdout stays open. A file this object created and never wrote to (the
+        run failed before its first line) is removed."""
+        if self._stream is not None and not self.to_stdout:
+            self._stream.close()
+            if self._created and not self._special and self.path.stat().st_size == 0:
+                self.path.unlink(missing_ok=True)
+        self._stream = None
+
+    def __del__(self) -> None:
+        self.close()
+
     def _continue(self) -> None:
         """Under the lock: read what the file holds, refuse other settings, cut a torn last line."""
-        self.check()  # again, now that no other run can change the file
         keep, found = 0, None
         if self.resume and self.path.stat().st_size > 0:
             self.finished, keep, found = read_jsonl(self.path)
@@ -142,8 +160,7 @@ class JsonlResults:
                 differences = ", ".join(f"{key} {found.get(key)!r} in the file, {self.settings.get(key)!r} now"
                                         for key in sorted(set(found) | set(self.settings))
                                         if found.get(key) != self.settings.get(key))
-                self._stream.close()
-                self._stream = None
+                self.close()
                 raise PathUsageError(f"{self.option} {self.path} was written with other settings ({differences}): "
                                      "resume with the same options, or write to another file")
         self._stream.truncate(keep)  # a line torn by a kill is redone
@@ -152,9 +169,7 @@ class JsonlResults:
             self._stream.flush()
 
     def __exit__(self, *exc) -> bool:
-        if self._stream is not None and not self.to_stdout:
-            self._stream.close()  # closing releases the lock
-        self._stream = None
+        self.close()  # closing releases the lock
         return False
 
     @property
