@@ -4,7 +4,6 @@
 
 from .detection import *  # noqa: F403 (the package's public names, its __all__)
 from .detection import __all__ as _names
-from .detection.pipeline import detect_images  # noqa: F401
 from .io import looks_like_url
 
 __all__ = [*_names, "looks_like_url"]

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingDependencyError, OptionsError, require
-from ..sources import ModelSource, resolve
+from ..sources import FILE_KINDS, ModelSource, is_runner, resolve
 from ..variants import Variant
-from .runner import Runner, is_runner
+from .runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,9 @@ def register(backend: Backend) -> Backend:
     return backend
 
 
-_FILES = ("shipped", "tflite", "weights")
-register(Backend("torch", f"{__name__}.torch", "torch", "torch", (*_FILES, "module")))
-register(Backend("onnxruntime", f"{__name__}.onnxruntime", "onnxruntime", "blazeconv[onnx]", (*_FILES, "onnx")))
-register(Backend("openvino", f"{__name__}.openvino", "openvino", "blazeconv[openvino]", (*_FILES, "onnx")))
+register(Backend("torch", f"{__name__}.torch", "torch", "torch", (*FILE_KINDS, "module")))
+register(Backend("onnxruntime", f"{__name__}.onnxruntime", "onnxruntime", "blazeconv[onnx]", (*FILE_KINDS, "onnx")))
+register(Backend("openvino", f"{__name__}.openvino", "openvino", "blazeconv[openvino]", (*FILE_KINDS, "onnx")))
 
 # ``auto`` tries these in turn, fastest first by measurement (README, Speed; docs/bench.md): the ONNX runtimes run the
 # network at about LiteRT's speed and torch slower; ONNX Runtime starts sooner than OpenVINO (import and compile),

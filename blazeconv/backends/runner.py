@@ -27,11 +27,6 @@ class Runner(Protocol):
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def is_runner(value: object) -> bool:
-    """True for anything with a callable ``run``: it is used as the runner as it is."""
-    return callable(getattr(value, "run", None))
-
-
 def runner_variant(known: str | None, variant: Variant | str | None, model: ModelSource | None) -> Variant | None:
     """The variant of an ONNX runner: ``variant`` if given (it must fit the model), else the shipped variant the
     argument named, else the one the file's metadata names (``known``)."""
