@@ -771,3 +771,30 @@ def test_annotate_draws_on_a_copy(height, width):
     assert (drawn != 128).any(axis=2).mean() < 0.5
     edge = Detection(0.5, (-0.2, -0.2, 0.3, 1.2), detection.keypoints)  # a box past the borders still draws
     assert annotate(Image.fromarray(image), [edge]).size == (width, height)
+
+
+def test_annotation_writer_writes_in_order_each_before_its_callback_and_drops_the_rest_on_an_error(tmp_path):
+    from blazeconv.detection.drawing import AnnotationWriter, is_annotation_of
+
+    image = np.asarray(Image.open(DATA / "images" / "sergey.png").convert("RGB"))
+    events = []
+
+    def write(path, data):
+        path.write_bytes(data)
+        events.append(path.name)
+
+    with AnnotationWriter(write) as writer:
+        for i in range(5):
+            writer.submit(image, [], tmp_path / f"{i}.png", f"source{i}.png",
+                          then=lambda i=i: events.append(f"line {i}") or events.count(f"{i}.png") == 1 or events.append("!"))
+            writer.then(lambda i=i: events.append(f"after {i}"))
+    assert events == [e for i in range(5) for e in (f"{i}.png", f"line {i}", f"after {i}")]
+    assert all(is_annotation_of(tmp_path / f"{i}.png", f"source{i}.png") for i in range(5))
+
+    written, at_the_error = [], []
+    with pytest.raises(KeyboardInterrupt), AnnotationWriter(lambda path, data: written.append(path), ahead=8) as writer:
+        for i in range(3):
+            writer.submit(image, [], tmp_path / f"late{i}.png", "x.png")
+        at_the_error.extend(written)
+        raise KeyboardInterrupt
+    assert written == at_the_error and len(written) < 3  # the pending annotations were dropped, none written after

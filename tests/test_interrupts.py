@@ -239,20 +239,21 @@ def test_sigterm_mid_folder_keeps_the_finished_images_and_resume_completes_the_r
     jsonl, document, annotated = tmp_path / "d.jsonl", tmp_path / "d.json", tmp_path / "annotated"
     args = ["detect", photos, *weights, "--batch-size", "4", "--jsonl", jsonl, "--json", document,
             "--annotate", annotated]
-    # Stopped in the model on the third batch: two batches (8 images) are finished and written.
+    # Stopped in the model on the third batch: two batches (8 images) are detected; an image's line is written once
+    # its annotation is (drawn on a thread of their own, at most two ahead): 6 to 8 are done.
     code, stdout, err = interrupt(args, tmp, "call:blazeconv.detection.pipeline.detect_prepared#3", signal.SIGTERM)
-    assert_interrupted(code, err, signal.SIGTERM, f"8 of 12 images done; their results are in {jsonl}")
-    assert len(stdout.split("\n  score")) > 1  # the summary of the finished images came as they finished
     lines = jsonl_records(jsonl)
-    assert len(lines) == 8 and not document.exists()
-    assert len(list(annotated.iterdir())) == 8
+    assert len(lines) in (6, 7, 8) and not document.exists()
+    assert_interrupted(code, err, signal.SIGTERM, f"{len(lines)} of 12 images done; their results are in {jsonl}")
+    assert len(stdout.split("\n  score")) > 1  # the summary of the finished images came as they finished
+    assert sorted(p.stem for p in annotated.iterdir()) == sorted(Path(r["path"]).stem for r in lines)
     assert not left_in(tmp) and not hidden_leftovers(tmp_path)
 
     code, _, err = run_cli(*args, "--resume")
     assert code == 0, err
-    assert "8 of 12 images already done" in err
+    assert f"{len(lines)} of 12 images already done" in err
     resumed = jsonl_records(jsonl)
-    assert resumed[:8] == lines and sorted(r["path"] for r in resumed) == sorted(str(p) for p in photos.iterdir())
+    assert resumed[:len(lines)] == lines and sorted(r["path"] for r in resumed) == sorted(str(p) for p in photos.iterdir())
     assert json.loads(document.read_text())["images"] == resumed  # --json covers the whole run
     code, _, err = run_cli("detect", photos, *weights, "--jsonl", tmp_path / "straight.jsonl")
     assert code == 0, err

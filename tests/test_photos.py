@@ -201,6 +201,26 @@ def test_the_loaders_pass_on_model_inputs_and_kept_images_bound_a_batch(monkeypa
     assert runner.calls == [1] * 6 and all(r.image is not None for r in kept)
 
 
+def test_a_stream_reuses_pillows_freed_blocks_and_restores_the_setting_after(tmp_path):
+    from blazeconv.detection.images import REUSED_BLOCKS
+    from blazeconv.variants import VARIANTS
+
+    core = Image.core
+    before = core.get_blocks_max()
+    runner = _CountingRunner(VARIANTS["short_range"])
+    seen = []
+    for _ in stream_files(runner, [IMAGES / "sergey.png"] * 3, workers=2):
+        seen.append(core.get_blocks_max())  # within the stream, between its items
+    assert seen == [max(before, REUSED_BLOCKS)] * 3 and core.get_blocks_max() == before
+    core.set_blocks_max(REUSED_BLOCKS + 5)  # a user's larger setting is left alone, and kept after
+    try:
+        assert [core.get_blocks_max() for _ in stream_files(runner, [IMAGES / "sergey.png"], workers=1)] == [
+            REUSED_BLOCKS + 5]
+        assert core.get_blocks_max() == REUSED_BLOCKS + 5
+    finally:
+        core.set_blocks_max(before)
+
+
 # ----------------------------------------------------------------------------------------------- tiles
 
 

@@ -164,7 +164,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = lambda me
                  + (" and MediaPipe" if mediapipe else ""))
         report.folder = _measure_folder(name, ["torch", *onnx], mediapipe if name == "short_range" else None, options)
     if options.big_photos:
-        progress(f"detect on {options.big_photos} big JPEGs per size ({name}), exact, fast decode and tiles"
+        progress(f"detect on {options.big_photos} big JPEGs per size ({name}), exact, annotated, fast decode and tiles"
                  + (" and MediaPipe" if mediapipe else ""))
         report.big_photos = _measure_big_photos(name, onnx[0] if onnx else "torch",
                                                 mediapipe if name == "short_range" else None, options)

@@ -216,8 +216,10 @@ def _measure_folder(name: str, backends: list[str], mediapipe: Path | None, opti
 
 # Big photos: (label, width, height) of the JPEGs made from the photos, and the detect options measured on them.
 BIG_SIZES = (("12 MP", 4000, 3000), ("37 MP", 7008, 5256))
-BIG_MODES = {"exact": (), "fast-decode": ("--fast-decode",), "tile": ("--tile",), "tile + fast-decode": ("--tile",
-                                                                                                          "--fast-decode")}
+# ANNOTATIONS stands for a fresh folder for --annotate.
+ANNOTATIONS = "{annotations}"
+BIG_MODES = {"exact": (), "annotate": ("--annotate", ANNOTATIONS), "fast-decode": ("--fast-decode",), "tile": ("--tile",),
+             "tile + fast-decode": ("--tile", "--fast-decode")}
 
 
 def _measure_big_photos(name: str, backend: str, mediapipe: Path | None, options: BenchOptions) -> dict[str, list[ProcessRow]]:
@@ -246,7 +248,9 @@ def _measure_big_photos(name: str, backend: str, mediapipe: Path | None, options
                 del photo
             listing = Path(folder) / "files.txt"
             listing.write_text("\n".join(map(str, paths)) + "\n")
-            commands = {mode: _detect_command(name, backend, [files]) + list(flags) for mode, flags in BIG_MODES.items()}
+            commands = {mode: _detect_command(name, backend, [files]) + [str(Path(folder) / mode) if flag == ANNOTATIONS
+                                                                          else flag for flag in flags]
+                        for mode, flags in BIG_MODES.items()}
             if mediapipe is not None:
                 commands["mediapipe"] = mediapipe_command(mediapipe, shipped_model(variant), variant.min_score, "files",
                                                           str(listing))

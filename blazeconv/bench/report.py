@@ -110,7 +110,8 @@ def format_report(report: BenchReport) -> str:
             "",
             f"Big photos: `blazeconv detect FOLDER` ({backend}) on {o.big_photos} JPEGs per size, made from the photos "
             "(scaled up to cover the size, quality 90), whole process, one process each, in turn; MediaPipe: its "
-            "FaceDetector over the same files one after another. exact: MediaPipe's own processing; fast-decode: "
+            "FaceDetector over the same files one after another. exact: MediaPipe's own processing; annotate: exact "
+            "and --annotate (a JPEG with boxes per photo, quality 90); fast-decode: "
             "JPEG DCT scaling; tile: tiles as well as the whole picture.",
             "",
             "| size | process | seconds | images/s | CPU s | peak MiB | × MediaPipe's time |",

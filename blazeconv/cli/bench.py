@@ -27,7 +27,7 @@ from .base import VARIANT, check_outputs, cli, output_option, say
               help="Whole-process 'detect one.jpg' runs per backend, 0 to skip [default: 5; --quick: 1].")
 @click.option("--big-photos", type=click.IntRange(0, 10000),
               help="JPEGs per size (12 MP and 37 MP, made from the photos) for the whole-process big-photo runs "
-                   "(exact, --fast-decode, --tile, MediaPipe), 0 to skip [default: 12; --quick: 0].")
+                   "(exact, --annotate, --fast-decode, --tile, MediaPipe), 0 to skip [default: 12; --quick: 0].")
 @click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
               help="Elapsed time, or the thread's CPU time (steadier on a busy machine; one thread only).")
 @click.option("--photo", type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -49,7 +49,7 @@ def bench(variants, rounds, warmup, batch, threads, throughput_images, one_photo
     NMS per image; FaceDetector end to end on the decoded 512x512 photo per backend, against MediaPipe's own
     FaceDetector on the same array (short_range); each conversion stage. Then whole processes: detect over
     --throughput-images files per backend and MediaPipe over the same files, with peak memory, 'detect
-    one.jpg', and big photos (12 and 37 MP JPEGs: exact, --fast-decode and --tile against MediaPipe). Medians
+    one.jpg', and big photos (12 and 37 MP JPEGs: exact, --annotate, --fast-decode and --tile against MediaPipe). Medians
     after warm-up, contenders interleaved round by round; the speed targets at the end.
     Needs LiteRT (pip install 'blazeconv[bench]').
 

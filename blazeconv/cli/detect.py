@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 from pathlib import Path
@@ -109,7 +110,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     from .._version import __version__
     from ..backends import make_runner
     from ..detection import Tiling, stream_files
-    from ..detection.drawing import save_annotation
+    from ..detection.drawing import AnnotationWriter
     from ..detection.files import find_images, nothing_found_hint
     from ..detection.results import JsonlResults, result_record
     from ..errors import ImageError
@@ -173,31 +174,36 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
             if results.finished:
                 say(f"resuming {jsonl_path}: {total - len(todo)} of {total} images already done")
             todo_paths = [paths[i] for i in todo]
-            with progress(0 if on_ray else len(todo), "detecting", plain=on_ray) as bar:
-                # Images are decoded and letterboxed on every core while the model runs; outputs are written as they come.
+            with progress(0 if on_ray else len(todo), "detecting", plain=on_ray) as bar, \
+                    AnnotationWriter(_write_annotation, jpeg_quality=annotate_quality, max_side=annotate_size) as drawer:
+                # Images are decoded and letterboxed on every core while the model runs; annotations are drawn and
+                # encoded on a thread of their own; outputs are written here, as they come.
                 results_in = stream_files(model, todo_paths, variant, min_score=min_score, batch_size=batch_size,
                                           fast_decode=fast_decode, tiling=tiling, keep_images=bool(annotations)) \
                     if not on_ray else _ray_files(todo_paths, weights, variant, runner, min_score, batch_size,
                                                   ray_actors, ray_actor_cpus, fast_decode, tiling)
-                for result, index in zip(results_in, todo):
-                    record = result_record(result)
+
+                def finish(result, record):  # once the image's annotation is written
+                    nonlocal count
                     found = result.detections
-                    if found is None:
-                        failures.append(record["error"])
-                    else:
-                        entries.append(record)
-                        if annotations:
-                            annotations[index].parent.mkdir(parents=True, exist_ok=True)  # inside --annotate DIR only
-                            with atomic_path(annotations[index]) as tmp:
-                                save_annotation(result.image, found, tmp, result.path,
-                                                jpeg=annotations[index].suffix == ".jpg", quality=annotate_quality,
-                                                max_side=annotate_size)
-                        if summary:
-                            click.echo(f"{result.path}: {len(found)} {'face' if len(found) == 1 else 'faces'}" + "".join(
-                                f"\n  score {d.score:.3f} box " + " ".join(f"{v:.3f}" for v in d.box) for d in found))
+                    if summary and found is not None:
+                        click.echo(f"{result.path}: {len(found)} {'face' if len(found) == 1 else 'faces'}" + "".join(
+                            f"\n  score {d.score:.3f} box " + " ".join(f"{v:.3f}" for v in d.box) for d in found))
                     results.write(record)
                     count += 1
                     bar.update(1)
+
+                for result, index in zip(results_in, todo):
+                    record = result_record(result)
+                    if result.detections is None:
+                        failures.append(record["error"])
+                    else:
+                        entries.append(record)
+                    then = functools.partial(finish, result, record)
+                    if annotations and result.detections is not None:
+                        drawer.submit(result.image, result.detections, annotations[index], result.path, then)
+                    else:
+                        drawer.then(then)
     except Interrupted as exc:
         exc.detail = f"{total - len(todo) + count} of {total} images done"
         if jsonl_path is not None and str(jsonl_path) != "-":
@@ -219,6 +225,15 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         for message in failures[:-1]:
             click.echo(f"Error: {message}", err=True)
         raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} images failed)")
+
+
+def _write_annotation(path: Path, data: bytes) -> None:
+    """An annotation's bytes written to ``path`` atomically; its folder (inside --annotate DIR) made first."""
+    from ..io import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _check_ray_options(address: str, annotate_dir: Path | None, fast: bool) -> None:

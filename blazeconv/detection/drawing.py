@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import collections
+import io
 import itertools
 import os
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,12 @@ def annotate(image: np.ndarray | Image.Image, detections: Sequence[Detection]) -
     line width and font size scale with the image so they stay readable on small and large images.
     """
     canvas = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+    _draw(canvas, detections)
+    return canvas
+
+
+def _draw(canvas: Image.Image, detections: Sequence[Detection]) -> None:
+    """``annotate``'s drawing, on ``canvas`` (an RGB Pillow image) itself."""
     width, height = canvas.size
     draw = ImageDraw.Draw(canvas)
     line = max(1, round(min(width, height) / 250))
@@ -45,7 +54,6 @@ def annotate(image: np.ndarray | Image.Image, detections: Sequence[Detection]) -
         text_y = min(max(text_y, 0), max(height - label_height, 0))
         draw.rectangle((text_x, text_y, text_x + label_width, text_y + label_height), fill=_BOX_COLOUR)
         draw.text((text_x + line - left, text_y + line - top), label, fill=(0, 0, 0), font=font)
-    return canvas
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -70,19 +78,34 @@ def save_annotation(image: np.ndarray, detections: Sequence[Detection], path: st
     """``annotate`` ``image`` ``(H, W, 3)`` uint8 RGB and save it at ``path`` (a file to write: the caller makes it
     atomic): JPEG at ``quality`` when ``jpeg`` (default: ``path`` ends in ``.jpg``), else PNG; scaled down first so
     its longer side is at most ``max_side``. The file records that it annotates ``source`` (``is_annotation_of``)."""
+    if jpeg is None:
+        jpeg = Path(path).suffix.lower() in JPEG_SUFFIXES
+    Path(path).write_bytes(encode_annotation(image, detections, source, jpeg=jpeg, quality=quality, max_side=max_side))
+
+
+def encode_annotation(image: np.ndarray, detections: Sequence[Detection], source: str | Path, *, jpeg: bool,
+                      quality: int = 90, max_side: int | None = None) -> bytes:
+    """The bytes of ``save_annotation``'s file: ``image`` ``(H, W, 3)`` uint8 RGB with ``detections`` drawn, scaled
+    to at most ``max_side``, as a JPEG at ``quality`` (``jpeg``) or a PNG, marked as the annotation of ``source``."""
     picture = Image.fromarray(np.asarray(image, np.uint8))
     if max_side is not None and max(picture.size) > max_side:
         scale = max_side / max(picture.size)
         picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
                                  Image.Resampling.BILINEAR, reducing_gap=2.0)  # box-reduce first: fast, no aliasing
-    drawn = annotate(picture, detections)
+    _draw(picture, detections)  # the picture is this function's own: drawn on in place
     mark = _MARK + os.path.realpath(source)
-    if Path(path).suffix.lower() in JPEG_SUFFIXES if jpeg is None else jpeg:
-        drawn.save(path, format="JPEG", quality=quality, comment=mark.encode())
+    buffer = io.BytesIO()
+    if jpeg:
+        picture.save(buffer, format="JPEG", quality=quality, comment=mark.encode())
     else:
         info = PngImagePlugin.PngInfo()
         info.add_text("Comment", mark)
-        drawn.save(path, format="PNG", pnginfo=info)
+        picture.save(buffer, format="PNG", pnginfo=info, compress_level=_PNG_LEVEL)
+    return buffer.getvalue()
+
+
+# zlib level of annotation PNGs: 1 writes bigger files than Pillow's default 6, in less than half the time (docs/bench.md).
+_PNG_LEVEL = 1
 
 
 def is_annotation_of(path: str | Path, source: str | Path) -> bool:
@@ -95,3 +118,69 @@ def is_annotation_of(path: str | Path, source: str | Path) -> bool:
     if isinstance(mark, bytes):
         mark = mark.decode("utf-8", "replace")
     return mark == _MARK + os.path.realpath(source)
+
+
+class AnnotationWriter:
+    """Annotations drawn and encoded on a background thread while the caller goes on; written by the caller.
+
+    ``submit`` hands over one image and returns at once (it waits only while ``ahead`` annotations are already
+    being encoded, which bounds the images held); each finished annotation is written to its path with ``write``
+    (``write(path, data)``, the caller's atomic writer) in the caller's thread, in the order submitted, during a
+    later ``submit`` or ``close``, and its ``then`` callback runs right after (``then`` alone, without an image:
+    after the annotations submitted before it). So what the caller records in ``then`` (a JSONL line) is never
+    ahead of the annotations on disk. Files are only ever written by the caller, so an interrupt in the caller
+    leaves no file half written; annotations not yet written are dropped. Use as a context manager: ``close`` on
+    success writes the rest, any exception drops them.
+    """
+
+    def __init__(self, write, *, jpeg_quality: int = 90, max_side: int | None = None, ahead: int = 2):
+        self._write, self._quality, self._max_side, self._ahead = write, jpeg_quality, max_side, ahead
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: collections.deque[tuple[Path | None, Future | None, object]] = collections.deque()
+        self._encoding = 0
+
+    def submit(self, image: np.ndarray | None, detections: Sequence[Detection], path: Path | None,
+               source: str | Path, then=None) -> None:
+        """Annotate ``image`` (``None``: nothing to draw) into ``path``, then call ``then()`` (if given)."""
+        future = None
+        if image is not None:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="blazeconv-annotate")
+            jpeg = Path(path).suffix.lower() in JPEG_SUFFIXES
+            future = self._pool.submit(encode_annotation, image, detections, source, jpeg=jpeg, quality=self._quality,
+                                       max_side=self._max_side)
+            self._encoding += 1
+        self._pending.append((path, future, then))
+        while self._pending and (self._pending[0][1] is None or self._pending[0][1].done()
+                                 or self._encoding > self._ahead):
+            self._finish_oldest()
+
+    def then(self, callback) -> None:
+        """Call ``callback()`` once the annotations submitted so far are written."""
+        self.submit(None, (), None, "", then=callback)
+
+    def _finish_oldest(self) -> None:
+        path, future, then = self._pending.popleft()
+        if future is not None:
+            self._encoding -= 1
+            self._write(path, future.result())
+        if then is not None:
+            then()
+
+    def close(self) -> None:
+        """Write every annotation still pending (in order, with its callback) and stop the thread."""
+        while self._pending:
+            self._finish_oldest()
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def __enter__(self) -> AnnotationWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+            return
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

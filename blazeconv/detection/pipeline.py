@@ -31,7 +31,7 @@ from ..backends.runner import Runner
 from ..errors import ImageError, OptionsError
 from ..sources import is_runner
 from ..variants import NMS_IOU_THRESHOLD, Variant, fit_variant, get_variant
-from .images import DecodeBudget, as_rgb, load_reduced
+from .images import DecodeBudget, as_rgb, load_reduced, reused_decode_memory
 from .letterboxing import Letterbox, letterbox, remove_letterbox
 from .postprocess import candidates, decode_and_suppress, weighted_nms
 from .records import Detection
@@ -326,7 +326,7 @@ def _stream(runner, paths, prepare, variant, min_score, iou_threshold, batch_siz
     import collections
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blazeconv-load") as pool:
+    with reused_decode_memory(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blazeconv-load") as pool:
         pending: collections.deque = collections.deque()
         upcoming = iter(paths)
 
