@@ -1,0 +1,426 @@
+"""Video files: recognised by content, decoded with PyAV (the ``video`` extra), sampled, and streamed through a runner.
+
+A video's frames run through the same pipeline as photos (``pipeline.detect_prepared``): each sampled frame is
+decoded to ``(H, W, 3)`` uint8 RGB, turned upright by the rotation in the stream's display matrix (as EXIF turns
+photos), letterboxed and detected; records are in 0..1 of the displayed (upright) frame. MediaPipe's VIDEO running
+mode runs the same graph on every frame without tracking, so frame k's detections are those of the photo pipeline on
+frame k.
+
+Frames are numbered from 0 in presentation order over the whole first video stream, whatever is sampled; a frame's
+``time`` is its pts times the stream's time base, in seconds (never derived from a nominal frame rate, so variable
+frame rates are safe). Decoding runs on a thread of its own (FFmpeg's frame threading beside it) while the model
+runs in the caller's thread.
+
+``Sampling`` chooses the frames: every frame by default; ``every`` N-th; at most ``fps`` per second (by timestamp);
+``frames`` N evenly spaced by index over the chosen range, first and last included; within ``start`` and ``end``
+seconds (``start <= time < end``).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageError, OptionsError, require
+from ..variants import NMS_IOU_THRESHOLD, Variant
+from .pipeline import Model, _setup, detect_prepared, prepare_image, torch_threads
+from .records import Detection
+from .tiling import Tiling
+
+# What a folder's video files are, by suffix (a file given by name is a video when its content says so).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
+# ISO base media brands of still images (HEIF, AVIF): an ``ftyp`` box with one of these is a photo, not a video.
+_IMAGE_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1", b"avif", b"avis"}
+# Frames decoded ahead of the model, at most (a bound on memory whatever the frame size, with ``keep_images``).
+FRAMES_AHEAD = 48
+# Decoded frames kept ahead for annotations and crops take at most this many bytes (an 8K RGB frame: 100 MB).
+KEPT_FRAME_BYTES = 192 * 1024 * 1024
+
+
+def is_video(path: str | Path) -> bool:
+    """True when the file's first bytes are those of a video container (MP4/MOV/M4V, Matroska/WebM, AVI); False for
+    anything else (photos, HEIF/AVIF stills, GIF and WebP, which are read as images), or a file that cannot be read."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(16)
+    except OSError:
+        return False
+    if head[4:8] == b"ftyp":
+        return head[8:12] not in _IMAGE_BRANDS
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):  # QuickTime files without an ftyp box
+        return True
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: Matroska, WebM
+        return True
+    return head[:4] == b"RIFF" and head[8:12] == b"AVI "
+
+
+def require_video() -> None:
+    """``MissingDependencyError`` (exit 8) naming the extra unless PyAV is installed."""
+    require("av", "blazeconv[video]", "reading videos")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames of a video are detected: see the module docstring. ``check()`` raises ``OptionsError``."""
+
+    every: int = 1
+    fps: float | None = None
+    frames: int | None = None
+    start: float | None = None
+    end: float | None = None
+
+    def check(self) -> Sampling:
+        if not isinstance(self.every, int) or self.every < 1:
+            raise OptionsError(f"every must be a whole number >= 1, got {self.every!r}")
+        if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
+            raise OptionsError(f"fps must be a number > 0, got {self.fps!r}")
+        if self.frames is not None and (not isinstance(self.frames, int) or self.frames < 1):
+            raise OptionsError(f"frames must be a whole number >= 1, got {self.frames!r}")
+        if self.frames is not None and (self.every != 1 or self.fps is not None):
+            raise OptionsError("frames (evenly spaced) cannot be combined with every or fps")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and not (value >= 0 and math.isfinite(value)):
+                raise OptionsError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise OptionsError(f"end ({self.end:g} s) must be after start ({self.start:g} s)")
+        return self
+
+    def settings(self) -> dict:
+        """What the sampling is, for a results file's settings record."""
+        return {"every": self.every, "fps": self.fps, "frames": self.frames, "start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """A video's first video stream: the displayed (upright) ``width`` x ``height``, the ``rotation`` applied
+    (degrees counter-clockwise: 0, 90, 180 or 270), the nominal ``fps`` and ``duration`` in seconds (None when the
+    container does not say), the frame count the container records (None when it does not), and the codec."""
+
+    path: Path
+    width: int
+    height: int
+    rotation: int
+    fps: float | None
+    duration: float | None
+    frame_count: int | None
+    codec: str
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """One decoded frame: its ``index`` (from 0, presentation order), ``time`` in seconds and upright ``(H, W, 3)``
+    uint8 RGB ``image``."""
+
+    index: int
+    time: float
+    image: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One sampled frame of ``stream_video``: ``detections`` in 0..1 of the upright ``width`` x ``height`` frame,
+    and with ``keep_images`` the frame itself (``(H, W, 3)`` uint8 RGB)."""
+
+    path: Path
+    frame: int
+    time: float
+    width: int
+    height: int
+    detections: list[Detection]
+    image: np.ndarray | None = field(default=None, repr=False)
+
+
+class VideoStopped(ImageError):
+    """Decoding stopped before the end of the video: ``frames`` decoded frames were delivered before it."""
+
+    def __init__(self, message: str, frames: int):
+        super().__init__(message)
+        self.frames = frames
+
+
+def _open(path: Path):
+    """The PyAV container and its first video stream (frame threading on), or ``ImageError`` naming the file."""
+    import av
+
+    if not path.exists():
+        raise ImageError(f"{path}: a broken symbolic link" if path.is_symlink() else f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, not a video")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot read video: {_reason(exc)}") from None
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["no"]
+        container.close()
+        raise ImageError(f"{path}: no video stream (the file holds {', '.join(kinds)} streams)")
+    stream = container.streams.video[0]
+    if stream.codec_context is None or not stream.codec_context.name:
+        container.close()
+        raise ImageError(f"{path}: the video's codec is not one FFmpeg can decode")
+    stream.thread_type = "AUTO"  # frame threading: several times faster than slice threading alone
+    return container, stream
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """``VideoInfo`` of the file's first video stream (the first frame is decoded for its size and rotation)."""
+    require_video()
+    path = Path(path)
+    container, stream = _open(path)
+    with container:
+        first = next(_decoded(container, stream, path, 0), None)
+        if first is None:
+            raise ImageError(f"{path}: the video stream holds no frame that decodes")
+        height, width = _upright(first).shape[:2]
+        return _info(path, container, stream, width, height, _rotation(first))
+
+
+def _info(path, container, stream, width, height, rotation) -> VideoInfo:
+    fps = float(stream.average_rate) if stream.average_rate else None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    else:
+        duration = container.duration / 1e6 if container.duration else None
+    return VideoInfo(path, width, height, rotation, fps, duration, stream.frames or None, stream.codec_context.name)
+
+
+def _rotation(frame) -> int:
+    """The counter-clockwise turn, in degrees, that shows ``frame`` upright (its display matrix), 0/90/180/270."""
+    try:
+        angle = frame.rotation
+    except Exception:  # a PyAV without VideoFrame.rotation
+        return 0
+    return int(round((angle or 0) / 90)) % 4 * 90
+
+
+def _upright(frame) -> np.ndarray:
+    """``frame`` as upright ``(H, W, 3)`` uint8 RGB."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = _rotation(frame) // 90
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def _decoded(container, stream, path: Path, skip_before: float | None) -> Iterator:
+    """Every frame of ``stream`` (from the keyframe before ``skip_before`` seconds when given), with a frame time;
+    a decoding error ends it with ``VideoStopped`` (frames that decoded came first)."""
+    import av
+
+    if skip_before:
+        container.seek(int(skip_before / stream.time_base), stream=stream, backward=True, any_frame=False)
+    delivered = 0
+    try:
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue  # a frame without a timestamp cannot be placed in time; FFmpeg rarely gives one
+            delivered += 1
+            yield frame
+    except (av.FFmpegError, OSError, ValueError, MemoryError) as exc:
+        raise VideoStopped(f"{path}: stopped at frame {delivered} ({_reason(exc)})", delivered) from None
+
+
+def read_frames(path: str | Path, sampling: Sampling | None = None, *, after: int | None = None) -> Iterator[VideoFrame]:
+    """The sampled frames of a video file, upright RGB, in order. ``after``: skip the frames up to and including
+    this index (a resumed run). A file that is not a video PyAV can read is an ``ImageError``; decoding that stops
+    early (a truncated file) yields the frames that decoded, then raises ``VideoStopped``."""
+    require_video()
+    sampling = (sampling or Sampling()).check()
+    path = Path(path)
+    container, stream = _open(path)
+    with container:
+        wanted = None
+        if sampling.frames is not None or sampling.start:
+            times = _frame_times(container, stream, path)  # index -> time, from the packets, without decoding
+            chosen = [i for i, t in enumerate(times) if _in_range(t, sampling)]
+            if sampling.frames is not None:
+                chosen = _evenly_spaced(chosen, sampling.frames)
+            wanted = set(chosen) if sampling.frames is not None else None
+            first_index = chosen[0] if chosen else len(times)
+            container.seek(0, stream=stream)
+        else:
+            times, first_index = None, 0
+        index, next_time = -1, None
+        seek_to = times[first_index] if times and first_index < len(times) and first_index > 0 else None
+        for frame in _decoded(container, stream, path, seek_to):
+            time = float(frame.pts * stream.time_base)
+            if times is not None:  # after a seek: the frame's index from its timestamp
+                index = _index_of(times, time, index)
+            else:
+                index += 1
+            if wanted is not None:
+                if index not in wanted:
+                    if index > max(wanted, default=-1):
+                        break
+                    continue
+            else:
+                if sampling.end is not None and time >= sampling.end:
+                    break
+                if not _in_range(time, sampling) or index % sampling.every:
+                    continue
+                if sampling.fps is not None:
+                    if next_time is not None and time < next_time - 1e-6:
+                        continue
+                    next_time = time + 1 / sampling.fps
+            if after is not None and index <= after:
+                continue
+            yield VideoFrame(index, time, _upright(frame))
+
+
+def _in_range(time: float, sampling: Sampling) -> bool:
+    return (sampling.start is None or time >= sampling.start - 1e-6) and (sampling.end is None or time < sampling.end)
+
+
+def _evenly_spaced(indices: Sequence[int], count: int) -> list[int]:
+    """``count`` of ``indices`` evenly spaced, the first and the last included (all when there are fewer)."""
+    if len(indices) <= count:
+        return list(indices)
+    if count == 1:
+        return [indices[0]]
+    return sorted({indices[round(k * (len(indices) - 1) / (count - 1))] for k in range(count)})
+
+
+def _frame_times(container, stream, path: Path) -> list[float]:
+    """The presentation times of the stream's frames, in order, from its packets (demuxed, not decoded)."""
+    import av
+
+    stamps = []
+    try:
+        for packet in container.demux(stream):
+            if packet.size and packet.pts is not None:
+                stamps.append(packet.pts)
+    except (av.FFmpegError, OSError, ValueError):
+        pass  # a truncated file: the frames before the damage; decoding reports the rest
+    return [float(p * stream.time_base) for p in sorted(stamps)]
+
+
+def _index_of(times: list[float], time: float, previous: int) -> int:
+    """The index of the frame at ``time`` in the sorted ``times`` (the nearest one after ``previous``)."""
+    import bisect
+
+    at = bisect.bisect_left(times, time - 1e-6)
+    if at < len(times) and abs(times[at] - time) < 1e-6:
+        return max(at, previous + 1)
+    return previous + 1
+
+
+def stream_video(
+    model: Model,
+    path: str | Path,
+    variant: Variant | str | None = None,
+    min_score: float | None = None,
+    iou_threshold: float = NMS_IOU_THRESHOLD,
+    batch_size: int = 32,
+    model_threads: int | None = 1,
+    *,
+    sampling: Sampling | None = None,
+    tiling: Tiling | None = None,
+    keep_images: bool = False,
+    after: int | None = None,
+) -> Iterator[FrameResult]:
+    """Detect faces on the sampled frames of one video file: a ``FrameResult`` per frame, in order.
+
+    Frames are decoded and letterboxed on a thread of their own, at most ``FRAMES_AHEAD`` ahead (with
+    ``keep_images``, at most ``KEPT_FRAME_BYTES`` of frames), while the model runs here on the frames that are
+    ready, up to ``batch_size`` model inputs per call. A file that cannot be opened as a video raises ``ImageError``
+    before the first result; a decoding error after some frames raises ``VideoStopped`` after their results. Options
+    as ``stream_files``; ``after``: skip the frames up to this index (``read_frames``).
+    """
+    runner, variant, min_score, iou_threshold = _setup(model, variant, min_score, iou_threshold, batch_size)
+    frames = read_frames(path, sampling, after=after)
+    threads = model_threads if getattr(runner, "uses_torch", False) else None
+    return _detected(runner, Path(path), frames, variant, min_score, iou_threshold, batch_size, tiling, keep_images,
+                     threads)
+
+
+_END = object()
+
+
+def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_size, tiling, keep_images, threads):
+    """``stream_video``'s loop: a decoding thread fills ``ready`` with (frame, model inputs, kept shares); here the
+    model runs on what is ready. An exception of the decoder comes through ``ready`` after the frames before it."""
+    ready: queue.Queue = queue.Queue()
+    room = threading.Semaphore(FRAMES_AHEAD)
+    shares = max(1, KEPT_FRAME_BYTES // _SHARE)
+    kept = threading.Semaphore(shares)
+    stop = threading.Event()
+
+    def acquire(semaphore: threading.Semaphore) -> bool:
+        while not semaphore.acquire(timeout=0.1):
+            if stop.is_set():
+                return False
+        return True
+
+    def decode() -> None:
+        try:
+            for frame in frames:
+                share = min(shares, -(-frame.image.nbytes // _SHARE)) if keep_images else 0
+                if not acquire(room) or not all(acquire(kept) for _ in range(share)):
+                    return
+                ready.put((frame, prepare_image(frame.image, variant.input_size, tiling), share))
+            ready.put((_END, None, 0))
+        except BaseException as exc:  # raised by the consumer, after the frames before it
+            ready.put((exc, None, 0))
+        finally:
+            frames.close()
+
+    worker = threading.Thread(target=decode, name="blazeconv-video", daemon=True)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch, _SWITCH_INTERVAL))
+    worker.start()
+    try:
+        while True:
+            batch = [ready.get()]
+            used = len(batch[0][1].tensors) if batch[0][1] is not None else 0
+            while batch[-1][1] is not None and used < batch_size:  # what else is ready, without waiting for it
+                try:
+                    batch.append(ready.get_nowait())
+                except queue.Empty:
+                    break
+                used += len(batch[-1][1].tensors) if batch[-1][1] is not None else 0
+            ending = batch.pop()[0] if batch[-1][1] is None else None
+            if batch:
+                with torch_threads(threads):
+                    found = detect_prepared(runner, [p for _, p, _ in batch], variant, min_score, iou_threshold,
+                                            batch_size)
+                for (frame, _, share), detections in zip(batch, found):
+                    room.release()
+                    height, width = frame.image.shape[:2]
+                    yield FrameResult(path, frame.index, frame.time, width, height, detections,
+                                      frame.image if keep_images else None)
+                    for _ in range(share):
+                        kept.release()
+            if ending is _END:
+                return
+            if ending is not None:
+                raise ending
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+        sys.setswitchinterval(switch)
+
+
+_SHARE = 16 * 1024 * 1024  # kept frames are counted in shares of this many bytes
+# PyAV takes and releases the GIL many times per frame; at Python's default switch interval (5 ms) the decoding
+# thread waits that long whenever the model's thread holds it, and the two run one after the other. While a video
+# streams, the interval is this (docs/bench.md, Design figures).
+_SWITCH_INTERVAL = 0.0002
+
+
+__all__ = ["FRAMES_AHEAD", "VIDEO_SUFFIXES", "FrameResult", "Sampling", "VideoFrame", "VideoInfo", "VideoStopped",
+           "is_video", "probe", "read_frames", "require_video", "stream_video"]
