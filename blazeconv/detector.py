@@ -12,6 +12,7 @@ The model runs through a runner (``backends.runner.Runner``) that ``backends.mak
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from .detection import Detection, Tiling, as_rgb, check_thresholds, detect_image
 from .detection.images import check_channels
 from .detection.pipeline import check_batch_size
 from .detection.tiling import DEFAULT_OVERLAP
+from .detection.video import FrameResult
 from .errors import OptionsError
 from .variants import NMS_IOU_THRESHOLD, Variant
 
@@ -112,6 +114,33 @@ class FaceDetector:
             return results
         return detect_images(self.runner, images, *options, channels=channels, tiling=self.tiling,
                              fast_decode=self.fast_decode)
+
+    def video(
+        self,
+        path: str | Path,
+        *,
+        every: int = 1,
+        fps: float | None = None,
+        frames: int | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        images: bool = False,
+    ) -> Iterator[FrameResult]:
+        """Faces in the frames of a video file (needs ``blazeconv[video]``): a ``FrameResult`` per sampled frame, in
+        order, with ``frame`` (its index from 0 over the whole video), ``time`` (seconds, from its timestamp),
+        ``width`` and ``height`` of the upright frame, ``detections`` (0..1 of that frame), ``last`` on the final one,
+        and with ``images`` the upright ``(H, W, 3)`` uint8 RGB frame as ``image``.
+
+        Sampling: every frame by default; ``every`` N-th; at most ``fps`` per second (by timestamp); ``frames`` N
+        evenly spaced, first and last included; within ``start`` <= time < ``end`` seconds. Frames are decoded on a
+        thread of their own and run ``batch_size`` at a time. A file that is not a readable video: ``ImageError``;
+        one that stops early raises ``VideoStopped`` (an ``ImageError``) after the frames that decoded.
+        """
+        from .detection.video import Sampling, stream_video
+
+        sampling = Sampling(every, fps, frames, start, end).check()
+        return stream_video(self.runner, path, self.variant, self.min_score, self.iou_threshold, self.batch_size,
+                            sampling=sampling, tiling=self.tiling, keep_images=images)
 
     def crop(
         self,

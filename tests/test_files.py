@@ -188,7 +188,7 @@ def test_folders_recursive_hidden_files_and_broken_links(tmp_path, run_cli):
     (library / "2023").mkdir(parents=True)
     shutil.copyfile(PHOTO, library / "2023" / "a.png")
     code, _, err = run_cli("detect", library)
-    assert code == 2 and "holds images only in subfolders: add --recursive" in err
+    assert code == 2 and "holds images or videos only in subfolders: add --recursive" in err
     (library / "2023" / "._a.png").write_bytes(b"\0\0macOS resource fork")  # hidden: skipped
     (library / "2023" / ".thumbs").mkdir()
     shutil.copyfile(PHOTO, library / "2023" / ".thumbs" / "t.png")  # a hidden folder: skipped

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import re
 from pathlib import Path
 
@@ -52,6 +53,13 @@ from .base import FRACTION, VARIANT, cli, progress, say, thresholds_help
 @click.option("--overwrite", is_flag=True,
               help="Let --annotate replace any file of an annotation's name, not only annotations blazeconv wrote of "
                    "the same image.")
+@click.option("--every", type=click.IntRange(1), metavar="N", help="Videos: every N-th frame (counted from the first).")
+@click.option("--fps", "sample_fps", type=click.FloatRange(0, min_open=True), metavar="F",
+              help="Videos: at most F frames per second, chosen by timestamp.")
+@click.option("--frames", "sample_frames", type=click.IntRange(1), metavar="N",
+              help="Videos: N frames evenly spaced over the clip (or --start..--end), first and last included.")
+@click.option("--start", type=click.FloatRange(0), metavar="SECONDS", help="Videos: begin at this time.")
+@click.option("--end", type=click.FloatRange(0), metavar="SECONDS", help="Videos: stop before this time.")
 @click.option("-r", "--recursive", is_flag=True,
               help="Read the image files of the folders' subfolders too (hidden files and folders are skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-image summary on stdout.")
@@ -89,8 +97,9 @@ from .base import FRACTION, VARIANT, cli, progress, say, thresholds_help
               metavar="CPUS", help="With --ray: CPUs each actor reserves (its model threads and decoders).")
 def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast,
            jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, fast_decode, tile, tile_size,
-           tile_overlap, annotate_quality, annotate_size, overwrite, recursive) -> None:
-    """Detect faces in images (files or folders of images) with MediaPipe's pre- and post-processing.
+           tile_overlap, annotate_quality, annotate_size, overwrite, recursive, every, sample_fps, sample_frames, start,
+           end) -> None:
+    """Detect faces in images and videos (files, or folders of them) with MediaPipe's pre- and post-processing.
 
     Letterbox to the model input, run the model (--backend), decode with the SSD anchors, weighted
     non-maximum suppression (IoU 0.3), and coordinates mapped back to each image (0..1 of its width
@@ -106,14 +115,21 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
       blazeconv detect huge_folder/ --jsonl faces.jsonl --resume     # rerun the same line after an interrupt
       blazeconv detect photos/ --backend openvino
       blazeconv detect photos/ --json faces.json --ray               # on a local Ray cluster (blazeconv[ray])
+      blazeconv detect clip.mp4 --fps 5 --jsonl faces.jsonl           # videos: blazeconv[video]
+      blazeconv detect clips/ --frames 32 --crops faces/              # 32 frames per clip, aligned face crops
+
+    A video (MP4, MOV, M4V, MKV, WebM, AVI, recognised by content) gets one record per sampled frame (every frame
+    by default: --every, --fps, --frames, --start, --end); GIF and WebP files are read as images (their first frame).
     """
     from .._version import __version__
     from ..backends import make_runner
-    from ..detection import Tiling, stream_files
+    from ..detection import Tiling
     from ..detection.drawing import AnnotationWriter
     from ..detection.files import find_images, nothing_found_hint
+    from ..detection.inputs import stream_inputs
     from ..detection.results import JsonlResults, result_record
-    from ..errors import ImageError
+    from ..detection.video import FrameResult, Sampling, is_video, require_video
+    from ..errors import ImageError, OptionsError
     from ..interrupts import Interrupted
     from ..io import atomic_path
     from ..sources import resolve
@@ -135,14 +151,28 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     if not tile and (tile_size is not None or tile_overlap is not None):
         raise click.UsageError("--tile-size and --tile-overlap apply with --tile")
     tiling = Tiling(tile_size, DEFAULT_OVERLAP if tile_overlap is None else tile_overlap) if tile else None
+    try:
+        sampling = Sampling(every or 1, sample_fps, sample_frames, start, end).check()
+    except OptionsError as exc:
+        raise click.UsageError(str(exc).replace("every", "--every").replace("frames (evenly", "--frames (evenly")
+                               .replace(" or fps", " or --fps")) from None
     paths = find_images(inputs, recursive=recursive)
     if not paths:
-        raise click.UsageError("no image files found in " + ", ".join(str(i) for i in inputs) +
+        raise click.UsageError("no image or video files found in " + ", ".join(str(i) for i in inputs) +
                                nothing_found_hint(inputs))
+    videos = {i for i, path in enumerate(paths) if is_video(path)}
+    sampled = sampling != Sampling()
+    if sampled and not videos:
+        raise click.UsageError("--every, --fps, --frames, --start and --end choose video frames: none of the inputs "
+                               "is a video")
+    if videos:
+        require_video()
+        if ray_address is not None:
+            raise click.UsageError(f"{paths[min(videos)]}: videos are not read on Ray (yet): run them without --ray")
     results = JsonlResults(jsonl_path, resume=resume)
     if annotate_dir is None and (annotate_size is not None or overwrite or annotate_quality != 90):
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
-    annotations = _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir, overwrite)
+    annotations = _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotate_dir, overwrite)
     results.check()
     source = resolve(weights, role="weights") if weights else get_variant(model_name or DEFAULT_VARIANT)
     runner = make_runner("torch" if fast else backend, source, variant_name)
@@ -154,6 +184,8 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         "fast_decode": fast_decode,
         "tile": None if tiling is None else {"size": tiling.side(variant.input_size), "overlap": tiling.overlap},
     }
+    if videos:
+        results.settings["video_sampling"] = sampling.settings()
     model = runner
     if fast:
         from ..fast import fast_model
@@ -162,55 +194,78 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     summary = not quiet and "-" not in (str(json_path), str(jsonl_path))
     count, total = 0, len(paths)
     todo = list(range(total))
+    frames_of: dict[int, list[dict]] = {}  # a video's frame records, for --json and its summary
     try:
         on_ray = ray_address is not None  # Ray shows its own progress on stderr
         with _ray_session(ray_address), results:
             # With --resume, what the interrupted run finished comes from the file: its images are not read again.
             todo = results.todo(paths)
-            entries = [r for r in results.finished if "error" not in r]
+            position = {os.path.realpath(p): i for i, p in enumerate(paths)}
+            entries = [r for r in results.finished if "error" not in r and "frame" not in r]
             failures = [r["error"] for r in results.finished if "error" in r]
+            for record in results.finished:
+                if "frame" in record and os.path.realpath(record["path"]) in position:
+                    frames_of.setdefault(position[os.path.realpath(record["path"])], []).append(record)
+            after = {position[key]: frame for key, frame in results.last_frames().items() if key in position}
             for notice in results.notices:
                 say(notice)
             if results.finished:
-                say(f"resuming {jsonl_path}: {total - len(todo)} of {total} images already done")
+                say(f"resuming {jsonl_path}: {total - len(todo)} of {total} inputs already done")
             todo_paths = [paths[i] for i in todo]
             with progress(0 if on_ray else len(todo), "detecting", plain=on_ray) as bar, \
-                    AnnotationWriter(_write_annotation, jpeg_quality=annotate_quality, max_side=annotate_size) as drawer:
+                    AnnotationWriter(_write_annotation, jpeg_quality=annotate_quality, max_side=annotate_size) as drawer, \
+                    _VideoAnnotations(annotations, videos) as video_drawer:
                 # Images are decoded and letterboxed on every core while the model runs; annotations are drawn and
                 # encoded on a thread of their own; outputs are written here, as they come.
-                results_in = stream_files(model, todo_paths, variant, min_score=min_score, batch_size=batch_size,
-                                          fast_decode=fast_decode, tiling=tiling, keep_images=bool(annotations)) \
-                    if not on_ray else _ray_files(todo_paths, weights, variant, runner, min_score, batch_size,
-                                                  ray_actors, ray_actor_cpus, fast_decode, tiling)
+                if on_ray:
+                    results_in = zip(todo, _ray_files(todo_paths, weights, variant, runner, min_score, batch_size,
+                                                      ray_actors, ray_actor_cpus, fast_decode, tiling))
+                else:
+                    results_in = stream_inputs(model, paths, videos, variant, min_score=min_score, batch_size=batch_size,
+                                               fast_decode=fast_decode, tiling=tiling, keep_images=bool(annotations),
+                                               sampling=sampling, after=after, only=todo)
 
-                def finish(result, record):  # once the image's annotation is written
+                def finish(index, result, record):  # once the image's annotation is written
                     nonlocal count
                     found = result.detections
-                    if summary and found is not None:
+                    video = index in videos
+                    if video and found is not None:
+                        frames_of.setdefault(index, []).append(record)
+                    results.write(record)
+                    if video and found is not None and not result.last:
+                        return  # the video goes on
+                    if summary and video and frames_of.get(index):  # a video that could not be read: its error only
+                        click.echo(_video_summary(paths[index], frames_of[index]) +
+                                   (" (then stopped: see the error)" if found is None else ""))
+                    elif summary and found is not None:
                         click.echo(f"{result.path}: {len(found)} {'face' if len(found) == 1 else 'faces'}" + "".join(
                             f"\n  score {d.score:.3f} box " + " ".join(f"{v:.3f}" for v in d.box) for d in found))
-                    results.write(record)
                     count += 1
                     bar.update(1)
 
-                for result, index in zip(results_in, todo):
+                for index, result in results_in:
                     record = result_record(result)
                     if result.detections is None:
                         failures.append(record["error"])
-                    else:
+                    elif not isinstance(result, FrameResult):
                         entries.append(record)
-                    then = functools.partial(finish, result, record)
-                    if annotations and result.detections is not None:
+                    then = functools.partial(finish, index, result, record)
+                    if index in videos:
+                        video_drawer.add(index, result)
+                        drawer.then(then)
+                    elif annotations and result.detections is not None:
                         drawer.submit(result.image, result.detections, annotations[index], result.path, then)
                     else:
                         drawer.then(then)
     except Interrupted as exc:
-        exc.detail = f"{total - len(todo) + count} of {total} images done"
+        exc.detail = f"{total - len(todo) + count} of {total} inputs done"
         if jsonl_path is not None and str(jsonl_path) != "-":
             exc.detail += f"; their results are in {jsonl_path} (rerun with --resume to continue)"
         raise
 
     document = {"images": entries}
+    if videos:
+        document["videos"] = [_video_entry(paths[i], frames_of[i]) for i in sorted(frames_of)]
     if failures:
         document["errors"] = failures
     if json_path is not None and str(json_path) == "-":
@@ -218,13 +273,37 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     elif json_path is not None:
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps(document, indent=2) + "\n")
-    if entries:
+    if entries or frames_of:
         threshold = variant.min_score if min_score is None else min_score
-        say(f"{len(entries)} image(s), model {variant.name}, min score {threshold:g}")
+        parts = [f"{len(entries)} image(s)"] if entries or not frames_of else []
+        parts += [f"{len(frames_of)} video(s)"] if frames_of else []
+        say(f"{', '.join(parts)}, model {variant.name}, min score {threshold:g}")
     if failures:
         for message in failures[:-1]:
             click.echo(f"Error: {message}", err=True)
-        raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} images failed)")
+        raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} inputs failed)")
+
+
+def _video_summary(path: Path, frames: list[dict]) -> str:
+    """``clip.mp4: 275 frames, faces in 270, at most 2 per frame``."""
+    counts = [len(f["detections"]) for f in frames]
+    return (f"{path}: {len(frames)} {'frame' if len(frames) == 1 else 'frames'}, faces in {sum(1 for c in counts if c)}"
+            f", at most {max(counts, default=0)} per frame")
+
+
+def _video_entry(path: Path, frames: list[dict]) -> dict:
+    """A video's ``--json`` entry: its size, nominal rate and duration, and its sampled frames."""
+    from ..detection.video import probe
+
+    try:
+        info = probe(path)
+        fps, duration = info.fps, info.duration
+    except Exception:  # the frames were read; a second look that fails only loses the nominal figures
+        fps = duration = None
+    first = frames[0] if frames else {}
+    return {"path": str(path), "width": first.get("width"), "height": first.get("height"), "fps": fps,
+            "duration": duration,
+            "frames": [{"frame": f["frame"], "time": f["time"], "detections": f["detections"]} for f in frames]}
 
 
 def _write_annotation(path: Path, data: bytes) -> None:
@@ -274,12 +353,12 @@ def _ray_files(paths, weights, variant, model, min_score, batch_size, actors, ac
                         tiling=tiling)
 
 
-def _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir, overwrite) -> list[Path]:
-    """detect's outputs checked before any work; returns each image's annotation path (none without --annotate).
+def _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotate_dir, overwrite) -> list[Path]:
+    """detect's outputs checked before any work; returns each input's annotation path (none without --annotate).
 
     Folders must exist (--annotate DIR: its parent), no output may be an input, no two inputs may share an
     annotation, and an existing file of an annotation's name is replaced only when blazeconv wrote it as the
-    annotation of the same image, or with ``overwrite``.
+    annotation of the same input, or with ``overwrite``. A video's annotation is ``.mp4``.
     """
     from ..detection.drawing import annotation_suffix, is_annotation_of
     from ..io import PathUsageError, check_folder, mirrored_paths, refuse_overwriting
@@ -292,12 +371,60 @@ def _check_detect_outputs(paths, weights, json_path, jsonl_path, annotate_dir, o
     if annotate_dir is not None:
         if not annotate_dir.is_dir():
             check_folder(annotate_dir)
-        annotations = mirrored_paths(paths, annotate_dir, annotation_suffix)
-    inputs = [("input image", p) for p in paths] + ([("--weights", weights)] if weights else [])
+        video_paths = {paths[i] for i in videos}
+        annotations = mirrored_paths(paths, annotate_dir,
+                                     lambda p: ".mp4" if p in video_paths else annotation_suffix(p))
+    inputs = [("input", p) for p in paths] + ([("--weights", weights)] if weights else [])
     refuse_overwriting(files + [("annotation", a) for a in annotations], inputs)
     if not overwrite:
-        for path, annotation in zip(paths, annotations):
-            if annotation.exists() and not is_annotation_of(annotation, path):
+        for index, (path, annotation) in enumerate(zip(paths, annotations)):
+            if annotation.exists() and not _is_annotation(annotation, path, index in videos, is_annotation_of):
                 raise PathUsageError(f"{annotation}: exists and is not blazeconv's annotation of {path}; "
                                      "add --overwrite to replace it, or annotate into another folder")
     return annotations
+
+
+def _is_annotation(annotation: Path, source: Path, video: bool, is_annotation_of) -> bool:
+    if not video:
+        return is_annotation_of(annotation, source)
+    from ..detection.video_annotation import is_video_annotation_of
+
+    return is_video_annotation_of(annotation, source)
+
+
+class _VideoAnnotations:
+    """``--annotate`` for the videos of a run: one ``VideoAnnotation`` open at a time, fed the video's sampled frames
+    and closed (written, renamed into place) after its last frame or its error."""
+
+    def __init__(self, annotations: list[Path], videos: set[int]):
+        self.annotations, self.videos = annotations, videos
+        self.open = None  # (index, VideoAnnotation)
+
+    def add(self, index: int, result) -> None:
+        if not self.annotations:
+            return
+        from ..detection.video import FrameResult
+        from ..detection.video_annotation import VideoAnnotation
+
+        if self.open is not None and self.open[0] != index:
+            self._close()
+        if not isinstance(result, FrameResult):  # the video failed or stopped early: what decoded is written
+            self._close()
+            return
+        if self.open is None:
+            self.annotations[index].parent.mkdir(parents=True, exist_ok=True)  # inside --annotate DIR only
+            self.open = (index, VideoAnnotation(result.path, self.annotations[index]).__enter__())
+        self.open[1].add(result)
+        if result.last:
+            self._close()
+
+    def _close(self, exc_info=(None, None, None)) -> None:
+        if self.open is not None:
+            annotation, self.open = self.open[1], None
+            annotation.__exit__(*exc_info)
+
+    def __enter__(self) -> _VideoAnnotations:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._close(exc_info)

@@ -1,4 +1,5 @@
-"""Results of a run over many files as JSON Lines: one record per input, written as they come, resumable.
+"""Results of a run over many files as JSON Lines: one record per photo or video frame, written as they come,
+resumable.
 
 What ``detect --jsonl FILE --resume`` does, for Python users too::
 
@@ -7,9 +8,11 @@ What ``detect --jsonl FILE --resume`` does, for Python users too::
         for result in stream_files(runner, todo):
             results.write(result_record(result))
 
-The first line records the settings (``{"blazeconv_settings": {...}}``); then a record per input:
-``detections_to_json``'s dict for an image that was read, ``{"path", "error"}`` for one that was not. A kill leaves
-at most one torn last line, which resuming cuts and redoes.
+The first line records the settings (``{"blazeconv_settings": {...}}``); then a record per photo:
+``detections_to_json``'s dict for an image that was read, ``{"path", "error"}`` for one that was not; and per sampled
+video frame: ``{"path", "frame", "time", "width", "height", "detections"}``, the video's last one with ``"last":
+true`` (a video that stopped early ends with its ``{"path", "error"}`` record instead). A kill leaves at most one
+torn last line, which resuming cuts and redoes; a video is continued after its last recorded frame.
 """
 
 from __future__ import annotations
@@ -26,10 +29,16 @@ from ..errors import OutputError
 from ..io import PathUsageError, check_folder, output_target
 from .pipeline import FileResult
 from .records import detections_to_json
+from .video import FrameResult
 
 
-def result_record(result: FileResult) -> dict:
-    """One file's record: ``detections_to_json`` for an image that was read, ``{"path", "error"}`` for a failure."""
+def result_record(result: FileResult | FrameResult) -> dict:
+    """One result's record: ``detections_to_json`` for an image that was read, ``{"path", "error"}`` for a failure,
+    ``{"path", "frame", "time", "width", "height", "detections"}`` (and ``"last": true``) for a video frame."""
+    if isinstance(result, FrameResult):
+        record = detections_to_json(result.path, result.width, result.height, result.detections)
+        record = {"path": record.pop("path"), "frame": result.frame, "time": round(result.time, 6), **record}
+        return {**record, "last": True} if result.last else record
     if result.error is not None:
         return {"path": str(result.path), "error": str(result.error)}
     return detections_to_json(result.path, result.width, result.height, result.detections)
@@ -174,13 +183,25 @@ class JsonlResults:
 
     @property
     def done(self) -> set[str]:
-        """The inputs (resolved paths) the file already has a record of."""
-        return {_same_input(record["path"]) for record in self.finished}
+        """The inputs (resolved paths) the file has a complete record of: a photo's record, an error, a video's
+        frame record marked ``last``."""
+        return {_same_input(record["path"]) for record in self.finished
+                if "frame" not in record or record.get("last")}
 
     def todo(self, paths: Sequence[str | Path]) -> list[int]:
-        """Indices of ``paths`` without a record yet, in order (matched by resolved path)."""
+        """Indices of ``paths`` without a complete record yet, in order (matched by resolved path)."""
         done = self.done
         return [i for i, path in enumerate(paths) if _same_input(path) not in done]
+
+    def last_frames(self) -> dict[str, int]:
+        """For each video the file holds frame records of but not its end: the last frame recorded (resolved path
+        -> frame index); a resumed run continues after it."""
+        done, last = self.done, {}
+        for record in self.finished:
+            key = _same_input(record["path"])
+            if "frame" in record and key not in done:
+                last[key] = max(last.get(key, -1), int(record["frame"]))
+        return last
 
     def write(self, record: dict) -> None:
         """Append one record as a line, flushed at once (an interrupted run keeps every finished input)."""

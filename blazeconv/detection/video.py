@@ -18,6 +18,7 @@ seconds (``start <= time < end``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import queue
 import sys
@@ -30,14 +31,15 @@ import numpy as np
 
 from ..errors import ImageError, OptionsError, require
 from ..variants import NMS_IOU_THRESHOLD, Variant
+from .files import VIDEO_SUFFIXES
 from .pipeline import Model, _setup, detect_prepared, prepare_image, torch_threads
 from .records import Detection
 from .tiling import Tiling
 
-# What a folder's video files are, by suffix (a file given by name is a video when its content says so).
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 # ISO base media brands of still images (HEIF, AVIF): an ``ftyp`` box with one of these is a photo, not a video.
 _IMAGE_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1", b"avif", b"avis"}
+# First bytes of the image formats Pillow reads that a misnamed video file may really be.
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 # Frames decoded ahead of the model, at most (a bound on memory whatever the frame size, with ``keep_images``).
 FRAMES_AHEAD = 48
 # Decoded frames kept ahead for annotations and crops take at most this many bytes (an 8K RGB frame: 100 MB).
@@ -45,8 +47,10 @@ KEPT_FRAME_BYTES = 192 * 1024 * 1024
 
 
 def is_video(path: str | Path) -> bool:
-    """True when the file's first bytes are those of a video container (MP4/MOV/M4V, Matroska/WebM, AVI); False for
-    anything else (photos, HEIF/AVIF stills, GIF and WebP, which are read as images), or a file that cannot be read."""
+    """True when the file's first bytes are those of a video container (MP4/MOV/M4V, Matroska/WebM, AVI), or when it
+    is named as a video (``VIDEO_SUFFIXES``) and its bytes are not those of an image (an empty or damaged video then
+    reports what is wrong with it); False for photos whatever their name, HEIF/AVIF stills, GIF and WebP (read as
+    images), and a file that cannot be opened."""
     try:
         with open(path, "rb") as stream:
             head = stream.read(16)
@@ -54,6 +58,10 @@ def is_video(path: str | Path) -> bool:
         return False
     if head[4:8] == b"ftyp":
         return head[8:12] not in _IMAGE_BRANDS
+    if any(head.startswith(magic) for magic in _IMAGE_MAGIC) or head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return False
+    if Path(path).suffix.lower() in VIDEO_SUFFIXES:  # named as a video, not an image: reading it says what is wrong
+        return True
     if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):  # QuickTime files without an ftyp box
         return True
     if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: Matroska, WebM
@@ -127,7 +135,8 @@ class VideoFrame:
 @dataclass(frozen=True)
 class FrameResult:
     """One sampled frame of ``stream_video``: ``detections`` in 0..1 of the upright ``width`` x ``height`` frame,
-    and with ``keep_images`` the frame itself (``(H, W, 3)`` uint8 RGB)."""
+    ``last`` when no sampled frame follows (the video ended after it), and with ``keep_images`` the frame itself
+    (``(H, W, 3)`` uint8 RGB)."""
 
     path: Path
     frame: int
@@ -136,6 +145,7 @@ class FrameResult:
     height: int
     detections: list[Detection]
     image: np.ndarray | None = field(default=None, repr=False)
+    last: bool = False
 
 
 class VideoStopped(ImageError):
@@ -255,7 +265,7 @@ def read_frames(path: str | Path, sampling: Sampling | None = None, *, after: in
             container.seek(0, stream=stream)
         else:
             times, first_index = None, 0
-        index, next_time = -1, None
+        index, next_time, sampled, time = -1, None, 0, None
         seek_to = times[first_index] if times and first_index < len(times) and first_index > 0 else None
         for frame in _decoded(container, stream, path, seek_to):
             time = float(frame.pts * stream.time_base)
@@ -277,9 +287,41 @@ def read_frames(path: str | Path, sampling: Sampling | None = None, *, after: in
                     if next_time is not None and time < next_time - 1e-6:
                         continue
                     next_time = time + 1 / sampling.fps
+            sampled += 1
             if after is not None and index <= after:
                 continue
             yield VideoFrame(index, time, _upright(frame))
+            if wanted is not None and index >= max(wanted):
+                break
+        else:  # the stream ended: early, when the container promised more
+            if wanted is not None and index < max(wanted, default=-1) or _ended_early(stream, index, next_time, time):
+                raise VideoStopped(f"{path}: stopped at frame {index + 1} (the file ends before the "
+                                   f"{_promised(stream)} its header announces: truncated or damaged)", index + 1)
+        if not sampled:
+            ranged = sampling.start is not None or sampling.end is not None
+            raise ImageError(f"{path}: no frame between the start and end times asked for" if ranged and index >= 0
+                             else f"{path}: the video stream holds no frame that decodes")
+
+
+def _ended_early(stream, last_index: int, _next, last_time) -> bool:
+    """True when the stream's header announces clearly more frames, or time, than decoded (a truncated file)."""
+    if last_index < 0:
+        return False
+    if stream.frames and last_index + 1 < stream.frames:
+        return True
+    duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+    if duration is None and stream.container.duration:
+        duration = stream.container.duration / 1e6
+    step = 1 / float(stream.average_rate) if stream.average_rate else 0.1
+    return duration is not None and last_time is not None and last_time < duration - max(0.5, 3 * step)
+
+
+def _promised(stream) -> str:
+    if stream.frames:
+        return f"{stream.frames} frames"
+    duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else (
+        stream.container.duration / 1e6 if stream.container.duration else 0)
+    return f"{duration:.1f} s"
 
 
 def _in_range(time: float, sampling: Sampling) -> bool:
@@ -383,6 +425,7 @@ def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_siz
     switch = sys.getswitchinterval()
     sys.setswitchinterval(min(switch, _SWITCH_INTERVAL))
     worker.start()
+    held = None
     try:
         while True:
             batch = [ready.get()]
@@ -401,10 +444,15 @@ def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_siz
                 for (frame, _, share), detections in zip(batch, found):
                     room.release()
                     height, width = frame.image.shape[:2]
-                    yield FrameResult(path, frame.index, frame.time, width, height, detections,
-                                      frame.image if keep_images else None)
-                    for _ in range(share):
-                        kept.release()
+                    if held is not None:  # one frame held back, to know whether it is the last
+                        yield held[0]
+                        for _ in range(held[1]):
+                            kept.release()
+                    held = (FrameResult(path, frame.index, frame.time, width, height, detections,
+                                        frame.image if keep_images else None), share)
+            if ending is not None and held is not None:
+                yield dataclasses.replace(held[0], last=True) if ending is _END else held[0]
+                held = None
             if ending is _END:
                 return
             if ending is not None:

@@ -1,0 +1,60 @@
+"""A run over photos and videos together: each input streamed by its kind, the results in the order of the inputs."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ..errors import ImageError
+from .pipeline import FileResult, Model, stream_files
+from .tiling import Tiling
+from .video import FrameResult, Sampling, stream_video
+
+
+def stream_inputs(
+    model: Model,
+    paths: Sequence[Path],
+    videos: set[int],
+    variant,
+    *,
+    min_score: float | None = None,
+    batch_size: int = 32,
+    fast_decode: bool = False,
+    tiling: Tiling | None = None,
+    keep_images: bool = False,
+    keep_frames: bool = False,
+    sampling: Sampling | None = None,
+    after: dict[int, int] | None = None,
+    only: Sequence[int] | None = None,
+) -> Iterator[tuple[int, FileResult | FrameResult]]:
+    """``(index into paths, result)`` for every photo (one ``FileResult``) and every sampled frame of every video
+    (``FrameResult``s, the last one ``last``), in the order of ``paths``; ``videos``: the indices that are videos.
+    Consecutive photos share one ``stream_files`` (decoded on every core); each video is a ``stream_video``.
+
+    A video that cannot be read, or stops early, ends with a ``FileResult`` holding its ``ImageError`` (after the
+    frames that decoded). ``keep_images``: photos' results hold the decoded image, ``keep_frames``: frames' results
+    theirs. ``only``: the indices to read (default: all); ``after``: per video index, the last frame a previous run
+    recorded: those are skipped.
+    """
+    after = after or {}
+    order = range(len(paths)) if only is None else only
+    for is_video, group in itertools.groupby(order, key=lambda i: i in videos):
+        indices = list(group)
+        if not is_video:
+            results = stream_files(model, [paths[i] for i in indices], variant, min_score=min_score,
+                                   batch_size=batch_size, fast_decode=fast_decode, tiling=tiling,
+                                   keep_images=keep_images)
+            yield from zip(indices, results)
+            continue
+        for index in indices:
+            try:
+                for frame in stream_video(model, paths[index], variant, min_score=min_score, batch_size=batch_size,
+                                          sampling=sampling, tiling=tiling, keep_images=keep_frames,
+                                          after=after.get(index)):
+                    yield index, frame
+            except ImageError as exc:
+                yield index, FileResult(paths[index], 0, 0, None, exc)
+
+
+__all__ = ["stream_inputs"]
