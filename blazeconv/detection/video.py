@@ -18,6 +18,7 @@ seconds (``start <= time < end``).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import queue
@@ -40,6 +41,8 @@ from .tiling import Tiling
 _IMAGE_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1", b"avif", b"avis"}
 # First bytes of the image formats Pillow reads that a misnamed video file may really be.
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+# A seek (and the decoding from the keyframe it lands on) costs about as much as decoding this many frames in turn.
+_SEEK_FRAMES = 12
 # Frames decoded ahead of the model, at most (a bound on memory whatever the frame size, with ``keep_images``).
 FRAMES_AHEAD = 48
 # Decoded frames kept ahead for annotations and crops take at most this many bytes (an 8K RGB frame: 100 MB).
@@ -233,7 +236,7 @@ def _decoded(container, stream, path: Path, skip_before: float | None) -> Iterat
     import av
 
     if skip_before:
-        container.seek(int(skip_before / stream.time_base), stream=stream, backward=True, any_frame=False)
+        container.seek(round(skip_before / stream.time_base), stream=stream, backward=True, any_frame=False)
     delivered = 0
     try:
         for frame in container.decode(stream):
@@ -254,56 +257,71 @@ def read_frames(path: str | Path, sampling: Sampling | None = None, *, after: in
     path = Path(path)
     container, stream = _open(path)
     with container:
-        wanted = None
-        if sampling.frames is not None or sampling.start:
-            times = _frame_times(container, stream, path)  # index -> time, from the packets, without decoding
-            chosen = [i for i, t in enumerate(times) if _in_range(t, sampling)]
-            if sampling.frames is not None:
-                chosen = _evenly_spaced(chosen, sampling.frames)
-            wanted = set(chosen) if sampling.frames is not None else None
-            first_index = chosen[0] if chosen else len(times)
+        if sampling.frames is not None:
+            yield from _read_chosen(container, stream, path, sampling, after)
+            return
+        times = _frame_times(container, stream, path)[0] if sampling.start else None  # to number frames after a seek
+        first = next((i for i, t in enumerate(times) if t >= sampling.start - 1e-6), None) if times else None
+        if times is not None:
             container.seek(0, stream=stream)
-        else:
-            times, first_index = None, 0
         index, next_time, sampled, time = -1, None, 0, None
-        seek_to = times[first_index] if times and first_index < len(times) and first_index > 0 else None
-        for frame in _decoded(container, stream, path, seek_to):
+        for frame in _decoded(container, stream, path, times[first] if first else None):
             time = float(frame.pts * stream.time_base)
-            if times is not None:  # after a seek: the frame's index from its timestamp
-                index = _index_of(times, time, index)
-            else:
-                index += 1
-            if wanted is not None:
-                if index not in wanted:
-                    if index > max(wanted, default=-1):
-                        break
-                    continue
-            else:
-                if sampling.end is not None and time >= sampling.end:
-                    break
-                if not _in_range(time, sampling) or index % sampling.every:
-                    continue
-                if sampling.fps is not None:
-                    if next_time is not None and time < next_time - 1e-6:
-                        continue
-                    next_time = time + 1 / sampling.fps
-            sampled += 1
-            if after is not None and index <= after:
-                continue
-            yield VideoFrame(index, time, _upright(frame))
-            if wanted is not None and index >= max(wanted):
+            index = _index_of(times, time, index) if times is not None else index + 1
+            if sampling.end is not None and time >= sampling.end:
                 break
+            if not _in_range(time, sampling) or index % sampling.every:
+                continue
+            if sampling.fps is not None:
+                if next_time is not None and time < next_time - 1e-6:
+                    continue
+                next_time = time + 1 / sampling.fps
+            sampled += 1
+            if after is None or index > after:
+                yield VideoFrame(index, time, _upright(frame))
         else:  # the stream ended: early, when the container promised more
-            if wanted is not None and index < max(wanted, default=-1) or _ended_early(stream, index, next_time, time):
+            if _ended_early(stream, index, time):
                 raise VideoStopped(f"{path}: stopped at frame {index + 1} (the file ends before the "
                                    f"{_promised(stream)} its header announces: truncated or damaged)", index + 1)
         if not sampled:
-            ranged = sampling.start is not None or sampling.end is not None
-            raise ImageError(f"{path}: no frame between the start and end times asked for" if ranged and index >= 0
-                             else f"{path}: the video stream holds no frame that decodes")
+            raise _nothing_sampled(path, sampling, index)
 
 
-def _ended_early(stream, last_index: int, _next, last_time) -> bool:
+def _nothing_sampled(path: Path, sampling: Sampling, last_index: int) -> ImageError:
+    if (sampling.start is not None or sampling.end is not None) and last_index >= 0:
+        return ImageError(f"{path}: no frame between the start and end times asked for")
+    return ImageError(f"{path}: the video stream holds no frame that decodes")
+
+
+def _read_chosen(container, stream, path: Path, sampling: Sampling, after: int | None) -> Iterator[VideoFrame]:
+    """``read_frames`` for ``sampling.frames``: the chosen frames (by the packets' timestamps), each reached by reading
+    on, or by seeking to the keyframe before it when that keyframe is past the frames decoded so far."""
+    times, keyframes = _frame_times(container, stream, path)
+    chosen = _evenly_spaced([i for i, t in enumerate(times) if _in_range(t, sampling)], sampling.frames)
+    if not chosen:
+        raise _nothing_sampled(path, sampling, len(times) - 1)
+    frames, position, decoded = None, -math.inf, -1  # the decoder, the time and index of the last frame it gave
+    for index in chosen:
+        target = times[index]
+        keyframe = max((k for k in keyframes if k <= target + 1e-6), default=0.0)
+        # Seeking costs about as much as decoding _SEEK_FRAMES frames: worth it when it skips more than that.
+        if frames is None or bisect.bisect_left(times, keyframe - 1e-6) - decoded > _SEEK_FRAMES:
+            frames = _decoded(container, stream, path, keyframe if keyframe > 0 else None)
+            if keyframe == 0:
+                container.seek(0, stream=stream)
+        for frame in frames:
+            position = float(frame.pts * stream.time_base)
+            decoded = bisect.bisect_left(times, position - 1e-6)
+            if position >= target - 1e-6:
+                break
+        else:
+            raise VideoStopped(f"{path}: stopped before frame {index} (the file ends before the {_promised(stream)} its "
+                               "header announces: truncated or damaged)", chosen.index(index))
+        if after is None or index > after:
+            yield VideoFrame(index, position, _upright(frame))
+
+
+def _ended_early(stream, last_index: int, last_time) -> bool:
     """True when the stream's header announces clearly more frames, or time, than decoded (a truncated file)."""
     if last_index < 0:
         return False
@@ -337,24 +355,25 @@ def _evenly_spaced(indices: Sequence[int], count: int) -> list[int]:
     return sorted({indices[round(k * (len(indices) - 1) / (count - 1))] for k in range(count)})
 
 
-def _frame_times(container, stream, path: Path) -> list[float]:
-    """The presentation times of the stream's frames, in order, from its packets (demuxed, not decoded)."""
+def _frame_times(container, stream, path: Path) -> tuple[list[float], list[float]]:
+    """The presentation times of the stream's frames in order, and those of its keyframes, from its packets
+    (demuxed, not decoded); the container is left at its end."""
     import av
 
-    stamps = []
+    stamps, keys = [], []
     try:
         for packet in container.demux(stream):
             if packet.size and packet.pts is not None:
                 stamps.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.append(packet.pts)
     except (av.FFmpegError, OSError, ValueError):
         pass  # a truncated file: the frames before the damage; decoding reports the rest
-    return [float(p * stream.time_base) for p in sorted(stamps)]
+    return [float(p * stream.time_base) for p in sorted(stamps)], [float(p * stream.time_base) for p in sorted(keys)]
 
 
 def _index_of(times: list[float], time: float, previous: int) -> int:
     """The index of the frame at ``time`` in the sorted ``times`` (the nearest one after ``previous``)."""
-    import bisect
-
     at = bisect.bisect_left(times, time - 1e-6)
     if at < len(times) and abs(times[at] - time) < 1e-6:
         return max(at, previous + 1)
@@ -414,7 +433,12 @@ def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_siz
                 share = min(shares, -(-frame.image.nbytes // _SHARE)) if keep_images else 0
                 if not acquire(room) or not all(acquire(kept) for _ in range(share)):
                     return
-                ready.put((frame, prepare_image(frame.image, variant.input_size, tiling), share))
+                height, width = frame.image.shape[:2]
+                prepared = prepare_image(frame.image, variant.input_size, tiling)
+                # Only the model inputs wait in the queue unless the frames are kept: a 4K frame is 25 MB.
+                ready.put(((frame.index, frame.time, width, height, frame.image if keep_images else None), prepared,
+                           share))
+                del frame
             ready.put((_END, None, 0))
         except BaseException as exc:  # raised by the consumer, after the frames before it
             ready.put((exc, None, 0))
@@ -441,15 +465,14 @@ def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_siz
                 with torch_threads(threads):
                     found = detect_prepared(runner, [p for _, p, _ in batch], variant, min_score, iou_threshold,
                                             batch_size)
-                for (frame, _, share), detections in zip(batch, found):
+                for ((index, time, width, height, image), _, share), detections in zip(batch, found):
                     room.release()
-                    height, width = frame.image.shape[:2]
                     if held is not None:  # one frame held back, to know whether it is the last
                         yield held[0]
                         for _ in range(held[1]):
                             kept.release()
-                    held = (FrameResult(path, frame.index, frame.time, width, height, detections,
-                                        frame.image if keep_images else None), share)
+                    held = (FrameResult(path, index, time, width, height, detections, image), share)
+                del batch
             if ending is not None and held is not None:
                 yield dataclasses.replace(held[0], last=True) if ending is _END else held[0]
                 held = None
