@@ -11,16 +11,15 @@ The model runs through a runner (``backends.runner.Runner``) that ``backends.mak
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from .backends import make_runner
 from .detection import Detection, Tiling, as_rgb, check_thresholds, detect_images, resolve_variant, stream_files
+from .detection.cropping import check_crop_options, crop_face, crop_transform
 from .detection.images import check_channels
 from .detection.pipeline import check_batch_size
 from .detection.tiling import DEFAULT_OVERLAP
@@ -159,48 +158,12 @@ class FaceDetector:
         side plus ``margin`` of it on each side (``1 + 2 * margin`` times the box). With ``align`` the crop is rotated
         so the eyes are level (right eye on the left, as in the photo) and placed so they are symmetric about the
         crop's vertical centre line, at the box centre's height along the face; without it the crop is axis-aligned
-        and centred on the box. Bilinear sampling; parts outside the image are black.
+        and centred on the box. Bilinear sampling; parts outside the image are black (``detection.cropping``).
         """
         channels = self.channels if channels is None else check_channels(channels)
-        if not isinstance(size, int) or size < 1:
-            raise OptionsError(f"crop size must be a positive integer, got {size!r}")
-        if not (margin >= 0 and math.isfinite(margin)):
-            raise OptionsError(f"crop margin must be a finite number >= 0, got {margin!r}")
-        rgb = as_rgb(image, channels)
-        height, width = rgb.shape[:2]
-        matrix = crop_transform(detection.to_pixels(width, height), size, align, margin)
-        cropped = Image.fromarray(rgb).transform((size, size), Image.Transform.AFFINE, matrix,
-                                                 resample=Image.Resampling.BILINEAR)
-        out = np.asarray(cropped, np.uint8)
-        return np.ascontiguousarray(out[:, :, ::-1]) if channels == "bgr" else out.copy()
-
-
-def crop_transform(detection: Detection, size: int, align: bool = True, margin: float = 0.25) -> tuple[float, ...]:
-    """Pillow ``AFFINE`` data ``(a, b, c, d, e, f)`` of ``FaceDetector.crop``: output point ``(X, Y)`` (continuous
-    pixel coordinates of the ``size`` x ``size`` crop) reads the image at ``(a X + b Y + c, d X + e Y + f)``.
-
-    ``detection`` in pixels of the image (``Detection.to_pixels``). The crop's axes are ``right`` (unit vector from
-    the right eye to the left eye, or +x without ``align``) and ``down`` (``right`` turned 90 degrees towards the
-    mouth); its centre is the box centre, moved along ``right`` onto the eyes' perpendicular bisector when aligning.
-    """
-    xmin, ymin, xmax, ymax = detection.box
-    side = max(xmax - xmin, ymax - ymin) * (1.0 + 2.0 * margin)
-    if not side > 0 or not math.isfinite(side):
-        raise OptionsError(f"cannot crop a detection without area (box {tuple(detection.box)})")
-    centre = np.array([(xmin + xmax) / 2.0, (ymin + ymax) / 2.0])
-    right = np.array([1.0, 0.0])
-    if align:
-        right_eye, left_eye = np.array(detection.keypoints.right_eye), np.array(detection.keypoints.left_eye)
-        between = left_eye - right_eye
-        if np.hypot(*between) > 0:
-            right = between / np.hypot(*between)
-    down = np.array([-right[1], right[0]])  # image y points down: +x turns into +y
-    if align:
-        eyes = (np.array(detection.keypoints.right_eye) + np.array(detection.keypoints.left_eye)) / 2.0
-        centre = eyes + np.dot(centre - eyes, down) * down
-    scale = side / size
-    origin = centre - scale * size / 2.0 * (right + down)  # where the crop's corner (0, 0) reads the image
-    return (scale * right[0], scale * down[0], origin[0], scale * right[1], scale * down[1], origin[1])
+        check_crop_options(size, margin)
+        out = crop_face(as_rgb(image, channels), detection, size, align, margin)  # detection.cropping
+        return np.ascontiguousarray(out[:, :, ::-1]) if channels == "bgr" else out
 
 
 __all__ = ["FaceDetector", "crop_transform"]

@@ -234,3 +234,30 @@ def test_videos_are_refused_on_ray_before_any_work(run_cli):
     pytest.importorskip("ray")
     code, _, err = run_cli("detect", CLIP, "--ray")
     assert code == 2 and "not read on Ray" in err
+
+
+def test_annotate_and_crops_of_videos_and_photos_in_one_run(run_cli, tmp_path, reference):
+    annotated, crops, jsonl = tmp_path / "annotated", tmp_path / "faces", tmp_path / "v.jsonl"
+    photo = DATA / "images" / "3faces.png"
+    args = ["detect", CLIP, photo, "--frames", "4", "--annotate", annotated, "--crops", crops, "--jsonl", jsonl, "-q"]
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    video = annotated / "videos" / "asl_again.mp4"
+    assert pyav_frames(video)[0][1].shape == (480, 640, 3)
+    assert [round(t, 3) for t, _ in pyav_frames(video)] == [round(t, 3) for t, _ in reference]  # every frame, same times
+    assert (annotated / "images" / "3faces.png").is_file()
+    index = [json.loads(line) for line in (crops / "index.jsonl").read_text().splitlines()]
+    assert [i["crop"] for i in index] == ["videos/asl_again/f000000_0.png", "videos/asl_again/f000025_0.png",
+                                          "videos/asl_again/f000051_0.png", "videos/asl_again/f000076_0.png",
+                                          "images/3faces/0.png", "images/3faces/1.png", "images/3faces/2.png"]
+    frames = [r for r in jsonl_records(jsonl) if "frame" in r]
+    assert [i["box"] for i in index[:4]] == [r["detections"][0]["box"] for r in frames]
+    from PIL import Image
+
+    assert Image.open(crops / index[0]["crop"]).size == (112, 112)
+    code, _, err = run_cli(*args[:-3], "--jsonl", tmp_path / "again.jsonl", "-q")  # a rerun replaces its own outputs
+    assert code == 0, err
+    (crops / "videos" / "asl_again" / "notes.txt").write_text("mine")
+    code, _, err = run_cli(*args[:-3], "-q")
+    assert_one_line_error(code, err, "notes.txt", 2)
+    assert (crops / "videos" / "asl_again" / "notes.txt").read_text() == "mine"

@@ -53,6 +53,17 @@ from .base import FRACTION, VARIANT, cli, progress, say, thresholds_help
 @click.option("--overwrite", is_flag=True,
               help="Let --annotate replace any file of an annotation's name, not only annotations blazeconv wrote of "
                    "the same image.")
+@click.option("--crops", "crops_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write each face as an aligned square PNG (FaceDetector.crop) into this folder: one subfolder per "
+                   "input, named as --annotate names files (without the suffix), holding 0.png, 1.png... for a photo "
+                   "and f000123_0.png (frame, face) for a video; DIR/index.jsonl links each crop to its source, frame, "
+                   "time, box and score. The folder is created, its parents are not.")
+@click.option("--crop-size", type=click.IntRange(1, 4096), default=112, show_default=True, metavar="PX",
+              help="With --crops: the crops' side.")
+@click.option("--margin", type=click.FloatRange(0, 10), default=0.25, show_default=True, metavar="F",
+              help="With --crops: the margin around the box, as a share of its longer side on each side.")
+@click.option("--min-face", type=click.FloatRange(0), default=0, metavar="PX",
+              help="With --crops: skip faces whose box is smaller than PX pixels (its longer side) [default: none].")
 @click.option("--every", type=click.IntRange(1), metavar="N", help="Videos: every N-th frame (counted from the first).")
 @click.option("--fps", "sample_fps", type=click.FloatRange(0, min_open=True), metavar="F",
               help="Videos: at most F frames per second, chosen by timestamp.")
@@ -98,7 +109,7 @@ from .base import FRACTION, VARIANT, cli, progress, say, thresholds_help
 def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast,
            jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, fast_decode, tile, tile_size,
            tile_overlap, annotate_quality, annotate_size, overwrite, recursive, every, sample_fps, sample_frames, start,
-           end) -> None:
+           end, crops_dir, crop_size, margin, min_face) -> None:
     """Detect faces in images and videos (files, or folders of them) with MediaPipe's pre- and post-processing.
 
     Letterbox to the model input, run the model (--backend), decode with the SSD anchors, weighted
@@ -173,6 +184,11 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     if annotate_dir is None and (annotate_size is not None or overwrite or annotate_quality != 90):
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
     annotations = _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotate_dir, overwrite)
+    if crops_dir is None and (crop_size != 112 or margin != 0.25 or min_face):
+        raise click.UsageError("--crop-size, --margin and --min-face apply with --crops")
+    if crops_dir is not None and ray_address is not None:
+        raise click.UsageError("--crops needs the decoded images, which stay on the Ray workers: not with --ray")
+    crop_names = _check_crops(paths, crops_dir, overwrite) if crops_dir is not None else {}
     results.check()
     source = resolve(weights, role="weights") if weights else get_variant(model_name or DEFAULT_VARIANT)
     runner = make_runner("torch" if fast else backend, source, variant_name)
@@ -214,7 +230,8 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
             todo_paths = [paths[i] for i in todo]
             with progress(0 if on_ray else len(todo), "detecting", plain=on_ray) as bar, \
                     AnnotationWriter(_write_annotation, jpeg_quality=annotate_quality, max_side=annotate_size) as drawer, \
-                    _VideoAnnotations(annotations, videos) as video_drawer:
+                    _VideoAnnotations(annotations, videos, {i: list(f) for i, f in frames_of.items()}) as video_drawer, \
+                    _crop_writer(crops_dir, crop_names, crop_size, margin, min_face, overwrite) as cropper:
                 # Images are decoded and letterboxed on every core while the model runs; annotations are drawn and
                 # encoded on a thread of their own; outputs are written here, as they come.
                 if on_ray:
@@ -222,7 +239,8 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
                                                       ray_actors, ray_actor_cpus, fast_decode, tiling))
                 else:
                     results_in = stream_inputs(model, paths, videos, variant, min_score=min_score, batch_size=batch_size,
-                                               fast_decode=fast_decode, tiling=tiling, keep_images=bool(annotations),
+                                               fast_decode=fast_decode, tiling=tiling,
+                                               keep_images=bool(annotations or crop_names), keep_frames=bool(crop_names),
                                                sampling=sampling, after=after, only=todo)
 
                 def finish(index, result, record):  # once the image's annotation is written
@@ -250,6 +268,10 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
                     elif not isinstance(result, FrameResult):
                         entries.append(record)
                     then = functools.partial(finish, index, result, record)
+                    if cropper is not None and result.detections:
+                        frame = result if isinstance(result, FrameResult) else None
+                        cropper.add(result.path, result.image, result.detections, frame and frame.frame,
+                                    frame and frame.time)
                     if index in videos:
                         video_drawer.add(index, result)
                         drawer.then(then)
@@ -384,6 +406,47 @@ def _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotat
     return annotations
 
 
+def _frame_of(path: Path, record: dict):
+    """The ``FrameResult`` a video frame's JSONL record says."""
+    from ..detection.records import Detection
+    from ..detection.video import FrameResult
+
+    found = [Detection(d["score"], d["box"], d["keypoints"]) for d in record["detections"]]
+    return FrameResult(path, record["frame"], record["time"], record["width"], record["height"], found)
+
+
+def _check_crops(paths, crops_dir: Path, overwrite: bool) -> dict[Path, str]:
+    """--crops DIR checked before any work: its parent exists, and no input's subfolder holds a file that is not
+    blazeconv's crop of that input (unless ``overwrite``). Returns each input's subfolder name."""
+    from ..detection.cropping import INDEX_NAME, is_crop_of
+    from ..io import PathUsageError, check_folder, mirrored_paths
+
+    if not crops_dir.is_dir():
+        check_folder(crops_dir)
+    names = {path: folder.relative_to(crops_dir).as_posix()
+             for path, folder in zip(paths, mirrored_paths(paths, crops_dir, lambda p: ""))}
+    if names and INDEX_NAME in names.values():
+        raise PathUsageError(f"{crops_dir / INDEX_NAME}: an input's crops would go into the index's place")
+    for path, name in names.items():
+        folder = crops_dir / name
+        if overwrite or not folder.is_dir():
+            continue
+        for item in sorted(folder.iterdir()):
+            if not is_crop_of(item, path):
+                raise PathUsageError(f"{item}: exists and is not blazeconv's crop of {path}; add --overwrite to "
+                                     "replace such files, or write the crops into another folder")
+    return names
+
+
+def _crop_writer(crops_dir, names, size, margin, min_face, overwrite):
+    """--crops' ``CropWriter`` (a context manager), or a null context giving None."""
+    if crops_dir is None:
+        return contextlib.nullcontext()
+    from ..detection.cropping import CropWriter
+
+    return CropWriter(crops_dir, names=names, size=size, margin=margin, min_face=min_face, overwrite=overwrite)
+
+
 def _is_annotation(annotation: Path, source: Path, video: bool, is_annotation_of) -> bool:
     if not video:
         return is_annotation_of(annotation, source)
@@ -394,10 +457,11 @@ def _is_annotation(annotation: Path, source: Path, video: bool, is_annotation_of
 
 class _VideoAnnotations:
     """``--annotate`` for the videos of a run: one ``VideoAnnotation`` open at a time, fed the video's sampled frames
-    and closed (written, renamed into place) after its last frame or its error."""
+    and closed (written, renamed into place) after its last frame or its error. ``earlier``: per video, the frame
+    records a resumed run read from its JSONL; they are drawn too, so a resumed video's annotation is whole."""
 
-    def __init__(self, annotations: list[Path], videos: set[int]):
-        self.annotations, self.videos = annotations, videos
+    def __init__(self, annotations: list[Path], videos: set[int], earlier: dict[int, list[dict]]):
+        self.annotations, self.videos, self.earlier = annotations, videos, earlier
         self.open = None  # (index, VideoAnnotation)
 
     def add(self, index: int, result) -> None:
@@ -414,6 +478,8 @@ class _VideoAnnotations:
         if self.open is None:
             self.annotations[index].parent.mkdir(parents=True, exist_ok=True)  # inside --annotate DIR only
             self.open = (index, VideoAnnotation(result.path, self.annotations[index]).__enter__())
+            for record in self.earlier.get(index, []):
+                self.open[1].add(_frame_of(result.path, record))
         self.open[1].add(result)
         if result.last:
             self._close()

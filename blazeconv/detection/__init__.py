@@ -2,9 +2,10 @@
 
 ``files`` (which files a run reads), ``images`` (anything a user holds as RGB), ``letterboxing``
 (ImageToTensorCalculator and its removal), ``postprocess`` (SSD decoding and weighted NMS), ``tiling`` (overlapping
-tiles for small faces), ``records`` (``Detection`` and its JSON form), ``drawing`` (annotations), ``pipeline``
-(batches of images and streams of files through a runner) and ``results`` (JSONL results of a run over many files,
-resumable).
+tiles for small faces), ``records`` (``Detection`` and its JSON form), ``drawing`` (annotations), ``cropping``
+(aligned face crops), ``masking`` (faces hidden), ``pipeline`` (batches of images and streams of files through a
+runner), ``video`` (video files: decoding, sampling, streaming), ``video_annotation`` (annotated videos),
+``inputs`` (photos and videos in one run) and ``results`` (JSONL results of a run, resumable).
 """
 
 from .drawing import annotate

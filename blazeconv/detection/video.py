@@ -322,16 +322,18 @@ def _read_chosen(container, stream, path: Path, sampling: Sampling, after: int |
 
 
 def _ended_early(stream, last_index: int, last_time) -> bool:
-    """True when the stream's header announces clearly more frames, or time, than decoded (a truncated file)."""
-    if last_index < 0:
+    """True when the stream's header announces clearly more frames, or time, than decoded (a truncated file). The
+    container's duration (Matroska records no other) covers its audio too, often a little longer than the video:
+    only a gap of a second and a tenth of it counts."""
+    if last_index < 0 or last_time is None:
         return False
-    if stream.frames and last_index + 1 < stream.frames:
-        return True
-    duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
-    if duration is None and stream.container.duration:
-        duration = stream.container.duration / 1e6
+    if stream.frames:
+        return last_index + 1 < stream.frames
     step = 1 / float(stream.average_rate) if stream.average_rate else 0.1
-    return duration is not None and last_time is not None and last_time < duration - max(0.5, 3 * step)
+    if stream.duration and stream.time_base:
+        return last_time < float(stream.duration * stream.time_base) - max(0.5, 3 * step)
+    whole = stream.container.duration / 1e6 if stream.container.duration else None
+    return whole is not None and last_time < whole - max(1.0, 0.1 * whole, 3 * step)
 
 
 def _promised(stream) -> str:

@@ -1,0 +1,99 @@
+"""Faces hidden in a picture (``blazeconv blur``): each detection's region blurred, pixelated or filled.
+
+A region is the detection's box scaled about its centre by ``Masking.scale`` (1.0: the box itself; the default is
+larger, since BlazeFace's box stops at the brows and the chin), clipped to the picture; ``shape`` ``ellipse`` masks
+the ellipse inscribed in that rectangle, ``box`` the rectangle. ``blur`` is a Gaussian blur whose radius grows with
+the region (a quarter of its shorter side), after the region is first reduced to ``_BLUR_CELLS`` cells across its
+longer side, so that no feature of the face survives whatever its size; ``pixelate`` shows the region as ``_PIXEL_CELLS`` coarse cells
+across; ``fill`` paints it one colour. Pictures are ``(H, W, 3)`` uint8 RGB arrays; coordinates of detections are
+0..1 of the picture's width and height.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from ..errors import OptionsError
+from .records import Detection
+
+STYLES = ("blur", "pixelate", "fill")
+SHAPES = ("ellipse", "box")
+DEFAULT_SCALE = 1.4
+_BLUR_CELLS = 12  # a blurred face is first reduced to at most this many pixels across
+_PIXEL_CELLS = 10  # a pixelated face shows this many cells across its longer side
+
+
+@dataclass(frozen=True)
+class Masking:
+    """How faces are hidden: ``style`` (blur, pixelate, fill), ``shape`` (ellipse, box), ``scale`` (the region's side
+    over the box's, >= 1), ``colour`` (RGB of ``fill``)."""
+
+    style: str = "blur"
+    shape: str = "ellipse"
+    scale: float = DEFAULT_SCALE
+    colour: tuple[int, int, int] = (0, 0, 0)
+
+    def check(self) -> Masking:
+        if self.style not in STYLES:
+            raise OptionsError(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
+        if self.shape not in SHAPES:
+            raise OptionsError(f"shape must be one of {', '.join(SHAPES)}, got {self.shape!r}")
+        if not (isinstance(self.scale, (int, float)) and math.isfinite(self.scale) and 1 <= self.scale <= 10):
+            raise OptionsError(f"mask scale must be a number from 1 to 10, got {self.scale!r}")
+        if len(self.colour) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in self.colour):
+            raise OptionsError(f"fill colour must be three whole numbers 0..255, got {self.colour!r}")
+        return self
+
+
+def mask_regions(detections: Sequence[Detection], width: int, height: int, scale: float = DEFAULT_SCALE
+                 ) -> list[tuple[int, int, int, int]]:
+    """Each detection's region in pixels, ``(left, top, right, bottom)`` (right and bottom exclusive), scaled about
+    the box's centre by ``scale`` and clipped to the ``width`` x ``height`` picture; empty regions are left out."""
+    regions = []
+    for detection in detections:
+        xmin, ymin, xmax, ymax = detection.box
+        cx, cy = (xmin + xmax) / 2 * width, (ymin + ymax) / 2 * height
+        half_w, half_h = (xmax - xmin) * width * scale / 2, (ymax - ymin) * height * scale / 2
+        left, top = max(0, math.floor(cx - half_w)), max(0, math.floor(cy - half_h))
+        right, bottom = min(width, math.ceil(cx + half_w)), min(height, math.ceil(cy + half_h))
+        if right > left and bottom > top:
+            regions.append((left, top, right, bottom))
+    return regions
+
+
+def hide_faces(image: np.ndarray, detections: Sequence[Detection], masking: Masking = Masking()) -> np.ndarray:
+    """A copy of ``image`` ``(H, W, 3)`` uint8 RGB with every detection's region hidden as ``masking`` says."""
+    picture = Image.fromarray(np.asarray(image, np.uint8))
+    hide_regions(picture, mask_regions(detections, picture.width, picture.height, masking.scale), masking)
+    return np.asarray(picture)
+
+
+def hide_regions(picture: Image.Image, regions: Sequence[tuple[int, int, int, int]], masking: Masking) -> None:
+    """Hide each pixel region of the RGB Pillow ``picture`` in place (``mask_regions`` gives them)."""
+    for box in regions:
+        size = (box[2] - box[0], box[3] - box[1])
+        if masking.style == "fill":
+            hidden = Image.new("RGB", size, masking.colour)
+        else:
+            cells = _BLUR_CELLS if masking.style == "blur" else _PIXEL_CELLS
+            coarse = (max(1, round(size[0] * cells / max(size))), max(1, round(size[1] * cells / max(size))))
+            small = picture.crop(box).resize(coarse, Image.Resampling.BOX)  # the mean of each cell
+            if masking.style == "pixelate":
+                hidden = small.resize(size, Image.Resampling.NEAREST)
+            else:
+                hidden = small.resize(size, Image.Resampling.BILINEAR).filter(
+                    ImageFilter.GaussianBlur(max(1.0, min(size) / 4)))
+        if masking.shape == "box":
+            picture.paste(hidden, box[:2])
+        else:
+            mask = Image.new("L", size, 0)
+            ImageDraw.Draw(mask).ellipse((0, 0, size[0] - 1, size[1] - 1), fill=255)
+            picture.paste(hidden, box[:2], mask)
+
+
+__all__ = ["DEFAULT_SCALE", "SHAPES", "STYLES", "Masking", "hide_faces", "hide_regions", "mask_regions"]
