@@ -366,3 +366,25 @@ def test_deferred_holds_a_signal_until_the_block_ends():
             _signal_self(signal.SIGINT)
             steps.append("finished again")
     assert steps[-1] == "finished again"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_mid_video_leaves_no_half_annotation_and_resume_finishes_it(signum, tmp, tmp_path, run_cli):
+    pytest.importorskip("av")
+    clip = DATA / "videos" / "asl_again.mkv"
+    jsonl, annotated = tmp_path / "v.jsonl", tmp_path / "annotated"
+    args = ["detect", clip, "--jsonl", jsonl, "--annotate", annotated, "--batch-size", "4"]
+    # Stopped while the annotation of the twentieth frame is being encoded.
+    code, _, err = interrupt(args, tmp, "call:blazeconv.detection.video_annotation.VideoAnnotation.add#20", signum)
+    lines = jsonl_records(jsonl)
+    assert_interrupted(code, err, signum, f"0 of 1 inputs done; their results are in {jsonl}")
+    assert 0 < len(lines) < 77 and [r["frame"] for r in lines] == list(range(len(lines)))
+    assert list(annotated.rglob("*")) == []  # no half video, no temporary file
+    assert not left_in(tmp) and not hidden_leftovers(tmp_path)
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 0, err
+    assert [r["frame"] for r in jsonl_records(jsonl)] == list(range(77))
+    import av
+
+    with av.open(str(annotated / "asl_again.mp4")) as video:
+        assert sum(1 for _ in video.decode(video=0)) == 77
