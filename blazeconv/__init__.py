@@ -7,6 +7,10 @@ Python API::
     faces = detector("photo.jpg")                         # list[Detection]: score, box, keypoints (0..1)
     faces[0].keypoints.right_eye, faces[0].to_pixels(width, height), faces[0].to_dict()
     crop = detector.crop("photo.jpg", faces[0])           # (112, 112, 3) uint8 RGB, eyes level
+    for frame in detector.video("clip.mp4", fps=5):       # FrameResult: frame, time, detections (blazeconv[video])
+        ...
+    hidden = blazeconv.blur(frame_bgr, channels="bgr")    # the faces hidden, numpy in and out
+    blazeconv.blur_video("clip.mp4", "clip_blurred.mp4", detector=blazeconv.anonymise.detector_for())
 
     model = blazeconv.load_model("short_range.pth")      # eval-mode torch.nn.Module; model.variant: a Variant
     regressors, classificators = model(x)                 # x: (B, 3, S, S) float32 RGB in [-1, 1]
@@ -24,6 +28,8 @@ _LAZY = {
     "load_image": "detection",
     "detect_images": "detection",
     "load_model": "sources",
+    "blur": "anonymise",
+    "blur_video": "anonymise",
 }
 
 __all__ = ["BlazeconvError", "__version__", *_LAZY]

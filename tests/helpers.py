@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,32 @@ def jsonl_records(path) -> list[dict]:
 
     lines = [json.loads(line) for line in Path(path).read_text().splitlines()]
     return [line for line in lines if "blazeconv_settings" not in line]
+
+
+def write_clip(path, frames, pts, time_base=None, audio_from=None) -> None:
+    """An H.264 clip of ``frames`` (``(H, W, 3)`` uint8 RGB) at ``pts`` (in ``time_base``, default 1/1000 s), with
+    the first audio stream of the file ``audio_from`` copied (PyAV)."""
+    import av
+
+    time_base = time_base or Fraction(1, 1000)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        stream.time_base = stream.codec_context.time_base = time_base
+        audio = source = None
+        if audio_from is not None:
+            source = av.open(str(audio_from))
+            audio = out.add_stream_from_template(source.streams.audio[0])
+        for image, stamp in zip(frames, pts):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = stamp, time_base
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if source is not None:
+            for packet in source.demux(source.streams.audio[0]):
+                if packet.dts is not None:
+                    packet.stream = audio
+                    out.mux(packet)
+            source.close()

@@ -29,6 +29,7 @@ LAYERS = [
     ("detection: images, letterbox, decoding, NMS, records, the pipeline", ["detection"]),
     ("verify: the Core ML evaluator and check", ["verify"]),
     ("detector: FaceDetector", ["detector"]),
+    ("anonymise: faces hidden in photos and videos", ["anonymise"]),
     ("ray: scale-out", ["ray"]),
     ("bench: measurements", ["bench"]),
     ("cli: the commands", ["cli", "__main__"]),

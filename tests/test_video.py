@@ -7,12 +7,11 @@ frames (MediaPipe's VIDEO mode is compared in test_video_parity.py).
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import DATA, assert_one_line_error, jsonl_records
+from helpers import DATA, assert_one_line_error, jsonl_records, write_clip
 
 av = pytest.importorskip("av")
 
@@ -39,31 +38,6 @@ def reference():
 @pytest.fixture(scope="module")
 def detector():
     return FaceDetector("short_range", backend="onnxruntime")
-
-
-def write_clip(path: Path, frames: list[np.ndarray], pts: list[int], time_base=Fraction(1, 1000), audio_from=None):
-    """An H.264 clip of ``frames`` (RGB) at the given pts, with the first audio stream of ``audio_from`` copied."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        stream.time_base = stream.codec_context.time_base = time_base
-        audio = source = None
-        if audio_from is not None:
-            source = av.open(str(audio_from))
-            audio = out.add_stream_from_template(source.streams.audio[0])
-        for image, stamp in zip(frames, pts):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = stamp, time_base
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-        if source is not None:
-            for packet in source.demux(source.streams.audio[0]):
-                if packet.dts is not None:
-                    packet.stream = audio
-                    out.mux(packet)
-            source.close()
 
 
 # ----------------------------------------------------------------------------------------------- inputs

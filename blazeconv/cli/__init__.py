@@ -16,7 +16,7 @@ import traceback
 import click
 
 from ..errors import BlazeconvError
-from . import bench, cache, convert, detect, export  # noqa: F401 (each registers its commands on the group)
+from . import bench, blur, cache, convert, detect, export  # noqa: F401 (each registers its commands on the group)
 from .base import cli
 
 INTERNAL_ERROR_EXIT = 70

@@ -23,9 +23,10 @@ from .records import Detection
 
 STYLES = ("blur", "pixelate", "fill")
 SHAPES = ("ellipse", "box")
-DEFAULT_SCALE = 1.4
+DEFAULT_SCALE = 1.5
 _BLUR_CELLS = 12  # a blurred face is first reduced to at most this many pixels across
 _PIXEL_CELLS = 10  # a pixelated face shows this many cells across its longer side
+_MERGE_SHARE = 0.3  # regions overlapping by this share of the smaller one are hidden as one
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,15 @@ class Masking:
         return self
 
 
+DEFAULT_MASKING = Masking()
+
+
 def mask_regions(detections: Sequence[Detection], width: int, height: int, scale: float = DEFAULT_SCALE
                  ) -> list[tuple[int, int, int, int]]:
     """Each detection's region in pixels, ``(left, top, right, bottom)`` (right and bottom exclusive), scaled about
-    the box's centre by ``scale`` and clipped to the ``width`` x ``height`` picture; empty regions are left out."""
-    regions = []
+    the box's centre by ``scale`` and clipped to the ``width`` x ``height`` picture; empty regions are left out,
+    overlapping ones merged (``merge_regions``)."""
+    regions: list[tuple[int, int, int, int]] = []
     for detection in detections:
         xmin, ymin, xmax, ymax = detection.box
         cx, cy = (xmin + xmax) / 2 * width, (ymin + ymax) / 2 * height
@@ -63,11 +68,35 @@ def mask_regions(detections: Sequence[Detection], width: int, height: int, scale
         right, bottom = min(width, math.ceil(cx + half_w)), min(height, math.ceil(cy + half_h))
         if right > left and bottom > top:
             regions.append((left, top, right, bottom))
-    return regions
+    return merge_regions(regions)
 
 
-def hide_faces(image: np.ndarray, detections: Sequence[Detection], masking: Masking = Masking()) -> np.ndarray:
+def merge_regions(regions: Sequence[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """``regions`` with each group of overlapping ones (sharing at least ``_MERGE_SHARE`` of the smaller's area)
+    replaced by the rectangle around them: one face seen in several frames (``hold``) or by overlapping tiles is
+    hidden once, over all its positions."""
+    merged = [tuple(r) for r in regions]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                a, b = merged[i], merged[j]
+                overlap = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+                smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+                if overlap >= _MERGE_SHARE * smaller:
+                    merged[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    del merged[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return merged
+
+
+def hide_faces(image: np.ndarray, detections: Sequence[Detection], masking: Masking | None = None) -> np.ndarray:
     """A copy of ``image`` ``(H, W, 3)`` uint8 RGB with every detection's region hidden as ``masking`` says."""
+    masking = masking or DEFAULT_MASKING
     picture = Image.fromarray(np.asarray(image, np.uint8))
     hide_regions(picture, mask_regions(detections, picture.width, picture.height, masking.scale), masking)
     return np.asarray(picture)
@@ -96,4 +125,5 @@ def hide_regions(picture: Image.Image, regions: Sequence[tuple[int, int, int, in
             picture.paste(hidden, box[:2], mask)
 
 
-__all__ = ["DEFAULT_SCALE", "SHAPES", "STYLES", "Masking", "hide_faces", "hide_regions", "mask_regions"]
+__all__ = ["DEFAULT_MASKING", "DEFAULT_SCALE", "SHAPES", "STYLES", "Masking", "hide_faces", "hide_regions",
+           "mask_regions", "merge_regions"]

