@@ -1,8 +1,9 @@
 """Faces hidden in photos and videos: ``blazeconv blur`` and ``blazeconv.blur``.
 
 Detection is the photo and video pipeline (``FaceDetector``, ``stream_video``) with defaults chosen to protect:
-a model that sees small faces, a threshold below MediaPipe's, and a ``hold`` that keeps a face masked a few frames
-before it is first found and after it is last found (docs/bench.md, *Anonymise*, has the measurements behind them).
+a model that sees small faces, a threshold below MediaPipe's, tiles sized by the picture (``tiling_for``), and a
+``hold`` that keeps a face masked a few frames before it is first found and after it is last found (docs/bench.md,
+*Anonymise*, has the measurements behind them).
 Each face's region (``masking``) is hidden in the pixels; the output says it is blazeconv's blurred copy of its
 source (``BLUR_MARK`` in a JPEG/PNG comment or the video's ``comment`` tag), so a later run may replace it and
 nothing else.
@@ -27,8 +28,10 @@ from PIL import Image, PngImagePlugin
 
 from .detection.images import as_rgb, check_channels
 from .detection.masking import DEFAULT_MASKING, Masking, hide_regions, mask_regions
+from .detection.pipeline import detect_images
 from .detection.records import Detection
-from .detection.video import Sampling, VideoStopped, stream_video
+from .detection.tiling import Tiling
+from .detection.video import Sampling, VideoStopped, probe, stream_video
 from .detection.video_annotation import DEFAULT_CRF, VideoAnnotation
 from .detector import FaceDetector
 from .errors import ImageError, OptionsError
@@ -39,7 +42,11 @@ BLUR_MARK = "blazeconv blur of "
 DEFAULT_MODEL = "full_range_sparse"
 DEFAULT_MIN_SCORE = 0.4
 DEFAULT_HOLD = 5
-DEFAULT_TILE = False
+DEFAULT_TILE = True
+# Blur's tiles are a share of the picture, not of the model input: the side is the picture's shorter side over
+# TILE_SHARE, at least MIN_TILE pixels (faces of a few per cent of a frame are found in any resolution).
+TILE_SHARE = 2.25
+MIN_TILE = 320
 PHOTO_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
                  ".bmp": "BMP"}
 _GPS_IFD = 0x8825
@@ -47,14 +54,31 @@ _ORIENTATION = 0x0112
 
 
 @functools.lru_cache(maxsize=4)
-def _detector(model: str, min_score: float | None, tile: bool) -> FaceDetector:
-    return FaceDetector(model, min_score=min_score, tile=tile)
+def _detector(model: str, min_score: float | None, tile: bool, tile_size: int | None) -> FaceDetector:
+    return FaceDetector(model, min_score=min_score, tile=tile, tile_size=tile_size)
 
 
-def detector_for(model: str = DEFAULT_MODEL, min_score: float | None = DEFAULT_MIN_SCORE, tile: bool = DEFAULT_TILE
-                 ) -> FaceDetector:
-    """The ``FaceDetector`` ``blur`` uses for these settings (made once per process and settings)."""
-    return _detector(str(model), min_score, bool(tile))
+def detector_for(model: str = DEFAULT_MODEL, min_score: float | None = DEFAULT_MIN_SCORE, tile: bool = DEFAULT_TILE,
+                 tile_size: int | None = None) -> FaceDetector:
+    """The ``FaceDetector`` ``blur`` uses for these settings (made once per process and settings). With ``tile`` and
+    no ``tile_size``, each picture's tiles are sized by ``tiling_for`` when blurring."""
+    return _detector(str(model), min_score, bool(tile), tile_size)
+
+
+def tiling_for(detector: FaceDetector, width: int, height: int) -> Tiling | None:
+    """The tiles blur runs on a ``width`` x ``height`` picture: the detector's own when it has a tile size, else
+    ``max(MIN_TILE, shorter side / TILE_SHARE)`` pixels, with the detector's overlap; None without tiles."""
+    tiling = detector.tiling
+    if tiling is None or tiling.size is not None:
+        return tiling
+    return Tiling(max(MIN_TILE, round(min(width, height) / TILE_SHARE)), tiling.overlap)
+
+
+def _faces(detector: FaceDetector, rgb: np.ndarray) -> list[Detection]:
+    """``detector``'s faces on ``rgb`` with blur's tiles."""
+    tiling = tiling_for(detector, rgb.shape[1], rgb.shape[0])
+    return detect_images(detector.runner, [rgb], detector.variant, detector.min_score, detector.iou_threshold,
+                         tiling=tiling)[0]
 
 
 def blur(image: Any, *, detector: FaceDetector | None = None, style: str = "blur", shape: str = "ellipse",
@@ -72,7 +96,7 @@ def blur(image: Any, *, detector: FaceDetector | None = None, style: str = "blur
     detector = detector or detector_for(model, min_score, tile)
     rgb = as_rgb(image, channels)
     picture = Image.fromarray(rgb)
-    hide_regions(picture, mask_regions(detector(rgb), picture.width, picture.height, masking.scale), masking)
+    hide_regions(picture, mask_regions(_faces(detector, rgb), picture.width, picture.height, masking.scale), masking)
     out = np.asarray(picture)
     return np.ascontiguousarray(out[:, :, ::-1]) if channels == "bgr" else out.copy()
 
@@ -106,7 +130,7 @@ def blur_photo(source: str | Path, target: str | Path, *, detector: FaceDetector
     exif, icc = _metadata(source) if keep_metadata else (None, None)
     rgb = as_rgb(source)
     picture = Image.fromarray(rgb)
-    regions = mask_regions(detector(rgb), picture.width, picture.height, masking.scale)
+    regions = mask_regions(_faces(detector, rgb), picture.width, picture.height, masking.scale)
     hide_regions(picture, regions, masking)
     if on_regions is not None:
         on_regions({"path": str(source), "width": picture.width, "height": picture.height,
@@ -185,8 +209,9 @@ def blur_video(source: str | Path, target: str | Path, *, detector: FaceDetector
                         "height": picture.height, "regions": [list(r) for r in regions]})
 
     error = None
+    info = probe(source)  # ImageError for a file that is not a readable video: nothing is written
     frames = stream_video(detector.runner, source, detector.variant, detector.min_score, detector.iou_threshold,
-                          batch_size, sampling=Sampling(), tiling=detector.tiling)
+                          batch_size, sampling=Sampling(), tiling=tiling_for(detector, info.width, info.height))
     first = next(frames)  # ImageError for a file that is not a readable video: nothing is written
     with VideoAnnotation(source, target, crf=crf, paint=paint, hold=hold, mark=BLUR_MARK) as writer:
         writer.add(first)
@@ -209,4 +234,4 @@ def blur_file(source: str | Path, target: str | Path, *, video: bool, **options)
 
 
 __all__ = ["BLUR_MARK", "DEFAULT_HOLD", "DEFAULT_MIN_SCORE", "DEFAULT_MODEL", "DEFAULT_TILE", "PHOTO_FORMATS",
-           "Blurred", "blur", "blur_file", "blur_photo", "blur_video", "detector_for", "is_blurred_copy_of"]
+           "Blurred", "blur", "blur_file", "blur_photo", "blur_video", "detector_for", "is_blurred_copy_of", "tiling_for"]

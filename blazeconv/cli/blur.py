@@ -22,10 +22,14 @@ from .base import FRACTION, VARIANT, cli, progress, say
 @click.option("--shape", type=click.Choice(SHAPES), default="ellipse", show_default=True, help="The masked region's shape.")
 @click.option("--mask-scale", type=click.FloatRange(1, 10), default=DEFAULT_SCALE, show_default=True, metavar="F",
               help="The masked region's side over the detected box's (the box stops at the brows and the chin).")
-@click.option("--model", "model_name", type=VARIANT, help="The detector [default: full_range_sparse, which sees small faces].")
+@click.option("--model", "model_name", type=VARIANT,
+              help="The detector [default: full_range_sparse, which sees small faces].")
 @click.option("--min-score", type=FRACTION, help="Hide detections scoring at least this [default: 0.4, below MediaPipe's].")
 @click.option("--tile/--no-tile", default=None,
-              help="Also detect on overlapping tiles (small faces in big pictures, slower) [default: no].")
+              help="Also detect on overlapping tiles of each picture (small and distant faces; --no-tile is several "
+                   "times faster and misses them) [default: tiles].")
+@click.option("--tile-size", type=click.IntRange(16), metavar="PX",
+              help="With tiles: their side [default: the picture's shorter side / 2.25, at least 320].")
 @click.option("--hold", type=click.IntRange(0, 1000), metavar="N",
               help="Videos: a face stays hidden N frames after it was last found and N frames before it is first "
                    "found (faces missed for a frame or two stay hidden) [default: 5].")
@@ -42,8 +46,8 @@ from .base import FRACTION, VARIANT, cli, progress, say
                    "same input.")
 @click.option("-r", "--recursive", is_flag=True, help="Read the folders' subfolders too (hidden ones skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-input summary on stdout.")
-def blur(inputs, output, style, shape, mask_scale, model_name, min_score, tile, hold, crf, keep_metadata, boxes_jsonl,
-         overwrite, recursive, quiet) -> None:
+def blur(inputs, output, style, shape, mask_scale, model_name, min_score, tile, tile_size, hold, crf, keep_metadata,
+         boxes_jsonl, overwrite, recursive, quiet) -> None:
     """Hide the faces in photos and videos (files or folders of them): blur, pixelate or fill each face's region.
 
     Videos keep every frame with its timestamp, the size, the rotation and the audio streams (copied, not
@@ -75,9 +79,11 @@ def blur(inputs, output, style, shape, mask_scale, model_name, min_score, tile, 
         raise click.UsageError("--hold applies to videos: none of the inputs is a video")
     targets = _targets(paths, videos, inputs, output, boxes_jsonl, overwrite)
     masking = Masking(style, shape, mask_scale).check()
+    tile = anonymise.DEFAULT_TILE if tile is None else tile
+    if tile_size is not None and not tile:
+        raise click.UsageError("--tile-size applies with tiles: not with --no-tile")
     detector = anonymise.detector_for(model_name or anonymise.DEFAULT_MODEL,
-                                      anonymise.DEFAULT_MIN_SCORE if min_score is None else min_score,
-                                      anonymise.DEFAULT_TILE if tile is None else tile)
+                                      anonymise.DEFAULT_MIN_SCORE if min_score is None else min_score, tile, tile_size)
     hold = anonymise.DEFAULT_HOLD if hold is None else hold
     failures, lines = [], []
     boxes = None

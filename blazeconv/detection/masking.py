@@ -72,26 +72,32 @@ def mask_regions(detections: Sequence[Detection], width: int, height: int, scale
 
 
 def merge_regions(regions: Sequence[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
-    """``regions`` with each group of overlapping ones (sharing at least ``_MERGE_SHARE`` of the smaller's area)
-    replaced by the rectangle around them: one face seen in several frames (``hold``) or by overlapping tiles is
-    hidden once, over all its positions."""
-    merged = [tuple(r) for r in regions]
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(merged)):
-            for j in range(i + 1, len(merged)):
-                a, b = merged[i], merged[j]
-                overlap = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
-                smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-                if overlap >= _MERGE_SHARE * smaller:
-                    merged[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-                    del merged[j]
-                    changed = True
-                    break
-            if changed:
-                break
-    return merged
+    """``regions`` with each group of overlapping ones (sharing at least ``_MERGE_SHARE`` of the smaller's area, and
+    so on transitively) replaced by the rectangle around them, until none overlap so: one face seen in several
+    frames (``hold``) or by overlapping tiles is hidden once, over all its positions. In the order of each group's
+    first region."""
+    boxes = np.array(regions, np.int64).reshape(-1, 4)
+    while len(boxes) > 1:
+        width = np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+        height = np.minimum(boxes[:, None, 3], boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+        overlap = np.clip(width, 0, None) * np.clip(height, 0, None)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        linked = overlap >= _MERGE_SHARE * np.minimum(area[:, None], area[None, :])
+        group = np.full(len(boxes), -1)
+        for first in range(len(boxes)):  # connected components, numbered by their first region
+            if group[first] >= 0:
+                continue
+            group[first], frontier = first, [first]
+            while frontier:
+                found = np.flatnonzero(linked[frontier].any(axis=0) & (group < 0))
+                group[found] = first
+                frontier = list(found)
+        firsts = np.unique(group)
+        if len(firsts) == len(boxes):
+            break
+        boxes = np.array([[boxes[group == g, 0].min(), boxes[group == g, 1].min(), boxes[group == g, 2].max(),
+                           boxes[group == g, 3].max()] for g in firsts])
+    return [tuple(int(v) for v in box) for box in boxes]
 
 
 def hide_faces(image: np.ndarray, detections: Sequence[Detection], masking: Masking | None = None) -> np.ndarray:

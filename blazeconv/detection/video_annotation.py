@@ -29,6 +29,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,7 @@ from .video import FrameResult, _open, probe, require_video
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 DEFAULT_CRF = 20
 _PRESET = "veryfast"
+_QUEUED = 16  # samples waiting for the writer thread, at most
 
 
 def annotation_suffix(source: str | Path) -> str:
@@ -99,6 +102,11 @@ class VideoAnnotation:
         self._stack: contextlib.ExitStack | None = None
         self._samples: list[tuple[int, list]] = []  # (frame, detections) of the sampled frames still needed
         self._next = 0  # the index of the next frame to encode
+        self._last = -1  # the last sampled frame given to ``add``
+        self._worker: threading.Thread | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUED)
+        self._failure: BaseException | None = None
+        self._stopping = threading.Event()
 
     def __enter__(self) -> VideoAnnotation:
         import av
@@ -116,7 +124,37 @@ class VideoAnnotation:
             self._output.metadata["comment"] = self.mark + os.path.realpath(self.source)
             self._frames = self._source_frames()
             self._stack = stack.pop_all()
+        self._worker = threading.Thread(target=self._work, name="blazeconv-video-writer", daemon=True)
+        self._worker.start()
         return self
+
+    def _work(self) -> None:
+        """The writer thread: decode, paint and encode as the samples come (``None``: the end, flush all)."""
+        try:
+            while not self._stopping.is_set():
+                result = self._queue.get()
+                if result is None:
+                    self._encode_until(None)
+                    self._output.mux(self._encoder.encode(None))  # the encoder's delayed frames
+                    return
+                if self._stopping.is_set():
+                    return
+                self._encode_until(result.frame - self.hold)
+                self._samples.append((result.frame, list(result.detections)))
+        except BaseException as exc:  # raised in the caller's thread by the next add or close
+            self._failure = exc
+
+    def _hand_over(self, item) -> None:
+        """Queue ``item`` for the writer thread, waiting while it is busy; its failure is raised here."""
+        while True:
+            if self._failure is not None:
+                raise self._failure
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if not self._worker.is_alive():
+                    raise RuntimeError(f"{self.target}: the video writer stopped") from self._failure
 
     def _add_video(self, rotation: int):
         """The H.264 stream: the source's stored size, time base and display rotation."""
@@ -173,13 +211,14 @@ class VideoAnnotation:
             yield from (frame for frame in frames if frame.pts is not None)  # as read_frames: no time, no frame
 
     def add(self, result: FrameResult) -> None:
-        """The detections of sampled frame ``result.frame``: the frames that can no longer get detections from a
-        later sample are encoded (those before it, or with ``hold`` those more than ``hold`` frames before it)."""
-        if result.frame < self._next or self._samples and result.frame <= self._samples[-1][0]:
-            raise ValueError(f"{self.source}: frame {result.frame} given after frame {self._next - 1}; "
+        """The detections of sampled frame ``result.frame``, handed to the writer thread: it encodes the frames that
+        can no longer get detections from a later sample (those before it, or with ``hold`` those more than
+        ``hold`` frames before it) while the caller goes on."""
+        if result.frame <= self._last:
+            raise ValueError(f"{self.source}: frame {result.frame} given after frame {self._last}; "
                              "results must come in frame order")
-        self._encode_until(result.frame - self.hold)
-        self._samples.append((result.frame, list(result.detections)))
+        self._last = result.frame
+        self._hand_over(result)
 
     def _detections_for(self, index: int) -> list:
         """Frame ``index``'s detections: the latest sample's at or before it, or with ``hold`` those of every
@@ -194,7 +233,7 @@ class VideoAnnotation:
 
     def _encode_until(self, stop: int | None) -> None:
         """Encode the frames before index ``stop`` (every frame left when None)."""
-        while stop is None or self._next < stop:
+        while (stop is None or self._next < stop) and not self._stopping.is_set():
             frame = next(self._frames, None)
             if frame is None:
                 return
@@ -220,15 +259,30 @@ class VideoAnnotation:
         if stack is None:
             return
         with stack:  # an exception here removes the temporary file
-            self._encode_until(None)
-            self._output.mux(self._encoder.encode(None))  # the encoder's delayed frames
+            self._hand_over(None)
+            self._worker.join()
+            if self._failure is not None:
+                raise self._failure
 
     def __exit__(self, kind, value, traceback) -> bool:
         if kind is None:
             self.close()
             return False
         stack, self._stack = self._stack, None
+        self._stop_worker()
         return bool(stack is not None and stack.__exit__(kind, value, traceback))
+
+    def _stop_worker(self) -> None:
+        """Stop the writer thread after the frame it is encoding (the file is removed after)."""
+        if self._worker is None:
+            return
+        self._stopping.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+        self._worker.join()
 
 
 def _closing(container):
