@@ -6,12 +6,14 @@ child's, MediaPipe's worker answers, and a missing LiteRT is a missing extra, no
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 
 import pytest
-from helpers import REPO
+from helpers import DATA, REPO
 
-from blazeconv.bench import DEFAULT_MEDIAPIPE_PYTHON, installed_onnx_backends, run_measured
+from blazeconv.bench import DEFAULT_MEDIAPIPE_PYTHON, installed_onnx_backends, mediapipe_command, run_measured
 from blazeconv.bench.contenders import _MediaPipeWorker
 from blazeconv.errors import OptionsError
 
@@ -75,3 +77,87 @@ def test_mediapipe_worker_answers(tmp_path):
         worker.close()
     assert worker.process.returncode == 0
 
+
+
+def test_bench_video_option_reaches_the_video_table(run_cli, monkeypatch):
+    """``--video`` (repeatable) reaches the options, and the video rows make their table (nothing is measured)."""
+    import blazeconv.bench
+    from blazeconv.bench import BenchReport, ProcessRow, machine_summary
+
+    clips = (DATA / "videos" / "asl_again.mkv", DATA / "videos" / "asl_book.mkv")
+    asked = []
+
+    def measured(options, progress=None):
+        asked.append(options)
+        report = BenchReport(options, machine_summary(options.threads))
+        if options.videos:
+            report.videos = {"asl_again.mkv (77 frames, 640×480)": [
+                ProcessRow("detect", 77, 0.77, 1.2, 310.4), ProcessRow("annotate", 77, 1.54, 2.0, 420),
+                ProcessRow("mediapipe video", 77, 1.1, 0.9, 180)]}
+        return report
+
+    monkeypatch.setattr(blazeconv.bench, "run_bench", measured)
+    code, out, err = run_cli("bench", "--variant", "short_range", "--video", clips[0], "--video", clips[1])
+    assert code == 0, err
+    assert asked[0].videos == clips
+    assert "| clip | process | seconds | frames/s | CPU s | peak MiB | × MediaPipe's time |" in out
+    assert "| asl_again.mkv (77 frames, 640×480) | detect | 0.77 | 100 | 1.20 | 310 | 0.70× |" in out
+    assert "| asl_again.mkv (77 frames, 640×480) | annotate | 1.54 | 50 | 2.00 | 420 | 1.40× |" in out
+    assert "| MediaPipe FaceDetector, VIDEO mode | 1.10 | 70 | 0.90 | 180 | 1.00× |" in out
+
+    asked.clear()
+    code, out, _ = run_cli("bench", "--variant", "short_range")
+    assert code == 0 and asked[0].videos == () and "frames/s" not in out  # no clip, no video table
+
+
+def test_bench_video_option_refuses_a_missing_clip(run_cli, tmp_path):
+    code, _, err = run_cli("bench", "--video", tmp_path / "missing.mp4")
+    assert code == 2 and "missing.mp4" in err and "does not exist" in err
+
+
+def test_video_rows_count_the_frames_detect_reads(tmp_path):
+    """``_measure_videos`` without MediaPipe: a row per mode that runs (its frames: what detect reads), a note for
+    each that fails."""
+    pytest.importorskip("av")
+    from blazeconv.bench import VIDEO_MODES, default_options
+    from blazeconv.bench.measure import _measure_videos
+
+    clip = DATA / "videos" / "asl_again.mkv"
+    notes = []
+    results = _measure_videos("short_range", "onnxruntime", None, default_options(["short_range"], videos=(clip,)),
+                              notes)
+    rows = results["asl_again.mkv (77 frames, 640×480)"]
+    assert [r.contender for r in rows][:1] == ["detect"]
+    assert all(r.images == 77 and r.seconds > 0 and r.peak_mib > 0 for r in rows)
+    assert len(rows) + len(notes) == len(VIDEO_MODES), notes
+
+
+@pytest.mark.skipif(not MEDIAPIPE.is_file(), reason=f"no MediaPipe environment at {MEDIAPIPE}")
+def test_mediapipe_worker_video_mode_gives_the_golden_frames(tmp_path):
+    """The worker's video mode is what made tests/data/mediapipe_video.json: the same frames and faces again."""
+    from blazeconv.sources import shipped_model
+    from blazeconv.variants import VARIANTS
+
+    golden = json.loads((DATA / "mediapipe_video.json").read_text())["clips"]["asl_again.mkv"]["short_range"]
+    out = tmp_path / "frames.jsonl"
+    done = subprocess.run(mediapipe_command(MEDIAPIPE, shipped_model(VARIANTS["short_range"]), 0.5, "video",
+                                            str(DATA / "videos" / "asl_again.mkv"), str(out)),
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [str(len(golden)), str(sum(map(len, golden)))]
+    frames = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [f["frame"] for f in frames] == list(range(len(golden)))
+    assert all(f1["time"] < f2["time"] for f1, f2 in zip(frames, frames[1:]))
+    for frame, expected in zip(frames, golden):
+        assert [[round(v, 6) for v in d["box"]] for d in frame["detections"]] == [d["box"] for d in expected]
+
+
+def test_blur_rows_are_reported_against_deface_on_the_same_clip():
+    from blazeconv.bench.anonymise import BlurRow, blur_table
+
+    rows = [BlurRow("a.mp4", "default", 100, 2.0, 300, 50, 0.96), BlurRow("a.mp4", "deface 1.5.0 (its defaults)", 100,
+                                                                         8.0, 160, 50, 0.5),
+            BlurRow("b.mp4", "default", 10, 1.0, 200, 0, None, "3 frames in the output, 10 in the source")]
+    lines = blur_table(rows)
+    assert lines[2] == "| a.mp4 | default | 100 | 2.00 | 50 | 4.0× | 300 | 50 | 96 % |"
+    assert lines[3].endswith("| 1.0× | 160 | 50 | 50 % |")
+    assert lines[4] == "| b.mp4 | default | 10 | 1.00 | 10 | — | 200 | 0 | — (3 frames in the output, 10 in the source) |"

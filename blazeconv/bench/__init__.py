@@ -20,8 +20,9 @@ What is measured, per variant (its shipped ``.tflite``, converted and exported o
 
 and once, whole processes (a subprocess each, in turn; peak memory is the child's ``ru_maxrss``): ``blazeconv
 detect FOLDER`` for each backend over ``throughput_images`` files (the photos repeated through symbolic links),
-MediaPipe's ``FaceDetector`` over the same files one after another, and ``blazeconv detect one.jpg`` with a warm
-cache. Linux and macOS (``os.wait4``).
+MediaPipe's ``FaceDetector`` over the same files one after another, ``blazeconv detect one.jpg`` with a warm
+cache, and, for each clip of ``videos``, ``blazeconv detect CLIP`` (and with ``--annotate``) against MediaPipe's
+``FaceDetector`` in VIDEO mode over the same PyAV frames. Linux and macOS (``os.wait4``).
 
 The package: ``rows`` (the options and the rows measured), ``timing`` (clocks, interleaved rounds, whole
 processes), ``contenders`` (the networks and MediaPipe's worker client), ``measure`` (the measurements),
@@ -54,6 +55,7 @@ from .measure import (
     BIG_MODES,
     BIG_SIZES,
     LOOP_CALLS,
+    VIDEO_MODES,
     _convert_timed,
     _fast_initialisation,
     _measure_big_photos,
@@ -61,6 +63,7 @@ from .measure import (
     _measure_network,
     _measure_one_photo,
     _measure_pipeline,
+    _measure_videos,
 )
 from .report import (
     TARGET_FOLDER_PEAK_MIB,
@@ -82,8 +85,8 @@ __all__ = [
     "BenchOptions", "BenchReport", "NetworkRow", "PipelineRow", "ProcessRow", "StageRow", "default_options",
     "format_report", "format_targets", "machine_summary", "require_litert", "run_bench",
     # the instruments
-    "BIG_MODES", "BIG_SIZES", "CLOCKS", "LAUNCHER", "LOOP_CALLS", "MEDIAPIPE_WORKER", "in_a_loop", "installed_onnx_backends",
-    "mediapipe_command", "run_measured", "time_interleaved",
+    "BIG_MODES", "BIG_SIZES", "CLOCKS", "LAUNCHER", "LOOP_CALLS", "MEDIAPIPE_WORKER", "VIDEO_MODES", "in_a_loop",
+    "installed_onnx_backends", "mediapipe_command", "run_measured", "time_interleaved",
     # constants
     "DEFAULT_MEDIAPIPE_PYTHON", "DEFAULT_PHOTO", "MEDIAPIPE_ENV", "ONNX_BACKENDS", "TARGET_FOLDER_PEAK_MIB",
     "TARGET_FOLDER_SPEEDUP", "TARGET_ONE_PHOTO_S",
@@ -131,6 +134,10 @@ def require_litert() -> None:
 def run_bench(options: BenchOptions, progress: Callable[[str], None] = lambda message: None) -> BenchReport:
     """Measure everything ``options`` asks for; ``progress`` receives a line before each step."""
     require_litert()
+    if options.videos:
+        from ..detection.video import require_video
+
+        require_video()  # before minutes of measurements, not after
     started = time.perf_counter()
     report = BenchReport(options, machine_summary(options.threads))
     onnx = installed_onnx_backends()
@@ -168,8 +175,29 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = lambda me
                  + (" and MediaPipe" if mediapipe else ""))
         report.big_photos = _measure_big_photos(name, onnx[0] if onnx else "torch",
                                                 mediapipe if name == "short_range" else None, options)
+    if options.videos:
+        progress(f"detect on {len(options.videos)} video(s) ({name}), plain and annotated"
+                 + (" and MediaPipe's VIDEO mode" if mediapipe else ""))
+        report.videos = _measure_videos(name, onnx[0] if onnx else "torch",
+                                        mediapipe if name == "short_range" else None, options, report.notes)
+    if options.blur_clips:
+        from .anonymise import measure_blur
+
+        deface = options.deface_python
+        if deface is None or not Path(deface).is_file():
+            report.notes.append(f"blur against deface skipped: no deface environment at {deface} (--deface-python)")
+        else:
+            report.blur = measure_blur(options.blur_clips, Path(deface), blazeconv=_blazeconv_command(),
+                                       progress=progress)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _blazeconv_command() -> tuple[str, ...]:
+    """How a bench runs ``blazeconv``: this interpreter on this package's entry point (the one being measured)."""
+    import sys
+
+    return (sys.executable, "-m", "blazeconv")
 
 
 def _mediapipe_python(options: BenchOptions, notes: list[str]) -> Path | None:

@@ -272,3 +272,47 @@ def _cover(image, width: int, height: int):
     left, top = (resized.width - width) // 2, (resized.height - height) // 2
     return resized.crop((left, top, left + width, top + height))
 
+
+# Videos: the detect options measured on each clip (ANNOTATIONS: a fresh folder).
+VIDEO_MODES = {"detect": (), "annotate": ("--annotate", ANNOTATIONS)}
+
+
+def _measure_videos(name: str, backend: str, mediapipe: Path | None, options: BenchOptions,
+                    notes: list[str]) -> dict[str, list[ProcessRow]]:
+    """``blazeconv detect CLIP`` per clip of ``videos``, in each of ``VIDEO_MODES``, and MediaPipe's VIDEO mode
+    over the same PyAV frames (the worker's ``video`` mode): one process each, in turn. Keys: ``name (frames
+    frames, W×H)``; rows count frames as images. A command that fails is left out with a note saying why."""
+    from ..detection.video import probe
+    from ..sources import shipped_model
+    from ..variants import get_variant
+
+    variant = get_variant(name)
+    results = {}
+    for clip in (path.resolve() for path in options.videos):
+        info = probe(clip)
+        frames = _count_frames(clip)
+        with tempfile.TemporaryDirectory(prefix="blazeconv-bench-") as folder:
+            commands = {mode: _detect_command(name, backend, [clip]) + [str(Path(folder) / mode) if flag == ANNOTATIONS
+                                                                         else flag for flag in flags]
+                        for mode, flags in VIDEO_MODES.items()}
+            if mediapipe is not None:
+                commands["mediapipe video"] = mediapipe_command(mediapipe, shipped_model(variant), variant.min_score,
+                                                                "video", str(clip))
+            rows = []
+            for contender, command in commands.items():
+                try:
+                    row = run_measured(command)
+                except OptionsError as exc:
+                    notes.append(f"{clip.name}, {contender}: not measured: {exc}")
+                    continue
+                rows.append(ProcessRow(contender, frames, row.seconds, row.cpu_seconds, row.peak_mib))
+        results[f"{clip.name} ({frames} frames, {info.width}×{info.height})"] = rows
+    return results
+
+
+def _count_frames(clip: Path) -> int:
+    """Frames of the clip's first video stream that have a timestamp (what ``detect`` reads), from its packets."""
+    import av
+
+    with av.open(str(clip)) as container:
+        return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size and packet.pts is not None)

@@ -21,7 +21,8 @@ def _ratio(value: float, reference: float) -> str:
 
 
 _LABELS = {"litert": "LiteRT (XNNPACK)", "eager": "eager PyTorch", "fast": "fast", "onnxruntime": "ONNX Runtime",
-           "openvino": "OpenVINO", "torch": "torch", "mediapipe": "MediaPipe FaceDetector"}
+           "openvino": "OpenVINO", "torch": "torch", "mediapipe": "MediaPipe FaceDetector",
+           "mediapipe video": "MediaPipe FaceDetector, VIDEO mode"}
 _MODES = {"1": "1", "B": "{b}", "Bx1": "{b} × 1"}
 
 
@@ -123,6 +124,8 @@ def format_report(report: BenchReport) -> str:
                 versus = f"{r.seconds / reference.seconds:.2f}×" if reference else "—"
                 lines.append(f"| {size} | {_LABELS.get(r.contender, r.contender)} | {r.seconds:.2f} | "
                              f"{r.images_per_second:.1f} | {r.cpu_seconds:.2f} | {r.peak_mib:.0f} | {versus} |")
+    lines += _video_lines(report)
+    lines += _blur_lines(report)
     if report.one_photo:
         lines += [
             "",
@@ -150,6 +153,42 @@ def format_report(report: BenchReport) -> str:
             lines.append(f"| {s.variant} | {cells} | {sum(s.seconds.values()) * 1e3:.1f} |")
     lines += ["", *format_targets(report), "", f"benchmark run time {report.seconds:.0f} s"]
     return "\n".join(lines)
+
+
+def _blur_lines(report: BenchReport) -> list[str]:
+    """The blur-against-deface table (none without its rows)."""
+    if not report.blur:
+        return []
+    from .anonymise import blur_table
+
+    return ["", "Anonymise: `blazeconv blur CLIP -o OUT.mp4` with each option set, and deface's own CLI (its defaults, "
+            "from its environment), whole process each, in turn; faces: deface's detector (CenterFace) with score >= "
+            "0.5 on the input; hidden: their share whose detail is gone from the output (`bench.hiding`).", "",
+            *blur_table(report.blur)]
+
+
+def _video_lines(report: BenchReport) -> list[str]:
+    """The video table (none without video rows): per clip, each process's seconds, frames/s, CPU, peak memory and
+    its time over MediaPipe's."""
+    if not report.videos:
+        return []
+    lines = [
+        "",
+        "Videos: `blazeconv detect CLIP --quiet` (the fastest installed backend), whole process (start-up, decoding "
+        "and writing included), one process each, in turn; detect: every frame; annotate: the same with --annotate "
+        "DIR (what detect writes there for a video); MediaPipe: its FaceDetector in VIDEO mode (`detect_for_video`) "
+        "over the same PyAV frames (decoded with frame threading, RGB, turned upright), one after another.",
+        "",
+        "| clip | process | seconds | frames/s | CPU s | peak MiB | × MediaPipe's time |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for clip, rows in report.videos.items():
+        reference = next((r for r in rows if r.contender == "mediapipe video"), None)
+        for r in rows:
+            versus = f"{r.seconds / reference.seconds:.2f}×" if reference else "—"
+            lines.append(f"| {clip} | {_LABELS.get(r.contender, r.contender)} | {r.seconds:.2f} | "
+                         f"{r.images_per_second:.0f} | {r.cpu_seconds:.2f} | {r.peak_mib:.0f} | {versus} |")
+    return lines
 
 
 def _size(photo: Path) -> str:

@@ -23,8 +23,10 @@ class BenchOptions:
     worker then times its whole process's CPU time, its own threads included). ``throughput_images``: files for
     the whole-process ``detect`` runs (0: skip them); ``one_photo_runs``: whole-process ``detect one.jpg`` runs
     per backend (0: skip). ``big_photos``: JPEGs per size (12 MP and 37 MP, made from the photos) for the
-    whole-process big-photo runs (0: skip). ``mediapipe_python``: the interpreter of an environment with
-    ``mediapipe`` (None: skipped with a note).
+    whole-process big-photo runs (0: skip). ``videos``: clips for the whole-process video runs (empty: skip).
+    ``blur_clips``: clips (or photos) for ``blazeconv blur`` against deface (empty: skip), with deface's interpreter
+    ``deface_python``.
+    ``mediapipe_python``: the interpreter of an environment with ``mediapipe`` (None: skipped with a note).
     """
 
     variants: tuple[str, ...]
@@ -37,6 +39,9 @@ class BenchOptions:
     throughput_images: int = 1000
     one_photo_runs: int = 5
     big_photos: int = 12
+    videos: tuple[Path, ...] = ()
+    blur_clips: tuple[Path, ...] = ()
+    deface_python: Path | None = None
     clock: str = "wall"
     mediapipe_python: Path | None = None
 
@@ -94,7 +99,8 @@ class StageRow:
 
 @dataclass(frozen=True)
 class ProcessRow:
-    """One whole process: ``blazeconv detect`` with a backend, or MediaPipe's loop, over ``images`` files."""
+    """One whole process: ``blazeconv detect`` with a backend, or MediaPipe's loop, over ``images`` files (for a
+    video: its frames)."""
 
     contender: str
     images: int
@@ -120,6 +126,8 @@ class BenchReport:
     folder: list[ProcessRow] = field(default_factory=list)
     one_photo: list[ProcessRow] = field(default_factory=list)
     big_photos: dict[str, list[ProcessRow]] = field(default_factory=dict)  # size label -> exact, fast, tile, MediaPipe
+    videos: dict[str, list[ProcessRow]] = field(default_factory=dict)  # clip label -> detect, annotate, MediaPipe
+    blur: list = field(default_factory=list)  # anonymise.BlurRow: each option set and deface, per clip
     notes: list[str] = field(default_factory=list)
     fast_init_s: float = 0.0  # the first compile of a process (tracer imports, dispatcher caches), on a tiny module
     seconds: float = 0.0

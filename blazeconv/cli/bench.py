@@ -28,6 +28,16 @@ from .base import VARIANT, check_outputs, cli, output_option, say
 @click.option("--big-photos", type=click.IntRange(0, 10000),
               help="JPEGs per size (12 MP and 37 MP, made from the photos) for the whole-process big-photo runs "
                    "(exact, --annotate, --fast-decode, --tile, MediaPipe), 0 to skip [default: 12; --quick: 0].")
+@click.option("--video", "videos", multiple=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A clip for the whole-process video runs (repeatable): 'detect CLIP' and with --annotate, against "
+                   "MediaPipe's FaceDetector in VIDEO mode over the same frames; needs PyAV (blazeconv[video]) "
+                   "[default: none, skipped].")
+@click.option("--blur-clip", "blur_clips", multiple=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A clip for 'blazeconv blur' against deface (repeatable): each option set and deface's own CLI, "
+                   "whole process, and the share of deface's faces hidden in each output [default: none, skipped].")
+@click.option("--deface-python", type=click.Path(path_type=Path, dir_okay=False),
+              help="Python of an environment with deface 1.5.0 and PyAV, for --blur-clip [default: "
+                   ".venv-deface/bin/python].")
 @click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
               help="Elapsed time, or the thread's CPU time (steadier on a busy machine; one thread only).")
 @click.option("--photo", type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -39,8 +49,8 @@ from .base import VARIANT, check_outputs, cli, output_option, say
                    ".venv-mediapipe/bin/python].")
 @click.option("--quick", is_flag=True, help="A smoke test: fewer rounds, a small batch, few files.")
 @output_option("Also write the table to this file (Markdown).")
-def bench(variants, rounds, warmup, batch, threads, throughput_images, one_photo_runs, big_photos, clock, photo,
-          mediapipe_python, quick, output) -> None:
+def bench(variants, rounds, warmup, batch, threads, throughput_images, one_photo_runs, big_photos, videos, blur_clips,
+          deface_python, clock, photo, mediapipe_python, quick, output) -> None:
     """Measure speed side by side with LiteRT and MediaPipe and print Markdown tables (stdout).
 
     For each model: the network alone at batch 1, in one --batch call and as --batch calls at batch 1 (LiteRT/XNNPACK,
@@ -49,7 +59,8 @@ def bench(variants, rounds, warmup, batch, threads, throughput_images, one_photo
     NMS per image; FaceDetector end to end on the decoded 512x512 photo per backend, against MediaPipe's own
     FaceDetector on the same array (short_range); each conversion stage. Then whole processes: detect over
     --throughput-images files per backend and MediaPipe over the same files, with peak memory, 'detect
-    one.jpg', and big photos (12 and 37 MP JPEGs: exact, --annotate, --fast-decode and --tile against MediaPipe). Medians
+    one.jpg', big photos (12 and 37 MP JPEGs: exact, --annotate, --fast-decode and --tile against MediaPipe), and
+    with --video, 'detect CLIP' against MediaPipe's VIDEO mode; with --blur-clip, 'blur CLIP' against deface. Medians
     after warm-up, contenders interleaved round by round; the speed targets at the end.
     Needs LiteRT (pip install 'blazeconv[bench]').
 
@@ -58,12 +69,14 @@ def bench(variants, rounds, warmup, batch, threads, throughput_images, one_photo
       blazeconv bench > bench.md
       blazeconv bench --variant short_range --rounds 100 --clock cpu
       blazeconv bench --quick
+      blazeconv bench --variant short_range --throughput-images 0 --one-photo-runs 0 --big-photos 0 --video clip.mp4
     """
     from ..bench import default_options, format_report, run_bench
     from ..io import atomic_path
 
     if output is not None:
-        check_outputs([("-o", output)], [("--photo", photo)])
+        check_outputs([("-o", output)], [("--photo", photo), *(("--video", v) for v in videos),
+                                         *(("--blur-clip", v) for v in blur_clips)])
     defaults = (3, 1, 4, 40, 1, 0) if quick else (40, 5, 32, 1000, 5, 12)
     rounds, warmup, batch, throughput_images, one_photo_runs, big_photos = (
         given if given is not None else default
@@ -71,7 +84,9 @@ def bench(variants, rounds, warmup, batch, threads, throughput_images, one_photo
     )
     options = default_options(variants, photo=photo, rounds=rounds, warmup=warmup, batch=batch, threads=threads,
                               throughput_images=throughput_images, one_photo_runs=one_photo_runs,
-                              big_photos=big_photos, clock=clock, mediapipe_python=mediapipe_python)
+                              big_photos=big_photos, videos=tuple(videos), blur_clips=tuple(blur_clips),
+                              deface_python=deface_python or Path(".venv-deface/bin/python"), clock=clock,
+                              mediapipe_python=mediapipe_python)
     table = format_report(run_bench(options, progress=say))
     click.echo(table)
     if output is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -155,7 +156,7 @@ def _targets(paths, videos, inputs, output: Path, boxes_jsonl, overwrite: bool) 
             raise PathUsageError(f"-o {output}: not a folder; several inputs are written into a folder")
         if not output.is_dir():
             check_folder(output)
-        video_paths = {paths[i] for i in videos}
+        video_paths = {Path(os.path.abspath(paths[i])) for i in videos}  # mirrored_paths passes absolute paths
         targets = mirrored_paths(paths, output, lambda p: ".mp4" if p in video_paths else
                                  (p.suffix.lower() if p.suffix.lower() in PHOTO_FORMATS else ".png"))
     outputs = [("output", t) for t in targets] + ([("--boxes-jsonl", boxes_jsonl)] if boxes_jsonl else [])

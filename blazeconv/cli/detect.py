@@ -209,6 +209,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         model = fast_model(runner.module)
     summary = not quiet and "-" not in (str(json_path), str(jsonl_path))
     count, total = 0, len(paths)
+    noun = "inputs" if videos else "images"  # what the counts in messages count
     todo = list(range(total))
     frames_of: dict[int, list[dict]] = {}  # a video's frame records, for --json and its summary
     try:
@@ -226,7 +227,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
             for notice in results.notices:
                 say(notice)
             if results.finished:
-                say(f"resuming {jsonl_path}: {total - len(todo)} of {total} inputs already done")
+                say(f"resuming {jsonl_path}: {total - len(todo)} of {total} {noun} already done")
             todo_paths = [paths[i] for i in todo]
             with progress(0 if on_ray else len(todo), "detecting", plain=on_ray) as bar, \
                     AnnotationWriter(_write_annotation, jpeg_quality=annotate_quality, max_side=annotate_size) as drawer, \
@@ -280,7 +281,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
                     else:
                         drawer.then(then)
     except Interrupted as exc:
-        exc.detail = f"{total - len(todo) + count} of {total} inputs done"
+        exc.detail = f"{total - len(todo) + count} of {total} {noun} done"
         if jsonl_path is not None and str(jsonl_path) != "-":
             exc.detail += f"; their results are in {jsonl_path} (rerun with --resume to continue)"
         raise
@@ -303,7 +304,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     if failures:
         for message in failures[:-1]:
             click.echo(f"Error: {message}", err=True)
-        raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} inputs failed)")
+        raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} {noun} failed)")
 
 
 def _video_summary(path: Path, frames: list[dict]) -> str:
@@ -393,7 +394,7 @@ def _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotat
     if annotate_dir is not None:
         if not annotate_dir.is_dir():
             check_folder(annotate_dir)
-        video_paths = {paths[i] for i in videos}
+        video_paths = {Path(os.path.abspath(paths[i])) for i in videos}  # mirrored_paths passes absolute paths
         annotations = mirrored_paths(paths, annotate_dir,
                                      lambda p: ".mp4" if p in video_paths else annotation_suffix(p))
     inputs = [("input", p) for p in paths] + ([("--weights", weights)] if weights else [])
