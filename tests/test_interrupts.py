@@ -388,3 +388,15 @@ def test_an_interrupt_mid_video_leaves_no_half_annotation_and_resume_finishes_it
 
     with av.open(str(annotated / "asl_again.mp4")) as video:
         assert sum(1 for _ in video.decode(video=0)) == 77
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_mid_blur_leaves_no_output_and_no_temporary_file(signum, tmp, tmp_path):
+    pytest.importorskip("av")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["blur", DATA / "videos" / "asl_again.mkv", "-o", out / "blurred.mp4", "--no-tile"]
+    code, _, err = interrupt(args, tmp, "call:blazeconv.detection.video_annotation.VideoAnnotation.add#30", signum)
+    assert_interrupted(code, err, signum)
+    assert list(out.iterdir()) == []  # no half video, no temporary file
+    assert not left_in(tmp) and not hidden_leftovers(tmp_path)
