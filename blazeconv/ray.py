@@ -416,6 +416,51 @@ def detect_files(
             yield path, np.empty((row["height"], row["width"], 0), np.uint8), faces
 
 
+def stream_videos(paths: Sequence[str | Path], model: str | Path = "short_range", *, variant: str | None = None,
+                  min_score: float | None = None, backend: str = "auto", batch_size: int = 32, sampling=None,
+                  tiling: Tiling | None = None, after: Sequence[int | None] | None = None, task_cpus: float = 1.0
+                  ) -> Iterator[list]:
+    """Each video of ``paths`` read and detected by a Ray task of its own (all submitted at once, running as the
+    cluster's CPUs allow; every worker must be able to read the files); yields, per video in the order of ``paths``,
+    its results as ``detection.video.stream_video`` gives them (``FrameResult`` records without images), ending with
+    a ``FileResult`` holding the ``ImageError`` of a video that could not be read or stopped early. ``after``: per
+    video, the last frame a previous run recorded (skipped)."""
+    import ray
+
+    task = ray.remote(num_cpus=task_cpus)(_video_task)
+    after = list(after) if after is not None else [None] * len(paths)
+    pending = [task.remote(str(path), str(model), variant, min_score, backend, batch_size, sampling, tiling, skip)
+               for path, skip in zip(paths, after)]
+    done = 0
+    try:
+        for ref in pending:
+            yield ray.get(ref)
+            done += 1
+    except ray.exceptions.RayError as exc:
+        raise _cause(exc) from None
+    finally:
+        for ref in pending[done + 1:]:  # an interrupted run: the videos not yet collected are not computed
+            try:
+                ray.cancel(ref)
+            except Exception as exc:  # already finished, or the cluster is going away
+                log.debug("cancel: %s", exc)
+
+
+def _video_task(path: str, model: str, variant, min_score, backend, batch_size, sampling, tiling, after) -> list:
+    """One video on a Ray worker: ``stream_video``'s results, a ``FileResult`` with its error last if it failed."""
+    from .backends import make_runner
+    from .detection.video import stream_video
+
+    runner = make_runner(backend, model, variant, threads=_assigned_cpus())
+    results = []
+    try:
+        results += stream_video(runner, path, variant, min_score, batch_size=batch_size, sampling=sampling,
+                                tiling=tiling, after=after)
+    except ImageError as exc:
+        results.append(FileResult(Path(path), 0, 0, None, exc))
+    return results
+
+
 def _cause(exc: BaseException) -> BaseException:
     """The ``BlazeconvError`` behind a Ray error (an actor that could not load its model), else a one-line error.
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import ray
-from helpers import IMAGE_PATHS, REPO, jsonl_records
+from helpers import DATA, IMAGE_PATHS, REPO, jsonl_records
 
 from blazeconv.backends import make_runner
 from blazeconv.detection import detect_files, detect_images, detections_to_json, load_image
@@ -292,3 +292,28 @@ def test_map_batches_options_leave_cpus_for_reading(cpus, reserve, actor_cpus, a
 def test_map_batches_options_refuse_bad_values(bad):
     with pytest.raises(OptionsError):
         map_batches_options(cluster_cpus=2, **bad)
+
+
+def test_cli_ray_reads_videos_one_task_each_with_the_same_output(cluster, tmp_path, run_cli):
+    """Videos on Ray (a task per video) beside photos: the same --jsonl and --json as plain ``detect``, a truncated
+    video's frames and error included, and --resume inside a video."""
+    pytest.importorskip("av")
+    videos = DATA / "videos"
+    cut = tmp_path / "cut.mkv"
+    data = (videos / "asl_again.mkv").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    inputs = [videos / "asl_book.mkv", IMAGE_PATHS[0], cut, videos / "asl_again.mkv"]
+    outputs = {}
+    for mode in ("plain", "ray"):
+        jsonl, document = tmp_path / f"{mode}.jsonl", tmp_path / f"{mode}.json"
+        code, _, stderr = run_cli("detect", *inputs, "--every", "3", "--jsonl", jsonl, "--json", document, "-q",
+                                  *(["--ray"] if mode == "ray" else []))
+        assert code == 6 and "cut.mkv: stopped at frame" in stderr, stderr
+        outputs[mode] = (jsonl.read_text(), document.read_text())
+    assert outputs["ray"] == outputs["plain"]
+    lines = outputs["ray"][0].splitlines()
+    ray_jsonl = tmp_path / "ray.jsonl"
+    ray_jsonl.write_text("\n".join(lines[:20]) + "\n")  # cut inside asl_book.mkv
+    code, _, stderr = run_cli("detect", *inputs, "--every", "3", "--jsonl", ray_jsonl, "-q", "--resume", "--ray")
+    assert code == 6, stderr
+    assert ray_jsonl.read_text() == outputs["plain"][0]

@@ -204,11 +204,6 @@ def test_a_video_without_pyav_names_the_extra(run_cli, monkeypatch):
     assert_one_line_error(code, err, "blazeconv[video]", 8)
 
 
-def test_videos_are_refused_on_ray_before_any_work(run_cli):
-    pytest.importorskip("ray")
-    code, _, err = run_cli("detect", CLIP, "--ray")
-    assert code == 2 and "not read on Ray" in err
-
 
 def test_annotate_and_crops_of_videos_and_photos_in_one_run(run_cli, tmp_path, reference):
     annotated, crops, jsonl = tmp_path / "annotated", tmp_path / "faces", tmp_path / "v.jsonl"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -100,7 +101,8 @@ from .base import FRACTION, VARIANT, cli, progress, say, thresholds_help
               help="Run on Ray (pip install 'blazeconv[ray]'), the same outputs in the same order: alone, a local "
                    "cluster on every core started for this run; or ADDRESS: auto (the running cluster this machine "
                    "is part of), HOST:PORT or ray://HOST:PORT. Every worker must be able to read the files. Put it "
-                   "after the inputs (a word right after --ray is its ADDRESS). Not with --annotate or --fast.")
+                   "after the inputs (a word right after --ray is its ADDRESS). Each video is one Ray task. Not with --annotate, "
+                   "--crops or --fast.")
 @click.option("--ray-actors", type=click.IntRange(1), metavar="N",
               help="With --ray: model actors, each reading and decoding its own files [default: as many as the "
                    "cluster's CPUs hold at --ray-actor-cpus each].")
@@ -178,8 +180,6 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
                                "is a video")
     if videos:
         require_video()
-        if ray_address is not None:
-            raise click.UsageError(f"{paths[min(videos)]}: videos are not read on Ray (yet): run them without --ray")
     results = JsonlResults(jsonl_path, resume=resume)
     if annotate_dir is None and (annotate_size is not None or overwrite or annotate_quality != 90):
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
@@ -228,7 +228,6 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
                 say(notice)
             if results.finished:
                 say(f"resuming {jsonl_path}: {total - len(todo)} of {total} {noun} already done")
-            todo_paths = [paths[i] for i in todo]
             with progress(0 if on_ray else len(todo), "detecting", plain=on_ray) as bar, \
                     AnnotationWriter(_write_annotation, jpeg_quality=annotate_quality, max_side=annotate_size) as drawer, \
                     _VideoAnnotations(annotations, videos, {i: list(f) for i, f in frames_of.items()}) as video_drawer, \
@@ -236,8 +235,8 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
                 # Images are decoded and letterboxed on every core while the model runs; annotations are drawn and
                 # encoded on a thread of their own; outputs are written here, as they come.
                 if on_ray:
-                    results_in = zip(todo, _ray_files(todo_paths, weights, variant, runner, min_score, batch_size,
-                                                      ray_actors, ray_actor_cpus, fast_decode, tiling))
+                    results_in = _ray_inputs(paths, todo, videos, after, weights, variant, runner, min_score,
+                                             batch_size, ray_actors, ray_actor_cpus, fast_decode, tiling, sampling)
                 else:
                     results_in = stream_inputs(model, paths, videos, variant, min_score=min_score, batch_size=batch_size,
                                                fast_decode=fast_decode, tiling=tiling,
@@ -364,6 +363,30 @@ def _ray_session(address: str | None):
     with connected(address):
         reclaim()  # ray.init replaced the SIGTERM handler with its own (exit 15, no message)
         yield
+
+
+def _ray_inputs(paths, todo, videos, after, weights, variant, model, min_score, batch_size, actors, actor_cpus,
+                fast_decode, tiling, sampling):
+    """``(index, result)`` of the inputs ``todo`` computed on Ray, in order: the photos by the model actors
+    (``_ray_files``), each video by a task of its own (``ray.stream_videos``), all videos submitted first."""
+    from ..ray import stream_videos
+
+    photos = [i for i in todo if i not in videos]
+    clips = [i for i in todo if i in videos]
+    source = str(weights.resolve()) if weights else variant.name  # the workers' folder may not be ours
+    backend = getattr(model, "backend", "torch")
+    by_video = iter(stream_videos([Path(paths[i]).resolve() for i in clips], source, variant=variant.name,
+                                  min_score=min_score, backend=backend, batch_size=batch_size, sampling=sampling,
+                                  tiling=tiling, after=[after.get(i) for i in clips], task_cpus=actor_cpus)) \
+        if clips else iter(())
+    by_photo = iter(_ray_files([paths[i] for i in photos], weights, variant, model, min_score, batch_size, actors,
+                               actor_cpus, fast_decode, tiling)) if photos else iter(())
+    for index in todo:
+        if index in videos:
+            for result in next(by_video):
+                yield index, dataclasses.replace(result, path=paths[index])  # named as given, not resolved
+        else:
+            yield index, next(by_photo)
 
 
 def _ray_files(paths, weights, variant, model, min_score, batch_size, actors, actor_cpus, fast_decode, tiling):

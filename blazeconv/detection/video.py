@@ -154,9 +154,12 @@ class FrameResult:
 class VideoStopped(ImageError):
     """Decoding stopped before the end of the video: ``frames`` decoded frames were delivered before it."""
 
-    def __init__(self, message: str, frames: int):
+    def __init__(self, message: str, frames: int = 0):
         super().__init__(message)
         self.frames = frames
+
+    def __reduce__(self):  # pickled whole (a Ray task's result), not as the message alone
+        return type(self), (str(self), self.frames)
 
 
 def _open(path: Path):
