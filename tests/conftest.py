@@ -65,3 +65,18 @@ def run_cli(capsys):
         return exit_info.value.code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def runner():
+    """``runner(backend, variant)`` -> the backend's runner for the shipped model, made once per session."""
+    from blazeconv.backends import make_runner
+
+    made = {}
+
+    def get(backend: str, variant: str):
+        if (backend, variant) not in made:
+            made[backend, variant] = make_runner(backend, variant)
+        return made[backend, variant]
+
+    return get

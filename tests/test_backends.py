@@ -25,19 +25,6 @@ ONNX_BACKENDS = [name for name in ("onnxruntime", "openvino") if name in INSTALL
 
 
 @pytest.fixture(scope="session")
-def runner():
-    """``runner(backend, variant)`` -> the backend's runner for the shipped model, made once per session."""
-    made = {}
-
-    def get(backend: str, variant: str):
-        if (backend, variant) not in made:
-            made[backend, variant] = make_runner(backend, variant)
-        return made[backend, variant]
-
-    return get
-
-
-@pytest.fixture(scope="session")
 def litert():
     """``litert(variant, image_path)`` -> (input (S, S, 3), LiteRT's (regressors (N, 16), classificators (N, 1)))."""
     done = {}

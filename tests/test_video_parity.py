@@ -19,7 +19,6 @@ from helpers import DATA
 av = pytest.importorskip("av")
 
 from blazeconv import FaceDetector  # noqa: E402 (after the skip)
-from blazeconv.backends import make_runner  # noqa: E402
 from blazeconv.detection.video import stream_video  # noqa: E402
 
 GOLDEN = json.loads((DATA / "mediapipe_video.json").read_text())["clips"]
@@ -27,19 +26,6 @@ CASES = [(clip, variant) for clip, variants in GOLDEN.items() for variant in var
 BACKENDS = ["torch", "onnxruntime"]
 # The issue's tolerances against MediaPipe: pixels of the frame, and score.
 BOX_PX, KEYPOINT_PX, SCORE = 1.5, 1.5, 0.002
-
-
-@pytest.fixture(scope="module")
-def runner():
-    """``runner(backend, variant)`` -> a runner for the shipped model, made once per module."""
-    made = {}
-
-    def get(backend: str, variant: str):
-        if (backend, variant) not in made:
-            made[backend, variant] = make_runner(backend, variant)
-        return made[backend, variant]
-
-    return get
 
 
 def decoded_frames(path) -> list[np.ndarray]:

@@ -115,15 +115,8 @@ def format_report(report: BenchReport) -> str:
             "and --annotate (a JPEG with boxes per photo, quality 90); fast-decode: "
             "JPEG DCT scaling; tile: tiles as well as the whole picture.",
             "",
-            "| size | process | seconds | images/s | CPU s | peak MiB | × MediaPipe's time |",
-            "|---|---|---:|---:|---:|---:|---:|",
         ]
-        for size, rows in report.big_photos.items():
-            reference = next((r for r in rows if r.contender == "mediapipe"), None)
-            for r in rows:
-                versus = f"{r.seconds / reference.seconds:.2f}×" if reference else "—"
-                lines.append(f"| {size} | {_LABELS.get(r.contender, r.contender)} | {r.seconds:.2f} | "
-                             f"{r.images_per_second:.1f} | {r.cpu_seconds:.2f} | {r.peak_mib:.0f} | {versus} |")
+        lines += _process_table("size", "images/s", ".1f", report.big_photos, "mediapipe")
     lines += _video_lines(report)
     lines += _blur_lines(report)
     if report.one_photo:
@@ -179,15 +172,21 @@ def _video_lines(report: BenchReport) -> list[str]:
         "DIR (what detect writes there for a video); MediaPipe: its FaceDetector in VIDEO mode (`detect_for_video`) "
         "over the same PyAV frames (decoded with frame threading, RGB, turned upright), one after another.",
         "",
-        "| clip | process | seconds | frames/s | CPU s | peak MiB | × MediaPipe's time |",
-        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for clip, rows in report.videos.items():
-        reference = next((r for r in rows if r.contender == "mediapipe video"), None)
+    return lines + _process_table("clip", "frames/s", ".0f", report.videos, "mediapipe video")
+
+
+def _process_table(group: str, rate: str, rate_format: str, groups: dict, reference: str) -> list[str]:
+    """A whole-process table: per group (a photo size, a clip) each process's seconds, rate (``rate_format``), CPU
+    seconds, peak memory and its time over the ``reference`` contender's in the same group."""
+    lines = [f"| {group} | process | seconds | {rate} | CPU s | peak MiB | × MediaPipe's time |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for label, rows in groups.items():
+        base = next((r for r in rows if r.contender == reference), None)
         for r in rows:
-            versus = f"{r.seconds / reference.seconds:.2f}×" if reference else "—"
-            lines.append(f"| {clip} | {_LABELS.get(r.contender, r.contender)} | {r.seconds:.2f} | "
-                         f"{r.images_per_second:.0f} | {r.cpu_seconds:.2f} | {r.peak_mib:.0f} | {versus} |")
+            versus = f"{r.seconds / base.seconds:.2f}×" if base else "—"
+            lines.append(f"| {label} | {_LABELS.get(r.contender, r.contender)} | {r.seconds:.2f} | "
+                         f"{format(r.images_per_second, rate_format)} | {r.cpu_seconds:.2f} | {r.peak_mib:.0f} | {versus} |")
     return lines
 
 
