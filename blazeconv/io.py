@@ -175,6 +175,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+# ------------------------------------------------------------------------------------ what a file is
+
+# How image files begin (RIFF: a WebP when bytes 8..12 say WEBP).
+_IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+                (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def image_format(head: bytes) -> str | None:
+    """The image format a file's first 12 or more bytes ``head`` show (JPEG, PNG, GIF, BMP, TIFF, WebP), or None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _IMAGE_MAGIC if head.startswith(magic)), None)
+
+
 # ------------------------------------------------------------------------------------ inputs are never written
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import ModelFileError, OptionsError, WeightsError, notice
-from .io import atomic_path, looks_like_url, sha256_of, url_refused
+from .io import atomic_path, image_format, looks_like_url, sha256_of, url_refused
 from .resources import cache_dir, cache_location, models_dir
 from .variants import VARIANTS, Variant, default_variant_for, did_you_mean, fit_variant
 
@@ -141,20 +141,15 @@ def _kind_of(path: Path) -> str:
     else ``weights``."""
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(12)
     except OSError:
         head = b""  # unreadable: the loader that opens it next names the reason
     if head[4:8] == b"TFL3":
         return "tflite"
-    image = next((name for magic, name in _IMAGE_MAGIC if head.startswith(magic)), None)
+    image = image_format(head)
     if image is not None:
         return f"image:{image}"
     return "onnx" if path.suffix.lower() == ".onnx" else "weights"
-
-
-# How image files begin: an image given where a model or weights are expected is named as one.
-_IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
-                (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WebP"))
 
 
 # ------------------------------------------------------------------------------------------ PyTorch

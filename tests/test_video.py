@@ -230,3 +230,8 @@ def test_annotate_and_crops_of_videos_and_photos_in_one_run(run_cli, tmp_path, r
     code, _, err = run_cli(*args[:-3], "-q")
     assert_one_line_error(code, err, "notes.txt", 2)
     assert (crops / "videos" / "asl_again" / "notes.txt").read_text() == "mine"
+
+
+def test_a_video_given_to_the_photo_api_says_what_reads_it(detector):
+    with pytest.raises(ImageError, match="a video, not an image .FaceDetector.video reads videos"):
+        detector(CLIP)

@@ -20,6 +20,7 @@ from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError, OptionsError
 from ..io import looks_like_url, url_refused
+from .files import is_video
 
 ImageSource = str | Path | bytes | bytearray | memoryview | io.IOBase
 """What ``load_image`` reads: a path, the encoded bytes of an image file, or a binary file object."""
@@ -112,6 +113,9 @@ def load_reduced(source: ImageSource, long_side: Callable[[int, int], int] | Non
     except PermissionError:
         raise ImageError(f"{name}: permission denied") from None
     except UnidentifiedImageError:
+        if isinstance(name, Path) and is_video(name):
+            raise ImageError(f"{name}: a video, not an image (FaceDetector.video reads videos; detect reads both)"
+                             ) from None
         raise ImageError(f"{name}: not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(

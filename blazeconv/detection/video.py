@@ -32,44 +32,17 @@ import numpy as np
 
 from ..errors import ImageError, OptionsError, require
 from ..variants import NMS_IOU_THRESHOLD, Variant
-from .files import VIDEO_SUFFIXES
+from .files import VIDEO_SUFFIXES, is_video
 from .pipeline import Model, _setup, detect_prepared, prepare_image, torch_threads
 from .records import Detection
 from .tiling import Tiling
 
-# ISO base media brands of still images (HEIF, AVIF): an ``ftyp`` box with one of these is a photo, not a video.
-_IMAGE_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1", b"avif", b"avis"}
-# First bytes of the image formats Pillow reads that a misnamed video file may really be.
-_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 # A seek (and the decoding from the keyframe it lands on) costs about as much as decoding this many frames in turn.
 _SEEK_FRAMES = 12
 # Frames decoded ahead of the model, at most (a bound on memory whatever the frame size, with ``keep_images``).
 FRAMES_AHEAD = 48
 # Decoded frames kept ahead for annotations and crops take at most this many bytes (an 8K RGB frame: 100 MB).
 KEPT_FRAME_BYTES = 192 * 1024 * 1024
-
-
-def is_video(path: str | Path) -> bool:
-    """True when the file's first bytes are those of a video container (MP4/MOV/M4V, Matroska/WebM, AVI), or when it
-    is named as a video (``VIDEO_SUFFIXES``) and its bytes are not those of an image (an empty or damaged video then
-    reports what is wrong with it); False for photos whatever their name, HEIF/AVIF stills, GIF and WebP (read as
-    images), and a file that cannot be opened."""
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(16)
-    except OSError:
-        return False
-    if head[4:8] == b"ftyp":
-        return head[8:12] not in _IMAGE_BRANDS
-    if any(head.startswith(magic) for magic in _IMAGE_MAGIC) or head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return False
-    if Path(path).suffix.lower() in VIDEO_SUFFIXES:  # named as a video, not an image: reading it says what is wrong
-        return True
-    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):  # QuickTime files without an ftyp box
-        return True
-    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: Matroska, WebM
-        return True
-    return head[:4] == b"RIFF" and head[8:12] == b"AVI "
 
 
 def require_video() -> None:
