@@ -235,3 +235,30 @@ def test_annotate_and_crops_of_videos_and_photos_in_one_run(run_cli, tmp_path, r
 def test_a_video_given_to_the_photo_api_says_what_reads_it(detector):
     with pytest.raises(ImageError, match="a video, not an image .FaceDetector.video reads videos"):
         detector(CLIP)
+
+
+@pytest.mark.parametrize(("codec", "pixels", "suffix", "rotation"), [
+    ("libx265", "yuv420p10le", ".mp4", -90),  # a phone's portrait clip: 10-bit HEVC stored sideways
+    ("libvpx-vp9", "yuv420p", ".webm", 0), ("mpeg4", "yuv420p", ".avi", 0), ("libx264", "yuv420p", ".mov", 180)])
+def test_codecs_containers_and_rotations_read_as_their_upright_frames(codec, pixels, suffix, rotation, tmp_path,
+                                                                      reference, detector):
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV has no {codec}")
+    upright = [image for _, image in reference[:8]]
+    turns = round(rotation / 90) % 4  # the counter-clockwise turns that show a stored frame upright
+    clip = tmp_path / f"clip{suffix}"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream(codec, rate=30)
+        height, width = np.rot90(upright[0], -turns).shape[:2]
+        stream.width, stream.height, stream.pix_fmt = width, height, pixels
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for image in upright:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(image, -turns)),
+                                                             format="rgb24")))
+        out.mux(stream.encode())
+    stored = [image for _, image in pyav_frames(clip)]
+    results = list(detector.video(clip))
+    assert [(r.width, r.height) for r in results] == [(640, 480)] * 8
+    assert [r.detections for r in results] == [detector(np.ascontiguousarray(np.rot90(s, turns))) for s in stored]
+    assert all(r.detections for r in results)
