@@ -88,22 +88,33 @@ def blur(inputs, output, style, shape, mask_scale, model_name, min_score, tile, 
     hold = anonymise.DEFAULT_HOLD if hold is None else hold
     failures, lines = [], []
     boxes = None
-    with progress(len(paths), "blurring") as bar, \
+    # Progress counts frames: a photo is one, a video as many as its header announces (an estimate: the bar moves on).
+    weights = [_frames_announced(path) if index in videos else 1 for index, path in enumerate(paths)]
+    with progress(sum(weights), "blurring") as bar, \
             (atomic_path(boxes_jsonl) if boxes_jsonl is not None else _Nothing()) as boxes_path:
         if boxes_path is not None:
             boxes = open(boxes_path, "w", encoding="utf-8")
         try:
             for index, (path, target) in enumerate(zip(paths, targets)):
                 target.parent.mkdir(parents=True, exist_ok=True)  # inside OUT only (checked before any work)
-                on_regions = (lambda record: boxes.write(json.dumps(record) + "\n")) if boxes is not None else None
+                counted = [0]
+
+                def on_regions(record, counted=counted, expected=weights[index]):  # per photo or frame (writer's thread)
+                    if boxes is not None:
+                        boxes.write(json.dumps(record) + "\n")
+                    if counted[0] < expected:
+                        counted[0] += 1
+                        bar.update(1)
+
                 try:
                     done = anonymise.blur_file(path, target, video=index in videos, detector=detector,
                                                masking=masking, hold=hold, crf=crf, keep_metadata=keep_metadata,
                                                on_regions=on_regions)
                 except ImageError as exc:
                     failures.append(str(exc))
-                    bar.update(1)
                     continue
+                finally:
+                    bar.update(weights[index] - counted[0])  # what the header announced and did not come
                 if done.error is not None:
                     failures.append(str(done.error))
                 line = (f"{path} -> {target}: " + (f"{done.frames} frames, faces hidden in {done.with_faces}"
@@ -111,7 +122,6 @@ def blur(inputs, output, style, shape, mask_scale, model_name, min_score, tile, 
                 lines.append(line)
                 if not quiet:
                     click.echo(line)
-                bar.update(1)
         finally:
             if boxes is not None:
                 boxes.close()
@@ -121,6 +131,20 @@ def blur(inputs, output, style, shape, mask_scale, model_name, min_score, tile, 
         for message in failures[:-1]:
             click.echo(f"Error: {message}", err=True)
         raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} inputs failed)")
+
+
+def _frames_announced(path: Path) -> int:
+    """The frames a video's header announces (its count, else duration x rate), at least 1; 1 when it cannot tell."""
+    from ..detection.video import probe
+    from ..errors import ImageError
+
+    try:
+        info = probe(path)
+    except ImageError:
+        return 1  # reported when it is read
+    if info.frame_count:
+        return info.frame_count
+    return max(1, round((info.duration or 0) * (info.fps or 0)))
 
 
 class _Nothing:
