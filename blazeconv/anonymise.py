@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from .detection.images import as_rgb, check_channels
-from .detection.masking import DEFAULT_MASKING, Masking, hide_regions, mask_regions
+from .detection.masking import DEFAULT_MASKING, Masking, hide_faces, hide_regions, mask_regions
 from .detection.pipeline import detect_images
 from .detection.records import Detection
 from .detection.tiling import Tiling
@@ -95,10 +95,8 @@ def blur(image: Any, *, detector: FaceDetector | None = None, style: str = "blur
     masking = _masking(style, shape, mask_scale)
     detector = detector or detector_for(model, min_score, tile)
     rgb = as_rgb(image, channels)
-    picture = Image.fromarray(rgb)
-    hide_regions(picture, mask_regions(_faces(detector, rgb), picture.width, picture.height, masking.scale), masking)
-    out = np.asarray(picture)
-    return np.ascontiguousarray(out[:, :, ::-1]) if channels == "bgr" else out.copy()
+    out = hide_faces(rgb, _faces(detector, rgb), masking)
+    return np.ascontiguousarray(out[:, :, ::-1]) if channels == "bgr" else out
 
 
 def _masking(style: str, shape: str, mask_scale: float | None) -> Masking:
@@ -107,7 +105,7 @@ def _masking(style: str, shape: str, mask_scale: float | None) -> Masking:
 
 @dataclass(frozen=True)
 class Blurred:
-    """What a ``blur_file`` did: the ``target`` written, the ``frames`` (1 for a photo), the frames with a face
+    """What ``blur_photo`` or ``blur_video`` did: the ``target`` written, the ``frames`` (1 for a photo), the frames with a face
     hidden, the regions hidden in all, and the ``error`` that stopped a video early (the frames before it were
     written), else None."""
 
@@ -223,15 +221,5 @@ def blur_video(source: str | Path, target: str | Path, *, detector: FaceDetector
     return Blurred(Path(target), counts["frames"], counts["with_faces"], counts["regions"], error)
 
 
-def blur_file(source: str | Path, target: str | Path, *, video: bool, **options) -> Blurred:
-    """``blur_video`` or ``blur_photo`` (``keep_metadata``, videos: ``hold``, ``crf``) by ``video``."""
-    if video:
-        options.pop("keep_metadata", None)
-        return blur_video(source, target, **options)
-    for name in ("hold", "crf", "batch_size"):
-        options.pop(name, None)
-    return blur_photo(source, target, **options)
-
-
 __all__ = ["BLUR_MARK", "DEFAULT_HOLD", "DEFAULT_MIN_SCORE", "DEFAULT_MODEL", "DEFAULT_TILE", "PHOTO_FORMATS",
-           "Blurred", "blur", "blur_file", "blur_photo", "blur_video", "detector_for", "is_blurred_copy_of", "tiling_for"]
+           "Blurred", "blur", "blur_photo", "blur_video", "detector_for", "is_blurred_copy_of", "tiling_for"]

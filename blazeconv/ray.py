@@ -439,7 +439,7 @@ def stream_videos(paths: Sequence[str | Path], model: str | Path = "short_range"
     except ray.exceptions.RayError as exc:
         raise _cause(exc) from None
     finally:
-        for ref in pending[done + 1:]:  # an interrupted run: the videos not yet collected are not computed
+        for ref in pending[done:]:  # an interrupted run: the videos not yet collected are not computed
             try:
                 ray.cancel(ref)
             except Exception as exc:  # already finished, or the cluster is going away

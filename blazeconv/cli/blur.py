@@ -107,9 +107,12 @@ def blur(inputs, output, style, shape, mask_scale, model_name, min_score, tile, 
                         bar.update(1)
 
                 try:
-                    done = anonymise.blur_file(path, target, video=index in videos, detector=detector,
-                                               masking=masking, hold=hold, crf=crf, keep_metadata=keep_metadata,
-                                               on_regions=on_regions)
+                    if index in videos:
+                        done = anonymise.blur_video(path, target, detector=detector, masking=masking, hold=hold,
+                                                    crf=crf, on_regions=on_regions)
+                    else:
+                        done = anonymise.blur_photo(path, target, detector=detector, masking=masking,
+                                                    keep_metadata=keep_metadata, on_regions=on_regions)
                 except ImageError as exc:
                     failures.append(str(exc))
                     continue

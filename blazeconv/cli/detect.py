@@ -406,7 +406,7 @@ def _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotat
     annotation, and an existing file of an annotation's name is replaced only when blazeconv wrote it as the
     annotation of the same input, or with ``overwrite``. A video's annotation is ``.mp4``.
     """
-    from ..detection.drawing import annotation_suffix, is_annotation_of
+    from ..detection.drawing import annotation_suffix
     from ..io import PathUsageError, check_folder, mirrored_paths, refuse_overwriting
 
     files = [(label, path) for label, path in (("--json", json_path), ("--jsonl", jsonl_path))
@@ -424,7 +424,7 @@ def _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotat
     refuse_overwriting(files + [("annotation", a) for a in annotations], inputs)
     if not overwrite:
         for index, (path, annotation) in enumerate(zip(paths, annotations)):
-            if annotation.exists() and not _is_annotation(annotation, path, index in videos, is_annotation_of):
+            if annotation.exists() and not _is_annotation(annotation, path, index in videos):
                 raise PathUsageError(f"{annotation}: exists and is not blazeconv's annotation of {path}; "
                                      "add --overwrite to replace it, or annotate into another folder")
     return annotations
@@ -471,12 +471,15 @@ def _crop_writer(crops_dir, names, size, margin, min_face, overwrite):
     return CropWriter(crops_dir, names=names, size=size, margin=margin, min_face=min_face, overwrite=overwrite)
 
 
-def _is_annotation(annotation: Path, source: Path, video: bool, is_annotation_of) -> bool:
-    if not video:
-        return is_annotation_of(annotation, source)
-    from ..detection.video_annotation import is_video_annotation_of
+def _is_annotation(annotation: Path, source: Path, video: bool) -> bool:
+    """Whether ``annotation`` is blazeconv's annotation of ``source`` (a photo's or, with ``video``, a video's)."""
+    if video:
+        from ..detection.video_annotation import is_video_annotation_of
 
-    return is_video_annotation_of(annotation, source)
+        return is_video_annotation_of(annotation, source)
+    from ..detection.drawing import is_annotation_of
+
+    return is_annotation_of(annotation, source)
 
 
 class _VideoAnnotations:

@@ -73,19 +73,9 @@ def annotation_suffix(source: str | Path) -> str:
     return ".jpg" if Path(source).suffix.lower() in JPEG_SUFFIXES else ".png"
 
 
-def save_annotation(image: np.ndarray, detections: Sequence[Detection], path: str | Path, source: str | Path, *,
-                    jpeg: bool | None = None, quality: int = 90, max_side: int | None = None) -> None:
-    """``annotate`` ``image`` ``(H, W, 3)`` uint8 RGB and save it at ``path`` (a file to write: the caller makes it
-    atomic): JPEG at ``quality`` when ``jpeg`` (default: ``path`` ends in ``.jpg``), else PNG; scaled down first so
-    its longer side is at most ``max_side``. The file records that it annotates ``source`` (``is_annotation_of``)."""
-    if jpeg is None:
-        jpeg = Path(path).suffix.lower() in JPEG_SUFFIXES
-    Path(path).write_bytes(encode_annotation(image, detections, source, jpeg=jpeg, quality=quality, max_side=max_side))
-
-
 def encode_annotation(image: np.ndarray, detections: Sequence[Detection], source: str | Path, *, jpeg: bool,
                       quality: int = 90, max_side: int | None = None) -> bytes:
-    """The bytes of ``save_annotation``'s file: ``image`` ``(H, W, 3)`` uint8 RGB with ``detections`` drawn, scaled
+    """An annotation file's bytes: ``image`` ``(H, W, 3)`` uint8 RGB with ``detections`` drawn, scaled
     to at most ``max_side``, as a JPEG at ``quality`` (``jpeg``) or a PNG, marked as the annotation of ``source``."""
     picture = Image.fromarray(np.asarray(image, np.uint8))
     if max_side is not None and max(picture.size) > max_side:

@@ -105,7 +105,7 @@ def hide_faces(image: np.ndarray, detections: Sequence[Detection], masking: Mask
     masking = masking or DEFAULT_MASKING
     picture = Image.fromarray(np.asarray(image, np.uint8))
     hide_regions(picture, mask_regions(detections, picture.width, picture.height, masking.scale), masking)
-    return np.asarray(picture)
+    return np.array(picture)  # writable, the caller's own
 
 
 def hide_regions(picture: Image.Image, regions: Sequence[tuple[int, int, int, int]], masking: Masking) -> None:
