@@ -30,8 +30,9 @@ from .detection.images import as_rgb, check_channels
 from .detection.masking import DEFAULT_MASKING, Masking, hide_faces, hide_regions, mask_regions
 from .detection.pipeline import detect_images
 from .detection.records import Detection
+from .detection.settings import DetectionSettings, Sampling
 from .detection.tiling import Tiling
-from .detection.video import Sampling, VideoStopped, probe, stream_video
+from .detection.video import VideoStopped, probe, stream_video
 from .detection.video_annotation import DEFAULT_CRF, VideoAnnotation
 from .detector import FaceDetector
 from .errors import ImageError, OptionsError
@@ -74,11 +75,18 @@ def tiling_for(detector: FaceDetector, width: int, height: int) -> Tiling | None
     return Tiling(max(MIN_TILE, round(min(width, height) / TILE_SHARE)), tiling.overlap)
 
 
+def settings_for(detector: FaceDetector, width: int, height: int) -> DetectionSettings:
+    """``detector``'s settings for a ``width`` x ``height`` picture, with blur's tiles (``tiling_for``)."""
+    settings = detector.settings.replace(variant=detector.variant)
+    tiling = tiling_for(detector, width, height)
+    if tiling is None:
+        return settings
+    return settings.replace(tile=True, tile_size=tiling.size, tile_overlap=tiling.overlap)
+
+
 def _faces(detector: FaceDetector, rgb: np.ndarray) -> list[Detection]:
     """``detector``'s faces on ``rgb`` with blur's tiles."""
-    tiling = tiling_for(detector, rgb.shape[1], rgb.shape[0])
-    return detect_images(detector.runner, [rgb], detector.variant, detector.min_score, detector.iou_threshold,
-                         tiling=tiling)[0]
+    return detect_images(detector.runner, [rgb], settings_for(detector, rgb.shape[1], rgb.shape[0]))[0]
 
 
 def blur(image: Any, *, detector: FaceDetector | None = None, style: str = "blur", shape: str = "ellipse",
@@ -208,8 +216,8 @@ def blur_video(source: str | Path, target: str | Path, *, detector: FaceDetector
 
     error = None
     info = probe(source)  # ImageError for a file that is not a readable video: nothing is written
-    frames = stream_video(detector.runner, source, detector.variant, detector.min_score, detector.iou_threshold,
-                          batch_size, sampling=Sampling(), tiling=tiling_for(detector, info.width, info.height))
+    settings = settings_for(detector, info.width, info.height).replace(batch_size=batch_size, sampling=Sampling())
+    frames = stream_video(detector.runner, source, settings)
     first = next(frames)  # ImageError for a file that is not a readable video: nothing is written
     with VideoAnnotation(source, target, crf=crf, paint=paint, hold=hold, mark=BLUR_MARK) as writer:
         writer.add(first)

@@ -11,75 +11,64 @@ The model runs through a runner (``backends.runner.Runner``) that ``backends.mak
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .backends import make_runner
-from .detection import Detection, Tiling, as_rgb, check_thresholds, detect_images, resolve_variant, stream_files
+from .detection import Detection, as_rgb, detect_images, resolve_variant, stream_files
 from .detection.cropping import check_crop_options, crop_face, crop_transform
 from .detection.images import check_channels
-from .detection.pipeline import check_batch_size
-from .detection.tiling import DEFAULT_OVERLAP
+from .detection.settings import DetectionSettings, Sampling
 from .detection.video import FrameResult
-from .errors import OptionsError
-from .variants import NMS_IOU_THRESHOLD, Variant
+from .variants import Variant
 
 
 class FaceDetector:
     """A BlazeFace detector with MediaPipe's pre- and post-processing.
 
-    ``model``: a shipped variant name (``short_range``, ``front``, ``back``, ``full_range``, ``full_range_sparse``;
-    weights converted once into the cache), a path to a ``.tflite`` (converted in memory; its variant recognised) or
-    to a ``.pth`` state_dict (variant: the shipped model with identical weights, else the architecture's default), a
-    network ``.onnx`` blazeconv exported (ONNX backends), a torch module, or a runner; files are recognised by their
-    content (``blazeconv.sources``). ``variant``: which model the weights are (anchors, input size, default threshold),
-    overriding what was inferred; it must be of the weights' architecture. ``min_score``: keep faces scoring at least
-    this (None: MediaPipe's for the variant); ``iou_threshold``: weighted NMS overlap (MediaPipe's 0.3); both in
-    [0, 1]. ``device``: where the model runs (``"cpu"``; torch and ONNX Runtime ``"cuda"``, OpenVINO ``"gpu"``).
-    ``backend``: ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (the model's ONNX export, made once into the
-    cache; extras ``blazeconv[onnx]``, ``blazeconv[openvino]``), or ``"auto"`` (the default, as for ``detect``):
-    the first of those two that is installed and can run on ``device``, else torch.
-    ``batch_size``: images per forward pass for a list (model inputs, with tiles). ``channels``: the default channel
-    order of arrays and tensors, ``"rgb"`` or ``"bgr"`` (OpenCV frames). ``fast_decode``: JPEG files and bytes are
-    decoded with DCT scaling to twice the model's input resolution (much faster on big photos; not bit-exact with
-    MediaPipe). ``tile``: also run the model on overlapping square tiles of ``tile_size`` pixels (default: about
-    3.3 times the model input) sharing ``tile_overlap`` of their side, and merge everything with weighted NMS:
-    small faces in big pictures (``detection.tiling``).
+    Made from a ``DetectionSettings`` (``settings``) or from its fields as keywords (applied to ``settings`` when
+    both are given): ``model``, a shipped variant name (``short_range``, ``front``, ``back``, ``full_range``,
+    ``full_range_sparse``), a path to a ``.tflite``, a ``.pth`` state_dict (variant: the shipped model with identical
+    weights, else the architecture's default) or a network ``.onnx`` blazeconv exported (files recognised by their
+    content, ``blazeconv.sources``), a torch module, or a runner. ``variant``: which model the weights are
+    (anchors, input size, default threshold), overriding what was inferred; it must be of the weights'
+    architecture. ``min_score``: keep faces scoring at least this (None: MediaPipe's for the variant);
+    ``iou_threshold``: weighted NMS overlap (MediaPipe's 0.3); both in [0, 1]. ``device``: where the model runs
+    (``"cpu"``; torch and ONNX Runtime ``"cuda"``, OpenVINO ``"gpu"``). ``backend``: a ``backends.CHOICES`` name,
+    ``"auto"`` by default (as for ``detect``): the first of ONNX Runtime, OpenVINO, torch that is installed and can
+    run on ``device``. ``batch_size``: images per forward pass for a list (model inputs, with tiles).
+    ``fast_decode``: JPEG files and bytes are decoded with DCT scaling to twice the model's input resolution (much
+    faster on big photos; not bit-exact with MediaPipe). ``tile``: also run the model on overlapping square tiles of
+    ``tile_size`` pixels (default: about 3.3 times the model input) sharing ``tile_overlap`` of their side, and merge
+    everything with weighted NMS: small faces in big pictures (``detection.tiling``). ``sampling``: the frames of a
+    video ``video`` detects. ``channels``: the default channel order of arrays and tensors, ``"rgb"`` or ``"bgr"``
+    (OpenCV frames).
     """
 
     def __init__(
         self,
-        model: str | Path | Any = "short_range",
+        model: str | Path | Any = None,
         *,
-        variant: Variant | str | None = None,
-        min_score: float | None = None,
-        iou_threshold: float = NMS_IOU_THRESHOLD,
-        device: str = "cpu",
-        backend: str = "auto",
-        batch_size: int = 32,
+        settings: DetectionSettings | None = None,
         channels: str = "rgb",
-        fast_decode: bool = False,
-        tile: bool = False,
-        tile_size: int | None = None,
-        tile_overlap: float = DEFAULT_OVERLAP,
+        **options: Any,
     ):
-        check_thresholds(min_score, iou_threshold)
-        check_batch_size(batch_size)
-        check_channels(channels)
-        if not tile and (tile_size is not None or tile_overlap != DEFAULT_OVERLAP):
-            raise OptionsError("tile_size and tile_overlap apply with tile=True")
-        self.tiling = Tiling(tile_size, tile_overlap) if tile else None
-        self.fast_decode = bool(fast_decode)
-        self.runner = make_runner(backend, model, variant, device)
-        self.variant: Variant = resolve_variant(self.runner, variant)
-        self.min_score = self.variant.min_score if min_score is None else float(min_score)
-        self.iou_threshold = float(iou_threshold)
-        self.batch_size = batch_size
-        self.channels = channels
-        self.backend, self.device = getattr(self.runner, "backend", backend), device
+        self.settings = DetectionSettings.of(settings, model=model, **options)
+        self.channels = check_channels(channels)
+        self.runner = self.settings.make_runner()
+        self.variant: Variant = resolve_variant(self.runner, self.settings.variant)
+        self.min_score = self.settings.score_for(self.variant)
+        self.backend = getattr(self.runner, "backend", self.settings.backend)
+
+    # The settings' fields a caller reads most, as attributes.
+    iou_threshold = property(lambda self: self.settings.iou_threshold)
+    batch_size = property(lambda self: self.settings.batch_size)
+    device = property(lambda self: self.settings.device)
+    fast_decode = property(lambda self: self.settings.fast_decode)
+    tiling = property(lambda self: self.settings.tiling)
 
     def __repr__(self) -> str:
         extras = (", fast_decode=True" if self.fast_decode else "") + (
@@ -103,43 +92,48 @@ class FaceDetector:
         return self._detect([images], channels)[0]
 
     def _detect(self, images: list, channels: str) -> list[list[Detection]]:
-        options = (self.variant, self.min_score, self.iou_threshold, self.batch_size)
+        settings = self.settings.replace(variant=self.variant)
         if len(images) > 1 and all(isinstance(i, (str, Path)) for i in images):
             results = []  # streamed: the decoded images are not kept
-            for result in stream_files(self.runner, images, *options, fast_decode=self.fast_decode, tiling=self.tiling):
+            for result in stream_files(self.runner, images, settings):
                 if result.error is not None:
                     raise result.error  # the ImageError naming the file
                 results.append(result.detections)
             return results
-        return detect_images(self.runner, images, *options, channels=channels, tiling=self.tiling,
-                             fast_decode=self.fast_decode)
+        return detect_images(self.runner, images, settings, channels=channels)
 
     def video(
         self,
         path: str | Path,
         *,
-        every: int = 1,
+        sampling: Sampling | None = None,
+        images: bool = False,
+        every: int | None = None,
         fps: float | None = None,
         frames: int | None = None,
         start: float | None = None,
         end: float | None = None,
-        images: bool = False,
     ) -> Iterator[FrameResult]:
         """Faces in the frames of a video file (needs ``blazeconv[video]``): a ``FrameResult`` per sampled frame, in
         order, with ``frame`` (its index from 0 over the whole video), ``time`` (seconds, from its timestamp),
         ``width`` and ``height`` of the upright frame, ``detections`` (0..1 of that frame), ``last`` on the final one,
         and with ``images`` the upright ``(H, W, 3)`` uint8 RGB frame as ``image``.
 
-        Sampling: every frame by default; ``every`` N-th; at most ``fps`` per second (by timestamp); ``frames`` N
-        evenly spaced, first and last included; within ``start`` <= time < ``end`` seconds. Frames are decoded on a
-        thread of their own and run ``batch_size`` at a time. A file that is not a readable video: ``ImageError``;
-        one that stops early raises ``VideoStopped`` (an ``ImageError``) after the frames that decoded.
+        Sampling (``sampling``, default the detector's settings', or its fields as keywords): every frame by
+        default; ``every`` N-th; at most ``fps`` per second (by timestamp); ``frames`` N evenly spaced, first and
+        last included; within ``start`` <= time < ``end`` seconds. Frames are decoded on a thread of their own and
+        run ``batch_size`` at a time. A file that is not a readable video: ``ImageError``; one that stops early
+        raises ``VideoStopped`` (an ``ImageError``) after the frames that decoded.
         """
-        from .detection.video import Sampling, stream_video
+        from .detection.video import stream_video
 
-        sampling = Sampling(every, fps, frames, start, end).check()
-        return stream_video(self.runner, path, self.variant, self.min_score, self.iou_threshold, self.batch_size,
-                            sampling=sampling, tiling=self.tiling, keep_images=images)
+        sampling = sampling or self.settings.sampling
+        changes = {k: v for k, v in dict(every=every, fps=fps, frames=frames, start=start, end=end).items()
+                   if v is not None}
+        if changes:
+            sampling = dataclasses.replace(sampling, **changes)
+        settings = self.settings.replace(variant=self.variant, sampling=sampling)
+        return stream_video(self.runner, path, settings, keep_images=images)
 
     def crop(
         self,

@@ -60,7 +60,7 @@ from .detection.pipeline import (
     fast_decode_side,
     prepare_image,
 )
-from .detection.tiling import DEFAULT_OVERLAP, Tiling
+from .detection.settings import DetectionSettings
 from .errors import BlazeconvError, ImageError, OptionsError, require
 
 log = logging.getLogger(__name__)
@@ -106,37 +106,30 @@ def output_schema(nested: bool = False):
 class DetectFaces:
     """A ``Dataset.map_batches`` class: one model per actor, one output row per input row (see the module docstring).
 
-    ``model``: a shipped variant name (``"short_range"``), or a ``.tflite`` or ``.pth`` path readable on every worker;
-    ``variant`` and ``min_score`` as for ``FaceDetector``; ``backend``: ``"torch"``, ``"onnxruntime"``, ``"openvino"``
-    or ``"auto"`` (the fastest installed, as ``detect --backend``); ``batch_size``: images per forward pass;
-    ``nested``: the ``detections`` column as Arrow structs instead of a JSON string; ``threads``: the model's
-    intra-op threads and this actor's image decoders (None: the CPUs Ray gave the actor, at least 1);
-    ``fast_decode``, ``tile``, ``tile_size``, ``tile_overlap``: as for ``FaceDetector``. Each row is decoded and
+    ``settings``: a ``DetectionSettings`` (or its fields as keywords, applied to it: ``model``, ``variant``,
+    ``min_score``, ``backend``, ``batch_size``, ``fast_decode``, ``tile``, ...), as for ``FaceDetector``; its
+    ``model`` is a shipped variant name (``"short_range"``), or a ``.tflite``, ``.pth`` or ``.onnx`` path readable on
+    every worker. ``nested``: the ``detections`` column as Arrow structs instead of a JSON string; ``threads``: the
+    model's intra-op threads and this actor's image decoders (None: the CPUs Ray gave the actor, at least 1). Each row is decoded and
     prepared for the model at once, so an actor holds the model inputs of a batch, not its decoded images. Bad
     options raise ``OptionsError`` when the actor starts (and fail the job: every row would fail alike).
     """
 
     def __init__(
         self,
-        model: str | Path = "short_range",
+        model: str | Path | None = None,
         *,
-        variant: str | None = None,
-        min_score: float | None = None,
-        backend: str = "auto",
-        batch_size: int = 32,
+        settings: DetectionSettings | None = None,
         nested: bool = False,
         threads: int | None = None,
-        fast_decode: bool = False,
-        tile: bool = False,
-        tile_size: int | None = None,
-        tile_overlap: float = DEFAULT_OVERLAP,
+        **options: Any,
     ):
+        settings = DetectionSettings.of(settings, model=None if model is None else str(model), **options)
         self.threads = threads or _assigned_cpus()
         self.nested = nested
         self.schema = output_schema(nested)
         self.budget = DecodeBudget(DECODE_BUDGET_BYTES)  # the decoder threads' pixels at once
-        self.detector = _load_detector(model, variant, min_score, backend, batch_size, self.threads,
-                                       fast_decode=fast_decode, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
+        self.detector = _load_detector(settings, self.threads)
 
     def __call__(self, batch: dict[str, np.ndarray]):
         """``batch``: columns of equal length (numpy); returns a ``pyarrow.Table`` with ``output_schema`` + others."""
@@ -205,18 +198,16 @@ def _assigned_cpus() -> int:
     return 1
 
 
-def _load_detector(model, variant, min_score, backend, batch_size, threads, **reading):
-    """A ``FaceDetector`` on ``backend`` (``backends.make_runner``, ``threads`` intra-op threads) for one actor;
-    ``reading``: its ``fast_decode`` and tiling options."""
-    from .backends import make_runner
+def _load_detector(settings: DetectionSettings, threads: int):
+    """A ``FaceDetector`` of ``settings`` (its runner with ``threads`` intra-op threads) for one actor."""
     from .detector import FaceDetector
 
-    runner = make_runner(backend, model, variant, threads=threads)
+    runner = settings.make_runner(threads=threads)
     if getattr(runner, "uses_torch", False):
         import torch
 
         torch.set_num_threads(threads)
-    return FaceDetector(runner, variant=variant, min_score=min_score, batch_size=batch_size, **reading)
+    return FaceDetector(settings=settings.replace(model=runner))
 
 
 def _load_bytes(value: Any, path: str | None, long_side=None, budget=None) -> tuple[np.ndarray, tuple[int, int]]:
@@ -328,23 +319,19 @@ def connected(address: str | None = LOCAL, num_cpus: int | None = None) -> Itera
 
 def detect_paths(
     paths: Sequence[str | Path],
-    model: str | Path = "short_range",
+    model: str | Path | None = None,
     *,
-    variant: str | None = None,
-    min_score: float | None = None,
-    backend: str = "auto",
-    batch_size: int = 32,
+    settings: DetectionSettings | None = None,
     actors: int | None = None,
     actor_cpus: float = 1.0,
-    fast_decode: bool = False,
-    tiling: Tiling | None = None,
+    **options: Any,
 ) -> Iterator[dict]:
     """``DetectFaces`` over ``paths`` on the connected Ray cluster; yields its rows in the order of ``paths``.
 
     Each row: ``{"path", "width", "height", "detections": [Detection.to_dict(), ...], "error"}`` (``error`` None, or
     None ``width``/``height``/``detections`` and the message ``detect`` gives). The files are read by the workers, so
     on a cluster they must be on a file system every node sees (or be URIs). ``actors`` and ``actor_cpus``: see
-    ``map_batches_options``; ``tiling``: a ``detection.Tiling`` or None; the other options: see ``DetectFaces``.
+    ``map_batches_options``; ``model``, ``settings`` and ``options``: see ``DetectFaces``.
     Ray's progress goes to stderr (logging).
     """
     ray = require_ray()
@@ -352,8 +339,10 @@ def detect_paths(
 
     from .io import looks_like_url
 
+    settings = _portable(DetectionSettings.of(settings, model=model, **options))
     if not paths:
         return
+    batch_size = settings.batch_size
     options = map_batches_options(actors, actor_cpus, batch_size, reserve_cpus=0)  # the input is in memory: no reads
     # One block per batch_size consecutive paths: the model then sees the very batches ``detect`` gives it (the
     # full-range models' float32 outputs can move by one unit in the last place with the batch's make-up).
@@ -364,11 +353,8 @@ def detect_paths(
                   "path": readable[start : start + batch_size]})
         for start in range(0, len(paths), batch_size)
     ]
-    constructor = {"model": str(model), "variant": variant, "min_score": min_score, "backend": backend,
-                   "batch_size": batch_size, "fast_decode": fast_decode, "tile": tiling is not None}
-    if tiling is not None:
-        constructor.update(tile_size=tiling.size, tile_overlap=tiling.overlap)
-    mapped = ray.data.from_arrow(blocks).map_batches(DetectFaces, fn_constructor_kwargs=constructor, **options)
+    mapped = ray.data.from_arrow(blocks).map_batches(DetectFaces, fn_constructor_kwargs={"settings": settings},
+                                                     **options)
     mapped.context.execution_options.preserve_order = True  # this dataset's own copy of the DataContext
     try:
         for expected, row in enumerate(mapped.iter_rows()):
@@ -383,7 +369,21 @@ def detect_paths(
         raise _cause(exc) from None
 
 
-def stream_files(paths: Sequence[str | Path], model: str | Path = "short_range", **options: Any) -> Iterator[FileResult]:
+def _portable(settings: DetectionSettings) -> DetectionSettings:
+    """``settings`` with a model file named by its absolute path (the workers run in other folders); a shipped
+    name, or a ``Variant``, as it is. Torch modules and runners cannot travel: ``OptionsError``."""
+    from .sources import resolve
+
+    source = resolve(settings.model)
+    if source.kind in ("module", "runner"):
+        raise OptionsError(f"on Ray the model must be a shipped name or a file every worker can read; got "
+                           f"{source.describe()}")
+    if source.kind == "shipped":
+        return settings.replace(model=source.variant.name)
+    return settings.replace(model=str(source.path.resolve()))
+
+
+def stream_files(paths: Sequence[str | Path], model: str | Path | None = None, **options: Any) -> Iterator[FileResult]:
     """``detect_paths`` in the form of ``blazeconv.detection.stream_files``: a ``FileResult`` per path, in order (no
     image: the pixels stay on the workers)."""
     from .detection import Detection
@@ -398,7 +398,7 @@ def stream_files(paths: Sequence[str | Path], model: str | Path = "short_range",
 
 
 def detect_files(
-    paths: Sequence[str | Path], model: str | Path = "short_range", **options: Any
+    paths: Sequence[str | Path], model: str | Path | None = None, **options: Any
 ) -> Iterator[tuple[Path, np.ndarray | ImageError, list | None]]:
     """``detect_paths`` in the form of ``blazeconv.detection.detect_files``: ``(path, image, detections)`` in order.
 
@@ -416,21 +416,21 @@ def detect_files(
             yield path, np.empty((row["height"], row["width"], 0), np.uint8), faces
 
 
-def stream_videos(paths: Sequence[str | Path], model: str | Path = "short_range", *, variant: str | None = None,
-                  min_score: float | None = None, backend: str = "auto", batch_size: int = 32, sampling=None,
-                  tiling: Tiling | None = None, after: Sequence[int | None] | None = None, task_cpus: float = 1.0
-                  ) -> Iterator[list]:
+def stream_videos(paths: Sequence[str | Path], model: str | Path | None = None, *,
+                  settings: DetectionSettings | None = None, after: Sequence[int | None] | None = None,
+                  task_cpus: float = 1.0, **options: Any) -> Iterator[list]:
     """Each video of ``paths`` read and detected by a Ray task of its own (all submitted at once, running as the
     cluster's CPUs allow; every worker must be able to read the files); yields, per video in the order of ``paths``,
     its results as ``detection.video.stream_video`` gives them (``FrameResult`` records without images), ending with
     a ``FileResult`` holding the ``ImageError`` of a video that could not be read or stopped early. ``after``: per
-    video, the last frame a previous run recorded (skipped)."""
+    video, the last frame a previous run recorded (skipped). ``model``, ``settings`` and ``options``: see
+    ``DetectFaces`` (``settings.sampling`` chooses the frames)."""
     import ray
 
+    settings = _portable(DetectionSettings.of(settings, model=model, **options))
     task = ray.remote(num_cpus=task_cpus)(_video_task)
     after = list(after) if after is not None else [None] * len(paths)
-    pending = [task.remote(str(path), str(model), variant, min_score, backend, batch_size, sampling, tiling, skip)
-               for path, skip in zip(paths, after)]
+    pending = [task.remote(str(path), settings, skip) for path, skip in zip(paths, after)]
     done = 0
     try:
         for ref in pending:
@@ -446,16 +446,14 @@ def stream_videos(paths: Sequence[str | Path], model: str | Path = "short_range"
                 log.debug("cancel: %s", exc)
 
 
-def _video_task(path: str, model: str, variant, min_score, backend, batch_size, sampling, tiling, after) -> list:
+def _video_task(path: str, settings: DetectionSettings, after: int | None) -> list:
     """One video on a Ray worker: ``stream_video``'s results, a ``FileResult`` with its error last if it failed."""
-    from .backends import make_runner
     from .detection.video import stream_video
 
-    runner = make_runner(backend, model, variant, threads=_assigned_cpus())
+    runner = settings.make_runner(threads=_assigned_cpus())
     results = []
     try:
-        results += stream_video(runner, path, variant, min_score, batch_size=batch_size, sampling=sampling,
-                                tiling=tiling, after=after)
+        results += stream_video(runner, path, settings, after=after)
     except ImageError as exc:
         results.append(FileResult(Path(path), 0, 0, None, exc))
     return results

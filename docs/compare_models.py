@@ -21,7 +21,7 @@ def compare(image_path: Path, variants: list[str], width: int = 420) -> Image.Im
     panels = []
     for name in variants:
         variant = get_variant(name)
-        found = detect_image(load_model(cached_weights(variant)), image, variant)
+        found = detect_image(load_model(cached_weights(variant)), image, variant=variant)
         panel = annotate(image, found)
         panel = panel.resize((width, round(panel.height * width / panel.width)), Image.LANCZOS)
         caption = Image.new("RGB", (width, 28), "white")

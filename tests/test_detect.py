@@ -653,7 +653,7 @@ def assert_matches_mediapipe(detections, expected, iou_min, keypoint_atol, score
 def test_short_range_matches_mediapipe(short_range_model, name):
     image = load_image(DATA / "images" / name)
     assert [image.shape[1], image.shape[0]] == REFERENCE[name]["size"]
-    detections = detect_image(short_range_model, image, "short_range", min_score=0.5)
+    detections = detect_image(short_range_model, image, variant="short_range", min_score=0.5)
     expected = REFERENCE[name]["short_range"]
     assert_matches_mediapipe(detections, expected, iou_min=0.98, keypoint_atol=0.005, score_atol=0.005)
 
@@ -665,18 +665,18 @@ def test_short_range_matches_mediapipe_on_crops_with_rounding_ties(short_range_m
     with Image.open(DATA / "images" / crop["image"]) as source:
         image = np.asarray(source.convert("RGB").crop(tuple(crop["crop"])))
     assert [image.shape[1], image.shape[0]] == crop["size"]
-    detections = detect_image(short_range_model, image, "short_range", min_score=0.5)
+    detections = detect_image(short_range_model, image, variant="short_range", min_score=0.5)
     assert_matches_mediapipe(detections, crop["short_range"], iou_min=0.999, keypoint_atol=1e-4, score_atol=1e-4)
 
 
 def test_batches_give_the_same_detections_as_single_images(short_range_model):
     images = [load_image(DATA / "images" / name) for name in sorted(REFERENCE)]
-    batched = detect_images(short_range_model, images, "short_range", batch_size=3)
-    single = [detect_image(short_range_model, image, "short_range") for image in images]
+    batched = detect_images(short_range_model, images, variant="short_range", batch_size=3)
+    single = [detect_image(short_range_model, image, variant="short_range") for image in images]
     # The batch size changes the convolution's summation order (raw outputs move by up to ~1e-3 at logit
     # magnitudes of hundreds, ~2e-4 on box values): the same faces, coordinates to 1e-5, scores to 1e-4.
     assert_same_detections(batched, single)
-    paths = detect_images(short_range_model, [DATA / "images" / name for name in sorted(REFERENCE)], "short_range")
+    paths = detect_images(short_range_model, [DATA / "images" / name for name in sorted(REFERENCE)], variant="short_range")
     assert_same_detections(paths, single)
 
 
@@ -719,7 +719,7 @@ def test_pipeline_maps_an_anchor_back_to_the_original_image():
     anchor = variant.anchors()[index]  # fixed anchor size: w = h = 1
     model = OneFaceModel("short_range", index, 3.0)
     image = np.zeros((100, 200, 3), np.uint8)  # wide: input rows 32..95 hold the image
-    (detection,) = detect_image(model, image, "short_range")
+    (detection,) = detect_image(model, image, variant="short_range")
     assert model.inputs[0].shape == (1, 3, 128, 128) and model.inputs[0].dtype == torch.float32
     x, y = anchor[0], (anchor[1] - 0.25) / 0.5
     np.testing.assert_allclose(detection.box, [x - 0.125, y - 0.25, x + 0.125, y + 0.25], atol=1e-6)
@@ -730,18 +730,18 @@ def test_pipeline_maps_an_anchor_back_to_the_original_image():
 def test_min_score_defaults_to_the_variant_and_is_inclusive():
     logit = math.log(0.6 / 0.4)  # score 0.6: above short_range's 0.5, below front's 0.75
     model = OneFaceModel("short_range", 10, logit)
-    assert len(detect_image(model, pattern(64, 64), "short_range")) == 1
-    assert len(detect_image(model, pattern(64, 64), VARIANTS["front"])) == 0
-    assert len(detect_image(model, pattern(64, 64), "front", min_score=0.5)) == 1
-    score = detect_image(model, pattern(64, 64), "short_range")[0].score
-    assert len(detect_image(model, pattern(64, 64), "short_range", min_score=score)) == 1
+    assert len(detect_image(model, pattern(64, 64), variant="short_range")) == 1
+    assert len(detect_image(model, pattern(64, 64), variant=VARIANTS["front"])) == 0
+    assert len(detect_image(model, pattern(64, 64), variant="front", min_score=0.5)) == 1
+    score = detect_image(model, pattern(64, 64), variant="short_range")[0].score
+    assert len(detect_image(model, pattern(64, 64), variant="short_range", min_score=score)) == 1
 
 
 def test_model_that_does_not_fit_the_variant_is_refused():
     model = OneFaceModel("short_range", 0, 5.0)
     model.count = 2304
     with pytest.raises(OptionsError, match="short_range"):
-        detect_image(model, pattern(32, 32), "short_range")
+        detect_image(model, pattern(32, 32), variant="short_range")
 
 
 # ------------------------------------------------------------------------------------------ output

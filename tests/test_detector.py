@@ -379,12 +379,12 @@ def test_bad_model_arguments(model, error, message):
 def test_old_signatures_and_the_models_own_variant(converted):
     module = load_model_from(converted, "short_range")
     photo = IMAGES / "1face.png"
-    assert blazeconv.detect_images(module, [photo]) == [blazeconv.detection.detect_image(module, photo, "short_range")]
+    assert blazeconv.detect_images(module, [photo]) == [blazeconv.detection.detect_image(module, photo, variant="short_range")]
     module.variant = None
     with pytest.raises(OptionsError, match="pass variant="):
         blazeconv.detection.detect_image(module, photo)
     with pytest.raises(OptionsError, match="'back' is a blazeface256 model"):
-        blazeconv.detection.detect_image(load_model_from(converted, "front"), photo, "back")
+        blazeconv.detection.detect_image(load_model_from(converted, "front"), photo, variant="back")
 
 
 @pytest.mark.parametrize(

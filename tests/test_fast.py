@@ -214,11 +214,11 @@ def test_detect_files_streams_in_order_with_errors_in_place(tmp_path, converted)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
     paths = [IMAGE_PATHS[0], broken, *IMAGE_PATHS[1:], IMAGE_PATHS[0]]
-    streamed = list(detect_files(module, paths, "short_range", batch_size=3, workers=2))
+    streamed = list(detect_files(module, paths, variant="short_range", batch_size=3, workers=2))
     assert [p for p, _, _ in streamed] == paths
     assert streamed[1][2] is None and isinstance(streamed[1][1], ImageError)
     readable = [p for p in paths if p != broken]
-    expected = detect_images(module, [load_image(p) for p in readable], "short_range")
+    expected = detect_images(module, [load_image(p) for p in readable], variant="short_range")
     found = [d for _, _, d in streamed if d is not None]
     assert [len(d) for d in found] == [len(d) for d in expected]
     for mine, theirs in zip(found, expected):  # batches of 3 against one of 32: oneDNN sums in another order

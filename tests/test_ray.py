@@ -85,7 +85,7 @@ def _reference(paths: list[Path], backend: str = "auto", batch_size: int = 32, k
     (a list in the order of ``paths`` unless ``keyed``)."""
     results = []
     runner = make_runner(backend, "short_range")
-    for path, image, found in detect_files(runner, paths, "short_range", batch_size=batch_size):
+    for path, image, found in detect_files(runner, paths, variant="short_range", batch_size=batch_size):
         if found is None:
             results.append((str(path), {"error": str(image)}))
         else:
@@ -166,7 +166,7 @@ def test_image_column_from_read_images(cluster):
     dataset = ray.data.read_images(str(REPO / "tests" / "data" / "images"), mode="RGB", include_paths=True)
     rows = dataset.map_batches(DetectFaces, **map_batches_options(batch_size=4)).take_all()
     runner = make_runner("auto", "short_range")
-    expected = detect_images(runner, [load_image(p) for p in IMAGE_PATHS], "short_range")
+    expected = detect_images(runner, [load_image(p) for p in IMAGE_PATHS], variant="short_range")
     by_name = {Path(row["path"]).name: row for row in rows}
     assert sorted(by_name) == [p.name for p in IMAGE_PATHS]
     for path, found in zip(IMAGE_PATHS, expected):

@@ -14,7 +14,7 @@ import click
 
 from ..backends import CHOICES as BACKEND_CHOICES
 from ..detection.tiling import DEFAULT_OVERLAP
-from ..variants import DEFAULT_VARIANT, NMS_IOU_THRESHOLD, get_variant
+from ..variants import DEFAULT_VARIANT, get_variant
 from .base import FRACTION, VARIANT, cli, progress, say, thresholds_help
 
 
@@ -134,15 +134,13 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     A video (MP4, MOV, M4V, MKV, WebM, AVI, recognised by content) gets one record per sampled frame (every frame
     by default: --every, --fps, --frames, --start, --end); GIF and WebP files are read as images (their first frame).
     """
-    from .._version import __version__
-    from ..backends import make_runner
-    from ..detection import Tiling
     from ..detection.drawing import AnnotationWriter
     from ..detection.files import find_images, nothing_found_hint
     from ..detection.inputs import stream_inputs
     from ..detection.results import JsonlResults, result_record
+    from ..detection.settings import DetectionSettings
     from ..detection.video import FrameResult, Sampling, is_video, require_video
-    from ..errors import ImageError, OptionsError
+    from ..errors import ImageError
     from ..interrupts import Interrupted
     from ..io import atomic_path
     from ..sources import resolve
@@ -163,12 +161,11 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         raise click.UsageError(f"--fast compiles the PyTorch model: it runs with --backend torch, not {backend}")
     if not tile and (tile_size is not None or tile_overlap is not None):
         raise click.UsageError("--tile-size and --tile-overlap apply with --tile")
-    tiling = Tiling(tile_size, DEFAULT_OVERLAP if tile_overlap is None else tile_overlap) if tile else None
-    try:
-        sampling = Sampling(every or 1, sample_fps, sample_frames, start, end).check()
-    except OptionsError as exc:
-        raise click.UsageError(str(exc).replace("every", "--every").replace("frames (evenly", "--frames (evenly")
-                               .replace(" or fps", " or --fps")) from None
+    if sample_frames is not None and (every is not None or sample_fps is not None):
+        raise click.UsageError("--frames (evenly spaced) cannot be combined with --every or --fps")
+    if start is not None and end is not None and end <= start:
+        raise click.UsageError(f"--end ({end:g} s) must be after --start ({start:g} s)")
+    sampling = Sampling(every or 1, sample_fps, sample_frames, start, end)
     paths = find_images(inputs, recursive=recursive)
     if not paths:
         raise click.UsageError("no image or video files found in " + ", ".join(str(i) for i in inputs) +
@@ -191,15 +188,16 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     crop_names = _check_crops(paths, crops_dir, overwrite) if crops_dir is not None else {}
     results.check()
     source = resolve(weights, role="weights") if weights else get_variant(model_name or DEFAULT_VARIANT)
-    runner = make_runner("torch" if fast else backend, source, variant_name)
+    settings = DetectionSettings(
+        model=source.path if weights else source, variant=variant_name, backend="torch" if fast else backend,
+        min_score=min_score, batch_size=batch_size, tile=tile, tile_size=tile_size,
+        tile_overlap=DEFAULT_OVERLAP if tile_overlap is None else tile_overlap, fast_decode=fast_decode,
+        sampling=sampling)
+    runner = settings.make_runner()
     variant = runner.variant
-    results.settings = {  # what shapes the results: a --resume with other settings is refused
-        "blazeconv": __version__, "model": variant.name, "weights": str(weights.resolve()) if weights else None,
-        "backend": getattr(runner, "backend", backend), "fast": fast,
-        "min_score": variant.min_score if min_score is None else min_score, "iou_threshold": NMS_IOU_THRESHOLD,
-        "fast_decode": fast_decode,
-        "tile": None if tiling is None else {"size": tiling.side(variant.input_size), "overlap": tiling.overlap},
-    }
+    settings = settings.replace(variant=variant)
+    results.settings = settings.record(variant, getattr(runner, "backend", backend))
+    results.settings["fast"] = fast  # what shapes the results: a --resume with other settings is refused
     if videos:
         results.settings["video_sampling"] = sampling.settings()
     model = runner
@@ -235,13 +233,11 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
                 # Images are decoded and letterboxed on every core while the model runs; annotations are drawn and
                 # encoded on a thread of their own; outputs are written here, as they come.
                 if on_ray:
-                    results_in = _ray_inputs(paths, todo, videos, after, weights, variant, runner, min_score,
-                                             batch_size, ray_actors, ray_actor_cpus, fast_decode, tiling, sampling)
+                    results_in = _ray_inputs(paths, todo, videos, after, settings, runner, ray_actors, ray_actor_cpus)
                 else:
-                    results_in = stream_inputs(model, paths, videos, variant, min_score=min_score, batch_size=batch_size,
-                                               fast_decode=fast_decode, tiling=tiling,
+                    results_in = stream_inputs(model, paths, videos, settings,
                                                keep_images=bool(annotations or crop_names), keep_frames=bool(crop_names),
-                                               sampling=sampling, after=after, only=todo)
+                                               after=after, only=todo)
 
                 def finish(index, result, record):  # once the image's annotation is written
                     nonlocal count
@@ -365,38 +361,24 @@ def _ray_session(address: str | None):
         yield
 
 
-def _ray_inputs(paths, todo, videos, after, weights, variant, model, min_score, batch_size, actors, actor_cpus,
-                fast_decode, tiling, sampling):
+def _ray_inputs(paths, todo, videos, after, settings, model, actors, actor_cpus):
     """``(index, result)`` of the inputs ``todo`` computed on Ray, in order: the photos by the model actors
     (``_ray_files``), each video by a task of its own (``ray.stream_videos``), all videos submitted first."""
-    from ..ray import stream_videos
+    from ..ray import stream_files, stream_videos
 
     photos = [i for i in todo if i not in videos]
     clips = [i for i in todo if i in videos]
-    source = str(weights.resolve()) if weights else variant.name  # the workers' folder may not be ours
-    backend = getattr(model, "backend", "torch")
-    by_video = iter(stream_videos([Path(paths[i]).resolve() for i in clips], source, variant=variant.name,
-                                  min_score=min_score, backend=backend, batch_size=batch_size, sampling=sampling,
-                                  tiling=tiling, after=[after.get(i) for i in clips], task_cpus=actor_cpus)) \
-        if clips else iter(())
-    by_photo = iter(_ray_files([paths[i] for i in photos], weights, variant, model, min_score, batch_size, actors,
-                               actor_cpus, fast_decode, tiling)) if photos else iter(())
+    settings = settings.replace(variant=settings.variant.name, backend=getattr(model, "backend", "torch"))
+    by_video = iter(stream_videos([Path(paths[i]).resolve() for i in clips], settings=settings,
+                                  after=[after.get(i) for i in clips], task_cpus=actor_cpus)) if clips else iter(())
+    by_photo = iter(stream_files([paths[i] for i in photos], settings=settings, actors=actors,
+                                 actor_cpus=actor_cpus)) if photos else iter(())
     for index in todo:
         if index in videos:
             for result in next(by_video):
                 yield index, dataclasses.replace(result, path=paths[index])  # named as given, not resolved
         else:
             yield index, next(by_photo)
-
-
-def _ray_files(paths, weights, variant, model, min_score, batch_size, actors, actor_cpus, fast_decode, tiling):
-    """``stream_files``' results computed on Ray by actors that load the model the way this process did."""
-    from ..ray import stream_files
-
-    source = str(weights.resolve()) if weights else variant.name  # the workers' folder may not be ours
-    return stream_files(paths, source, variant=variant.name, min_score=min_score, backend=getattr(model, "backend", "torch"),
-                        batch_size=batch_size, actors=actors, actor_cpus=actor_cpus, fast_decode=fast_decode,
-                        tiling=tiling)
 
 
 def _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotate_dir, overwrite) -> list[Path]:

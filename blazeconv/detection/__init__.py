@@ -5,7 +5,8 @@
 tiles for small faces), ``records`` (``Detection`` and its JSON form), ``drawing`` (annotations), ``cropping``
 (aligned face crops), ``masking`` (faces hidden), ``pipeline`` (batches of images and streams of files through a
 runner), ``video`` (video files: decoding, sampling, streaming), ``video_annotation`` (annotated videos),
-``inputs`` (photos and videos in one run) and ``results`` (JSONL results of a run, resumable).
+``settings`` (every option of a run in one value), ``inputs`` (photos and videos in one run) and ``results``
+(JSONL results of a run, resumable).
 """
 
 from .drawing import annotate
@@ -15,7 +16,6 @@ from .pipeline import (
     FileResult,
     Model,
     as_runner,
-    check_thresholds,
     detect_files,
     detect_image,
     detect_images,
@@ -24,10 +24,12 @@ from .pipeline import (
 )
 from .postprocess import decode, decode_and_suppress, iou_matrix, weighted_nms
 from .records import Box, Detection, Keypoints, Point, detections_to_json
+from .settings import DetectionSettings, Sampling, check_thresholds
 from .tiling import Tiling
 
 __all__ = [
-    "Box", "Detection", "FileResult", "ImageSource", "Keypoints", "Letterbox", "Model", "Point", "Tiling",
+    "Box", "Detection", "DetectionSettings", "FileResult",
+    "ImageSource", "Keypoints", "Letterbox", "Model", "Point", "Sampling", "Tiling",
     "annotate", "as_rgb", "as_runner", "check_thresholds", "decode", "decode_and_suppress", "detect_files",
     "detect_image", "detect_images", "detections_to_json", "iou_matrix", "letterbox", "load_image",
     "remove_letterbox", "resolve_variant", "stream_files", "weighted_nms",

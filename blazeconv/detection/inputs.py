@@ -8,29 +8,25 @@ from pathlib import Path
 
 from ..errors import ImageError
 from .pipeline import FileResult, Model, stream_files
-from .tiling import Tiling
-from .video import FrameResult, Sampling, stream_video
+from .settings import DetectionSettings
+from .video import FrameResult, stream_video
 
 
 def stream_inputs(
     model: Model,
     paths: Sequence[Path],
     videos: set[int],
-    variant,
+    settings: DetectionSettings,
     *,
-    min_score: float | None = None,
-    batch_size: int = 32,
-    fast_decode: bool = False,
-    tiling: Tiling | None = None,
     keep_images: bool = False,
     keep_frames: bool = False,
-    sampling: Sampling | None = None,
     after: dict[int, int] | None = None,
     only: Sequence[int] | None = None,
 ) -> Iterator[tuple[int, FileResult | FrameResult]]:
     """``(index into paths, result)`` for every photo (one ``FileResult``) and every sampled frame of every video
     (``FrameResult``s, the last one ``last``), in the order of ``paths``; ``videos``: the indices that are videos.
-    Consecutive photos share one ``stream_files`` (decoded on every core); each video is a ``stream_video``.
+    Consecutive photos share one ``stream_files`` (decoded on every core); each video is a ``stream_video``; both
+    with ``settings``.
 
     A video that cannot be read, or stops early, ends with a ``FileResult`` holding its ``ImageError`` (after the
     frames that decoded). ``keep_images``: photos' results hold the decoded image, ``keep_frames``: frames' results
@@ -42,15 +38,12 @@ def stream_inputs(
     for is_video, group in itertools.groupby(order, key=lambda i: i in videos):
         indices = list(group)
         if not is_video:
-            results = stream_files(model, [paths[i] for i in indices], variant, min_score=min_score,
-                                   batch_size=batch_size, fast_decode=fast_decode, tiling=tiling,
-                                   keep_images=keep_images)
+            results = stream_files(model, [paths[i] for i in indices], settings, keep_images=keep_images)
             yield from zip(indices, results)
             continue
         for index in indices:
             try:
-                for frame in stream_video(model, paths[index], variant, min_score=min_score, batch_size=batch_size,
-                                          sampling=sampling, tiling=tiling, keep_images=keep_frames,
+                for frame in stream_video(model, paths[index], settings, keep_images=keep_frames,
                                           after=after.get(index)):
                     yield index, frame
             except ImageError as exc:

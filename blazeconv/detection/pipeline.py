@@ -30,11 +30,12 @@ from ..anchors import AnchorOptions, generate_anchors
 from ..backends.runner import Runner
 from ..errors import ImageError, OptionsError
 from ..sources import is_runner
-from ..variants import NMS_IOU_THRESHOLD, Variant, fit_variant, get_variant
+from ..variants import Variant, fit_variant, get_variant
 from .images import DecodeBudget, as_rgb, load_reduced, reused_decode_memory
 from .letterboxing import Letterbox, letterbox, remove_letterbox
 from .postprocess import candidates, decode_and_suppress, weighted_nms
 from .records import Detection
+from .settings import DetectionSettings
 from .tiling import Tiling, tile_regions
 
 # With ``keep_images`` a batch stops growing once its decoded images take this much (a 37-MP photo: 111 MB).
@@ -51,26 +52,6 @@ def _anchors(options: AnchorOptions) -> np.ndarray:
     anchors = generate_anchors(options)
     anchors.setflags(write=False)
     return anchors
-
-
-def check_thresholds(min_score: float | None, iou_threshold: float) -> None:
-    """``OptionsError`` unless ``min_score`` (None: the variant's) and ``iou_threshold`` are numbers in [0, 1]."""
-    for name, value in (("min_score", min_score), ("iou_threshold", iou_threshold)):
-        if value is None and name == "min_score":
-            continue
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise OptionsError(f"{name} must be a number in [0, 1], got {value!r}") from None
-        if not 0.0 <= number <= 1.0:  # NaN fails this too
-            raise OptionsError(f"{name} must be in [0, 1], got {value!r}")
-
-
-def check_batch_size(batch_size: int) -> int:
-    """``batch_size`` when it is a positive integer, else ``OptionsError``."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise OptionsError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return batch_size
 
 
 def as_runner(model: Model) -> Runner:
@@ -93,14 +74,12 @@ def resolve_variant(runner: Runner, variant: Variant | str | None) -> Variant:
     return fit_variant(variant, known)
 
 
-def _setup(model, variant, min_score, iou_threshold, batch_size):
-    """The runner, variant and thresholds of one call, every option checked before any work."""
-    check_thresholds(min_score, iou_threshold)
-    check_batch_size(batch_size)
+def _setup(model, settings: DetectionSettings | None, options: dict):
+    """The runner, the variant and the settings of one call (``settings`` with ``options`` applied, every option
+    checked before any work)."""
+    settings = DetectionSettings.of(settings, **options)
     runner = as_runner(model)
-    variant = resolve_variant(runner, variant)
-    min_score = variant.min_score if min_score is None else float(min_score)
-    return runner, variant, min_score, float(iou_threshold)
+    return runner, resolve_variant(runner, settings.variant), settings
 
 
 @dataclass(frozen=True)
@@ -137,38 +116,35 @@ def prepare_image(image: np.ndarray, input_size: int, tiling: Tiling | None = No
 def detect_images(
     model: Model,
     images: Sequence[Any],
-    variant: Variant | str | None = None,
-    min_score: float | None = None,
-    iou_threshold: float = NMS_IOU_THRESHOLD,
-    batch_size: int = 32,
+    settings: DetectionSettings | None = None,
+    *,
     channels: str = "rgb",
     model_threads: int | None = 1,
-    *,
-    tiling: Tiling | None = None,
-    fast_decode: bool = False,
+    **options: Any,
 ) -> list[list[Detection]]:
     """Detect faces in each image: letterbox, run the model in batches, decode, weighted NMS, undo the letterbox.
 
     ``model``: a runner, or a torch module / callable taking ``(B, 3, S, S)`` float32 RGB in [-1, 1] (cast to the
     module's dtype and device) and returning ``(regressors (B, N, 16), classificators (B, N, 1))`` raw values.
     ``images``: anything ``as_rgb`` takes (paths, bytes, Pillow images, uint8 arrays and tensors; ``channels`` for
-    arrays and tensors). ``variant``: a ``Variant`` or its name (input size, anchors, default ``min_score``); None:
-    the model's own ``variant``. Detections with score >= ``min_score`` are kept, as MediaPipe does; each image's
-    list is in descending score order. Thresholds outside [0, 1] or NaN: ``OptionsError``. A torch model runs with
-    ``model_threads`` intra-op threads (None: the caller's setting), as in ``detect_files``: the thread count can
-    change the last bits of a convolution's sums, and both give the numbers of ``detect``. ``tiling``: also run
-    the model on overlapping tiles and merge (``detection.tiling``); at most ``batch_size`` inputs per forward pass.
-    ``fast_decode``: files and bytes of JPEGs are decoded smaller (``stream_files``).
+    arrays and tensors). ``settings`` (``DetectionSettings``; ``options``: its fields as keywords, applied to it):
+    ``variant`` (None: the model's own), ``min_score`` (None: the variant's), ``iou_threshold``, ``batch_size``,
+    tiling and ``fast_decode``; ``settings.model`` is not used here (``model`` runs). Detections with score >=
+    ``min_score`` are kept, as MediaPipe does; each image's list is in descending score order. A torch model runs
+    with ``model_threads`` intra-op threads (None: the caller's setting), as in ``stream_files``: the thread count
+    can change the last bits of a convolution's sums, and both give the numbers of ``detect``.
     """
-    runner, variant, min_score, iou_threshold = _setup(model, variant, min_score, iou_threshold, batch_size)
-    long_side = fast_decode_side(variant.input_size, tiling) if fast_decode else None
+    runner, variant, settings = _setup(model, settings, options)
+    tiling, batch_size = settings.tiling, settings.batch_size
+    long_side = fast_decode_side(variant.input_size, tiling) if settings.fast_decode else None
     images = list(images)
     results: list[list[Detection]] = []
     for start in range(0, len(images), batch_size):
         prepared = [_prepare_any(i, channels, variant.input_size, tiling, long_side)
                     for i in images[start : start + batch_size]]
         with torch_threads(model_threads if getattr(runner, "uses_torch", False) else None):
-            results += detect_prepared(runner, prepared, variant, min_score, iou_threshold, batch_size)
+            results += detect_prepared(runner, prepared, variant, settings.score_for(variant), settings.iou_threshold,
+                                       batch_size)
     return results
 
 
@@ -213,30 +189,26 @@ def fast_decode_side(input_size: int, tiling: Tiling | None = None) -> Callable[
 def stream_files(
     model: Model,
     paths: Sequence[str | Path],
-    variant: Variant | str | None = None,
-    min_score: float | None = None,
-    iou_threshold: float = NMS_IOU_THRESHOLD,
-    batch_size: int = 32,
+    settings: DetectionSettings | None = None,
+    *,
     workers: int | None = None,
     model_threads: int | None = 1,
-    *,
-    fast_decode: bool = False,
-    tiling: Tiling | None = None,
     keep_images: bool = False,
+    **options: Any,
 ) -> Iterator[FileResult]:
     """``detect_images`` for many files, streamed: yields a ``FileResult`` per path, in the order of ``paths``.
 
-    Options are checked at the call (``OptionsError``); the files are read as the iterator is consumed.
-    ``workers`` threads (default: one per CPU core) decode and prepare the next images while the model runs
-    (Pillow and numpy release the GIL). Memory is bounded whatever the number and size of the files: a loader
-    hands on the model inputs and the image's size, not the decoded image, at most two batches ahead; the decoded
-    images are kept only with ``keep_images`` (for annotations or crops): a batch's, up to about ``KEPT_IMAGE_BYTES``
-    of them (batches of big photos are then smaller), and one per worker being prepared. A
-    file that cannot be read yields a result with its ``ImageError`` and the run goes on.
+    ``settings`` and ``options`` as ``detect_images``; they are checked at the call (``OptionsError``); the files
+    are read as the iterator is consumed. ``workers`` threads (default: one per CPU core) decode and prepare the
+    next images while the model runs (Pillow and numpy release the GIL). Memory is bounded whatever the number and
+    size of the files: a loader hands on the model inputs and the image's size, not the decoded image, at most two
+    batches ahead; the decoded images are kept only with ``keep_images`` (for annotations or crops): a batch's, up
+    to about ``KEPT_IMAGE_BYTES`` of them (batches of big photos are then smaller), and one per worker being
+    prepared. A file that cannot be read yields a result with its ``ImageError`` and the run goes on.
 
     ``fast_decode``: JPEGs are decoded with DCT scaling to the smallest size that keeps twice the model input's
     resolution (``fast_decode_side``); not bit-exact with MediaPipe, which decodes in full (README, *Big photos*).
-    ``tiling``: also run the model on overlapping tiles (``detection.tiling``).
+    Tiling: also run the model on overlapping tiles (``detection.tiling``).
 
     For a torch model, torch uses ``model_threads`` intra-op threads while the iterator computes (None: leave the
     setting alone), and the caller's own setting again whenever the caller's code runs (between items, after the
@@ -245,10 +217,11 @@ def stream_files(
     """
     import os
 
-    runner, variant, min_score, iou_threshold = _setup(model, variant, min_score, iou_threshold, batch_size)
+    runner, variant, settings = _setup(model, settings, options)
+    tiling, batch_size = settings.tiling, settings.batch_size
     workers = workers or os.cpu_count() or 1
     threads = model_threads if getattr(runner, "uses_torch", False) else None
-    long_side = fast_decode_side(variant.input_size, tiling) if fast_decode else None
+    long_side = fast_decode_side(variant.input_size, tiling) if settings.fast_decode else None
     budget = DecodeBudget(DECODE_BUDGET_BYTES)
 
     def prepare(path: Path):
@@ -261,28 +234,24 @@ def stream_files(
 
     # Whole decoded images, or a tiled image's many inputs, are held by few files at a time.
     window = max(2, workers) if keep_images or tiling is not None else 2 * batch_size
-    stream = _stream(runner, [Path(p) for p in paths], prepare, variant, min_score, iou_threshold, batch_size,
-                     workers, window, keep_images)
+    stream = _stream(runner, [Path(p) for p in paths], prepare, variant, settings.score_for(variant),
+                     settings.iou_threshold, batch_size, workers, window, keep_images)
     return _with_model_threads(stream, threads)
 
 
 def detect_files(
     model: Model,
     paths: Sequence[str | Path],
-    variant: Variant | str | None = None,
-    min_score: float | None = None,
-    iou_threshold: float = NMS_IOU_THRESHOLD,
-    batch_size: int = 32,
+    settings: DetectionSettings | None = None,
+    *,
     workers: int | None = None,
     model_threads: int | None = 1,
-    *,
-    fast_decode: bool = False,
-    tiling: Tiling | None = None,
+    **options: Any,
 ) -> Iterator[tuple[Path, np.ndarray | ImageError, list[Detection] | None]]:
     """``stream_files`` with the decoded images: yields ``(path, image, detections)`` in the order of ``paths``,
     ``(path, ImageError, None)`` for a file that cannot be read. Holds at most two decoded images per worker."""
-    results = stream_files(model, paths, variant, min_score, iou_threshold, batch_size, workers, model_threads,
-                           fast_decode=fast_decode, tiling=tiling, keep_images=True)  # options checked here
+    results = stream_files(model, paths, settings, workers=workers, model_threads=model_threads, keep_images=True,
+                           **options)  # options checked here
     return ((r.path, r.image if r.error is None else r.error, r.detections) for r in results)
 
 
@@ -420,17 +389,13 @@ def _merge_tiles(raw, logits, anchors, input_size, image: Prepared, min_score, i
 def detect_image(
     model: Model,
     image: Any,
-    variant: Variant | str | None = None,
-    min_score: float | None = None,
-    iou_threshold: float = NMS_IOU_THRESHOLD,
-    channels: str = "rgb",
+    settings: DetectionSettings | None = None,
     *,
-    tiling: Tiling | None = None,
-    fast_decode: bool = False,
+    channels: str = "rgb",
+    **options: Any,
 ) -> list[Detection]:
     """``detect_images`` for one image (anything ``as_rgb`` takes: a path, ``(H, W, 3)`` uint8 RGB, ...)."""
-    return detect_images(model, [image], variant, min_score, iou_threshold, channels=channels, tiling=tiling,
-                         fast_decode=fast_decode)[0]
+    return detect_images(model, [image], settings, channels=channels, **options)[0]
 
 
 def _detections_from_outputs(

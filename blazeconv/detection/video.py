@@ -27,15 +27,15 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import ImageError, OptionsError, require
-from ..variants import NMS_IOU_THRESHOLD, Variant
+from ..errors import ImageError, require
 from .files import VIDEO_SUFFIXES, is_video
 from .pipeline import Model, _setup, detect_prepared, prepare_image, torch_threads
 from .records import Detection
-from .tiling import Tiling
+from .settings import DetectionSettings, Sampling
 
 # A seek (and the decoding from the keyframe it lands on) costs about as much as decoding this many frames in turn.
 _SEEK_FRAMES = 12
@@ -48,38 +48,6 @@ KEPT_FRAME_BYTES = 192 * 1024 * 1024
 def require_video() -> None:
     """``MissingDependencyError`` (exit 8) naming the extra unless PyAV is installed."""
     require("av", "blazeconv[video]", "reading videos")
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Which frames of a video are detected: see the module docstring. ``check()`` raises ``OptionsError``."""
-
-    every: int = 1
-    fps: float | None = None
-    frames: int | None = None
-    start: float | None = None
-    end: float | None = None
-
-    def check(self) -> Sampling:
-        if not isinstance(self.every, int) or self.every < 1:
-            raise OptionsError(f"every must be a whole number >= 1, got {self.every!r}")
-        if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
-            raise OptionsError(f"fps must be a number > 0, got {self.fps!r}")
-        if self.frames is not None and (not isinstance(self.frames, int) or self.frames < 1):
-            raise OptionsError(f"frames must be a whole number >= 1, got {self.frames!r}")
-        if self.frames is not None and (self.every != 1 or self.fps is not None):
-            raise OptionsError("frames (evenly spaced) cannot be combined with every or fps")
-        for name in ("start", "end"):
-            value = getattr(self, name)
-            if value is not None and not (value >= 0 and math.isfinite(value)):
-                raise OptionsError(f"{name} must be a number of seconds >= 0, got {value!r}")
-        if self.start is not None and self.end is not None and self.end <= self.start:
-            raise OptionsError(f"end ({self.end:g} s) must be after start ({self.start:g} s)")
-        return self
-
-    def settings(self) -> dict:
-        """What the sampling is, for a results file's settings record."""
-        return {"every": self.every, "fps": self.fps, "frames": self.frames, "start": self.start, "end": self.end}
 
 
 @dataclass(frozen=True)
@@ -361,30 +329,28 @@ def _index_of(times: list[float], time: float, previous: int) -> int:
 def stream_video(
     model: Model,
     path: str | Path,
-    variant: Variant | str | None = None,
-    min_score: float | None = None,
-    iou_threshold: float = NMS_IOU_THRESHOLD,
-    batch_size: int = 32,
-    model_threads: int | None = 1,
+    settings: DetectionSettings | None = None,
     *,
-    sampling: Sampling | None = None,
-    tiling: Tiling | None = None,
+    model_threads: int | None = 1,
     keep_images: bool = False,
     after: int | None = None,
+    **options: Any,
 ) -> Iterator[FrameResult]:
-    """Detect faces on the sampled frames of one video file: a ``FrameResult`` per frame, in order.
+    """Detect faces on the sampled frames (``settings.sampling``) of one video file: a ``FrameResult`` per frame,
+    in order.
 
     Frames are decoded and letterboxed on a thread of their own, at most ``FRAMES_AHEAD`` ahead (with
     ``keep_images``, at most ``KEPT_FRAME_BYTES`` of frames), while the model runs here on the frames that are
     ready, up to ``batch_size`` model inputs per call. A file that cannot be opened as a video raises ``ImageError``
-    before the first result; a decoding error after some frames raises ``VideoStopped`` after their results. Options
-    as ``stream_files``; ``after``: skip the frames up to this index (``read_frames``).
+    before the first result; a decoding error after some frames raises ``VideoStopped`` after their results.
+    ``settings``, ``options`` and ``model_threads`` as ``stream_files``; ``after``: skip the frames up to this index
+    (``read_frames``).
     """
-    runner, variant, min_score, iou_threshold = _setup(model, variant, min_score, iou_threshold, batch_size)
-    frames = read_frames(path, sampling, after=after)
+    runner, variant, settings = _setup(model, settings, options)
+    frames = read_frames(path, settings.sampling, after=after)
     threads = model_threads if getattr(runner, "uses_torch", False) else None
-    return _detected(runner, Path(path), frames, variant, min_score, iou_threshold, batch_size, tiling, keep_images,
-                     threads)
+    return _detected(runner, Path(path), frames, variant, settings.score_for(variant), settings.iou_threshold,
+                     settings.batch_size, settings.tiling, keep_images, threads)
 
 
 _END = object()
