@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import functools
 import json
-import os
-import re
 from pathlib import Path
 
 import click
@@ -134,25 +129,18 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     A video (MP4, MOV, M4V, MKV, WebM, AVI, recognised by content) gets one record per sampled frame (every frame
     by default: --every, --fps, --frames, --start, --end); GIF and WebP files are read as images (their first frame).
     """
-    from ..detection.drawing import AnnotationWriter
-    from ..detection.files import find_images, nothing_found_hint
-    from ..detection.inputs import stream_inputs
-    from ..detection.results import JsonlResults, result_record
-    from ..detection.settings import DetectionSettings
-    from ..detection.video import FrameResult, Sampling, is_video, require_video
-    from ..errors import ImageError
-    from ..interrupts import Interrupted
-    from ..io import atomic_path
+    from ..detection.settings import DetectionSettings, Sampling
+    from ..runs import DetectOutputs, DetectRun, RayOptions, video_summary
     from ..sources import resolve
 
     if model_name and weights:
         raise click.UsageError("give --model or --weights, not both")
     if variant_name and not weights:
         raise click.UsageError("--variant only applies with --weights (--model names the variant itself)")
-    if ray_address is not None:
-        _check_ray_options(ray_address, annotate_dir, fast)
-    elif ray_actors is not None or ray_actor_cpus != 1.0:
+    if ray_address is None and (ray_actors is not None or ray_actor_cpus != 1.0):
         raise click.UsageError("--ray-actors and --ray-actor-cpus apply with --ray")
+    if ray_address is not None and fast:
+        raise click.UsageError("--fast compiles the model in this process: not with --ray (use --backend)")
     if resume and (jsonl_path is None or str(jsonl_path) == "-"):
         raise click.UsageError("--resume continues the file of --jsonl FILE; give both")
     if json_path is not None and jsonl_path is not None and str(json_path) == str(jsonl_path) == "-":
@@ -165,341 +153,47 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         raise click.UsageError("--frames (evenly spaced) cannot be combined with --every or --fps")
     if start is not None and end is not None and end <= start:
         raise click.UsageError(f"--end ({end:g} s) must be after --start ({start:g} s)")
-    sampling = Sampling(every or 1, sample_fps, sample_frames, start, end)
-    paths = find_images(inputs, recursive=recursive)
-    if not paths:
-        raise click.UsageError("no image or video files found in " + ", ".join(str(i) for i in inputs) +
-                               nothing_found_hint(inputs))
-    videos = {i for i, path in enumerate(paths) if is_video(path)}
-    sampled = sampling != Sampling()
-    if sampled and not videos:
-        raise click.UsageError("--every, --fps, --frames, --start and --end choose video frames: none of the inputs "
-                               "is a video")
-    if videos:
-        require_video()
-    results = JsonlResults(jsonl_path, resume=resume)
     if annotate_dir is None and (annotate_size is not None or overwrite or annotate_quality != 90):
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
-    annotations = _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotate_dir, overwrite)
     if crops_dir is None and (crop_size != 112 or margin != 0.25 or min_face):
         raise click.UsageError("--crop-size, --margin and --min-face apply with --crops")
-    if crops_dir is not None and ray_address is not None:
-        raise click.UsageError("--crops needs the decoded images, which stay on the Ray workers: not with --ray")
-    crop_names = _check_crops(paths, crops_dir, overwrite) if crops_dir is not None else {}
-    results.check()
-    source = resolve(weights, role="weights") if weights else get_variant(model_name or DEFAULT_VARIANT)
+    source = resolve(weights, role="weights").path if weights else get_variant(model_name or DEFAULT_VARIANT)
     settings = DetectionSettings(
-        model=source.path if weights else source, variant=variant_name, backend="torch" if fast else backend,
-        min_score=min_score, batch_size=batch_size, tile=tile, tile_size=tile_size,
+        model=source, variant=variant_name, backend="torch" if fast else backend, min_score=min_score,
+        batch_size=batch_size, tile=tile, tile_size=tile_size,
         tile_overlap=DEFAULT_OVERLAP if tile_overlap is None else tile_overlap, fast_decode=fast_decode,
-        sampling=sampling)
-    runner = settings.make_runner()
-    variant = runner.variant
-    settings = settings.replace(variant=variant)
-    results.settings = settings.record(variant, getattr(runner, "backend", backend))
-    results.settings["fast"] = fast  # what shapes the results: a --resume with other settings is refused
-    if videos:
-        results.settings["video_sampling"] = sampling.settings()
-    model = runner
+        sampling=Sampling(every or 1, sample_fps, sample_frames, start, end))
+    outputs = DetectOutputs(json=json_path, jsonl=jsonl_path, resume=resume, annotate=annotate_dir,
+                            annotate_quality=annotate_quality, annotate_size=annotate_size, crops=crops_dir,
+                            crop_size=crop_size, margin=margin, min_face=min_face, overwrite=overwrite)
+    ray = None if ray_address is None else RayOptions(ray_address, ray_actors, ray_actor_cpus)
     if fast:
         from ..fast import fast_model
 
-        model = fast_model(runner.module)
+        settings = settings.replace(model=fast_model(settings.make_runner().module))
+    run = DetectRun(inputs, settings, outputs, recursive=recursive, ray=ray)
     summary = not quiet and "-" not in (str(json_path), str(jsonl_path))
-    count, total = 0, len(paths)
-    noun = "inputs" if videos else "images"  # what the counts in messages count
-    todo = list(range(total))
-    frames_of: dict[int, list[dict]] = {}  # a video's frame records, for --json and its summary
-    try:
-        on_ray = ray_address is not None  # Ray shows its own progress on stderr
-        with _ray_session(ray_address), results:
-            # With --resume, what the interrupted run finished comes from the file: its images are not read again.
-            todo = results.todo(paths)
-            position = {os.path.realpath(p): i for i, p in enumerate(paths)}
-            entries = [r for r in results.finished if "error" not in r and "frame" not in r]
-            failures = [r["error"] for r in results.finished if "error" in r]
-            for record in results.finished:
-                if "frame" in record and os.path.realpath(record["path"]) in position:
-                    frames_of.setdefault(position[os.path.realpath(record["path"])], []).append(record)
-            after = {position[key]: frame for key, frame in results.last_frames().items() if key in position}
-            for notice in results.notices:
-                say(notice)
-            if results.finished:
-                say(f"resuming {jsonl_path}: {total - len(todo)} of {total} {noun} already done")
-            with progress(0 if on_ray else len(todo), "detecting", plain=on_ray) as bar, \
-                    AnnotationWriter(_write_annotation, jpeg_quality=annotate_quality, max_side=annotate_size) as drawer, \
-                    _VideoAnnotations(annotations, videos, {i: list(f) for i, f in frames_of.items()}) as video_drawer, \
-                    _crop_writer(crops_dir, crop_names, crop_size, margin, min_face, overwrite) as cropper:
-                # Images are decoded and letterboxed on every core while the model runs; annotations are drawn and
-                # encoded on a thread of their own; outputs are written here, as they come.
-                if on_ray:
-                    results_in = _ray_inputs(paths, todo, videos, after, settings, runner, ray_actors, ray_actor_cpus)
-                else:
-                    results_in = stream_inputs(model, paths, videos, settings,
-                                               keep_images=bool(annotations or crop_names), keep_frames=bool(crop_names),
-                                               after=after, only=todo)
-
-                def finish(index, result, record):  # once the image's annotation is written
-                    nonlocal count
-                    found = result.detections
-                    video = index in videos
-                    if video and found is not None:
-                        frames_of.setdefault(index, []).append(record)
-                    results.write(record)
-                    if video and found is not None and not result.last:
-                        return  # the video goes on
-                    if summary and video and frames_of.get(index):  # a video that could not be read: its error only
-                        click.echo(_video_summary(paths[index], frames_of[index]) +
-                                   (" (then stopped: see the error)" if found is None else ""))
-                    elif summary and found is not None:
-                        click.echo(f"{result.path}: {len(found)} {'face' if len(found) == 1 else 'faces'}" + "".join(
-                            f"\n  score {d.score:.3f} box " + " ".join(f"{v:.3f}" for v in d.box) for d in found))
-                    count += 1
-                    bar.update(1)
-
-                for index, result in results_in:
-                    record = result_record(result)
-                    if result.detections is None:
-                        failures.append(record["error"])
-                    elif not isinstance(result, FrameResult):
-                        entries.append(record)
-                    then = functools.partial(finish, index, result, record)
-                    if cropper is not None and result.detections:
-                        frame = result if isinstance(result, FrameResult) else None
-                        cropper.add(result.path, result.image, result.detections, frame and frame.frame,
-                                    frame and frame.time)
-                    if index in videos:
-                        video_drawer.add(index, result)
-                        drawer.then(then)
-                    elif annotations and result.detections is not None:
-                        drawer.submit(result.image, result.detections, annotations[index], result.path, then)
-                    else:
-                        drawer.then(then)
-    except Interrupted as exc:
-        exc.detail = f"{total - len(todo) + count} of {total} {noun} done"
-        if jsonl_path is not None and str(jsonl_path) != "-":
-            exc.detail += f"; their results are in {jsonl_path} (rerun with --resume to continue)"
-        raise
-
-    document = {"images": entries}
-    if videos:
-        document["videos"] = [_video_entry(paths[i], frames_of[i]) for i in sorted(frames_of)]
-    if failures:
-        document["errors"] = failures
+    on_ray = ray is not None  # Ray shows its own progress on stderr
+    with progress(0 if on_ray else len(run.paths), "detecting", plain=on_ray) as bar:
+        for done in run:
+            if summary and done.video and done.records:  # a video that could not be read: its error only
+                click.echo(video_summary(done.path, done.records) +
+                           (" (then stopped: see the error)" if done.error else ""))
+            elif summary and not done.error:
+                found = done.records[0]["detections"]
+                click.echo(f"{done.path}: {len(found)} {'face' if len(found) == 1 else 'faces'}" + "".join(
+                    f"\n  score {d['score']:.3f} box " + " ".join(f"{v:.3f}" for v in d["box"]) for d in found))
+            bar.update(1)
+    report = run.report
     if json_path is not None and str(json_path) == "-":
-        click.echo(json.dumps(document, indent=2))
-    elif json_path is not None:
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(document, indent=2) + "\n")
-    if entries or frames_of:
-        threshold = variant.min_score if min_score is None else min_score
-        parts = [f"{len(entries)} image(s)"] if entries or not frames_of else []
-        parts += [f"{len(frames_of)} video(s)"] if frames_of else []
-        say(f"{', '.join(parts)}, model {variant.name}, min score {threshold:g}")
-    if failures:
-        for message in failures[:-1]:
-            click.echo(f"Error: {message}", err=True)
-        raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} {noun} failed)")
+        click.echo(json.dumps(report.document, indent=2))
+    if report.images or report.videos:
+        parts = [f"{report.images} image(s)"] if report.images or not report.videos else []
+        parts += [f"{report.videos} video(s)"] if report.videos else []
+        say(f"{', '.join(parts)}, model {report.variant}, min score {report.min_score:g}")
+    for message in report.failures[:-1]:
+        click.echo(f"Error: {message}", err=True)
+    if report.failures:
+        raise report.failure()
 
 
-def _video_summary(path: Path, frames: list[dict]) -> str:
-    """``clip.mp4: 275 frames, faces in 270, at most 2 per frame``."""
-    counts = [len(f["detections"]) for f in frames]
-    return (f"{path}: {len(frames)} {'frame' if len(frames) == 1 else 'frames'}, faces in {sum(1 for c in counts if c)}"
-            f", at most {max(counts, default=0)} per frame")
-
-
-def _video_entry(path: Path, frames: list[dict]) -> dict:
-    """A video's ``--json`` entry: its size, nominal rate and duration, and its sampled frames."""
-    from ..detection.video import probe
-
-    try:
-        info = probe(path)
-        fps, duration = info.fps, info.duration
-    except Exception:  # the frames were read; a second look that fails only loses the nominal figures
-        fps = duration = None
-    first = frames[0] if frames else {}
-    return {"path": str(path), "width": first.get("width"), "height": first.get("height"), "fps": fps,
-            "duration": duration,
-            "frames": [{"frame": f["frame"], "time": f["time"], "detections": f["detections"]} for f in frames]}
-
-
-def _write_annotation(path: Path, data: bytes) -> None:
-    """An annotation's bytes written to ``path`` atomically; its folder (inside --annotate DIR) made first."""
-    from ..io import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def _check_ray_options(address: str, annotate_dir: Path | None, fast: bool) -> None:
-    """``--ray``'s address and companions, and ray installed (exit 8), before any work."""
-    from ..ray import require_ray
-
-    if not re.fullmatch(r"local|auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]+", address):
-        raise click.UsageError(f"--ray {address}: not a Ray address (local, auto, HOST:PORT or ray://HOST:PORT); "
-                               "a word right after --ray is taken as its address: put --ray after the inputs")
-    if annotate_dir is not None:
-        raise click.UsageError("--annotate needs the decoded images, which stay on the Ray workers: not with --ray")
-    if fast:
-        raise click.UsageError("--fast compiles the model in this process: not with --ray (use --backend)")
-    require_ray()
-
-
-@contextlib.contextmanager
-def _ray_session(address: str | None):
-    """Connected to Ray at ``address`` for the run (a local cluster started and stopped), or nothing without --ray."""
-    if address is None:
-        yield
-        return
-    from ..interrupts import reclaim
-    from ..ray import connected
-
-    with connected(address):
-        reclaim()  # ray.init replaced the SIGTERM handler with its own (exit 15, no message)
-        yield
-
-
-def _ray_inputs(paths, todo, videos, after, settings, model, actors, actor_cpus):
-    """``(index, result)`` of the inputs ``todo`` computed on Ray, in order: the photos by the model actors
-    (``_ray_files``), each video by a task of its own (``ray.stream_videos``), all videos submitted first."""
-    from ..ray import stream_files, stream_videos
-
-    photos = [i for i in todo if i not in videos]
-    clips = [i for i in todo if i in videos]
-    settings = settings.replace(variant=settings.variant.name, backend=getattr(model, "backend", "torch"))
-    by_video = iter(stream_videos([Path(paths[i]).resolve() for i in clips], settings=settings,
-                                  after=[after.get(i) for i in clips], task_cpus=actor_cpus)) if clips else iter(())
-    by_photo = iter(stream_files([paths[i] for i in photos], settings=settings, actors=actors,
-                                 actor_cpus=actor_cpus)) if photos else iter(())
-    for index in todo:
-        if index in videos:
-            for result in next(by_video):
-                yield index, dataclasses.replace(result, path=paths[index])  # named as given, not resolved
-        else:
-            yield index, next(by_photo)
-
-
-def _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotate_dir, overwrite) -> list[Path]:
-    """detect's outputs checked before any work; returns each input's annotation path (none without --annotate).
-
-    Folders must exist (--annotate DIR: its parent), no output may be an input, no two inputs may share an
-    annotation, and an existing file of an annotation's name is replaced only when blazeconv wrote it as the
-    annotation of the same input, or with ``overwrite``. A video's annotation is ``.mp4``.
-    """
-    from ..detection.drawing import annotation_suffix
-    from ..io import PathUsageError, check_folder, mirrored_paths, refuse_overwriting
-
-    files = [(label, path) for label, path in (("--json", json_path), ("--jsonl", jsonl_path))
-             if path is not None and str(path) != "-"]
-    for _, path in files:
-        check_folder(path)
-    annotations = []
-    if annotate_dir is not None:
-        if not annotate_dir.is_dir():
-            check_folder(annotate_dir)
-        video_paths = {Path(os.path.abspath(paths[i])) for i in videos}  # mirrored_paths passes absolute paths
-        annotations = mirrored_paths(paths, annotate_dir,
-                                     lambda p: ".mp4" if p in video_paths else annotation_suffix(p))
-    inputs = [("input", p) for p in paths] + ([("--weights", weights)] if weights else [])
-    refuse_overwriting(files + [("annotation", a) for a in annotations], inputs)
-    if not overwrite:
-        for index, (path, annotation) in enumerate(zip(paths, annotations)):
-            if annotation.exists() and not _is_annotation(annotation, path, index in videos):
-                raise PathUsageError(f"{annotation}: exists and is not blazeconv's annotation of {path}; "
-                                     "add --overwrite to replace it, or annotate into another folder")
-    return annotations
-
-
-def _frame_of(path: Path, record: dict):
-    """The ``FrameResult`` a video frame's JSONL record says."""
-    from ..detection.records import Detection
-    from ..detection.video import FrameResult
-
-    found = [Detection(d["score"], d["box"], d["keypoints"]) for d in record["detections"]]
-    return FrameResult(path, record["frame"], record["time"], record["width"], record["height"], found)
-
-
-def _check_crops(paths, crops_dir: Path, overwrite: bool) -> dict[Path, str]:
-    """--crops DIR checked before any work: its parent exists, and no input's subfolder holds a file that is not
-    blazeconv's crop of that input (unless ``overwrite``). Returns each input's subfolder name."""
-    from ..detection.cropping import INDEX_NAME, is_crop_of
-    from ..io import PathUsageError, check_folder, mirrored_paths
-
-    if not crops_dir.is_dir():
-        check_folder(crops_dir)
-    names = {path: folder.relative_to(crops_dir).as_posix()
-             for path, folder in zip(paths, mirrored_paths(paths, crops_dir, lambda p: ""))}
-    if names and INDEX_NAME in names.values():
-        raise PathUsageError(f"{crops_dir / INDEX_NAME}: an input's crops would go into the index's place")
-    for path, name in names.items():
-        folder = crops_dir / name
-        if overwrite or not folder.is_dir():
-            continue
-        for item in sorted(folder.iterdir()):
-            if not is_crop_of(item, path):
-                raise PathUsageError(f"{item}: exists and is not blazeconv's crop of {path}; add --overwrite to "
-                                     "replace such files, or write the crops into another folder")
-    return names
-
-
-def _crop_writer(crops_dir, names, size, margin, min_face, overwrite):
-    """--crops' ``CropWriter`` (a context manager), or a null context giving None."""
-    if crops_dir is None:
-        return contextlib.nullcontext()
-    from ..detection.cropping import CropWriter
-
-    return CropWriter(crops_dir, names=names, size=size, margin=margin, min_face=min_face, overwrite=overwrite)
-
-
-def _is_annotation(annotation: Path, source: Path, video: bool) -> bool:
-    """Whether ``annotation`` is blazeconv's annotation of ``source`` (a photo's or, with ``video``, a video's)."""
-    if video:
-        from ..detection.video_annotation import is_video_annotation_of
-
-        return is_video_annotation_of(annotation, source)
-    from ..detection.drawing import is_annotation_of
-
-    return is_annotation_of(annotation, source)
-
-
-class _VideoAnnotations:
-    """``--annotate`` for the videos of a run: one ``VideoAnnotation`` open at a time, fed the video's sampled frames
-    and closed (written, renamed into place) after its last frame or its error. ``earlier``: per video, the frame
-    records a resumed run read from its JSONL; they are drawn too, so a resumed video's annotation is whole."""
-
-    def __init__(self, annotations: list[Path], videos: set[int], earlier: dict[int, list[dict]]):
-        self.annotations, self.videos, self.earlier = annotations, videos, earlier
-        self.open = None  # (index, VideoAnnotation)
-
-    def add(self, index: int, result) -> None:
-        if not self.annotations:
-            return
-        from ..detection.video import FrameResult
-        from ..detection.video_annotation import VideoAnnotation
-
-        if self.open is not None and self.open[0] != index:
-            self._close()
-        if not isinstance(result, FrameResult):  # the video failed or stopped early: what decoded is written
-            self._close()
-            return
-        if self.open is None:
-            self.annotations[index].parent.mkdir(parents=True, exist_ok=True)  # inside --annotate DIR only
-            self.open = (index, VideoAnnotation(result.path, self.annotations[index]).__enter__())
-            for record in self.earlier.get(index, []):
-                self.open[1].add(_frame_of(result.path, record))
-        self.open[1].add(result)
-        if result.last:
-            self._close()
-
-    def _close(self, exc_info=(None, None, None)) -> None:
-        if self.open is not None:
-            annotation, self.open = self.open[1], None
-            annotation.__exit__(*exc_info)
-
-    def __enter__(self) -> _VideoAnnotations:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._close(exc_info)
