@@ -20,7 +20,7 @@ LAYERS = [
     ("ground: errors, safe files, signals, package data and cache folder", ["_version", "errors", "io", "interrupts",
                                                                            "resources", "checksums"]),
     ("spec: MediaPipe's anchors and the variants", ["anchors", "variants"]),
-    ("reading: the TFLite flatbuffer", ["tflite_reader"]),
+    ("reading: the TFLite flatbuffer", ["tflite_reader", "tflite_sparsity"]),
     ("network: the torch modules and state_dict checks", ["network", "fast"]),
     ("convert: TFLite graph to state_dict", ["convert"]),
     ("export: Core ML and ONNX", ["export"]),
