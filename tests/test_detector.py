@@ -513,7 +513,7 @@ def test_a_tflite_given_as_weights_says_what_to_run(tmp_path, run_cli):
 def test_a_whole_pickled_module_gets_our_own_one_line_message(tmp_path, converted, run_cli):
     weights = tmp_path / "whole.pth"
     torch.save(load_model_from(converted, "short_range"), weights)
-    with pytest.raises(WeightsError, match=r"pickled Python objects \(blazeconv\.network\.BlazeFace128\)") as error:
+    with pytest.raises(WeightsError, match=r"pickled Python objects \(blazeconv\.network\.blazeface\.BlazeFace128\)") as error:
         load_model(weights)
     _assert_our_message(error.value, weights)
     assert "state_dict()" in str(error.value)
