@@ -17,8 +17,8 @@ PACKAGE = REPO / "blazeconv"
 
 # From the ground up; a module is on the floor of its top-level name (``blazeconv.detection.pipeline``: detection).
 LAYERS = [
-    ("ground: errors, safe files, signals, package data and cache folder", ["_version", "errors", "io", "interrupts",
-                                                                           "resources", "checksums"]),
+    ("ground: errors, safe files, signals, package data and cache folder, output marks, process tuning",
+     ["_version", "errors", "io", "interrupts", "resources", "checksums", "marks", "tuning"]),
     ("spec: MediaPipe's anchors and the variants", ["anchors", "variants"]),
     ("reading: the TFLite flatbuffer", ["tflite_reader", "tflite_sparsity"]),
     ("network: the torch modules and state_dict checks", ["network", "fast"]),
