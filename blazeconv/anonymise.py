@@ -4,9 +4,9 @@ Detection is the photo and video pipeline (``FaceDetector``, ``stream_video``) w
 a model that sees small faces, a threshold below MediaPipe's, tiles sized by the picture (``tiling_for``), and a
 ``hold`` that keeps a face masked a few frames before it is first found and after it is last found (docs/bench.md,
 *Anonymise*, has the measurements behind them).
-Each face's region (``masking``) is hidden in the pixels; the output says it is blazeconv's blurred copy of its
-source (``BLUR_MARK`` in a JPEG/PNG comment or the video's ``comment`` tag), so a later run may replace it and
-nothing else.
+Each face's region (``masking``) is hidden in the pixels; the output says it is a blazeconv blurred output
+(``marks.BLURRED`` in a JPEG/PNG comment or the video's ``comment`` tag: the same words for every output, nothing
+of its source), so a later run may replace it and nothing else.
 
 Photos keep their format (by the target's suffix; JPEG at quality 95) and, by default, no metadata at all: EXIF
 (with GPS), XMP and comments can identify a person too. ``keep_metadata`` keeps the EXIF block without its GPS
@@ -17,14 +17,13 @@ its timestamps, the size, the rotation and the audio streams (``video_annotation
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from .detection.images import as_rgb, check_channels
 from .detection.masking import DEFAULT_MASKING, Masking, hide_faces, hide_regions, mask_regions
@@ -37,8 +36,8 @@ from .detection.video_annotation import DEFAULT_CRF, VideoAnnotation
 from .detector import FaceDetector
 from .errors import ImageError, OptionsError
 from .io import atomic_path
+from .marks import BLURRED, has_mark, photo_save_options
 
-BLUR_MARK = "blazeconv blur of "
 # The defaults of ``blur`` and ``blazeconv blur``, chosen from measurements (docs/bench.md, Anonymise).
 DEFAULT_MODEL = "full_range_sparse"
 DEFAULT_MIN_SCORE = 0.4
@@ -141,7 +140,7 @@ def blur_photo(source: str | Path, target: str | Path, *, detector: FaceDetector
     if on_regions is not None:
         on_regions({"path": str(source), "width": picture.width, "height": picture.height,
                     "regions": [list(r) for r in regions]})
-    _save_photo(picture, target, source, exif, icc)
+    _save_photo(picture, target, exif, icc)
     return Blurred(target, 1, int(bool(regions)), len(regions))
 
 
@@ -161,36 +160,22 @@ def _metadata(source: Path) -> tuple[bytes | None, bytes | None]:
     return exif.tobytes(), icc
 
 
-def _save_photo(picture: Image.Image, target: Path, source: Path, exif: bytes | None, icc: bytes | None) -> None:
+def _save_photo(picture: Image.Image, target: Path, exif: bytes | None, icc: bytes | None) -> None:
     kind = PHOTO_FORMATS[target.suffix.lower()]
-    mark = BLUR_MARK + os.path.realpath(source)
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = photo_save_options(kind, BLURRED)
     if exif:
         options["exif"] = exif
     if icc:
         options["icc_profile"] = icc
     if kind == "JPEG":
-        options.update(quality=95, comment=mark.encode())
-    elif kind == "PNG":
-        info = PngImagePlugin.PngInfo()
-        info.add_text("Comment", mark)
-        options["pnginfo"] = info
+        options["quality"] = 95
     with atomic_path(target) as temporary:
         picture.save(temporary, format=kind, **options)
 
 
-def is_blurred_copy_of(path: str | Path, source: str | Path) -> bool:
-    """True when ``path`` is a blurred copy blazeconv wrote of ``source`` (photo or video), by the mark it records."""
-    from .detection.video_annotation import is_video_annotation_of
-
-    try:
-        with Image.open(path) as image:
-            mark = image.info.get("comment", image.info.get("Comment"))
-    except Exception:
-        return is_video_annotation_of(path, source, BLUR_MARK)
-    if isinstance(mark, bytes):
-        mark = mark.decode("utf-8", "replace")
-    return mark == BLUR_MARK + os.path.realpath(source)
+def is_blurred_output(path: str | Path) -> bool:
+    """True when ``path`` is a photo or video blazeconv's blur wrote (by its mark, which names no source)."""
+    return has_mark(path, BLURRED)
 
 
 def blur_video(source: str | Path, target: str | Path, *, detector: FaceDetector, masking: Masking = DEFAULT_MASKING,
@@ -219,7 +204,7 @@ def blur_video(source: str | Path, target: str | Path, *, detector: FaceDetector
     settings = settings_for(detector, info.width, info.height).replace(batch_size=batch_size, sampling=Sampling())
     frames = stream_video(detector.runner, source, settings)
     first = next(frames)  # ImageError for a file that is not a readable video: nothing is written
-    with VideoAnnotation(source, target, crf=crf, paint=paint, hold=hold, mark=BLUR_MARK) as writer:
+    with VideoAnnotation(source, target, crf=crf, paint=paint, hold=hold, mark=BLURRED) as writer:
         writer.add(first)
         try:
             for result in frames:
@@ -229,5 +214,5 @@ def blur_video(source: str | Path, target: str | Path, *, detector: FaceDetector
     return Blurred(Path(target), counts["frames"], counts["with_faces"], counts["regions"], error)
 
 
-__all__ = ["BLUR_MARK", "DEFAULT_HOLD", "DEFAULT_MIN_SCORE", "DEFAULT_MODEL", "DEFAULT_TILE", "PHOTO_FORMATS",
-           "Blurred", "blur", "blur_photo", "blur_video", "detector_for", "is_blurred_copy_of", "tiling_for"]
+__all__ = ["DEFAULT_HOLD", "DEFAULT_MIN_SCORE", "DEFAULT_MODEL", "DEFAULT_TILE", "PHOTO_FORMATS", "Blurred", "blur",
+           "blur_photo", "blur_video", "detector_for", "is_blurred_output", "tiling_for"]

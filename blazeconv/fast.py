@@ -16,9 +16,9 @@ generic patterns, scripted and frozen:
 * a 2x2 / stride-2 max-pool whose indices nobody reads is the maximum of four strided views;
 * activations and weights are channels-last (NHWC in memory), the layout oneDNN's depthwise kernels want.
 
-On Linux the first ``FastModel`` also asks glibc's malloc to keep freed memory for reuse (``keep_freed_memory``):
-by default every activation above 128 KiB is a fresh ``mmap``, and its first touch costs one page fault per
-4 KiB, a large share of a forward's time (docs/bench.md, *The fast path*).
+On Linux the first ``FastModel`` also asks glibc's malloc to keep freed memory for reuse, for the rest of the process
+(``tuning.keep_freed_memory``): by default every activation above 128 KiB is a fresh ``mmap``, and its first touch
+costs one page fault per 4 KiB, a large share of a forward's time (docs/bench.md, *The fast path*).
 
 Large batches run in chunks of at most ``max_batch`` images (by default as many as fit ``DEFAULT_CHUNK_PIXELS``):
 a chunk's activations stay in cache.
@@ -29,11 +29,8 @@ depthwise convolutions and tensor copies for padding; ``blazeconv bench`` measur
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import logging
 import operator
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -41,6 +38,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import fx, nn
+
+from .tuning import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -139,25 +138,6 @@ class FastModel(nn.Module):
             self.compiled.append(CompiledShape(shape, time.perf_counter() - start, rewrites))
             self._graphs[shape] = graph
         return graph
-
-
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc reuse freed blocks instead of mapping fresh pages for every large tensor (process-wide).
-
-    Large blocks come from the heap rather than ``mmap`` (up to 32 MiB, glibc's ceiling) and the heap is not trimmed
-    back below 1 GiB, so a forward pass reuses the pages the previous one touched. The process keeps up to that
-    much freed memory. Returns whether the setting took (False off Linux/glibc).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
 def fast_model(module: nn.Module, max_batch: int | None = None, warm_up: tuple[int, ...] = ()) -> FastModel:

@@ -201,12 +201,10 @@ def _assigned_cpus() -> int:
 def _load_detector(settings: DetectionSettings, threads: int):
     """A ``FaceDetector`` of ``settings`` (its runner with ``threads`` intra-op threads) for one actor."""
     from .detector import FaceDetector
+    from .tuning import dedicate_torch_threads
 
     runner = settings.make_runner(threads=threads)
-    if getattr(runner, "uses_torch", False):
-        import torch
-
-        torch.set_num_threads(threads)
+    dedicate_torch_threads(runner, threads)  # the actor's process is the runner's own
     return FaceDetector(settings=settings.replace(model=runner))
 
 

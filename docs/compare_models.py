@@ -10,9 +10,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from blazeconv.detect import annotate, detect_image, load_image
-from blazeconv.model import load_model
-from blazeconv.shipped import cached_weights
+from blazeconv.detection import annotate, detect_image, load_image
+from blazeconv.sources import cached_weights, load_model
 from blazeconv.variants import get_variant
 
 

@@ -8,6 +8,8 @@ CenterFace in docs/bench.md (``blazeconv bench``).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ av = pytest.importorskip("av")
 import blazeconv  # noqa: E402
 from blazeconv import FaceDetector  # noqa: E402
 from blazeconv.bench.hiding import hidden_share  # noqa: E402
+from blazeconv.marks import BLURRED, read_mark  # noqa: E402
 
 CLIP = DATA / "videos" / "asl_again.mkv"
 PHOTO = DATA / "images" / "3faces.png"
@@ -130,6 +133,9 @@ def test_outputs_never_replace_inputs_or_a_users_file(run_cli, tmp_path):
     code, _, err = run_cli("blur", PHOTO, DATA / "images" / "1face.png", "-o", folder, "-q")
     assert code == 0, err
     assert run_cli("blur", PHOTO, DATA / "images" / "1face.png", "-o", folder, "-q")[0] == 0  # its own: replaced
+    shutil.copyfile(folder / "3faces.png", folder / "1face.png")  # a blurred output, of another input: replaced too
+    assert run_cli("blur", PHOTO, DATA / "images" / "1face.png", "-o", folder, "-q")[0] == 0
+    assert np.array_equal(np.asarray(Image.open(folder / "1face.png")), blazeconv.blur(DATA / "images" / "1face.png"))
     (folder / "1face.png").write_bytes(b"mine")
     code, _, err = run_cli("blur", PHOTO, DATA / "images" / "1face.png", "-o", folder, "-q")
     assert_one_line_error(code, err, folder / "1face.png", 2)
@@ -138,6 +144,66 @@ def test_outputs_never_replace_inputs_or_a_users_file(run_cli, tmp_path):
     assert_one_line_error(code, err, "x.gif", 2)
     code, _, err = run_cli("blur", PHOTO, "-o", tmp_path / "y.png", "--hold", "3")
     assert code == 2 and "none of the inputs is a video" in err
+
+
+def _with_tags(source: Path, target: Path, tags: dict[str, str]) -> None:
+    """``source``'s streams copied into ``target`` with ``tags`` on the container and on every stream."""
+    with av.open(str(source)) as original, av.open(str(target), "w") as out:
+        out.metadata.update(tags)
+        copies = {}
+        for stream in original.streams:
+            copies[stream.index] = out.add_stream_from_template(stream)
+            copies[stream.index].metadata.update(tags)
+        for packet in original.demux():
+            if packet.dts is not None:
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
+
+
+def _source_named_to_be_found(folder: Path, suffix: str) -> Path:
+    """A photo or a 10-frame clip with audio at ``folder/john_smith_interview<suffix>``, its own path written into its
+    metadata (JPEG comment and EXIF description, PNG text, container and stream tags)."""
+    folder.mkdir()
+    source = folder / f"john_smith_interview{suffix}"
+    if suffix == ".mp4":
+        frames = frames_of(CLIP)[:10]
+        write_clip(folder / "plain.mp4", [image for _, image in frames], [round(t * 1000) for t, _ in frames],
+                   audio_from=DATA / "videos" / "nasa_13013.mp4")
+        _with_tags(folder / "plain.mp4", source, {"title": str(source), "comment": str(source)})
+        (folder / "plain.mp4").unlink()
+        return source
+    picture = Image.open(PHOTO).convert("RGB")
+    if suffix == ".jpg":
+        exif = Image.Exif()
+        exif[0x010E] = str(source)  # ImageDescription
+        picture.save(source, exif=exif.tobytes(), comment=str(source).encode(), quality=95)
+    else:
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Title", str(source))
+        picture.save(source, pnginfo=info)
+    return source
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".mp4"])
+def test_a_blurred_output_reveals_neither_the_path_nor_the_name_of_its_source(suffix, run_cli, tmp_path):
+    source = _source_named_to_be_found(tmp_path / "jane_doe_patients", suffix)
+    target = tmp_path / f"out{suffix}"
+    code, _, err = run_cli("blur", source, "-o", target, "-q")
+    assert code == 0, err
+    telling = [str(source), os.path.realpath(source), source.name, source.stem, source.parent.name]
+    data = target.read_bytes()
+    for text in telling:
+        for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
+            assert text.encode(encoding) not in data, f"{target} holds {text!r} ({encoding})"
+    assert read_mark(target) == BLURRED  # what the no-clobber rule reads: the same words for every source
+    if suffix == ".mp4":
+        with av.open(str(target)) as container:
+            tags = [container.metadata, *(stream.metadata for stream in container.streams)]
+            assert [s.type for s in container.streams] == ["video", "audio"]
+        values = [value for found in tags for value in found.values()]
+        assert not [v for v in values for text in telling if text in v], values
 
 
 def test_bad_videos_write_what_decoded_or_nothing(run_cli, tmp_path):

@@ -202,7 +202,7 @@ def test_the_loaders_pass_on_model_inputs_and_kept_images_bound_a_batch(monkeypa
 
 
 def test_a_stream_reuses_pillows_freed_blocks_and_restores_the_setting_after(tmp_path):
-    from blazeconv.detection.images import REUSED_BLOCKS
+    from blazeconv.tuning import REUSED_BLOCKS
     from blazeconv.variants import VARIANTS
 
     core = Image.core

@@ -148,7 +148,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = lambda me
                             "'blazeconv[openvino]')")
     mediapipe = _mediapipe_python(options, report.notes)
     report.fast_init_s = _fast_initialisation()
-    from ..detection.pipeline import torch_threads
+    from ..tuning import torch_threads
 
     with torch_threads(options.threads):
         for name in options.variants:

@@ -43,8 +43,7 @@ from .base import FRACTION, VARIANT, cli, progress, say
               help="Write the masked regions as JSON Lines: per photo and per video frame {path, [frame, time,] "
                    "width, height, regions: [[left, top, right, bottom], ...]} in pixels.")
 @click.option("--overwrite", is_flag=True,
-              help="In a folder OUT: replace any file of an output's name, not only blazeconv's blurred copies of the "
-                   "same input.")
+              help="In a folder OUT: replace any file of an output's name, not only blazeconv's blurred outputs.")
 @click.option("-r", "--recursive", is_flag=True, help="Read the folders' subfolders too (hidden ones skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-input summary on stdout.")
 def blur(inputs, output, style, shape, mask_scale, model_name, min_score, tile, tile_size, hold, crf, keep_metadata,
@@ -161,9 +160,9 @@ class _Nothing:
 def _targets(paths, videos, inputs, output: Path, boxes_jsonl, overwrite: bool) -> list[Path]:
     """Each input's output path, checked before any work: one input file -> ``output`` itself (replaced if it
     exists, as an explicitly named output is); otherwise ``output`` is a folder and each path is mirrored below
-    it; no output may be an input, and a file of a mirrored name is replaced only when it is blazeconv's blurred
-    copy of the same input, or with ``overwrite``."""
-    from ..anonymise import PHOTO_FORMATS, is_blurred_copy_of
+    it; no output may be an input, and a file of a mirrored name is replaced only when it is a blazeconv blurred
+    output, or with ``overwrite``."""
+    from ..anonymise import PHOTO_FORMATS, is_blurred_output
     from ..detection.video_annotation import FORMATS
     from ..io import PathUsageError, check_folder, mirrored_paths, refuse_overwriting
 
@@ -191,8 +190,8 @@ def _targets(paths, videos, inputs, output: Path, boxes_jsonl, overwrite: bool) 
         check_folder(boxes_jsonl)
     refuse_overwriting(outputs, [("input", p) for p in paths])
     if not single and not overwrite:
-        for path, target in zip(paths, targets):
-            if target.exists() and not is_blurred_copy_of(target, path):
-                raise PathUsageError(f"{target}: exists and is not blazeconv's blurred copy of {path}; add "
-                                     "--overwrite to replace it, or write into another folder")
+        for target in targets:
+            if target.exists() and not is_blurred_output(target):
+                raise PathUsageError(f"{target}: exists and is not a blazeconv blurred output; add --overwrite to "
+                                     "replace it, or write into another folder")
     return targets

@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from ..errors import OptionsError, OutputError
 from ..io import PathUsageError, atomic_path, check_folder
+from ..marks import CROP, has_mark, photo_save_options, source_mark
 from .images import as_rgb
 from .records import Detection
 
@@ -77,19 +78,13 @@ def crop_face(image: np.ndarray, detection: Detection, size: int = 112, align: b
     return np.array(cropped, np.uint8)  # a writable copy
 
 
-# Crops say whose they are, so that a later run replaces its own and never a user's file of the same name.
-_MARK = "blazeconv crop of "
 INDEX_NAME = "index.jsonl"
 
 
 def is_crop_of(path: str | Path, source: str | Path) -> bool:
-    """True when the file at ``path`` is a crop blazeconv wrote of ``source`` (by the mark its PNG records)."""
-    try:
-        with Image.open(path) as image:
-            mark = image.info.get("Comment")
-    except Exception:  # not an image at all: certainly not ours
-        return False
-    return mark == _MARK + os.path.realpath(source)
+    """True when the file at ``path`` is a crop blazeconv wrote of ``source`` (by the mark its PNG records: crops
+    say whose they are, so that a later run replaces its own and never a user's file of the same name)."""
+    return has_mark(path, source_mark(CROP, source))
 
 
 class CropWriter:
@@ -178,10 +173,8 @@ class CropWriter:
         if not self.overwrite and os.path.lexists(target) and not is_crop_of(target, source):
             raise PathUsageError(f"{target} exists and is not a crop blazeconv wrote of {source}: add --overwrite "
                                  "to replace it, or write the crops into another folder")
-        info = PngImagePlugin.PngInfo()
-        info.add_text("Comment", _MARK + os.path.realpath(source))
         with atomic_path(target) as temporary:
-            Image.fromarray(crop).save(temporary, format="PNG", pnginfo=info)
+            Image.fromarray(crop).save(temporary, format="PNG", **photo_save_options("PNG", source_mark(CROP, source)))
 
     def _append(self, line: dict) -> None:
         try:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import collections
 import io
 import itertools
-import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont
 
+from ..marks import ANNOTATION, has_mark, photo_save_options, source_mark
 from .records import Detection
 
 _BOX_COLOUR = (0, 220, 0)
@@ -63,8 +63,6 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-# Annotations say whose they are, so that a later run replaces its own and never a user's file of the same name.
-_MARK = "blazeconv annotation of "
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
@@ -83,14 +81,13 @@ def encode_annotation(image: np.ndarray, detections: Sequence[Detection], source
         picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
                                  Image.Resampling.BILINEAR, reducing_gap=2.0)  # box-reduce first: fast, no aliasing
     _draw(picture, detections)  # the picture is this function's own: drawn on in place
-    mark = _MARK + os.path.realpath(source)
+    # Annotations say whose they are, so that a later run replaces its own and never a user's file of the same name.
+    mark = source_mark(ANNOTATION, source)
     buffer = io.BytesIO()
     if jpeg:
-        picture.save(buffer, format="JPEG", quality=quality, comment=mark.encode())
+        picture.save(buffer, format="JPEG", quality=quality, **photo_save_options("JPEG", mark))
     else:
-        info = PngImagePlugin.PngInfo()
-        info.add_text("Comment", mark)
-        picture.save(buffer, format="PNG", pnginfo=info, compress_level=_PNG_LEVEL)
+        picture.save(buffer, format="PNG", compress_level=_PNG_LEVEL, **photo_save_options("PNG", mark))
     return buffer.getvalue()
 
 
@@ -99,15 +96,8 @@ _PNG_LEVEL = 1
 
 
 def is_annotation_of(path: str | Path, source: str | Path) -> bool:
-    """True when the file at ``path`` is an annotation blazeconv wrote of ``source`` (by the mark it records)."""
-    try:
-        with Image.open(path) as image:
-            mark = image.info.get("comment", image.info.get("Comment"))
-    except Exception:  # not an image at all: certainly not ours
-        return False
-    if isinstance(mark, bytes):
-        mark = mark.decode("utf-8", "replace")
-    return mark == _MARK + os.path.realpath(source)
+    """True when the file at ``path`` is an annotation blazeconv wrote of ``source`` (by its mark: ``marks``)."""
+    return has_mark(path, source_mark(ANNOTATION, source))
 
 
 class AnnotationWriter:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import io
 import math
 import os
@@ -20,6 +18,7 @@ from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError, OptionsError
 from ..io import looks_like_url, url_refused
+from ..tuning import release_after_decoding
 from .files import is_video
 
 ImageSource = str | Path | bytes | bytearray | memoryview | io.IOBase
@@ -102,8 +101,7 @@ def load_reduced(source: ImageSource, long_side: Callable[[int, int], int] | Non
                 with budget.hold(2 * decoded) if budget is not None else contextlib.nullcontext():
                     array = _upright_rgb(image, copy=False)
                     image.close()  # the decoder's pixels go now, not when the loader's frame is collected
-                    if decoded > _TRIM_ABOVE_BYTES:
-                        _release_freed_memory()
+                    release_after_decoding(decoded)  # a big photo's freed blocks go back to the system
     except FileNotFoundError:
         if isinstance(name, Path) and name.is_symlink():
             raise ImageError(f"{name}: a broken symbolic link (to {os.readlink(name)})") from None
@@ -133,51 +131,6 @@ def load_reduced(source: ImageSource, long_side: Callable[[int, int], int] | Non
 
 _ORIENTATION = 0x0112  # the EXIF tag
 _STRIP_BYTES = 8 * 1024 * 1024  # bigger RGB images are copied out of Pillow in strips of about this size
-# Pillow decodes into 16 MB blocks, which glibc's malloc keeps in each thread's arena once freed: after decoding
-# more than this, the freed memory is handed back to the system (malloc_trim), or every loader thread would keep
-# the memory of the biggest photo it decoded.
-_TRIM_ABOVE_BYTES = 32 * 1024 * 1024
-
-
-# Pillow's freed 16 MB blocks kept for the next image while a stream of files decodes (Pillow's default keeps none):
-# without it every photo's pixels are mapped afresh, and the kernel's page faults cost as much as the decoding.
-REUSED_BLOCKS = 16
-_reuse_lock = threading.Lock()
-_reusers = [0, 0]  # streams inside reused_decode_memory, Pillow's setting before the first
-
-
-@contextlib.contextmanager
-def reused_decode_memory(blocks: int = REUSED_BLOCKS) -> Iterator[None]:
-    """Within: Pillow keeps up to ``blocks`` freed memory blocks for reuse (at least; process-wide, as Pillow's
-    ``PILLOW_BLOCKS_MAX``); after the last such block in the process, the setting it had and the blocks freed."""
-    core = Image.core
-    with _reuse_lock:
-        if _reusers[0] == 0:
-            _reusers[1] = core.get_blocks_max()
-            if _reusers[1] < blocks:
-                core.set_blocks_max(blocks)
-        _reusers[0] += 1
-    try:
-        yield
-    finally:
-        with _reuse_lock:
-            _reusers[0] -= 1
-            if _reusers[0] == 0 and core.get_blocks_max() != _reusers[1]:
-                core.set_blocks_max(_reusers[1])  # frees the cached blocks above it
-
-
-@functools.cache
-def _malloc_trim():
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc
-    except (OSError, AttributeError):
-        return None
-
-
-def _release_freed_memory() -> None:
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def _opened(source: ImageSource) -> tuple[str | Path, Any]:

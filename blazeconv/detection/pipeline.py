@@ -14,7 +14,6 @@ torch. The runner protocol is written down in ``backends.runner.Runner``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import itertools
@@ -30,8 +29,9 @@ from ..anchors import AnchorOptions, generate_anchors
 from ..backends.runner import Runner
 from ..errors import ImageError, OptionsError
 from ..sources import is_runner
+from ..tuning import reused_decode_memory, torch_thread_count, torch_threads, with_torch_threads
 from ..variants import Variant, fit_variant, get_variant
-from .images import DecodeBudget, as_rgb, load_reduced, reused_decode_memory
+from .images import DecodeBudget, as_rgb, load_reduced
 from .letterboxing import Letterbox, letterbox, remove_letterbox
 from .postprocess import candidates, decode_and_suppress, weighted_nms
 from .records import Detection
@@ -142,7 +142,7 @@ def detect_images(
     for start in range(0, len(images), batch_size):
         prepared = [_prepare_any(i, channels, variant.input_size, tiling, long_side)
                     for i in images[start : start + batch_size]]
-        with torch_threads(model_threads if getattr(runner, "uses_torch", False) else None):
+        with torch_threads(torch_thread_count(runner, model_threads)):
             results += detect_prepared(runner, prepared, variant, settings.score_for(variant), settings.iou_threshold,
                                        batch_size)
     return results
@@ -220,7 +220,7 @@ def stream_files(
     runner, variant, settings = _setup(model, settings, options)
     tiling, batch_size = settings.tiling, settings.batch_size
     workers = workers or os.cpu_count() or 1
-    threads = model_threads if getattr(runner, "uses_torch", False) else None
+    threads = torch_thread_count(runner, model_threads)
     long_side = fast_decode_side(variant.input_size, tiling) if settings.fast_decode else None
     budget = DecodeBudget(DECODE_BUDGET_BYTES)
 
@@ -236,7 +236,7 @@ def stream_files(
     window = max(2, workers) if keep_images or tiling is not None else 2 * batch_size
     stream = _stream(runner, [Path(p) for p in paths], prepare, variant, settings.score_for(variant),
                      settings.iou_threshold, batch_size, workers, window, keep_images)
-    return _with_model_threads(stream, threads)
+    return with_torch_threads(stream, threads)
 
 
 def detect_files(
@@ -253,39 +253,6 @@ def detect_files(
     results = stream_files(model, paths, settings, workers=workers, model_threads=model_threads, keep_images=True,
                            **options)  # options checked here
     return ((r.path, r.image if r.error is None else r.error, r.detections) for r in results)
-
-
-def _with_model_threads(stream: Iterator, threads: int | None) -> Iterator:
-    """Yield ``stream``'s items; torch has ``threads`` threads while ``stream`` computes, the caller's otherwise."""
-    try:
-        while True:
-            with torch_threads(threads):
-                try:
-                    item = next(stream)
-                except StopIteration:
-                    return
-            yield item
-    finally:
-        stream.close()
-
-
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Context: torch's intra-op thread count is ``count`` inside (None: untouched, torch not imported), what it was
-    before outside."""
-    if count is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    if before != count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if before != count:
-            torch.set_num_threads(before)
 
 
 def _stream(runner, paths, prepare, variant, min_score, iou_threshold, batch_size, workers, window, keep_images):

@@ -22,7 +22,6 @@ import bisect
 import dataclasses
 import math
 import queue
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageError, require
+from ..tuning import torch_thread_count, torch_threads, with_video_switch_interval
 from .files import VIDEO_SUFFIXES, is_video
-from .pipeline import Model, _setup, detect_prepared, prepare_image, torch_threads
+from .pipeline import Model, _setup, detect_prepared, prepare_image
 from .records import Detection
 from .settings import DetectionSettings, Sampling
 
@@ -348,9 +348,11 @@ def stream_video(
     """
     runner, variant, settings = _setup(model, settings, options)
     frames = read_frames(path, settings.sampling, after=after)
-    threads = model_threads if getattr(runner, "uses_torch", False) else None
-    return _detected(runner, Path(path), frames, variant, settings.score_for(variant), settings.iou_threshold,
-                     settings.batch_size, settings.tiling, keep_images, threads)
+    threads = torch_thread_count(runner, model_threads)
+    # The decoding thread gets the GIL back sooner while the video streams (tuning).
+    return with_video_switch_interval(_detected(runner, Path(path), frames, variant, settings.score_for(variant),
+                                                settings.iou_threshold, settings.batch_size, settings.tiling,
+                                                keep_images, threads))
 
 
 _END = object()
@@ -390,8 +392,6 @@ def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_siz
             frames.close()
 
     worker = threading.Thread(target=decode, name="blazeconv-video", daemon=True)
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch, _SWITCH_INTERVAL))
     worker.start()
     held = None
     try:
@@ -427,14 +427,9 @@ def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_siz
     finally:
         stop.set()
         worker.join(timeout=5)
-        sys.setswitchinterval(switch)
 
 
 _SHARE = 16 * 1024 * 1024  # kept frames are counted in shares of this many bytes
-# PyAV takes and releases the GIL many times per frame; at Python's default switch interval (5 ms) the decoding
-# thread waits that long whenever the model's thread holds it, and the two run one after the other. While a video
-# streams, the interval is this (docs/bench.md, Design figures).
-_SWITCH_INTERVAL = 0.0002
 
 
 __all__ = ["FRAMES_AHEAD", "VIDEO_SUFFIXES", "FrameResult", "Sampling", "VideoFrame", "VideoInfo", "VideoStopped",

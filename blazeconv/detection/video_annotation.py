@@ -21,14 +21,13 @@ every time exactly (an edit list holds an audio stream that starts before 0, AAC
 a time before 0, so there its muxer shifts all streams by that much (``annotation_suffix`` keeps an MP4 source's
 suffix, which avoids it). The file is written under a hidden temporary name beside the target and renamed onto it
 only when complete (``io.atomic_path``); it records that it annotates its source in the container's ``comment`` tag
-(``is_video_annotation_of``), as ``drawing`` does for photos.
+(``marks``; ``is_video_annotation_of``), as ``drawing`` does for photos.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import queue
 import threading
 from pathlib import Path
@@ -38,7 +37,8 @@ from PIL import Image
 
 from ..errors import MissingDependencyError, OptionsError, notice
 from ..io import atomic_path
-from .drawing import _MARK, _draw
+from ..marks import ANNOTATION, has_mark, mark_container, source_mark
+from .drawing import _draw
 from .video import FrameResult, _open, probe, require_video
 
 # Containers an annotation is written in, by the target's suffix: each holds H.264 and AAC with exact timestamps
@@ -55,17 +55,9 @@ def annotation_suffix(source: str | Path) -> str:
     return suffix if suffix in FORMATS else ".mkv"
 
 
-def is_video_annotation_of(path: str | Path, source: str | Path, mark: str = _MARK) -> bool:
-    """True when the file at ``path`` is a video blazeconv wrote of ``source`` with ``mark`` (its ``comment`` tag):
-    an annotation by default, a blurred copy with ``masking.BLUR_MARK``."""
-    try:
-        import av
-
-        with av.open(str(path), metadata_errors="ignore") as container:
-            tags = {key.lower(): value for key, value in container.metadata.items()}
-    except Exception:  # not a media file at all, or no PyAV: certainly not ours
-        return False
-    return tags.get("comment") == mark + os.path.realpath(source)
+def is_video_annotation_of(path: str | Path, source: str | Path) -> bool:
+    """True when the file at ``path`` is a video annotation blazeconv wrote of ``source`` (by its mark: ``marks``)."""
+    return has_mark(path, source_mark(ANNOTATION, source))
 
 
 class VideoAnnotation:
@@ -83,14 +75,15 @@ class VideoAnnotation:
     """
 
     def __init__(self, source: str | Path, target: str | Path, *, crf: float = DEFAULT_CRF, paint=None, hold: int = 0,
-                 mark: str = _MARK):
+                 mark: str | None = None):
         """``paint(picture, detections, index, time)``: what is done to each upright frame (a Pillow RGB image,
         changed in place) with the detections it gets (default: drawn). ``hold``: frame k gets the detections of
         every sampled frame within ``hold`` frames of it (before and after: the results are awaited that far ahead)
-        instead of the latest sample's. ``mark``: what the ``comment`` tag says the file is, before the source's
-        path."""
+        instead of the latest sample's. ``mark``: what the container's ``comment`` tag says the file is (``marks``;
+        default: the annotation of ``source``)."""
         self.source, self.target = Path(source), Path(target)
-        self.paint, self.hold, self.mark = paint or (lambda picture, found, index, time: _draw(picture, found)), hold, mark
+        self.paint, self.hold = paint or (lambda picture, found, index, time: _draw(picture, found)), hold
+        self.mark = source_mark(ANNOTATION, source) if mark is None else mark
         if not isinstance(hold, int) or hold < 0:
             raise OptionsError(f"hold must be a whole number of frames >= 0, got {hold!r}")
         if self.target.suffix.lower() not in FORMATS:
@@ -121,7 +114,7 @@ class VideoAnnotation:
             stack.push(_closing(self._output))
             self._encoder, self._turns = self._add_video(rotation), rotation // 90
             self._audio = self._add_audio()
-            self._output.metadata["comment"] = self.mark + os.path.realpath(self.source)
+            mark_container(self._output, self.mark)
             self._frames = self._source_frames()
             self._stack = stack.pop_all()
         self._worker = threading.Thread(target=self._work, name="blazeconv-video-writer", daemon=True)
