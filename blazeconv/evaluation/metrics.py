@@ -141,7 +141,7 @@ class Evaluation:
             return "-" if value is None else f"{value:.3f}"
 
         extra = not math.isclose(self.iou, 0.5)
-        header = ["faces", "labelled", "found", "recall", "detections", "false", "precision", "AP50"]
+        header = ["size", "labelled", "found", "recall", "detections", "false", "precision", "AP50"]
         header += [f"AP@{self.iou:g}"] if extra else []
         rows = []
         for name, s in [("all", self.overall)] + [(f"{band.name} px", scores) for band, scores in self.bands]:
