@@ -6,8 +6,9 @@
     result = blazeconv.evaluate(["photos/"], "labels.xml", detections="faces.jsonl")   # any detector's output
     result.recall, result.precision, result.ap50, result.to_dict(), print(result.table())
 
-``labels`` (file formats, found by content), ``pictures`` (finding the pictures, boxes in pixels), ``metrics``
-(the figures, by pycocotools' COCOeval: what each one is, the face-size bands, ``min_face``).
+``labels`` (the file formats, found by content; read by ``text_formats`` and ``json_formats`` into the form of
+``boxes``), ``pictures`` (finding the pictures, boxes in pixels), ``metrics`` (the figures, by pycocotools' COCOeval:
+what each one is, the face-size bands, ``min_face``).
 """
 
 from __future__ import annotations

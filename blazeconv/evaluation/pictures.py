@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import LabelsError
-from .labels import BoxFile, FileImage
+from .boxes import BoxFile, FileImage
 from .metrics import Faces
 
 _ORIENTATION = 0x0112  # the EXIF tag; 5 to 8 turn the picture a quarter
