@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..backends import CHOICES as BACKEND_CHOICES
+from ..detection.settings import DEFAULT_BATCH_SIZE
 from ..detection.tiling import DEFAULT_OVERLAP
 from ..variants import DEFAULT_VARIANT
 from .base import FRACTION, VARIANT, check_outputs, cli, progress, thresholds_help
@@ -37,7 +38,8 @@ _RUN_OPTIONS = ("model", "variant_name", "backend", "batch_size", "fast_decode",
 @click.option("--min-score", type=FRACTION,
               help=f"With a model: keep detections scoring at least this [default: the model's: {thresholds_help()}]."
                    " With --detections: leave out those scoring less [default: keep all].")
-@click.option("--batch-size", type=click.IntRange(1, 1024), help="Model inputs per forward pass [default: 32].")
+@click.option("--batch-size", type=click.IntRange(1, 1024),
+              help=f"Model inputs per forward pass [default: {DEFAULT_BATCH_SIZE}].")
 @click.option("--fast-decode", is_flag=True, help="Decode JPEGs with DCT scaling, as for detect.")
 @click.option("--tile", is_flag=True, help="Also run the model on overlapping tiles, as for detect.")
 @click.option("--tile-size", type=click.IntRange(16), metavar="PX", help="With --tile: the tile's side, as for detect.")
@@ -62,9 +64,8 @@ def eval_command(images, labels_path, labels_format, detections_path, detections
     given only files, just those are scored. The detections are a model's, run with detect's settings (its
     defaults by default), or read from --detections.
 
-    \b
     Face sizes are banded by the labelled box's longer side: <16, 16-32, 32-64, 64-128, >=128 px (low <= side <
-    high); within a band, COCO's area-range rules: a label of another size is ignored, and so is a detection of
+    high). Within a band, COCO's area-range rules: a label of another size is ignored, and so is a detection of
     another size that matches nothing. Recall is labels matched over labels counted; precision, detections
     matched over detections counted, both at the detections' own threshold (every detection given); AP is COCO's
     101-point interpolated average precision over the detections given (with a model: those above --min-score).
