@@ -11,6 +11,7 @@ Python API::
         ...
     hidden = blazeconv.blur(frame_bgr, channels="bgr")    # the faces hidden, numpy in and out
     blazeconv.blur_video("clip.mp4", "clip_blurred.mp4", detector=blazeconv.anonymise.detector_for())
+    scores = blazeconv.evaluate("photos/", "labels.xml", model="full_range_sparse")  # recall, precision, ap50
 
     model = blazeconv.load_model("short_range.pth")      # eval-mode torch.nn.Module; model.variant: a Variant
     regressors, classificators = model(x)                 # x: (B, 3, S, S) float32 RGB in [-1, 1]
@@ -30,6 +31,7 @@ _LAZY = {
     "load_model": "sources",
     "blur": "anonymise",
     "blur_video": "anonymise",
+    "evaluate": "evaluation",
 }
 
 __all__ = ["BlazeconvError", "__version__", *_LAZY]

@@ -10,8 +10,9 @@ from __future__ import annotations
 class BlazeconvError(Exception):
     """Base class: a failure the user can cause and fix. ``exit_code`` is what the CLI returns.
 
-    Exit codes (also in the README): 1 other failure, 2 command-line usage (click's own), 3 model file,
-    4 unsupported model, 5 weights, 6 image, 7 options, 8 a missing optional dependency (an extra to install),
+    Exit codes (also in the README): 1 other failure, 2 command-line usage (click's own; paths that cannot be used
+    together; a labels file ``eval`` cannot use), 3 model file, 4 unsupported model, 5 weights, 6 image, 7 options,
+    8 a missing optional dependency (an extra to install),
     70 internal error (a bug: please report it), 130 / 143 interrupted by SIGINT / SIGTERM.
     """
 
@@ -52,6 +53,14 @@ class OptionsError(BlazeconvError):
     """Invalid options (anchor options JSON, thresholds, ...)."""
 
     exit_code = 7
+
+
+class LabelsError(BlazeconvError):
+    """A labels or detections file ``eval`` cannot use: not in a format it reads (or not in the one forced), a
+    picture it names that cannot be found, a box outside the picture or of no or negative size, a stated picture
+    size that is not the picture's. The message names the file and the line. Exit code 2, as a usage error."""
+
+    exit_code = 2
 
 
 class MissingDependencyError(BlazeconvError):

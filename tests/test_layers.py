@@ -32,6 +32,7 @@ LAYERS = [
     ("anonymise: faces hidden in photos and videos", ["anonymise"]),
     ("ray: scale-out", ["ray"]),
     ("runs: whole detect runs over files, for the commands and Python", ["runs"]),
+    ("evaluation: detections scored against labelled faces (pycocotools)", ["evaluation"]),
     ("bench: measurements", ["bench"]),
     ("cli: the commands", ["cli", "__main__"]),
     ("api: the package's names", ["__init__"]),
