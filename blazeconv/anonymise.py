@@ -30,12 +30,14 @@ from .detection.images import as_rgb, check_channels
 from .detection.masking import DEFAULT_MASKING, Masking, hide_faces, hide_regions, mask_regions
 from .detection.pipeline import detect_images
 from .detection.records import Detection
-from .detection.tiling import Tiling
+from .detection.tiling import DEFAULT_OVERLAP, Tiling
 from .detection.video import Sampling, VideoStopped, probe, stream_video
 from .detection.video_annotation import DEFAULT_CRF, VideoAnnotation
 from .detector import FaceDetector
 from .errors import ImageError, OptionsError
 from .io import atomic_path
+from .sources import ModelSource
+from .variants import Variant
 
 BLUR_MARK = "blazeconv blur of "
 # The defaults of ``blur`` and ``blazeconv blur``, chosen from measurements (docs/bench.md, Anonymise).
@@ -54,15 +56,25 @@ _ORIENTATION = 0x0112
 
 
 @functools.lru_cache(maxsize=4)
-def _detector(model: str, min_score: float | None, tile: bool, tile_size: int | None) -> FaceDetector:
-    return FaceDetector(model, min_score=min_score, tile=tile, tile_size=tile_size)
+def _detector(model: Any, min_score: float | None, tile: bool, tile_size: int | None, tile_overlap: float,
+              backend: str, variant: str | None) -> FaceDetector:
+    return FaceDetector(model, min_score=min_score, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap,
+                        backend=backend, variant=variant)
 
 
-def detector_for(model: str = DEFAULT_MODEL, min_score: float | None = DEFAULT_MIN_SCORE, tile: bool = DEFAULT_TILE,
-                 tile_size: int | None = None) -> FaceDetector:
-    """The ``FaceDetector`` ``blur`` uses for these settings (made once per process and settings). With ``tile`` and
-    no ``tile_size``, each picture's tiles are sized by ``tiling_for`` when blurring."""
-    return _detector(str(model), min_score, bool(tile), tile_size)
+def detector_for(model: Any = DEFAULT_MODEL, min_score: float | None = DEFAULT_MIN_SCORE, tile: bool = DEFAULT_TILE,
+                 tile_size: int | None = None, *, tile_overlap: float = DEFAULT_OVERLAP, backend: str = "auto",
+                 variant: Variant | str | None = None) -> FaceDetector:
+    """The ``FaceDetector`` ``blur`` uses for these settings (made once per process and settings). ``model``: any
+    model argument ``FaceDetector`` takes (a shipped name, a ``.tflite``, ``.pth`` or ``.onnx`` file, a module or a
+    runner; ``variant`` overrides the one inferred); ``backend`` as for ``FaceDetector``. With ``tile`` and no
+    ``tile_size``, each picture's tiles are sized by ``tiling_for`` when blurring."""
+    variant = variant.name if isinstance(variant, Variant) else variant
+    if isinstance(model, (str, Path, Variant, ModelSource)):  # the same file or name: the detector made before
+        key = model if isinstance(model, (Variant, ModelSource)) else str(model)
+        return _detector(key, min_score, bool(tile), tile_size, float(tile_overlap), backend, variant)
+    return FaceDetector(model, min_score=min_score, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap,
+                        backend=backend, variant=variant)
 
 
 def tiling_for(detector: FaceDetector, width: int, height: int) -> Tiling | None:
@@ -82,13 +94,13 @@ def _faces(detector: FaceDetector, rgb: np.ndarray) -> list[Detection]:
 
 
 def blur(image: Any, *, detector: FaceDetector | None = None, style: str = "blur", shape: str = "ellipse",
-         mask_scale: float | None = None, channels: str = "rgb", model: str = DEFAULT_MODEL,
+         mask_scale: float | None = None, channels: str = "rgb", model: Any = DEFAULT_MODEL,
          min_score: float | None = DEFAULT_MIN_SCORE, tile: bool = DEFAULT_TILE) -> np.ndarray:
     """``image`` with its faces hidden: an ``(H, W, 3)`` uint8 array in the channel order of the input (``channels``
     ``"bgr"`` for OpenCV frames), a new array (the input is not changed).
 
     ``image``: anything ``FaceDetector`` takes (a path, an array, a Pillow image). ``detector``: the one to use
-    (default: ``detector_for(model, min_score, tile)``). ``style`` ``blur`` / ``pixelate`` / ``fill``, ``shape``
+    (default: ``detector_for(model, min_score, tile)``; ``model``: any model argument, as for ``FaceDetector``). ``style`` ``blur`` / ``pixelate`` / ``fill``, ``shape``
     ``ellipse`` / ``box``, ``mask_scale``: the region's side over the box's (``masking``).
     """
     check_channels(channels)

@@ -39,9 +39,10 @@ class FaceDetector:
     overriding what was inferred; it must be of the weights' architecture. ``min_score``: keep faces scoring at least
     this (None: MediaPipe's for the variant); ``iou_threshold``: weighted NMS overlap (MediaPipe's 0.3); both in
     [0, 1]. ``device``: where the model runs (``"cpu"``; torch and ONNX Runtime ``"cuda"``, OpenVINO ``"gpu"``).
-    ``backend``: ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (the model's ONNX export, made once into the
-    cache; extras ``blazeconv[onnx]``, ``blazeconv[openvino]``), or ``"auto"`` (the default, as for ``detect``):
-    the first of those two that is installed and can run on ``device``, else torch.
+    ``backend``: ``"torch"``, ``"torch-fast"`` (the module compiled for the CPU by ``blazeconv.fast``),
+    ``"onnxruntime"`` or ``"openvino"`` (the model's ONNX export, made once into the cache, or the ``.onnx`` given;
+    OpenVINO: extra ``blazeconv[openvino]``), or ``"auto"`` (the default, as for ``detect``): the first of the ONNX
+    runtimes that is installed and can run on ``device``, else torch.
     ``batch_size``: images per forward pass for a list (model inputs, with tiles). ``channels``: the default channel
     order of arrays and tensors, ``"rgb"`` or ``"bgr"`` (OpenCV frames). ``fast_decode``: JPEG files and bytes are
     decoded with DCT scaling to twice the model's input resolution (much faster on big photos; not bit-exact with

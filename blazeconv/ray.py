@@ -106,9 +106,10 @@ def output_schema(nested: bool = False):
 class DetectFaces:
     """A ``Dataset.map_batches`` class: one model per actor, one output row per input row (see the module docstring).
 
-    ``model``: a shipped variant name (``"short_range"``), or a ``.tflite`` or ``.pth`` path readable on every worker;
-    ``variant`` and ``min_score`` as for ``FaceDetector``; ``backend``: ``"torch"``, ``"onnxruntime"``, ``"openvino"``
-    or ``"auto"`` (the fastest installed, as ``detect --backend``); ``batch_size``: images per forward pass;
+    ``model``: the model argument every entry point takes (``sources.resolve``): a shipped name (``"short_range"``),
+    or a ``.tflite``, ``.pth`` or ``.onnx`` path readable on every worker; ``variant`` and ``min_score`` as for
+    ``FaceDetector``; ``backend``: one of ``backends.CHOICES`` (``"auto"``: the fastest installed, as
+    ``detect --backend``); ``batch_size``: images per forward pass;
     ``nested``: the ``detections`` column as Arrow structs instead of a JSON string; ``threads``: the model's
     intra-op threads and this actor's image decoders (None: the CPUs Ray gave the actor, at least 1);
     ``fast_decode``, ``tile``, ``tile_size``, ``tile_overlap``: as for ``FaceDetector``. Each row is decoded and
@@ -203,6 +204,14 @@ def _assigned_cpus() -> int:
     except Exception as exc:  # a Ray without a runtime context here: the safe default
         log.debug("no assigned resources: %s", exc)
     return 1
+
+
+def _portable(model: Any) -> str:
+    """The model argument as the workers, in folders of their own, find it (``ModelSource.portable``): a shipped
+    name, or a file's absolute path; a name or file that is not a model is refused here, before any task."""
+    from .sources import resolve
+
+    return resolve(model).portable()
 
 
 def _load_detector(model, variant, min_score, backend, batch_size, threads, **reading):
@@ -364,7 +373,7 @@ def detect_paths(
                   "path": readable[start : start + batch_size]})
         for start in range(0, len(paths), batch_size)
     ]
-    constructor = {"model": str(model), "variant": variant, "min_score": min_score, "backend": backend,
+    constructor = {"model": _portable(model), "variant": variant, "min_score": min_score, "backend": backend,
                    "batch_size": batch_size, "fast_decode": fast_decode, "tile": tiling is not None}
     if tiling is not None:
         constructor.update(tile_size=tiling.size, tile_overlap=tiling.overlap)
@@ -429,7 +438,8 @@ def stream_videos(paths: Sequence[str | Path], model: str | Path = "short_range"
 
     task = ray.remote(num_cpus=task_cpus)(_video_task)
     after = list(after) if after is not None else [None] * len(paths)
-    pending = [task.remote(str(path), str(model), variant, min_score, backend, batch_size, sampling, tiling, skip)
+    model = _portable(model)
+    pending = [task.remote(str(path), model, variant, min_score, backend, batch_size, sampling, tiling, skip)
                for path, skip in zip(paths, after)]
     done = 0
     try:

@@ -261,7 +261,7 @@ def test_a_malicious_pickle_is_refused_and_runs_nothing(payload, container, tmp_
     with pytest.raises(WeightsError, match="not a loadable weights-only state_dict") as error:
         load_model(weights)
     assert str(weights) in str(error.value)
-    code, _, err = run_cli("detect", DATA / "images" / "1face.png", "--weights", weights)
+    code, _, err = run_cli("detect", DATA / "images" / "1face.png", "--model", weights)
     assert_one_line_error(code, err, weights, 5)
     assert not marker.exists(), "the payload ran"
 
@@ -283,7 +283,7 @@ def test_wrong_missing_and_extra_keys_are_reported_together(tmp_path, converted,
     state_dict["regressor_8.bias"] = "not a tensor"
     weights = tmp_path / "wrong.pth"
     torch.save(state_dict, weights)
-    code, _, err = run_cli("detect", DATA / "images" / "1face.png", "--weights", weights)
+    code, _, err = run_cli("detect", DATA / "images" / "1face.png", "--model", weights)
     assert_one_line_error(code, err, weights, 5)
     for fragment in ("missing backbone1.0.weight", "unexpected backbone1.0.extra",
                      "classifier_8.bias has shape [5], expected [2]", "regressor_8.bias is a str, not a tensor"):
@@ -327,7 +327,7 @@ def test_files_that_are_not_weights_are_refused(make, tmp_path, run_cli):
     error, peak, _ = measure(lambda: load_model(weights))
     assert isinstance(error, WeightsError) and str(weights) in str(error)
     assert peak < 16 << 20
-    code, _, err = run_cli("detect", DATA / "images" / "1face.png", "--weights", weights)
+    code, _, err = run_cli("detect", DATA / "images" / "1face.png", "--model", weights)
     assert_one_line_error(code, err, weights, 5)
 
 

@@ -13,8 +13,8 @@ PHOTO = DATA / "images" / "1face.png"
     "args",
     [
         ["detect", "https://example.com/photo.jpg"],
-        ["detect", PHOTO, "--weights", "http://example.com/w.pth"],
-        ["detect", PHOTO, "--weights=s3://bucket/w.pth"],
+        ["detect", PHOTO, "--model", "http://example.com/w.pth"],
+        ["detect", PHOTO, "--model=s3://bucket/w.pth"],
         ["tflite2torch", "https://storage.googleapis.com/mediapipe-models/face_detector/x.tflite"],
         ["verify", "ftp://example.com/model.mlpackage"],
     ],
@@ -46,7 +46,7 @@ def test_bad_detect_thresholds_are_options_errors(option, value, run_cli):
     assert out == ""
 
 
-@pytest.mark.parametrize("option", ["--iou-threshold", "--score-threshold"])
+@pytest.mark.parametrize("option", ["--iou-threshold", "--min-score", "--score-threshold"])
 def test_bad_coreml_thresholds_are_options_errors(option, tmp_path, run_cli):
     code, _, err = run_cli("coreml", "front", option, "nan", "-o", tmp_path / "x.mlpackage")
     assert_one_line_error(code, err, f"{option} nan", 7)

@@ -12,21 +12,31 @@ from pathlib import Path
 
 import click
 
-from ..backends import CHOICES as BACKEND_CHOICES
-from ..detection.tiling import DEFAULT_OVERLAP
-from ..variants import DEFAULT_VARIANT, NMS_IOU_THRESHOLD, get_variant
-from .base import FRACTION, VARIANT, cli, progress, say, thresholds_help
+from ..detection.tiling import DEFAULT_OVERLAP, TILE_FACTOR
+from ..variants import DEFAULT_VARIANT, NMS_IOU_THRESHOLD, VARIANTS
+from .base import (
+    FRACTION,
+    backend_option,
+    cli,
+    model_option,
+    progress,
+    renamed,
+    say,
+    thresholds_help,
+    variant_option,
+)
+
+
+def _tile_sides() -> str:
+    """``427 for 128 px models, 640 for 192 px, 853 for 256 px``: the default tile side per model input size."""
+    sizes = sorted({v.input_size for v in VARIANTS.values()})
+    return ", ".join(f"{round(size * TILE_FACTOR)} for {size} px models" for size in sizes)
 
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "model_name", type=VARIANT,
-              help=f"A shipped model, converted and cached on first use [default: {DEFAULT_VARIANT}].")
-@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
-              help="A .pth state_dict instead of a shipped model (its architecture is read from the weights).")
-@click.option("--variant", "variant_name", type=VARIANT,
-              help="With --weights: which model the weights are, for anchors and the default threshold "
-                   "[default: the shipped model with identical weights, else short_range for 128 px weights, back for 256 px].")
+@model_option("detect", default=DEFAULT_VARIANT)
+@variant_option()
 @click.option("--min-score", type=FRACTION,
               help=f"Keep detections scoring at least this [default: MediaPipe's for the model: {thresholds_help()}].")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
@@ -81,34 +91,28 @@ from .base import FRACTION, VARIANT, cli, progress, say, thresholds_help
               help="Decode JPEGs with DCT scaling to the smallest size that keeps twice the model's input resolution "
                    "(with --tile: per tile): several times faster on big photos, the same faces, but not bit-exact with "
                    "MediaPipe, which decodes in full (README: Big photos). Other formats decode as usual.")
-@click.option("--tile", is_flag=True,
+@click.option("--tile/--no-tile", default=False, show_default=True,
               help="Also run the model on overlapping square tiles of the image and merge all detections with "
                    "MediaPipe's weighted NMS: finds small faces in big pictures, at the cost of one model run per tile.")
 @click.option("--tile-size", type=click.IntRange(16), metavar="PX",
-              help="With --tile: the tile's side in pixels of the image [default: about 3.3x the model input: 427 "
-                   "for 128 px models, 640 for full_range, 853 for back].")
+              help=f"With --tile: the tile's side in pixels of the image [default: {TILE_FACTOR:.3g}x the model input: "
+                   f"{_tile_sides()}].")
 @click.option("--tile-overlap", type=click.FloatRange(0, 0.9), metavar="F",
               help=f"With --tile: the share of a tile's side its neighbours overlap [default: {DEFAULT_OVERLAP}].")
-@click.option("--fast/--no-fast", default=False, show_default=True,
-              help="Run the model compiled for CPU (blazeconv.fast: traced and rewritten once per input shape, the "
-                   "same outputs to 1e-4, 1-3 s to start) instead of the plain PyTorch module. On folders, decoding "
-                   "the images dominates and the start-up does not pay off (README: Speed).")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
-              help="Where the model runs: torch (the PyTorch module), onnxruntime or openvino (its ONNX export, "
-                   "exported once into the cache; extras blazeconv[onnx] and blazeconv[openvino]), or auto: the first "
-                   "installed of onnxruntime, openvino, torch (fastest first, README: Speed). --fast means torch.")
+@backend_option()
+@renamed("--fast/--no-fast", "backend", to=lambda value: "torch-fast", is_flag=True, default=False)
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", metavar="[ADDRESS]",
               help="Run on Ray (pip install 'blazeconv[ray]'), the same outputs in the same order: alone, a local "
                    "cluster on every core started for this run; or ADDRESS: auto (the running cluster this machine "
                    "is part of), HOST:PORT or ray://HOST:PORT. Every worker must be able to read the files. Put it "
-                   "after the inputs (a word right after --ray is its ADDRESS). Each video is one Ray task. Not with --annotate, "
-                   "--crops or --fast.")
+                   "after the inputs (a word right after --ray is its ADDRESS). Each video is one Ray task. Not with --annotate "
+                   "or --crops.")
 @click.option("--ray-actors", type=click.IntRange(1), metavar="N",
               help="With --ray: model actors, each reading and decoding its own files [default: as many as the "
                    "cluster's CPUs hold at --ray-actor-cpus each].")
 @click.option("--ray-actor-cpus", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               metavar="CPUS", help="With --ray: CPUs each actor reserves (its model threads and decoders).")
-def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast,
+def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batch_size,
            jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, fast_decode, tile, tile_size,
            tile_overlap, annotate_quality, annotate_size, overwrite, recursive, every, sample_fps, sample_frames, start,
            end, crops_dir, crop_size, margin, min_face) -> None:
@@ -124,7 +128,8 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     Examples:
       blazeconv detect photo.jpg
       blazeconv detect photos/ --model back --json detections.json --annotate annotated/
-      blazeconv detect photo.jpg --weights build/short_range.pth --min-score 0.6 --json -
+      blazeconv detect photo.jpg --model build/short_range.pth --min-score 0.6 --json -
+      blazeconv detect photo.jpg --model my_model.tflite --backend torch-fast
       blazeconv detect huge_folder/ --jsonl faces.jsonl --resume     # rerun the same line after an interrupt
       blazeconv detect photos/ --backend openvino
       blazeconv detect photos/ --json faces.json --ray               # on a local Ray cluster (blazeconv[ray])
@@ -147,20 +152,14 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     from ..io import atomic_path
     from ..sources import resolve
 
-    if model_name and weights:
-        raise click.UsageError("give --model or --weights, not both")
-    if variant_name and not weights:
-        raise click.UsageError("--variant only applies with --weights (--model names the variant itself)")
     if ray_address is not None:
-        _check_ray_options(ray_address, annotate_dir, fast)
+        _check_ray_options(ray_address, annotate_dir)
     elif ray_actors is not None or ray_actor_cpus != 1.0:
         raise click.UsageError("--ray-actors and --ray-actor-cpus apply with --ray")
     if resume and (jsonl_path is None or str(jsonl_path) == "-"):
         raise click.UsageError("--resume continues the file of --jsonl FILE; give both")
     if json_path is not None and jsonl_path is not None and str(json_path) == str(jsonl_path) == "-":
         raise click.UsageError("only one of --json and --jsonl can write to stdout")
-    if fast and backend not in ("auto", "torch"):
-        raise click.UsageError(f"--fast compiles the PyTorch model: it runs with --backend torch, not {backend}")
     if not tile and (tile_size is not None or tile_overlap is not None):
         raise click.UsageError("--tile-size and --tile-overlap apply with --tile")
     tiling = Tiling(tile_size, DEFAULT_OVERLAP if tile_overlap is None else tile_overlap) if tile else None
@@ -183,30 +182,27 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     results = JsonlResults(jsonl_path, resume=resume)
     if annotate_dir is None and (annotate_size is not None or overwrite or annotate_quality != 90):
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
-    annotations = _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotate_dir, overwrite)
+    model = model or resolve(DEFAULT_VARIANT)
+    model_file = model.path if model.kind != "shipped" else None
+    annotations = _check_detect_outputs(paths, videos, model_file, json_path, jsonl_path, annotate_dir, overwrite)
     if crops_dir is None and (crop_size != 112 or margin != 0.25 or min_face):
         raise click.UsageError("--crop-size, --margin and --min-face apply with --crops")
     if crops_dir is not None and ray_address is not None:
         raise click.UsageError("--crops needs the decoded images, which stay on the Ray workers: not with --ray")
     crop_names = _check_crops(paths, crops_dir, overwrite) if crops_dir is not None else {}
     results.check()
-    source = resolve(weights, role="weights") if weights else get_variant(model_name or DEFAULT_VARIANT)
-    runner = make_runner("torch" if fast else backend, source, variant_name)
+    runner = make_runner(backend, model, variant_name)
     variant = runner.variant
     results.settings = {  # what shapes the results: a --resume with other settings is refused
-        "blazeconv": __version__, "model": variant.name, "weights": str(weights.resolve()) if weights else None,
-        "backend": getattr(runner, "backend", backend), "fast": fast,
+        "blazeconv": __version__, "model": variant.name,
+        "weights": str(model_file.resolve()) if model_file else None,
+        "backend": runner.backend, "fast": runner.backend == "torch-fast",
         "min_score": variant.min_score if min_score is None else min_score, "iou_threshold": NMS_IOU_THRESHOLD,
         "fast_decode": fast_decode,
         "tile": None if tiling is None else {"size": tiling.side(variant.input_size), "overlap": tiling.overlap},
     }
     if videos:
         results.settings["video_sampling"] = sampling.settings()
-    model = runner
-    if fast:
-        from ..fast import fast_model
-
-        model = fast_model(runner.module)
     summary = not quiet and "-" not in (str(json_path), str(jsonl_path))
     count, total = 0, len(paths)
     noun = "inputs" if videos else "images"  # what the counts in messages count
@@ -235,10 +231,10 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
                 # Images are decoded and letterboxed on every core while the model runs; annotations are drawn and
                 # encoded on a thread of their own; outputs are written here, as they come.
                 if on_ray:
-                    results_in = _ray_inputs(paths, todo, videos, after, weights, variant, runner, min_score,
+                    results_in = _ray_inputs(paths, todo, videos, after, model.portable(), variant, runner, min_score,
                                              batch_size, ray_actors, ray_actor_cpus, fast_decode, tiling, sampling)
                 else:
-                    results_in = stream_inputs(model, paths, videos, variant, min_score=min_score, batch_size=batch_size,
+                    results_in = stream_inputs(runner, paths, videos, variant, min_score=min_score, batch_size=batch_size,
                                                fast_decode=fast_decode, tiling=tiling,
                                                keep_images=bool(annotations or crop_names), keep_frames=bool(crop_names),
                                                sampling=sampling, after=after, only=todo)
@@ -337,7 +333,7 @@ def _write_annotation(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def _check_ray_options(address: str, annotate_dir: Path | None, fast: bool) -> None:
+def _check_ray_options(address: str, annotate_dir: Path | None) -> None:
     """``--ray``'s address and companions, and ray installed (exit 8), before any work."""
     from ..ray import require_ray
 
@@ -346,8 +342,6 @@ def _check_ray_options(address: str, annotate_dir: Path | None, fast: bool) -> N
                                "a word right after --ray is taken as its address: put --ray after the inputs")
     if annotate_dir is not None:
         raise click.UsageError("--annotate needs the decoded images, which stay on the Ray workers: not with --ray")
-    if fast:
-        raise click.UsageError("--fast compiles the model in this process: not with --ray (use --backend)")
     require_ray()
 
 
@@ -365,7 +359,7 @@ def _ray_session(address: str | None):
         yield
 
 
-def _ray_inputs(paths, todo, videos, after, weights, variant, model, min_score, batch_size, actors, actor_cpus,
+def _ray_inputs(paths, todo, videos, after, source, variant, model, min_score, batch_size, actors, actor_cpus,
                 fast_decode, tiling, sampling):
     """``(index, result)`` of the inputs ``todo`` computed on Ray, in order: the photos by the model actors
     (``_ray_files``), each video by a task of its own (``ray.stream_videos``), all videos submitted first."""
@@ -373,13 +367,12 @@ def _ray_inputs(paths, todo, videos, after, weights, variant, model, min_score, 
 
     photos = [i for i in todo if i not in videos]
     clips = [i for i in todo if i in videos]
-    source = str(weights.resolve()) if weights else variant.name  # the workers' folder may not be ours
-    backend = getattr(model, "backend", "torch")
+    backend = model.backend  # ``source``: the model as the workers, in folders of their own, find it
     by_video = iter(stream_videos([Path(paths[i]).resolve() for i in clips], source, variant=variant.name,
                                   min_score=min_score, backend=backend, batch_size=batch_size, sampling=sampling,
                                   tiling=tiling, after=[after.get(i) for i in clips], task_cpus=actor_cpus)) \
         if clips else iter(())
-    by_photo = iter(_ray_files([paths[i] for i in photos], weights, variant, model, min_score, batch_size, actors,
+    by_photo = iter(_ray_files([paths[i] for i in photos], source, variant, model, min_score, batch_size, actors,
                                actor_cpus, fast_decode, tiling)) if photos else iter(())
     for index in todo:
         if index in videos:
@@ -389,17 +382,16 @@ def _ray_inputs(paths, todo, videos, after, weights, variant, model, min_score, 
             yield index, next(by_photo)
 
 
-def _ray_files(paths, weights, variant, model, min_score, batch_size, actors, actor_cpus, fast_decode, tiling):
+def _ray_files(paths, source, variant, model, min_score, batch_size, actors, actor_cpus, fast_decode, tiling):
     """``stream_files``' results computed on Ray by actors that load the model the way this process did."""
     from ..ray import stream_files
 
-    source = str(weights.resolve()) if weights else variant.name  # the workers' folder may not be ours
-    return stream_files(paths, source, variant=variant.name, min_score=min_score, backend=getattr(model, "backend", "torch"),
+    return stream_files(paths, source, variant=variant.name, min_score=min_score, backend=model.backend,
                         batch_size=batch_size, actors=actors, actor_cpus=actor_cpus, fast_decode=fast_decode,
                         tiling=tiling)
 
 
-def _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotate_dir, overwrite) -> list[Path]:
+def _check_detect_outputs(paths, videos, model_file, json_path, jsonl_path, annotate_dir, overwrite) -> list[Path]:
     """detect's outputs checked before any work; returns each input's annotation path (none without --annotate).
 
     Folders must exist (--annotate DIR: its parent), no output may be an input, no two inputs may share an
@@ -420,7 +412,7 @@ def _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotat
         video_paths = {Path(os.path.abspath(paths[i])) for i in videos}  # mirrored_paths passes absolute paths
         annotations = mirrored_paths(paths, annotate_dir,
                                      lambda p: ".mp4" if p in video_paths else annotation_suffix(p))
-    inputs = [("input", p) for p in paths] + ([("--weights", weights)] if weights else [])
+    inputs = [("input", p) for p in paths] + ([("--model", model_file)] if model_file else [])
     refuse_overwriting(files + [("annotation", a) for a in annotations], inputs)
     if not overwrite:
         for index, (path, annotation) in enumerate(zip(paths, annotations)):
