@@ -275,3 +275,32 @@ def test_an_image_given_as_a_model_or_weights_says_it_is_an_image(run_cli):
         FaceDetector(PHOTO)
     with pytest.raises(WeightsError, match=r"1face.png: an image \(PNG\), not PyTorch weights"):
         load_model(PHOTO)
+
+
+# ---------------------------------------------------------------------------------------- cache, workers
+
+
+def test_a_copy_of_a_shipped_tflite_shares_its_cache_entry(files, tmp_path, monkeypatch):
+    """Entries are keyed by content: a renamed copy of a shipped .tflite (or its bytes named .pth) runs the shipped
+    model's export, made once."""
+    from blazeconv import sources
+
+    monkeypatch.setenv("BLAZECONV_CACHE", str(tmp_path / "cache"))
+    exports = []
+    export = sources.export_onnx_file
+    monkeypatch.setattr(sources, "export_onnx_file", lambda *a, **k: exports.append(a[0]) or export(*a, **k))
+    copy = tmp_path / "renamed.tflite"
+    copy.write_bytes(model_path("short_range").read_bytes())
+    entry = sources.cached_onnx(copy)
+    assert sources.cached_onnx("short_range") == entry and sources.cached_onnx(files["disguised"]) == entry
+    assert entry.name.startswith(f"short_range-{VARIANTS['short_range'].sha256[:16]}-")
+    assert len(exports) == 1
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [entry.name, f"{entry.name}.sha256"]
+
+
+def test_portable_is_the_model_as_another_process_finds_it(files, converted, monkeypatch):
+    monkeypatch.chdir(files["weights"].parent)
+    assert resolve("front.pth").portable() == str(files["weights"])  # absolute: workers run in other folders
+    assert resolve("short_range").portable() == "short_range"
+    with pytest.raises(OptionsError, match="a BlazeFace128 lives in this process"):
+        resolve(load_model_from(converted)).portable()
