@@ -122,6 +122,9 @@ class _VariantName(click.ParamType):
 
 VARIANT = _VariantName()
 
+# ------------------------------------------------------------------------------------ the model argument
+
+
 class _ModelArgument(click.ParamType):
     """A model argument, the same for every command (``sources.resolve``): a shipped model's name, a ``.tflite``, a
     ``.pth`` state_dict or an ``.onnx`` network blazeconv exported, recognised by content. Converts to a
@@ -152,7 +155,7 @@ MODEL_KINDS = {
     "coreml": (("shipped", "tflite", "weights"), "it converts the weights"),
     "onnx": (("shipped", "tflite", "weights", "onnx"), ""),
     "verify": (("shipped", "tflite", "weights"), "the weights the Core ML model was built from"),
-    "bench": (("shipped", "tflite"), "LiteRT, the reference, runs TFLite files"),
+    "bench": (("shipped", "tflite", "weights", "onnx"), ""),  # bench.bench_model refuses what LiteRT cannot run
 }
 
 
@@ -242,6 +245,9 @@ def backend_option():
     return click.option("--backend", type=click.Choice(CHOICES), default="auto", show_default=True,
                         help=f"Where the model runs. {described}; auto: the first installed of "
                              f"{', '.join(AUTO_ORDER)} (fastest first, README: Speed).")
+
+
+# ------------------------------------------------------------------------------------ shared options
 
 
 def output_option(help_text: str, *, dir_okay: bool = False):
