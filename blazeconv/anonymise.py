@@ -53,16 +53,24 @@ _GPS_IFD = 0x8825
 _ORIENTATION = 0x0112
 
 
+# What ``blur`` detects with unless told otherwise (docs/bench.md, Anonymise).
+BLUR_SETTINGS = DetectionSettings(model=DEFAULT_MODEL, min_score=DEFAULT_MIN_SCORE, tile=DEFAULT_TILE)
+
+
 @functools.lru_cache(maxsize=4)
-def _detector(model: str, min_score: float | None, tile: bool, tile_size: int | None) -> FaceDetector:
-    return FaceDetector(model, min_score=min_score, tile=tile, tile_size=tile_size)
+def _detector(settings: DetectionSettings) -> FaceDetector:
+    return FaceDetector(settings=settings)
 
 
-def detector_for(model: str = DEFAULT_MODEL, min_score: float | None = DEFAULT_MIN_SCORE, tile: bool = DEFAULT_TILE,
-                 tile_size: int | None = None) -> FaceDetector:
-    """The ``FaceDetector`` ``blur`` uses for these settings (made once per process and settings). With ``tile`` and
-    no ``tile_size``, each picture's tiles are sized by ``tiling_for`` when blurring."""
-    return _detector(str(model), min_score, bool(tile), tile_size)
+def detector_for(settings: DetectionSettings | None = None, **options: Any) -> FaceDetector:
+    """The ``FaceDetector`` ``blur`` uses: ``settings`` (default ``BLUR_SETTINGS``) with ``options`` (its fields as
+    keywords) applied, made once per process and settings. With tiles and no ``tile_size``, each picture's tiles
+    are sized by ``tiling_for`` when blurring."""
+    settings = DetectionSettings.of(settings or BLUR_SETTINGS, **options)
+    try:
+        return _detector(settings)
+    except TypeError:  # a model that cannot be a key (unhashable): a detector of its own
+        return FaceDetector(settings=settings)
 
 
 def tiling_for(detector: FaceDetector, width: int, height: int) -> Tiling | None:
@@ -89,18 +97,19 @@ def _faces(detector: FaceDetector, rgb: np.ndarray) -> list[Detection]:
 
 
 def blur(image: Any, *, detector: FaceDetector | None = None, style: str = "blur", shape: str = "ellipse",
-         mask_scale: float | None = None, channels: str = "rgb", model: str = DEFAULT_MODEL,
-         min_score: float | None = DEFAULT_MIN_SCORE, tile: bool = DEFAULT_TILE) -> np.ndarray:
+         mask_scale: float | None = None, channels: str = "rgb", settings: DetectionSettings | None = None,
+         **options: Any) -> np.ndarray:
     """``image`` with its faces hidden: an ``(H, W, 3)`` uint8 array in the channel order of the input (``channels``
     ``"bgr"`` for OpenCV frames), a new array (the input is not changed).
 
     ``image``: anything ``FaceDetector`` takes (a path, an array, a Pillow image). ``detector``: the one to use
-    (default: ``detector_for(model, min_score, tile)``). ``style`` ``blur`` / ``pixelate`` / ``fill``, ``shape``
+    (default: ``detector_for(settings, **options)``: blur's own settings, with ``model``, ``min_score``, ``tile``
+    and any other detection setting given as keywords). ``style`` ``blur`` / ``pixelate`` / ``fill``, ``shape``
     ``ellipse`` / ``box``, ``mask_scale``: the region's side over the box's (``masking``).
     """
     check_channels(channels)
     masking = _masking(style, shape, mask_scale)
-    detector = detector or detector_for(model, min_score, tile)
+    detector = detector or detector_for(settings, **options)
     rgb = as_rgb(image, channels)
     out = hide_faces(rgb, _faces(detector, rgb), masking)
     return np.ascontiguousarray(out[:, :, ::-1]) if channels == "bgr" else out

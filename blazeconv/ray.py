@@ -368,17 +368,11 @@ def detect_paths(
 
 
 def _portable(settings: DetectionSettings) -> DetectionSettings:
-    """``settings`` with a model file named by its absolute path (the workers run in other folders); a shipped
-    name, or a ``Variant``, as it is. Torch modules and runners cannot travel: ``OptionsError``."""
+    """``settings`` with the model as the workers, in folders of their own, find it (``ModelSource.portable``): a
+    shipped name or a file's absolute path; a module or runner, which cannot travel: ``OptionsError``."""
     from .sources import resolve
 
-    source = resolve(settings.model)
-    if source.kind in ("module", "runner"):
-        raise OptionsError(f"on Ray the model must be a shipped name or a file every worker can read; got "
-                           f"{source.describe()}")
-    if source.kind == "shipped":
-        return settings.replace(model=source.variant.name)
-    return settings.replace(model=str(source.path.resolve()))
+    return settings.replace(model=resolve(settings.model).portable())
 
 
 def stream_files(paths: Sequence[str | Path], model: str | Path | None = None, **options: Any) -> Iterator[FileResult]:

@@ -353,7 +353,10 @@ def _check_outputs(paths, videos, model, outputs: DetectOutputs) -> list[Path]:
         video_paths = {Path(os.path.abspath(paths[i])) for i in videos}  # mirrored_paths passes absolute paths
         annotations = mirrored_paths(paths, annotate_dir,
                                      lambda p: ".mp4" if p in video_paths else annotation_suffix(p))
-    model_file = [("--model", Path(model))] if isinstance(model, (str, Path)) and Path(model).is_file() else []
+    from .sources import resolve
+
+    source = resolve(model)
+    model_file = [("--model", source.path)] if source.kind not in ("shipped", "module", "runner") else []
     refuse_overwriting(files + [("annotation", a) for a in annotations], [("input", p) for p in paths] + model_file)
     if not outputs.overwrite:
         for index, (path, annotation) in enumerate(zip(paths, annotations)):

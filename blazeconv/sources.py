@@ -22,6 +22,7 @@ promise that); converting, loading or exporting imports torch inside the functio
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,37 @@ class ModelSource:
             return f"a {type(self.obj).__name__}"
         return {"tflite": "the TFLite model", "onnx": "the ONNX model", "weights": "the weights"}[self.kind] + f" {self.path}"
 
+    def portable(self) -> str:
+        """The argument as another process resolves it to the same model (a Ray worker, a command line): a shipped
+        model's name, a file's absolute path. A module or runner lives in this process only: ``OptionsError``."""
+        if self.kind == "shipped":
+            return self.variant.name
+        if self.path is None:
+            raise OptionsError(f"{self.describe()} lives in this process: another one needs a shipped name or a "
+                               "model file")
+        return os.path.abspath(self.path)
+
+
+# What each kind of model argument is called in messages that list what an entry point takes.
+KIND_WORDS = {"shipped": "a shipped model name", "tflite": "a .tflite", "weights": "a .pth state_dict",
+              "onnx": "an .onnx network blazeconv exported", "module": "a torch module", "runner": "a runner"}
+
+
+def kinds_text(kinds: tuple[str, ...]) -> str:
+    """``a shipped model name, a .tflite or a .pth state_dict``: the kinds an entry point takes, in words."""
+    words = [word for kind, word in KIND_WORDS.items() if kind in kinds]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def require_kind(source: ModelSource, kinds: tuple[str, ...], what: str, why: str = "") -> ModelSource:
+    """``source`` when its kind is one of ``kinds``; else the one ``OptionsError`` (exit 7) every entry point gives:
+    ``blazeconv coreml takes a shipped model name, a .tflite or a .pth state_dict (why), not the ONNX model x.onnx``.
+    ``what``: the entry point; ``why``: what it does with the model, in a few words (optional)."""
+    if source.kind in kinds:
+        return source
+    reason = f" ({why})" if why else ""
+    raise OptionsError(f"{what} takes {kinds_text(kinds)}{reason}, not {source.describe()}")
+
 
 def is_runner(value: object) -> bool:
     """True for anything with a callable ``run``: a runner, used as it is."""
@@ -87,8 +119,8 @@ def shipped_model(variant: Variant) -> Path:
 def resolve(argument: Any, *, role: str = "model") -> ModelSource:
     """Say what ``argument`` is (``ModelSource``), or raise the one error every entry point gives for it.
 
-    ``role``: ``"model"`` (anything in ``KINDS``), ``"weights"`` (where only a state_dict file is meant:
-    ``detect --weights``, ``load_model``; variant names are plain paths there, a TFLite or ONNX file is refused) or
+    ``role``: ``"model"`` (anything in ``KINDS``: every command's model argument), ``"weights"`` (where only a
+    state_dict file is meant: ``load_model``; variant names are plain paths there, a TFLite or ONNX file is refused) or
     ``"tflite"`` (``tflite2torch``: the converter reads the file and names what is wrong with it).
     Errors for a URL, a missing file or a folder: ``WeightsError`` in the weights role, ``ModelFileError`` in the
     tflite role, and in the model role ``ModelFileError`` for a ``.tflite`` / ``.onnx``, ``WeightsError`` for anything
@@ -130,8 +162,9 @@ def resolve(argument: Any, *, role: str = "model") -> ModelSource:
         raise WeightsError(what + "PyTorch weights") if role == "weights" else ModelFileError(what + "a model file")
     if role == "weights" and kind != "weights":
         what = "a TFLite model" if kind == "tflite" else "an ONNX model"
-        advice = f"convert it with 'blazeconv tflite2torch {path}'" if kind == "tflite" else "run it with --backend onnxruntime"
-        raise WeightsError(f"{path}: {what}, not PyTorch weights: {advice}, or pass it as the model instead")
+        advice = f"convert it with 'blazeconv tflite2torch {path}', or give" if kind == "tflite" else "give"
+        raise WeightsError(f"{path}: {what}, not PyTorch weights: {advice} it as the model (FaceDetector, --model), "
+                           "which runs it as it is")
     return ModelSource(kind, name, path)
 
 
@@ -283,9 +316,7 @@ def load_weights(argument: Any, variant: str | Variant | None = None,
     """
     from .network import Weights, architecture_of, check_state_dict
 
-    source = resolve(argument)
-    if source.kind not in FILE_KINDS:
-        raise OptionsError(f"{source.given}: an export needs a shipped variant, a .tflite or a .pth; got {source.describe()}")
+    source = require_kind(resolve(argument), FILE_KINDS, "an export", "it reads the weights")
     if source.kind != "weights":
         if source_tflite is not None:
             raise OptionsError(f"{source.path}: --source-tflite is only for .pth weights; this is the .tflite itself")
@@ -364,13 +395,11 @@ def cached_onnx(argument: Any, *, detections: bool = False) -> Path:
     ``blazeconv.export.onnx``). Written atomically. When the entry exists, nothing but checksums is computed and
     torch is not imported.
     """
-    source = resolve(argument)
-    if source.kind not in FILE_KINDS:
-        raise OptionsError(f"{source.given}: an ONNX export needs a shipped variant, a .tflite or a .pth; "
-                           f"got {source.describe()}")
-    name = source.variant.name if source.kind == "shipped" else source.path.stem
+    source = require_kind(resolve(argument), FILE_KINDS, "an ONNX export")
+    digest = sha256_of(source.path)
+    name = _entry_name(source, digest)
     kind = "_detections" if detections else ""
-    entry = f"{name}-{sha256_of(source.path)[:16]}-{__version__}{kind}.onnx"
+    entry = f"{name}-{digest[:16]}-{__version__}{kind}.onnx"
     what = name if source.kind == "shipped" else None  # the user's own files are exported without a notice
     if detections:  # from the cached network: only the decoding and NMS are exported
         from .export.onnx import export_detections
@@ -378,6 +407,20 @@ def cached_onnx(argument: Any, *, detections: bool = False) -> Path:
         network = cached_onnx(source)
         return cache_entry(entry, what and f"{what} (with NMS)", lambda target: export_detections(network, target))
     return cache_entry(entry, what, lambda target: export_onnx_file(source, target))
+
+
+def _entry_name(source: ModelSource, digest: str) -> str:
+    """The name an export's cache entry starts with; the entry is keyed by the file's content (``digest``), never by
+    its name: a shipped model's name (also for a copy of a shipped ``.tflite``, which then shares its entry), else
+    the kind of file (``tflite``, ``pth``)."""
+    if source.kind == "shipped":
+        return source.variant.name
+    if source.kind == "tflite":
+        shipped = next((v for v in VARIANTS.values() if v.sha256 == digest), None)
+        if shipped is not None:
+            return shipped.name
+        return "tflite"
+    return "pth"
 
 
 # A cache entry's record beside it: "SIZE SHA256" of the entry as it was written.
@@ -465,8 +508,8 @@ def onnx_network(argument: Any) -> Path:
 
 
 __all__ = [
-    "FILE_KINDS", "KINDS", "ModelSource", "cache_entries", "cache_entry", "cached_onnx", "cached_weights",
-    "clear_cache", "export_onnx_file", "is_runner",
-    "load_model", "load_module", "load_state_dict", "load_weights", "onnx_network", "resolve", "shipped_model",
-    "shipped_variant_of",
+    "FILE_KINDS", "KINDS", "KIND_WORDS", "ModelSource", "cache_entries", "cache_entry", "cached_onnx", "cached_weights",
+    "clear_cache", "export_onnx_file", "is_runner", "kinds_text",
+    "load_model", "load_module", "load_state_dict", "load_weights", "onnx_network", "require_kind", "resolve",
+    "shipped_model", "shipped_variant_of",
 ]

@@ -139,7 +139,7 @@ def test_a_missing_runtime_names_its_extra(backend, extra, monkeypatch):
 
 
 def test_unknown_backend_and_device_are_options_errors():
-    with pytest.raises(OptionsError, match="unknown backend 'tensorrt'; choices: torch, onnxruntime, openvino, auto"):
+    with pytest.raises(OptionsError, match="unknown backend 'tensorrt'; choices: torch, torch-fast, onnxruntime, openvino, auto"):
         make_runner("tensorrt", "short_range")
     for backend, runtime in (("onnxruntime", "onnxruntime"), ("openvino", "OpenVINO")):
         if backend not in ONNX_BACKENDS:
@@ -180,9 +180,25 @@ def test_detect_command_with_a_backend(backend, run_cli, runner):
         assert max(iou(a["box"], b["box"]) for b in mine) >= 0.999
 
 
-def test_detect_fast_needs_the_torch_backend(run_cli):
-    code, _, err = run_cli("detect", DATA / "images" / "1face.png", "--backend", "onnxruntime", "--fast")
-    assert code == 2 and "--fast compiles the PyTorch model" in err
+def test_detect_fast_is_the_torch_fast_backend(run_cli):
+    """``--fast``, kept as a deprecated alias, selects the torch-fast backend; with another backend it is a usage
+    error (the backend is one choice)."""
+    photo = DATA / "images" / "1face.png"
+    code, _, err = run_cli("detect", photo, "--backend", "onnxruntime", "--fast")
+    assert code == 2 and "--fast is the old name of --backend torch-fast: give one of them" in err
+    code, _, err = run_cli("detect", photo, "--fast", "--jsonl", "-")
+    assert code == 0, err
+    assert "blazeconv: --fast is deprecated and will go: use --backend torch-fast" in err.splitlines()
+
+
+def test_the_torch_fast_backend_wraps_the_compiled_module(runner):
+    from blazeconv.fast import FastModel
+
+    made = runner("torch-fast", "short_range")
+    assert made.backend == "torch-fast" and isinstance(made.module, FastModel) and made.uses_torch
+    assert made.variant is VARIANTS["short_range"]
+    with pytest.raises(OptionsError, match="device 'cuda': the torch-fast backend compiles for the CPU"):
+        make_runner("torch-fast", "short_range", device="cuda")
 
 
 def test_face_detector_takes_a_backend(runner):
@@ -196,7 +212,7 @@ def test_face_detector_takes_a_backend(runner):
         assert detector.backend == backend
         assert_same_faces(detector(photo), expected)
     assert FaceDetector(backend="auto").backend == next(name for name in AUTO_ORDER if name in INSTALLED)
-    with pytest.raises(OptionsError, match="the onnxruntime backend runs a shipped variant name"):
+    with pytest.raises(OptionsError, match="the onnxruntime backend takes a shipped model name"):
         FaceDetector(runner("torch", "short_range").module, backend="onnxruntime")
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import DATA, REPO
+from helpers import DATA, REPO, assert_one_line_error, model_path
 
 from blazeconv.bench import DEFAULT_MEDIAPIPE_PYTHON, installed_onnx_backends, mediapipe_command, run_measured
 from blazeconv.bench.contenders import _MediaPipeWorker
@@ -22,7 +22,7 @@ MEDIAPIPE = REPO / DEFAULT_MEDIAPIPE_PYTHON
 
 def test_bench_without_litert_names_the_bench_extra(run_cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as if not installed
-    code, _, err = run_cli("bench", "--quick", "--variant", "short_range")
+    code, _, err = run_cli("bench", "--quick", "--model", "short_range")
     assert code == 8, err
     assert "pip install 'blazeconv[bench]'" in err and len(err.strip().splitlines()) == 1
 
@@ -44,14 +44,18 @@ def test_a_failing_command_says_why():
 
 
 def test_bench_quick_has_every_backend_and_the_targets(run_cli, tmp_path):
+    """A shipped name and a .tflite of the user's (here a renamed copy of front's) in one run: rows for each."""
     table = tmp_path / "bench.md"
-    code, out, err = run_cli("bench", "--quick", "--variant", "short_range", "--rounds", "1", "--warmup", "0",
-                             "--batch", "2", "--throughput-images", "3", "--one-photo-runs", "1",
+    mine = tmp_path / "mine.tflite"
+    mine.write_bytes(model_path("front").read_bytes())
+    code, out, err = run_cli("bench", "--quick", "--model", "short_range", "--model", mine, "--rounds", "1",
+                             "--warmup", "0", "--batch-size", "2", "--throughput-images", "3", "--one-photo-runs", "1",
                              "--mediapipe-python", tmp_path / "no-python", "-o", table)
     assert code == 0, err
     labels = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
-    for heading in ("LiteRT (XNNPACK)", "eager PyTorch", "| short_range | 2 × 1 |", "× MediaPipe images/s",
-                    "peak MiB", "detect one.jpg", "Targets (this run)", *(labels[b] for b in installed_onnx_backends())):
+    for heading in ("LiteRT (XNNPACK)", "eager PyTorch", "| short_range | 2 × 1 |", "| mine.tflite | 2 × 1 |",
+                    "× MediaPipe images/s", "peak MiB", "detect one.jpg", "Targets (this run)",
+                    *(labels[b] for b in installed_onnx_backends())):
         assert heading in out, heading
     assert f"MediaPipe not measured: {tmp_path / 'no-python'} does not exist" in out
     assert table.read_text().strip() == out.strip()
@@ -97,7 +101,7 @@ def test_bench_video_option_reaches_the_video_table(run_cli, monkeypatch):
         return report
 
     monkeypatch.setattr(blazeconv.bench, "run_bench", measured)
-    code, out, err = run_cli("bench", "--variant", "short_range", "--video", clips[0], "--video", clips[1])
+    code, out, err = run_cli("bench", "--model", "short_range", "--video", clips[0], "--video", clips[1])
     assert code == 0, err
     assert asked[0].videos == clips
     assert "| clip | process | seconds | frames/s | CPU s | peak MiB | × MediaPipe's time |" in out
@@ -106,7 +110,7 @@ def test_bench_video_option_reaches_the_video_table(run_cli, monkeypatch):
     assert "| MediaPipe FaceDetector, VIDEO mode | 1.10 | 70 | 0.90 | 180 | 1.00× |" in out
 
     asked.clear()
-    code, out, _ = run_cli("bench", "--variant", "short_range")
+    code, out, _ = run_cli("bench", "--model", "short_range")
     assert code == 0 and asked[0].videos == () and "frames/s" not in out  # no clip, no video table
 
 
@@ -124,8 +128,8 @@ def test_video_rows_count_the_frames_detect_reads(tmp_path):
 
     clip = DATA / "videos" / "asl_again.mkv"
     notes = []
-    results = _measure_videos("short_range", "onnxruntime", None, default_options(["short_range"], videos=(clip,)),
-                              notes)
+    options = default_options(["short_range"], videos=(clip,))
+    results = _measure_videos(options.models[0], "onnxruntime", None, options, notes)
     rows = results["asl_again.mkv (77 frames, 640×480)"]
     assert [r.contender for r in rows][:1] == ["detect"]
     assert all(r.images == 77 and r.seconds > 0 and r.peak_mib > 0 for r in rows)
@@ -161,3 +165,35 @@ def test_blur_rows_are_reported_against_deface_on_the_same_clip():
     assert lines[2] == "| a.mp4 | default | 100 | 2.00 | 50 | 4.0× | 300 | 50 | 96 % |"
     assert lines[3].endswith("| 1.0× | 160 | 50 | 50 % |")
     assert lines[4] == "| b.mp4 | default | 10 | 1.00 | 10 | — | 200 | 0 | — (3 frames in the output, 10 in the source) |"
+
+
+@pytest.mark.parametrize(("kind", "accepted"), [("shipped", True), ("tflite", True), ("pth", False), ("onnx", False)])
+def test_bench_takes_a_shipped_name_or_a_tflite(kind, accepted, run_cli, monkeypatch, tmp_path, converted):
+    """What reaches the options (nothing is measured): the model's label, its .tflite and its variant; a .pth or an
+    .onnx has no .tflite for LiteRT, the reference: one options error naming it (exit 7), before any work."""
+    import blazeconv.bench
+    from blazeconv.bench import BenchReport, machine_summary
+    from blazeconv.convert import save_state_dict
+
+    argument = {"shipped": "back", "tflite": tmp_path / "mine.tflite", "pth": tmp_path / "mine.pth",
+                "onnx": tmp_path / "mine.onnx"}[kind]
+    if kind == "tflite":
+        argument.write_bytes(model_path("back").read_bytes())
+    elif kind == "pth":
+        save_state_dict(converted("back").state_dict, argument)
+    elif kind == "onnx":
+        argument.write_bytes(b"not read: refused by its kind")
+    asked = []
+    monkeypatch.setattr(blazeconv.bench, "run_bench",
+                        lambda options, progress=None: asked.append(options) or BenchReport(options, machine_summary(1)))
+    code, _, err = run_cli("bench", "--model", argument, "--batch", "3")
+    if not accepted:
+        assert_one_line_error(code, err, argument, 7)
+        assert "blazeconv bench takes a shipped model name or a .tflite (LiteRT, the reference, runs TFLite files)" in err
+        assert not asked
+        return
+    assert code == 0, err
+    (model,) = asked[0].models
+    assert model.variant.name == "back" and model.name == ("back" if kind == "shipped" else "mine.tflite")
+    assert model.path.read_bytes() == model_path("back").read_bytes()
+    assert asked[0].batch_size == 3 and "blazeconv: --batch is deprecated and will go: use --batch-size" in err

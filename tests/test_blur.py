@@ -225,3 +225,20 @@ def test_blur_video_python(tmp_path):
 
     done = blazeconv.blur_video(CLIP, tmp_path / "b.mkv", detector=detector_for())
     assert done.frames == 77 and done.with_faces == 77 and done.error is None
+
+
+def test_blur_takes_detects_backend_and_tile_options(run_cli, tmp_path):
+    """``--backend``, ``--variant``, ``--tile/--no-tile`` and ``--tile-overlap`` as ``detect`` has them, reaching the
+    detector; the tile options without tiles are a usage error, as in ``detect``."""
+    from blazeconv.anonymise import detector_for
+
+    detector = detector_for(model="short_range", min_score=0.5, tile=True, tile_overlap=0.4, backend="torch",
+                            variant="front")
+    assert detector.backend == "torch" and detector.tiling.overlap == 0.4 and detector.variant.name == "front"
+    code, _, err = run_cli("blur", PHOTO, "-o", tmp_path / "a.png", "--backend", "torch", "--tile-overlap", "0.4",
+                           "--model", "short_range", "--variant", "front")
+    assert code == 0, err
+    assert "model front, min score 0.4" in err
+    code, _, err = run_cli("blur", PHOTO, "-o", tmp_path / "b.png", "--no-tile", "--tile-overlap", "0.4")
+    assert code == 2 and "--tile-size and --tile-overlap apply with tiles: not with --no-tile" in err
+    assert not (tmp_path / "b.png").exists()

@@ -201,7 +201,7 @@ def test_detect_with_weights_and_json_on_stdout(tmp_path, run_cli, converted):
 
     weights = tmp_path / "back.pth"
     save_state_dict(converted("back").state_dict, weights)
-    code, out, err = run_cli("detect", DATA / "images" / "astronaut.png", "--weights", weights, "--json", "-")
+    code, out, err = run_cli("detect", DATA / "images" / "astronaut.png", "--model", weights, "--json", "-")
     assert code == 0, err
     document = json.loads(out)
     assert len(document["images"][0]["detections"]) == 1
@@ -229,7 +229,7 @@ def test_detect_unreadable_image(kind, tmp_path, run_cli, private_cache):
 def test_detect_bad_weights(tmp_path, run_cli):
     weights = tmp_path / "w.pth"
     torch.save({"conv.weight": torch.zeros(3)}, weights)
-    code, _, err = run_cli("detect", REPO / "tests" / "data" / "images" / "1face.png", "--weights", weights)
+    code, _, err = run_cli("detect", REPO / "tests" / "data" / "images" / "1face.png", "--model", weights)
     assert_one_line_error(code, err, weights, 5)
 
 

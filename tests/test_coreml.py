@@ -782,7 +782,7 @@ def test_cli_coreml_and_verify(tmp_path, run_cli):
     assert code == 0, err
     assert "matches PyTorch" in err and "nonMaximumSuppression" in err
     # The wrong weights: a clear failure naming the model.
-    code, _, err = run_cli("verify", out, IMAGE_PATHS[0], "--weights", model_path("short_range"))
+    code, _, err = run_cli("verify", out, IMAGE_PATHS[0], "--model", model_path("short_range"))
     assert code == 1 and f"Error: {out}: differs from PyTorch" in err, err
 
 

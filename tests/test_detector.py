@@ -348,7 +348,7 @@ def test_weights_of_no_shipped_model_get_the_architectures_default(converted, tm
     assert FaceDetector(weights, variant="front").min_score == 0.75
     with pytest.raises(OptionsError, match="'back' is a blazeface256 model, the weights are blazeface128"):
         FaceDetector(weights, variant="back")
-    assert cli_json(IMAGES / "1face.png", options=("--weights", str(weights))) == [
+    assert cli_json(IMAGES / "1face.png", options=("--model", str(weights))) == [
         [f.to_dict() for f in FaceDetector(weights, backend="torch")(IMAGES / "1face.png")]]
 
 
@@ -357,7 +357,7 @@ def test_detect_json_with_weights_uses_the_variant_they_are(converted, tmp_path)
     torch.save(converted("front").state_dict, weights)
     photo = IMAGES / "3faces.png"
     want = [f.to_dict() for f in FaceDetector("front", backend="torch")(photo)]
-    assert cli_json(photo, options=("--weights", str(weights)))[0] == want
+    assert cli_json(photo, options=("--model", str(weights)))[0] == want
 
 
 @pytest.mark.parametrize(
@@ -502,12 +502,13 @@ def test_a_tflite_given_as_weights_says_what_to_run(tmp_path, run_cli):
     disguised.write_bytes(weights.read_bytes())
     for path in (weights, disguised):
         with pytest.raises(WeightsError, match=r"a TFLite model, not PyTorch weights: convert it with "
-                                               r"'blazeconv tflite2torch .*face\.(tflite|pth)'") as error:
+                                               r"'blazeconv tflite2torch .*face\.(tflite|pth)', or give it as the "
+                                               r"model \(FaceDetector, --model\)") as error:
             load_state_dict(path)
         _assert_our_message(error.value, path)
-    code, _, err = run_cli("detect", IMAGES / "1face.png", "--weights", weights, "--backend", "torch")
-    assert code == 5 and "blazeconv tflite2torch" in err and len(err.strip().splitlines()) == 1
-    assert FaceDetector(disguised).variant is VARIANTS["short_range"]  # as the model, it is welcome
+    code, out, err = run_cli("detect", IMAGES / "1face.png", "--model", disguised, "--backend", "torch", "--json", "-")
+    assert code == 0 and "model short_range" in err  # as the model, it is welcome: recognised by content
+    assert FaceDetector(disguised).variant is VARIANTS["short_range"]
 
 
 def test_a_whole_pickled_module_gets_our_own_one_line_message(tmp_path, converted, run_cli):
@@ -517,7 +518,7 @@ def test_a_whole_pickled_module_gets_our_own_one_line_message(tmp_path, converte
         load_model(weights)
     _assert_our_message(error.value, weights)
     assert "state_dict()" in str(error.value)
-    code, _, err = run_cli("detect", IMAGES / "1face.png", "--weights", weights, "--backend", "torch")
+    code, _, err = run_cli("detect", IMAGES / "1face.png", "--model", weights, "--backend", "torch")
     assert code == 5 and "\x1b" not in err and "weights_only=False" not in err and len(err.strip().splitlines()) == 1
 
 
@@ -525,5 +526,5 @@ def test_a_whole_pickled_module_gets_our_own_one_line_message(tmp_path, converte
 def test_a_url_given_as_weights_is_not_read(url, run_cli):
     with pytest.raises(WeightsError, match="URLs are not read; download the file first"):
         load_model(url)
-    code, _, err = run_cli("detect", IMAGES / "1face.png", "--weights", url)
+    code, _, err = run_cli("detect", IMAGES / "1face.png", "--model", url)
     assert code in (2, 5) and "URLs are not read" in err and len(err.strip().splitlines()) == 1  # the CLI may say first

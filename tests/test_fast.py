@@ -238,13 +238,13 @@ def test_detect_fast_and_plain_agree(run_cli, converted, tmp_path):
     save_state_dict(converted("short_range").state_dict, weights)
     image = DATA / "images" / "3faces.png"
     outputs = {}
-    for flag in ("--fast", "--no-fast"):
-        code, out, err = run_cli("detect", image, "--weights", weights, "--json", "-", flag)
+    for backend in ("torch-fast", "torch"):
+        code, out, err = run_cli("detect", image, "--model", weights, "--json", "-", "--backend", backend)
         assert code == 0, err
-        outputs[flag] = out
+        outputs[backend] = out
     import json
 
-    fast, plain = (json.loads(outputs[f])["images"][0]["detections"] for f in ("--fast", "--no-fast"))
+    fast, plain = (json.loads(outputs[b])["images"][0]["detections"] for b in ("torch-fast", "torch"))
     assert len(fast) == len(plain) == 3
     for a, b in zip(fast, plain):
         assert abs(a["score"] - b["score"]) < 1e-4
@@ -253,8 +253,8 @@ def test_detect_fast_and_plain_agree(run_cli, converted, tmp_path):
 
 def test_bench_smoke(run_cli, tmp_path):
     table = tmp_path / "bench.md"
-    code, out, err = run_cli("bench", "--quick", "--variant", "short_range", "--rounds", "1", "--warmup", "0",
-                             "--batch", "2", "--throughput-images", "6", "-o", table)
+    code, out, err = run_cli("bench", "--quick", "--model", "short_range", "--rounds", "1", "--warmup", "0",
+                             "--batch-size", "2", "--throughput-images", "6", "-o", table)
     assert code == 0, err
     for heading in ("LiteRT (XNNPACK)", "eager PyTorch", "fast start-up", "decode + NMS ms", "images/s",
                     "Conversion stages", "torch ", "cores"):

@@ -2,7 +2,7 @@
 
 Thousands of mutated, truncated and spliced versions of the shipped ``.tflite`` files go through
 ``blazeconv tflite2torch`` (in-process, as a user runs it), and mutated ``.pth`` files (the original PyTorch
-port's two files and one tflite2torch wrote) through the weights loading of ``blazeconv detect --weights``
+port's two files and one tflite2torch wrote) through the weights loading of ``blazeconv detect --model``
 (``load_model``; a refused file also through the CLI, for its message). Every case must end in one of the
 allowed outcomes:
 
@@ -56,7 +56,7 @@ STALL_SECONDS = 60.0
 STARTUP_SECONDS = 240.0  # imports, field maps and the warm-up run before a worker's first line
 MEMORY_GROWTH = 256 << 20
 MEMORY_CAP = 1 << 30
-PTH_EVERY = 8  # one case in eight mutates a .pth and loads it as detect --weights does
+PTH_EVERY = 8  # one case in eight mutates a .pth and loads it as detect --model does
 PTH_SEEDS = [REPO / "tests" / "data" / "seed" / name for name in ("blazeface.pth", "blazefaceback.pth")]
 
 # Exit code -> outcome name (the documented codes a broken file may produce).
@@ -331,7 +331,7 @@ def _run_cli(args: list[str]) -> tuple[int, str]:
 
 
 def _load_weights(source: Path) -> tuple[int, str]:
-    """``detect --weights`` up to the point where the weights are loaded: ``load_model``, and when it refuses the
+    """``detect --model`` up to the point where the weights are loaded: ``load_model``, and when it refuses the
     file, the CLI itself (which stops at the same place) for its exit code and message."""
     from blazeconv.errors import WeightsError
     from blazeconv.sources import load_model
@@ -339,7 +339,7 @@ def _load_weights(source: Path) -> tuple[int, str]:
     try:
         load_model(source)
     except WeightsError:
-        return _run_cli(["detect", str(IMAGE), "--weights", str(source)])
+        return _run_cli(["detect", str(IMAGE), "--model", str(source)])
     return 0, ""
 
 
@@ -578,7 +578,7 @@ def _replay(number: int) -> None:
 
         args = ["--debug", "tflite2torch", str(path), "-o", str(Path(tmp) / "out.pth")]
         if case.kind == "pth":
-            args = ["--debug", "detect", str(IMAGE), "--weights", str(path)]
+            args = ["--debug", "detect", str(IMAGE), "--model", str(path)]
         print(json.dumps(run_case(case, Path(tmp), seconds=0)))
         path.write_bytes(case.data)
         main(args)

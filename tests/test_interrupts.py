@@ -179,7 +179,7 @@ def weights(tmp_path, converted) -> list:
     """detect's options for the short_range weights on the torch backend (the code under test; no ONNX export)."""
     path = tmp_path / "short_range.pth"
     torch.save(converted("short_range").state_dict, path)
-    return ["--weights", path, "--backend", "torch"]
+    return ["--model", path, "--backend", "torch"]
 
 
 @pytest.fixture
@@ -211,7 +211,7 @@ def test_a_signal_during_the_first_heavy_import_is_handled_after_it(module, sign
 def test_a_signal_during_the_import_of_onnxruntime_is_handled_after_it(tmp, tmp_path, weights):
     """ONNX Runtime is a pybind11 module too (the onnxruntime and auto backends import it)."""
     pytest.importorskip("onnxruntime")
-    code, stdout, err = interrupt(["detect", DATA / "images" / "1face.png", "--weights", weights[1], "--backend",
+    code, stdout, err = interrupt(["detect", DATA / "images" / "1face.png", "--model", weights[1], "--backend",
                                    "onnxruntime"], tmp, "import:onnxruntime.capi._pybind_state", signal.SIGINT)
     assert_interrupted(code, err, signal.SIGINT)
     assert stdout == "" and not left_in(tmp) and not hidden_leftovers(tmp_path)

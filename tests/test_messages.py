@@ -13,8 +13,8 @@ PHOTO = DATA / "images" / "1face.png"
     "args",
     [
         ["detect", "https://example.com/photo.jpg"],
-        ["detect", PHOTO, "--weights", "http://example.com/w.pth"],
-        ["detect", PHOTO, "--weights=s3://bucket/w.pth"],
+        ["detect", PHOTO, "--model", "http://example.com/w.pth"],
+        ["detect", PHOTO, "--model=s3://bucket/w.pth"],
         ["tflite2torch", "https://storage.googleapis.com/mediapipe-models/face_detector/x.tflite"],
         ["verify", "ftp://example.com/model.mlpackage"],
     ],
@@ -46,11 +46,23 @@ def test_bad_detect_thresholds_are_options_errors(option, value, run_cli):
     assert out == ""
 
 
-@pytest.mark.parametrize("option", ["--iou-threshold", "--score-threshold"])
+@pytest.mark.parametrize("option", ["--iou-threshold", "--min-score", "--score-threshold"])
 def test_bad_coreml_thresholds_are_options_errors(option, tmp_path, run_cli):
     code, _, err = run_cli("coreml", "front", option, "nan", "-o", tmp_path / "x.mlpackage")
     assert_one_line_error(code, err, f"{option} nan", 7)
     assert not (tmp_path / "x.mlpackage").exists()
+
+
+@pytest.mark.parametrize(("args", "old", "new"), [
+    (["coreml", "front", "--score-threshold", "0.6", "--min-score", "0.5"], "--score-threshold", "--min-score"),
+    (["bench", "--batch", "4", "--batch-size", "8"], "--batch", "--batch-size"),
+    (["detect", PHOTO, "--fast", "--backend", "torch"], "--fast", "--backend torch-fast"),
+    (["detect", PHOTO, "--weights", "front", "--model", "front"], "--weights", "--model"),
+])
+def test_an_old_option_name_and_its_new_one_together_are_a_usage_error(args, old, new, run_cli):
+    """The old names still work, with a one-line notice; given with the new name, one of them must go."""
+    code, out, err = run_cli(*args)
+    assert code == 2 and f"{old} is the old name of {new}: give one of them" in err and out == ""
 
 
 def test_verify_on_files_that_are_not_core_ml_says_what_it_expected(tmp_path, run_cli, converted):

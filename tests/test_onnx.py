@@ -283,7 +283,8 @@ def test_cached_onnx_refuses_other_files(tmp_path):
 
     network = tmp_path / "model.onnx"
     network.write_bytes(b"an ONNX file is already an export")
-    with pytest.raises(OptionsError, match="needs a shipped variant, a .tflite or a .pth; got the ONNX model"):
+    with pytest.raises(OptionsError, match="an ONNX export takes a shipped model name, a .tflite or a .pth "
+                                           "state_dict, not the ONNX model"):
         cached_onnx(network)
     with pytest.raises(ModelFileError, match="no such file"):
         cached_onnx(tmp_path / "missing.tflite")
@@ -339,7 +340,8 @@ def test_cli_without_onnxscript_names_the_extra(tmp_path, run_cli, monkeypatch):
         (["short_range", "--max-faces", "0"], 2, "max-faces"),
         (["short_range", "--min-score", "1.5"], 7, "--min-score 1.5: expected a number from 0 to 1"),
         (["short_range", "--detections", "--iou-threshold", "nan"], 7, "--iou-threshold nan"),
-        (["net.onnx", "-o", "out.onnx"], 7, "net.onnx: an .onnx source only takes --detections"),
+        (["net.onnx", "-o", "out.onnx"], 7, "net.onnx: already an ONNX network; add --detections"),
+        (["net.onnx", "--detections", "--source-tflite", "net.onnx"], 7, "--source-tflite is only for .pth weights"),
         (["net.onnx", "--detections"], 3, "net.onnx: not a readable ONNX model"),
     ],
 )
@@ -363,3 +365,18 @@ def test_export_detections_needs_a_raw_network(exported, tmp_path):
     with pytest.raises(ModelFileError, match="not a raw BlazeFace network exported by blazeconv"):
         export_detections(exported("front", detections=True), tmp_path / "twice.onnx")
     assert not list(tmp_path.iterdir())
+
+
+def test_export_detections_takes_a_variant_override(exported, tmp_path, run_cli):
+    """``--variant`` overrides what the network's metadata names, for an .onnx as for any other model file: it must
+    fit the architecture, and the source SHA-256 (of another model's file) is dropped."""
+    import onnx
+
+    network = exported("short_range")
+    out = tmp_path / "as_front.onnx"
+    code, _, err = run_cli("onnx", network, "--detections", "--variant", "front", "-o", out)
+    assert code == 0, err
+    meta = {p.key: p.value for p in onnx.load_model(str(out)).metadata_props}
+    assert meta["variant"] == "front" and meta["source_sha256"] == "unknown"
+    code, _, err = run_cli("onnx", network, "--detections", "--variant", "back", "-o", tmp_path / "x.onnx")
+    assert code == 7 and "variant 'back' is a blazeface256 model, the weights are blazeface128 (short_range)" in err

@@ -107,17 +107,17 @@ def test_no_folder_is_created_for_outputs(option, tmp_path, run_cli, weights):
     if option == "-o":
         args = ["tflite2torch", model_path("front"), "-o", missing / "x.pth"]
     else:
-        args = ["detect", PHOTOS / "1face.png", "--weights", weights, option, missing / "x.json"]
+        args = ["detect", PHOTOS / "1face.png", "--model", weights, option, missing / "x.json"]
     code, out, err = run_cli(*args)
     assert_one_line_error(code, err, missing, 1)
     assert "does not exist" in err and not missing.exists() and out == ""
 
 
 def test_annotate_creates_its_folder_but_not_its_parents(tmp_path, run_cli, weights):
-    code, _, err = run_cli("detect", PHOTOS / "1face.png", "--weights", weights, "--annotate", tmp_path / "a" / "b")
+    code, _, err = run_cli("detect", PHOTOS / "1face.png", "--model", weights, "--annotate", tmp_path / "a" / "b")
     assert_one_line_error(code, err, tmp_path / "a", 1)
     assert not (tmp_path / "a").exists()
-    code, _, err = run_cli("detect", PHOTOS / "1face.png", "--weights", weights, "--annotate", tmp_path / "a")
+    code, _, err = run_cli("detect", PHOTOS / "1face.png", "--model", weights, "--annotate", tmp_path / "a")
     assert code == 0, err
     assert (tmp_path / "a" / "1face.png").is_file()
 
@@ -179,12 +179,12 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(case, tmp_path, r
         "tflite2torch-onto-its-model": (["tflite2torch", model, "-o", model], [model]),
         "tflite2torch-onto-a-symlink-to-it": (["tflite2torch", model, "-o", _link("symlink", model, tmp_path / "l.pth")],
                                               [tmp_path / "l.pth", model]),
-        "detect-json-onto-an-image": (["detect", photos, "--weights", weights, "--json", image], [image]),
+        "detect-json-onto-an-image": (["detect", photos, "--model", weights, "--json", image], [image]),
         "detect-jsonl-onto-a-hardlink-of-an-image": (
-            ["detect", photos, "--weights", weights, "--jsonl", _link("hardlink", image, tmp_path / "h.jsonl")],
+            ["detect", photos, "--model", weights, "--jsonl", _link("hardlink", image, tmp_path / "h.jsonl")],
             [tmp_path / "h.jsonl", image]),
-        "detect-json-onto-the-weights": (["detect", image, "--weights", weights, "--json", weights], [weights]),
-        "annotate-into-the-png-folder": (["detect", photos, "--weights", weights, "--annotate", photos], [image]),
+        "detect-json-onto-the-weights": (["detect", image, "--model", weights, "--json", weights], [weights]),
+        "annotate-into-the-png-folder": (["detect", photos, "--model", weights, "--annotate", photos], [image]),
         "anchors-onto-its-options": (["anchors", "--options", options, "-o", options], [options]),
         "coreml-onto-its-anchors": (["coreml", model, "--format", "neuralnetwork", "--anchors", anchors_npy,
                                      "-o", anchors_npy], [anchors_npy]),
@@ -205,23 +205,23 @@ def test_annotations_are_named_like_their_input_and_never_replace_a_users_file(t
         image.convert("RGB").save(photos / "3faces.jpg", quality=95)
     shutil.copyfile(PHOTOS / "1face.png", photos / "1face.png")
     # A JPEG's annotation is a JPEG of the same name: into the photos' own folder it would be the input itself.
-    code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate", photos)
+    code, _, err = run_cli("detect", photos, "--model", weights, "--annotate", photos)
     assert_one_line_error(code, err, photos, 2)
     assert "blazeconv never writes its inputs" in err
-    code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate", annotated)
+    code, _, err = run_cli("detect", photos, "--model", weights, "--annotate", annotated)
     assert code == 0, err
     assert sorted(p.name for p in annotated.iterdir()) == ["1face.png", "3faces.jpg"]
     assert Image.open(annotated / "3faces.jpg").format == "JPEG" and Image.open(annotated / "1face.png").format == "PNG"
     # Rerunning replaces blazeconv's own annotations of the same images...
-    assert run_cli("detect", photos, "--weights", weights, "--annotate", annotated)[0] == 0
+    assert run_cli("detect", photos, "--model", weights, "--annotate", annotated)[0] == 0
     # ...but not a file of the user's that has an annotation's name, unless --overwrite says so.
     holiday = annotated / "1face.png"
     shutil.copyfile(PHOTOS / "4faces.png", holiday)
     mine = holiday.read_bytes()
-    code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate", annotated)
+    code, _, err = run_cli("detect", photos, "--model", weights, "--annotate", annotated)
     assert_one_line_error(code, err, holiday, 2)
     assert "--overwrite" in err and holiday.read_bytes() == mine
-    code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate", annotated, "--overwrite")
+    code, _, err = run_cli("detect", photos, "--model", weights, "--annotate", annotated, "--overwrite")
     assert code == 0, err and holiday.read_bytes() != mine
 
 
@@ -232,11 +232,11 @@ def test_annotate_size_and_quality(tmp_path, run_cli, weights):
     photos.mkdir()
     with Image.open(PHOTOS / "astronaut.png") as image:
         image.convert("RGB").resize((2000, 2000)).save(photos / "big.jpg", quality=95)
-    code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate", annotated, "--annotate-size", "500",
+    code, _, err = run_cli("detect", photos, "--model", weights, "--annotate", annotated, "--annotate-size", "500",
                            "--annotate-quality", "70")
     assert code == 0, err
     assert Image.open(annotated / "big.jpg").size == (500, 500)
-    code, _, err = run_cli("detect", photos, "--weights", weights, "--annotate-size", "500")
+    code, _, err = run_cli("detect", photos, "--model", weights, "--annotate-size", "500")
     assert code == 2 and "apply with --annotate" in err
 
 
@@ -257,7 +257,7 @@ def test_same_names_in_two_folders_give_two_annotations(tmp_path, run_cli, weigh
     for folder, photo in (("a", "1face.png"), ("b", "3faces.png")):
         (tmp_path / folder).mkdir()
         shutil.copy(PHOTOS / photo, tmp_path / folder / "1.png")
-    code, _, err = run_cli("detect", tmp_path / "a" / "1.png", tmp_path / "b" / "1.png", "--weights", weights,
+    code, _, err = run_cli("detect", tmp_path / "a" / "1.png", tmp_path / "b" / "1.png", "--model", weights,
                            "--annotate", tmp_path / "out")
     assert code == 0, err
     assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png")) == ["a/1.png", "b/1.png"]
@@ -270,7 +270,7 @@ def test_a_colliding_annotation_is_refused_before_any_work(tmp_path, run_cli, we
     with Image.open(PHOTOS / "3faces.png") as image:  # both annotated as x.jpg
         image.convert("RGB").save(tmp_path / "x.jpeg")
         image.convert("RGB").save(tmp_path / "x.jpg")
-    code, _, err = run_cli("detect", tmp_path, "--weights", weights, "--annotate", tmp_path / "out")
+    code, _, err = run_cli("detect", tmp_path, "--model", weights, "--annotate", tmp_path / "out")
     assert_one_line_error(code, err, tmp_path / "x.jpg", 2)
     assert "x.jpeg" in err and not (tmp_path / "out").exists()
 
@@ -286,7 +286,7 @@ def test_jsonl_has_one_object_per_image_with_the_json_fields(tmp_path, run_cli, 
     folder = tmp_path / "photos"
     shutil.copytree(PHOTOS, folder)
     (folder / "broken.png").write_bytes(b"not a picture")
-    code, _, err = run_cli("detect", folder, "--weights", weights, "--jsonl", tmp_path / "d.jsonl", "--json",
+    code, _, err = run_cli("detect", folder, "--model", weights, "--jsonl", tmp_path / "d.jsonl", "--json",
                            tmp_path / "d.json")
     assert code == 6
     lines = _lines(tmp_path / "d.jsonl")
@@ -300,36 +300,36 @@ def test_jsonl_has_one_object_per_image_with_the_json_fields(tmp_path, run_cli, 
 def test_resume_appends_only_what_is_missing_and_redoes_a_torn_line(tmp_path, run_cli, weights):
     images = sorted(PHOTOS.glob("*.png"))
     out = tmp_path / "d.jsonl"
-    code, _, err = run_cli("detect", *images, "--weights", weights, "--jsonl", out)
+    code, _, err = run_cli("detect", *images, "--model", weights, "--jsonl", out)
     assert code == 0, err
     complete = out.read_text().splitlines(keepends=True)
     # A killed run: the settings line, three whole records and half of the fourth.
     out.write_text("".join(complete[:4]) + complete[4][: len(complete[4]) // 2])
-    code, _, err = run_cli("detect", *images, "--weights", weights, "--jsonl", out, "--resume")
+    code, _, err = run_cli("detect", *images, "--model", weights, "--jsonl", out, "--resume")
     assert code == 0, err
     assert "3 of" in err  # says what it skipped
     assert out.read_text() == "".join(complete)
-    code, stdout, err = run_cli("detect", *images, "--weights", weights, "--jsonl", out, "--resume")
+    code, stdout, err = run_cli("detect", *images, "--model", weights, "--jsonl", out, "--resume")
     assert code == 0 and out.read_text() == "".join(complete) and stdout == ""  # nothing left to do
 
 
 def test_jsonl_without_resume_never_replaces_a_previous_run(tmp_path, run_cli, weights):
     out = tmp_path / "d.jsonl"
     out.write_text('{"path": "earlier.png", "detections": []}\n')
-    code, _, err = run_cli("detect", PHOTOS / "1face.png", "--weights", weights, "--jsonl", out)
+    code, _, err = run_cli("detect", PHOTOS / "1face.png", "--model", weights, "--jsonl", out)
     assert_one_line_error(code, err, out, 2)
     assert "--resume" in err and out.read_text() == '{"path": "earlier.png", "detections": []}\n'
 
 
 def test_resume_needs_jsonl(run_cli, weights):
-    code, _, err = run_cli("detect", PHOTOS / "1face.png", "--weights", weights, "--resume")
+    code, _, err = run_cli("detect", PHOTOS / "1face.png", "--model", weights, "--resume")
     assert code == 2 and "--jsonl" in err
 
 
 def test_json_is_written_even_when_every_image_failed(tmp_path, run_cli, weights):
     (tmp_path / "a.png").write_bytes(b"no")
     (tmp_path / "b.png").write_bytes(b"nope")
-    code, out, err = run_cli("detect", tmp_path / "a.png", tmp_path / "b.png", "--weights", weights, "--json", "-")
+    code, out, err = run_cli("detect", tmp_path / "a.png", tmp_path / "b.png", "--model", weights, "--json", "-")
     assert code == 6 and "b.png" in err.splitlines()[-1]
     document = json.loads(out)
     assert document["images"] == [] and len(document["errors"]) == 2
@@ -339,19 +339,19 @@ def test_json_is_written_even_when_every_image_failed(tmp_path, run_cli, weights
 
 
 def test_the_summary_is_data_on_stdout_and_quiet_silences_it(tmp_path, run_cli, weights):
-    code, out, err = run_cli("detect", PHOTOS / "3faces.png", PHOTOS / "1face.png", "--weights", weights)
+    code, out, err = run_cli("detect", PHOTOS / "3faces.png", PHOTOS / "1face.png", "--model", weights)
     assert code == 0, err
     assert out.startswith(f"{PHOTOS / '3faces.png'}: 3 faces\n  score ") and f"{PHOTOS / '1face.png'}: 1 face\n" in out
     assert "3faces.png" not in err and "2 image(s)" in err
-    code, out, err = run_cli("detect", PHOTOS / "3faces.png", "--weights", weights, "--quiet")
+    code, out, err = run_cli("detect", PHOTOS / "3faces.png", "--model", weights, "--quiet")
     assert code == 0 and out == "" and "3faces.png" not in err
 
 
 def test_json_on_stdout_is_the_only_thing_there(tmp_path, run_cli, weights):
-    code, out, err = run_cli("detect", PHOTOS / "3faces.png", "--weights", weights, "--json", "-")
+    code, out, err = run_cli("detect", PHOTOS / "3faces.png", "--model", weights, "--json", "-")
     assert code == 0, err
     assert len(json.loads(out)["images"][0]["detections"]) == 3
-    code, out, err = run_cli("detect", PHOTOS / "3faces.png", PHOTOS / "1face.png", "--weights", weights,
+    code, out, err = run_cli("detect", PHOTOS / "3faces.png", PHOTOS / "1face.png", "--model", weights,
                              "--jsonl", "-")
     assert code == 0, err
     assert [len(json.loads(line)["detections"]) for line in out.splitlines()] == [3, 1]

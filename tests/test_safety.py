@@ -245,13 +245,13 @@ USER_ERRORS = {
                                 1, lambda t: t / "blocker" / "x.pth"),
     "anchors-output-folder-is-a-file": (lambda t: ["anchors", "--variant", "front", "-o", _file_in_place_of_folder(t) / "a.npy"],
                                         1, lambda t: t / "blocker" / "a.npy"),
-    "weights-missing": (lambda t: ["detect", DATA / "images" / "1face.png", "--weights", t / "missing.pth"], 5,
+    "weights-missing": (lambda t: ["detect", DATA / "images" / "1face.png", "--model", t / "missing.pth"], 5,
                         lambda t: t / "missing.pth"),
-    "json-folder-is-a-file": (lambda t: ["detect", DATA / "images" / "1face.png", "--weights", t / "w.pth", "--json",
+    "json-folder-is-a-file": (lambda t: ["detect", DATA / "images" / "1face.png", "--model", t / "w.pth", "--json",
                                          _file_in_place_of_folder(t) / "d.json"], 1, lambda t: t / "blocker" / "d.json"),
-    "annotate-folder-under-a-file": (lambda t: ["detect", DATA / "images" / "1face.png", "--weights", t / "w.pth",
+    "annotate-folder-under-a-file": (lambda t: ["detect", DATA / "images" / "1face.png", "--model", t / "w.pth",
                                                 "--annotate", _file_in_place_of_folder(t) / "out"], 1, lambda t: t / "blocker"),
-    "image-missing": (lambda t: ["detect", t / "missing.png", "--weights", t / "w.pth"], 6, lambda t: t / "missing.png"),
+    "image-missing": (lambda t: ["detect", t / "missing.png", "--model", t / "w.pth"], 6, lambda t: t / "missing.png"),
     "options-not-json": (lambda t: ["anchors", "--options", DATA / "images" / "1face.png"], 7, lambda t: "1face.png"),
 }
 

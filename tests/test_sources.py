@@ -5,6 +5,8 @@ words and exit code wherever the same argument is refused.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from helpers import DATA, assert_one_line_error, model_path
@@ -120,7 +122,7 @@ def test_every_kind_of_model_on_every_backend(case, backend, files):
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_an_onnx_network_runs_on_the_onnx_backends_only(backend, onnx_file):
     if backend == "torch":
-        with pytest.raises(OptionsError, match="the torch backend runs .*; got the ONNX model .*back.onnx"):
+        with pytest.raises(OptionsError, match="the torch backend takes .* or a torch module, not the ONNX model .*back.onnx"):
             FaceDetector(onnx_file, backend="torch")
         return
     detector = FaceDetector(onnx_file, backend=backend)
@@ -138,7 +140,7 @@ def test_auto_runs_an_onnx_file_on_an_onnx_runtime(onnx_file):
 
 @pytest.mark.parametrize("backend", ONNX_BACKENDS)
 def test_a_module_has_no_onnx_file(backend, converted):
-    with pytest.raises(OptionsError, match=f"the {backend} backend runs a shipped variant name.*; got a BlazeFace128"):
+    with pytest.raises(OptionsError, match=f"the {backend} backend takes a shipped model name, .*, not a BlazeFace128"):
         make_runner(backend, load_model_from(converted))
 
 
@@ -158,7 +160,8 @@ def test_a_variant_that_does_not_fit_is_refused_on_every_backend(backend, files)
 
 
 @pytest.mark.parametrize(("argument", "words"), [
-    ("tflite", "a TFLite model, not PyTorch weights: convert it with 'blazeconv tflite2torch"),
+    ("tflite", "a TFLite model, not PyTorch weights: convert it with 'blazeconv tflite2torch .*', or give it as the "
+               r"model \(FaceDetector, --model\)"),
     ("disguised", "a TFLite model, not PyTorch weights"),
     ("missing.pth", "missing.pth: no such file"),
     ("folder", "not a file"),
@@ -179,21 +182,37 @@ def test_an_onnx_file_is_not_weights(onnx_file):
 
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 @pytest.mark.parametrize(("argument", "code", "words"), [
-    ("tflite", 5, "a TFLite model, not PyTorch weights"),
-    ("disguised", 5, "a TFLite model, not PyTorch weights"),
     ("missing.pth", 5, "no such file"),
+    ("missing.tflite", 3, "no such file"),
+    ("folder", 5, "not a file"),
     ("https://example.com/w.pth", 2, "URLs are not read"),
 ])
-def test_detect_weights_gives_one_error_whatever_the_backend(argument, code, words, backend, files, run_cli):
+def test_detect_model_gives_one_error_whatever_the_backend(argument, code, words, backend, files, run_cli):
     argument = files.get(argument, argument)
-    exit_code, out, err = run_cli("detect", PHOTO, "--weights", argument, "--backend", backend)
+    exit_code, out, err = run_cli("detect", PHOTO, "--model", argument, "--backend", backend)
     assert_one_line_error(exit_code, err, argument, code)
     assert words in err and out == ""
 
 
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_detect_runs_a_tflite_named_pth_on_every_backend(backend, files, run_cli):
+    """Recognised by content: the old ``--weights`` refused a TFLite file (a dead end); ``--model`` runs it."""
+    code, out, err = run_cli("detect", PHOTO, "--model", files["disguised"], "--backend", backend, "--json", "-")
+    assert code == 0, err
+    assert "model short_range" in err and len(json.loads(out)["images"][0]["detections"]) == 1
+
+
+def test_weights_is_a_deprecated_alias_of_model(files, run_cli):
+    code, out, err = run_cli("detect", PHOTO, "--weights", files["weights"], "--json", "-")
+    assert code == 0, err
+    assert "blazeconv: --weights is deprecated and will go: use --model" in err.splitlines()
+    code, _, err = run_cli("detect", PHOTO, "--weights", files["weights"], "--model", "short_range")
+    assert code == 2 and "--weights is the old name of --model: give one of them" in err
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_detect_weights_that_do_not_fit_the_variant(backend, files, run_cli):
-    code, _, err = run_cli("detect", PHOTO, "--weights", files["weights"], "--variant", "back", "--backend", backend)
+    code, _, err = run_cli("detect", PHOTO, "--model", files["weights"], "--variant", "back", "--backend", backend)
     assert_one_line_error(code, err, "variant 'back' is a blazeface256 model, the weights are blazeface128", 7)
 
 
@@ -241,7 +260,7 @@ def test_export_commands_read_a_tflite_named_pth(files, tmp_path, run_cli):
 
 
 @pytest.mark.parametrize("command", [["detect", PHOTO, "--model"], ["anchors", "--variant"],
-                                     ["detect", PHOTO, "--weights", DATA / "images" / "3faces.png", "--variant"]])
+                                     ["detect", PHOTO, "--model", "short_range", "--variant"]])
 def test_a_mistyped_variant_is_one_options_error_with_a_suggestion(command, run_cli, tmp_path):
     code, _, err = run_cli(*command, "short-range")
     assert_one_line_error(code, err, "short-range", 7)
@@ -249,8 +268,39 @@ def test_a_mistyped_variant_is_one_options_error_with_a_suggestion(command, run_
 
 
 def test_an_image_given_as_a_model_or_weights_says_it_is_an_image(run_cli):
-    code, _, err = run_cli("detect", PHOTO, "--weights", PHOTO)
-    assert_one_line_error(code, err, PHOTO, 5)
-    assert "an image (PNG), not PyTorch weights" in err
+    code, _, err = run_cli("detect", PHOTO, "--model", PHOTO)
+    assert_one_line_error(code, err, PHOTO, 3)
+    assert "an image (PNG), not a model file" in err
     with pytest.raises(ModelFileError, match=r"1face.png: an image \(PNG\), not a model file"):
         FaceDetector(PHOTO)
+    with pytest.raises(WeightsError, match=r"1face.png: an image \(PNG\), not PyTorch weights"):
+        load_model(PHOTO)
+
+
+# ---------------------------------------------------------------------------------------- cache, workers
+
+
+def test_a_copy_of_a_shipped_tflite_shares_its_cache_entry(files, tmp_path, monkeypatch):
+    """Entries are keyed by content: a renamed copy of a shipped .tflite (or its bytes named .pth) runs the shipped
+    model's export, made once."""
+    from blazeconv import sources
+
+    monkeypatch.setenv("BLAZECONV_CACHE", str(tmp_path / "cache"))
+    exports = []
+    export = sources.export_onnx_file
+    monkeypatch.setattr(sources, "export_onnx_file", lambda *a, **k: exports.append(a[0]) or export(*a, **k))
+    copy = tmp_path / "renamed.tflite"
+    copy.write_bytes(model_path("short_range").read_bytes())
+    entry = sources.cached_onnx(copy)
+    assert sources.cached_onnx("short_range") == entry and sources.cached_onnx(files["disguised"]) == entry
+    assert entry.name.startswith(f"short_range-{VARIANTS['short_range'].sha256[:16]}-")
+    assert len(exports) == 1
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [entry.name, f"{entry.name}.sha256"]
+
+
+def test_portable_is_the_model_as_another_process_finds_it(files, converted, monkeypatch):
+    monkeypatch.chdir(files["weights"].parent)
+    assert resolve("front.pth").portable() == str(files["weights"])  # absolute: workers run in other folders
+    assert resolve("short_range").portable() == "short_range"
+    with pytest.raises(OptionsError, match="a BlazeFace128 lives in this process"):
+        resolve(load_model_from(converted)).portable()

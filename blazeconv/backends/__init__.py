@@ -4,6 +4,8 @@ A runner follows ``backends.runner.Runner``: ``run(batch)`` on numpy, TFLite's r
 ``make_runner`` builds one from any model argument (``sources.resolve`` says what it is):
 
 * ``torch``: the PyTorch module (``backends.torch.TorchRunner``);
+* ``torch-fast``: the PyTorch module compiled for the CPU by ``blazeconv.fast`` (``backends.torch_fast``; a second
+  or so to start, then faster per call; never chosen by ``auto``);
 * ``onnxruntime`` (extra ``blazeconv[onnx]``) and ``openvino`` (extra ``blazeconv[openvino]``): an ONNX file given
   as the model, or the model's ONNX export (``sources.cached_onnx``: exported once into the cache, never again
   while up to date). Neither imports torch when the ONNX file is already cached;
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingDependencyError, OptionsError, require
-from ..sources import FILE_KINDS, ModelSource, is_runner, resolve
+from ..sources import FILE_KINDS, ModelSource, is_runner, require_kind, resolve
 from ..variants import Variant
 from .runner import Runner
 
@@ -33,21 +35,19 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Backend:
     """A runtime: ``module`` (imported on first use) defines ``make``; ``package`` is the import name that must
-    be installed for it; ``install`` what to ``pip install`` for it."""
+    be installed for it; ``install`` what to ``pip install`` for it; ``kinds``: the model arguments it runs
+    (``sources.KINDS``); ``summary``: what it runs, in a few words (help texts)."""
 
     name: str
     module: str
     package: str
     install: str
     kinds: tuple[str, ...]
+    summary: str = ""
 
     def runs(self, kind: str) -> bool:
         """True when this runtime runs a model argument of ``kind`` (``sources.KINDS``)."""
         return kind in self.kinds
-
-    def describe(self) -> str:
-        return "a shipped variant name, a .tflite, .pth or .onnx file" if "onnx" in self.kinds else \
-            "a shipped variant name, a .tflite or .pth file, or a torch module"
 
     def installed(self) -> bool:
         """True when the runtime's package can be imported (checked without importing it)."""
@@ -69,9 +69,13 @@ def register(backend: Backend) -> Backend:
     return backend
 
 
-register(Backend("torch", f"{__name__}.torch", "torch", "torch", (*FILE_KINDS, "module")))
-register(Backend("onnxruntime", f"{__name__}.onnxruntime", "onnxruntime", "blazeconv[onnx]", (*FILE_KINDS, "onnx")))
-register(Backend("openvino", f"{__name__}.openvino", "openvino", "blazeconv[openvino]", (*FILE_KINDS, "onnx")))
+register(Backend("torch", f"{__name__}.torch", "torch", "torch", (*FILE_KINDS, "module"), "the PyTorch module"))
+register(Backend("torch-fast", f"{__name__}.torch_fast", "torch", "torch", (*FILE_KINDS, "module"),
+                 "the PyTorch module compiled for the CPU (blazeconv.fast; 1-3 s to start, then faster per call)"))
+register(Backend("onnxruntime", f"{__name__}.onnxruntime", "onnxruntime", "blazeconv[onnx]", (*FILE_KINDS, "onnx"),
+                 "ONNX Runtime on the model's ONNX export (made once into the cache) or an .onnx given"))
+register(Backend("openvino", f"{__name__}.openvino", "openvino", "blazeconv[openvino]", (*FILE_KINDS, "onnx"),
+                 "OpenVINO on the same ONNX file (extra blazeconv[openvino])"))
 
 # ``auto`` tries these in turn, fastest first by measurement (README, Speed; docs/bench.md): the ONNX runtimes run the
 # network at about LiteRT's speed and torch slower; ONNX Runtime starts sooner than OpenVINO (import and compile),
@@ -114,8 +118,7 @@ def make_runner(
         return _auto(model, variant, device, threads)
     chosen = BACKENDS[backend]
     chosen.require()
-    if not chosen.runs(model.kind):
-        raise OptionsError(f"the {backend} backend runs {chosen.describe()}; got {model.describe()}")
+    require_kind(model, chosen.kinds, f"the {backend} backend")
     runner = importlib.import_module(chosen.module).make(model, variant, device, threads)
     runner.backend = backend
     return runner

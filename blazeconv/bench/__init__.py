@@ -4,7 +4,8 @@ A benchmark is a program, not a test: it measures, it asserts nothing. Every fig
 rounds after warm-up, and contenders that are compared are measured *interleaved* — each round times every
 contender once — so a machine that gets busier half-way slows all of them alike and the ratios stay honest.
 
-What is measured, per variant (its shipped ``.tflite``, converted and exported on the spot or read from the cache):
+What is measured, per model (a shipped name or a ``.tflite``: LiteRT, the reference, runs TFLite files; converted and
+exported on the spot or read from the cache):
 
 * the network alone, ms per image, on the photo letterboxed: LiteRT (XNNPACK; its graph has batch 1 fixed by a
   RESHAPE, so a batch of ``n`` is ``n`` invocations), the PyTorch module (eager) and ``blazeconv.fast``, and each
@@ -72,23 +73,27 @@ from .report import (
     format_report,
     format_targets,
 )
-from .rows import CLOCKS, BenchOptions, BenchReport, NetworkRow, PipelineRow, ProcessRow, StageRow
+from .rows import CLOCKS, QUICK, BenchModel, BenchOptions, BenchReport, NetworkRow, PipelineRow, ProcessRow, StageRow
 from .timing import LAUNCHER, in_a_loop, run_measured, time_interleaved
 
 DEFAULT_PHOTO = "astronaut.png"  # 512x512, shipped in blazeconv/photos
 # MediaPipe (1.2.x) needs its own environment: opencv-contrib-python clashes with our opencv-python-headless.
 DEFAULT_MEDIAPIPE_PYTHON = Path(".venv-mediapipe") / "bin" / "python"
 MEDIAPIPE_ENV = "BLAZECONV_MEDIAPIPE_PYTHON"
+# The model arguments a bench takes (``sources.KINDS``): LiteRT, the reference, runs TFLite files.
+BENCH_KINDS = ("shipped", "tflite")
+# MediaPipe's Tasks-API FaceDetector runs this model only (its own graph's anchors and input).
+MEDIAPIPE_VARIANT = "short_range"
 
 __all__ = [
     # the run and its report
-    "BenchOptions", "BenchReport", "NetworkRow", "PipelineRow", "ProcessRow", "StageRow", "default_options",
+    "BenchModel", "BenchOptions", "BenchReport", "NetworkRow", "PipelineRow", "ProcessRow", "StageRow", "bench_model", "default_options",
     "format_report", "format_targets", "machine_summary", "require_litert", "run_bench",
     # the instruments
     "BIG_MODES", "BIG_SIZES", "CLOCKS", "LAUNCHER", "LOOP_CALLS", "MEDIAPIPE_WORKER", "VIDEO_MODES", "in_a_loop",
     "installed_onnx_backends", "mediapipe_command", "run_measured", "time_interleaved",
     # constants
-    "DEFAULT_MEDIAPIPE_PYTHON", "DEFAULT_PHOTO", "MEDIAPIPE_ENV", "ONNX_BACKENDS", "TARGET_FOLDER_PEAK_MIB",
+    "BENCH_KINDS", "DEFAULT_MEDIAPIPE_PYTHON", "DEFAULT_PHOTO", "MEDIAPIPE_ENV", "ONNX_BACKENDS", "QUICK", "TARGET_FOLDER_PEAK_MIB",
     "TARGET_FOLDER_SPEEDUP", "TARGET_ONE_PHOTO_S",
 ]
 
@@ -151,35 +156,35 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = lambda me
     from ..tuning import torch_threads
 
     with torch_threads(options.threads):
-        for name in options.variants:
+        for subject in options.models:
+            name = subject.name
             progress(f"{name}: converting and exporting")
-            model, stages = _convert_timed(name)
+            model, stages = _convert_timed(subject)
             report.stages.append(stages)
-            contenders, startup = _contenders(name, model, onnx, options)
-            progress(f"{name}: network, batch 1, {options.batch} and {options.batch} x 1")
-            report.networks += _measure_network(name, contenders, options)
-            progress(f"{name}: post-processing and end to end" + (" (and MediaPipe)" if mediapipe and
-                                                                 name == "short_range" else ""))
-            report.pipelines.append(_measure_pipeline(name, model, contenders, startup, options,
-                                                      mediapipe if name == "short_range" else None))
-    name = "short_range" if "short_range" in options.variants else options.variants[0]
+            contenders, startup = _contenders(subject, model, onnx, options)
+            progress(f"{name}: network, batch 1, {options.batch_size} and {options.batch_size} x 1")
+            report.networks += _measure_network(subject, contenders, options)
+            with_mediapipe = mediapipe if subject.variant.name == MEDIAPIPE_VARIANT else None
+            progress(f"{name}: post-processing and end to end" + (" (and MediaPipe)" if with_mediapipe else ""))
+            report.pipelines.append(_measure_pipeline(subject, model, contenders, startup, options, with_mediapipe))
+    subject = next((m for m in options.models if m.variant.name == MEDIAPIPE_VARIANT), options.models[0])
+    name = subject.name
+    with_mediapipe = mediapipe if subject.variant.name == MEDIAPIPE_VARIANT else None
     if options.one_photo_runs:
         progress(f"detect one.jpg, whole process, {options.one_photo_runs} run(s) per backend ({name})")
-        report.one_photo = _measure_one_photo(name, ["torch", *onnx], options)
+        report.one_photo = _measure_one_photo(subject, ["torch", *onnx], options)
     if options.throughput_images:
         progress(f"detect on {options.throughput_images} files ({name}), whole process, per backend"
-                 + (" and MediaPipe" if mediapipe else ""))
-        report.folder = _measure_folder(name, ["torch", *onnx], mediapipe if name == "short_range" else None, options)
+                 + (" and MediaPipe" if with_mediapipe else ""))
+        report.folder = _measure_folder(subject, ["torch", *onnx], with_mediapipe, options)
     if options.big_photos:
         progress(f"detect on {options.big_photos} big JPEGs per size ({name}), exact, annotated, fast decode and tiles"
-                 + (" and MediaPipe" if mediapipe else ""))
-        report.big_photos = _measure_big_photos(name, onnx[0] if onnx else "torch",
-                                                mediapipe if name == "short_range" else None, options)
+                 + (" and MediaPipe" if with_mediapipe else ""))
+        report.big_photos = _measure_big_photos(subject, onnx[0] if onnx else "torch", with_mediapipe, options)
     if options.videos:
         progress(f"detect on {len(options.videos)} video(s) ({name}), plain and annotated"
-                 + (" and MediaPipe's VIDEO mode" if mediapipe else ""))
-        report.videos = _measure_videos(name, onnx[0] if onnx else "torch",
-                                        mediapipe if name == "short_range" else None, options, report.notes)
+                 + (" and MediaPipe's VIDEO mode" if with_mediapipe else ""))
+        report.videos = _measure_videos(subject, onnx[0] if onnx else "torch", with_mediapipe, options, report.notes)
     if options.blur_clips:
         from .anonymise import measure_blur
 
@@ -210,32 +215,47 @@ def _mediapipe_python(options: BenchOptions, notes: list[str]) -> Path | None:
         notes.append(f"MediaPipe not measured: {python} does not exist (python3 -m venv .venv-mediapipe && "
                      ".venv-mediapipe/bin/pip install mediapipe==1.2.2)")
         return None
-    if "short_range" not in options.variants:
-        notes.append("MediaPipe not measured: its Tasks-API FaceDetector runs short_range, which is not benchmarked")
+    if all(m.variant.name != MEDIAPIPE_VARIANT for m in options.models):
+        notes.append(f"MediaPipe not measured: its Tasks-API FaceDetector runs {MEDIAPIPE_VARIANT}, which is not "
+                     "benchmarked")
         return None
     return python
 
 
+def bench_model(argument) -> BenchModel:
+    """What the bench measures for a model argument (``sources.resolve``): a shipped name, or a ``.tflite`` (its
+    variant recognised as ``tflite2torch`` recognises it); any other kind is refused in the one message every
+    command gives (``sources.require_kind``, exit 7)."""
+    from ..sources import require_kind, resolve
+
+    source = require_kind(resolve(argument), BENCH_KINDS, "blazeconv bench", "LiteRT, the reference, runs TFLite files")
+    if source.kind == "shipped":
+        return BenchModel(source.variant.name, source.path, source.variant)
+    from ..convert import convert_file
+
+    return BenchModel(source.path.name, source.path, convert_file(source.path).variant, shipped=False)
+
+
 def default_options(
-    variants: Sequence[str] | None = None, photo: Path | None = None, photos_dir: Path | None = None,
+    models: Sequence | None = None, photo: Path | None = None, photos_dir: Path | None = None,
     mediapipe_python: Path | None = None, **kwargs
 ) -> BenchOptions:
-    """Options with the shipped photos (``blazeconv/photos``), every variant whose shipped file is present, and
-    MediaPipe's interpreter from ``$BLAZECONV_MEDIAPIPE_PYTHON``, else ``.venv-mediapipe/bin/python`` (relative to
-    the current folder)."""
+    """Options for ``models`` (model arguments, ``bench_model``; default: every shipped model whose file is
+    present), with the shipped photos (``blazeconv/photos``), and MediaPipe's interpreter from
+    ``$BLAZECONV_MEDIAPIPE_PYTHON``, else ``.venv-mediapipe/bin/python`` (relative to the current folder)."""
     from ..resources import models_dir
     from ..resources import photos_dir as shipped_photos_dir
-    from ..variants import VARIANTS, get_variant
+    from ..variants import VARIANTS
 
     photos_dir = photos_dir or (photo.parent if photo else shipped_photos_dir())  # the throughput run's files
     photo = photo or photos_dir / DEFAULT_PHOTO
     if not photo.is_file():
         raise OptionsError(f"{photo}: no such photo (give --photo, a 512x512 image is the reference case)")
-    if variants:
-        chosen = tuple(get_variant(v).name for v in variants)
+    if models:
+        chosen = tuple(bench_model(m) for m in models)
     else:
-        chosen = tuple(v.name for v in VARIANTS.values() if (models_dir() / v.tflite_file).is_file())
+        chosen = tuple(bench_model(v) for v in VARIANTS.values() if (models_dir() / v.tflite_file).is_file())
     if mediapipe_python is None:
         mediapipe_python = Path(os.environ.get(MEDIAPIPE_ENV) or DEFAULT_MEDIAPIPE_PYTHON)
-    return BenchOptions(variants=chosen, photo=photo, photos_dir=photos_dir, mediapipe_python=mediapipe_python,
+    return BenchOptions(models=chosen, photo=photo, photos_dir=photos_dir, mediapipe_python=mediapipe_python,
                         **kwargs)

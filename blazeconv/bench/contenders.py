@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OptionsError
-from .rows import BenchOptions
+from .rows import BenchModel, BenchOptions
 
 # The ONNX backends measured when installed, in the order of the tables.
 ONNX_BACKENDS = ("onnxruntime", "openvino")
@@ -106,18 +106,18 @@ class _Contender:
     runner: object
 
 
-def _contenders(name: str, model, onnx: list[str], options: BenchOptions):
-    """Every network for ``name`` (LiteRT, eager, fast, the ONNX backends) and the seconds each took to build."""
+def _contenders(subject: BenchModel, model, onnx: list[str], options: BenchOptions):
+    """Every network for ``subject`` (LiteRT on its .tflite, ``model`` eager and fast, the ONNX backends) and the
+    seconds each took to build."""
     import torch
 
     from ..backends.onnxruntime import OnnxRuntimeRunner
     from ..backends.openvino import OpenVinoRunner
     from ..backends.torch import TorchRunner
     from ..fast import fast_model
-    from ..sources import cached_onnx, shipped_model
-    from ..variants import get_variant
+    from ..sources import cached_onnx
 
-    variant = get_variant(name)
+    variant = subject.variant
     startup: dict[str, float] = {}
 
     def timed(label: str, make: Callable[[], object]):
@@ -126,12 +126,12 @@ def _contenders(name: str, model, onnx: list[str], options: BenchOptions):
         startup[label] = time.perf_counter() - start
         return made
 
-    litert = timed("litert", lambda: _LiteRT(shipped_model(variant), options.threads))
+    litert = timed("litert", lambda: _LiteRT(subject.path, options.threads))
     fast = fast_model(model)
     size = variant.input_size
-    for batch in (1, options.batch):  # compile both shapes now: reported as start-up, never timed
+    for batch in (1, options.batch_size):  # compile both shapes now: reported as start-up, never timed
         timed(f"fast{batch}", lambda b=batch: fast(torch.zeros(b, 3, size, size)))
-    startup["fast"] = startup.pop("fast1") + startup.pop(f"fast{options.batch}")
+    startup["fast"] = startup.pop("fast1") + startup.pop(f"fast{options.batch_size}")
 
     def torch_calls(module):
         def one(x):
@@ -150,7 +150,7 @@ def _contenders(name: str, model, onnx: list[str], options: BenchOptions):
         "fast": _Contender(*torch_calls(fast), TorchRunner(fast, variant)),
     }
     if onnx:
-        path = cached_onnx(variant)
+        path = cached_onnx(subject.path)  # a copy of a shipped file shares its entry
     if "onnxruntime" in onnx:
         ort = timed("onnxruntime", lambda: OnnxRuntimeRunner(path, variant, threads=options.threads))
         one = OnnxRuntimeRunner(path, variant, threads=options.threads, per_image=False)

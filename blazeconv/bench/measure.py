@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import OptionsError
 from .contenders import _Contender, _MediaPipeWorker, mediapipe_command
-from .rows import BenchOptions, NetworkRow, PipelineRow, ProcessRow, StageRow
+from .rows import BenchModel, BenchOptions, NetworkRow, PipelineRow, ProcessRow, StageRow
 from .timing import in_a_loop, run_measured, time_interleaved
 
 # End to end, each contender runs this many calls in a row per round, the first untimed (``in_a_loop``).
@@ -38,18 +38,16 @@ def _fast_initialisation() -> float:
     return time.perf_counter() - start
 
 
-def _convert_timed(name: str, repeats: int = 3):
-    """Convert the shipped file stage by stage, ``repeats`` times after an untimed run (which pays the process's
+def _convert_timed(subject: BenchModel, repeats: int = 3):
+    """Convert the model's .tflite stage by stage, ``repeats`` times after an untimed run (which pays the process's
     one-time imports); returns the loaded module and each stage's median time."""
     from ..anchors import generate_anchors
     from ..convert import convert_graph, save_state_dict
     from ..io import sha256_of
-    from ..sources import load_model, shipped_model
+    from ..sources import load_model
     from ..tflite_reader import read_graph
-    from ..variants import get_variant
 
-    variant = get_variant(name)
-    path = shipped_model(variant)
+    variant, path = subject.variant, subject.path
     samples: dict[str, list[float]] = {}
 
     def stage(label: str, run: Callable, *args):
@@ -59,7 +57,7 @@ def _convert_timed(name: str, repeats: int = 3):
         return result
 
     with tempfile.TemporaryDirectory(prefix="blazeconv-bench-") as folder:
-        weights = Path(folder) / f"{name}.pth"
+        weights = Path(folder) / f"{variant.name}.pth"
         for _ in range(1 + repeats):
             digest = stage("checksum", sha256_of, path)
             graph = stage("read", read_graph, path)
@@ -67,7 +65,7 @@ def _convert_timed(name: str, repeats: int = 3):
             stage("save", save_state_dict, conversion.state_dict, weights)
             model = stage("load", load_model, weights, variant)
             stage("anchors", generate_anchors, variant.anchor_options)
-    return model, StageRow(name, {label: statistics.median(values[1:]) for label, values in samples.items()})
+    return model, StageRow(subject.name, {label: statistics.median(values[1:]) for label, values in samples.items()})
 
 
 def _photo_input(photo: Path, size: int) -> np.ndarray:
@@ -76,13 +74,11 @@ def _photo_input(photo: Path, size: int) -> np.ndarray:
 
     return letterbox(load_image(photo), size)[0]
 
-def _measure_network(name: str, contenders: dict[str, _Contender], options: BenchOptions) -> list[NetworkRow]:
-    """Batch 1, one call at ``batch``, ``batch`` calls at batch 1: ms per image of every contender, in turn."""
-    from ..variants import get_variant
-
-    image = _photo_input(options.photo, get_variant(name).input_size)  # (3, S, S)
+def _measure_network(subject: BenchModel, contenders: dict[str, _Contender], options: BenchOptions) -> list[NetworkRow]:
+    """Batch 1, one call at ``batch_size``, ``batch_size`` calls at batch 1: ms per image of every contender, in turn."""
+    image = _photo_input(options.photo, subject.variant.input_size)  # (3, S, S)
     x1 = image[None]  # (1, 3, S, S)
-    xb = np.ascontiguousarray(np.repeat(x1, options.batch, axis=0))  # (B, 3, S, S): the photo B times
+    xb = np.ascontiguousarray(np.repeat(x1, options.batch_size, axis=0))  # (B, 3, S, S): the photo B times
     batch_rounds = max(3, options.rounds // 4)
     rows = []
     for mode, x, rounds, call in (
@@ -92,19 +88,17 @@ def _measure_network(name: str, contenders: dict[str, _Contender], options: Benc
     ):
         runs = {label: functools.partial(getattr(c, call), x) for label, c in contenders.items()}
         medians = time_interleaved(runs, rounds, options.warmup, options.clock)
-        rows.append(NetworkRow(name, mode, len(x), {k: v * 1e3 / len(x) for k, v in medians.items()}))
+        rows.append(NetworkRow(subject.name, mode, len(x), {k: v * 1e3 / len(x) for k, v in medians.items()}))
     return rows
 
 
-def _measure_pipeline(name: str, model, contenders: dict[str, _Contender], startup: dict[str, float],
+def _measure_pipeline(subject: BenchModel, model, contenders: dict[str, _Contender], startup: dict[str, float],
                       options: BenchOptions, mediapipe: Path | None) -> PipelineRow:
     from ..detection import decode_and_suppress, letterbox, load_image
     from ..detection.pipeline import _anchors
     from ..detector import FaceDetector
-    from ..sources import shipped_model
-    from ..variants import get_variant
 
-    variant = get_variant(name)
+    variant = subject.variant
     photo = load_image(options.photo)  # (H, W, 3) uint8: what FaceDetector and MediaPipe are given
     tensor, _ = letterbox(photo, variant.input_size)
     litert = contenders["litert"].runner
@@ -132,7 +126,7 @@ def _measure_pipeline(name: str, model, contenders: dict[str, _Contender], start
         if mediapipe is not None:
             array_file = Path(folder) / "photo.npy"
             np.save(array_file, photo)
-            worker = _MediaPipeWorker(mediapipe, shipped_model(variant), variant.min_score, array_file, options.clock)
+            worker = _MediaPipeWorker(mediapipe, subject.path, variant.min_score, array_file, options.clock)
             runs["mediapipe"] = functools.partial(worker.time, LOOP_CALLS)
             faces["mediapipe"] = worker.faces
         try:
@@ -142,7 +136,7 @@ def _measure_pipeline(name: str, model, contenders: dict[str, _Contender], start
                 worker.close()
     candidates = int((1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100, 100))) >= variant.min_score).sum())
     return PipelineRow(
-        variant=name,
+        variant=subject.name,
         anchors=len(anchors),
         candidates=candidates,
         post_ms=alone * 1e3,
@@ -156,12 +150,13 @@ def _measure_pipeline(name: str, model, contenders: dict[str, _Contender], start
     )
 
 
-def _detect_command(name: str, backend: str, inputs: Sequence[str | Path]) -> list[str]:
-    return [sys.executable, "-m", "blazeconv", "detect", *map(str, inputs), "--model", name, "--backend", backend,
+def _detect_command(subject: BenchModel, backend: str, inputs: Sequence[str | Path]) -> list[str]:
+    return [sys.executable, "-m", "blazeconv", "detect", *map(str, inputs), "--model", subject.argument(),
+            "--backend", backend,
             "--quiet"]
 
 
-def _measure_one_photo(name: str, backends: list[str], options: BenchOptions) -> list[ProcessRow]:
+def _measure_one_photo(subject: BenchModel, backends: list[str], options: BenchOptions) -> list[ProcessRow]:
     """``blazeconv detect one.jpg`` (the photo as a JPEG) per backend: median wall of ``one_photo_runs`` runs in
     turn, after one untimed run each (which fills the cache: converted weights, ONNX export)."""
     from PIL import Image
@@ -171,11 +166,11 @@ def _measure_one_photo(name: str, backends: list[str], options: BenchOptions) ->
         with Image.open(options.photo) as image:
             image.convert("RGB").save(one, quality=95)
         for backend in backends:
-            run_measured(_detect_command(name, backend, [one]))
+            run_measured(_detect_command(subject, backend, [one]))
         runs: dict[str, list[ProcessRow]] = {backend: [] for backend in backends}
         for _ in range(options.one_photo_runs):
             for backend in backends:
-                runs[backend].append(run_measured(_detect_command(name, backend, [one])))
+                runs[backend].append(run_measured(_detect_command(subject, backend, [one])))
     return [
         ProcessRow(backend, 1, statistics.median(r.seconds for r in rows), statistics.median(r.cpu_seconds for r in rows),
                    max(r.peak_mib for r in rows))
@@ -183,15 +178,13 @@ def _measure_one_photo(name: str, backends: list[str], options: BenchOptions) ->
     ]
 
 
-def _measure_folder(name: str, backends: list[str], mediapipe: Path | None, options: BenchOptions) -> list[ProcessRow]:
+def _measure_folder(subject: BenchModel, backends: list[str], mediapipe: Path | None,
+                    options: BenchOptions) -> list[ProcessRow]:
     """``blazeconv detect FOLDER`` per backend and MediaPipe's loop over the same files, one process each, in turn."""
-    from ..sources import shipped_model
-    from ..variants import get_variant
-
     sources = sorted(p for p in options.photos_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not sources:
         raise OptionsError(f"{options.photos_dir}: no photos (.png, .jpg) to run detect on")
-    variant = get_variant(name)
+    variant = subject.variant
     rows = []
     with tempfile.TemporaryDirectory(prefix="blazeconv-bench-") as folder:
         files = Path(folder) / "files"
@@ -204,9 +197,9 @@ def _measure_folder(name: str, backends: list[str], mediapipe: Path | None, opti
             paths.append(link)
         listing = Path(folder) / "files.txt"
         listing.write_text("\n".join(map(str, paths)) + "\n")
-        commands = {backend: _detect_command(name, backend, [files]) for backend in backends}
+        commands = {backend: _detect_command(subject, backend, [files]) for backend in backends}
         if mediapipe is not None:
-            commands["mediapipe"] = mediapipe_command(mediapipe, shipped_model(variant), variant.min_score, "files",
+            commands["mediapipe"] = mediapipe_command(mediapipe, subject.path, variant.min_score, "files",
                                                       str(listing))
         for contender, command in commands.items():
             row = run_measured(command)
@@ -222,18 +215,15 @@ BIG_MODES = {"exact": (), "annotate": ("--annotate", ANNOTATIONS), "fast-decode"
              "tile + fast-decode": ("--tile", "--fast-decode")}
 
 
-def _measure_big_photos(name: str, backend: str, mediapipe: Path | None, options: BenchOptions) -> dict[str, list[ProcessRow]]:
+def _measure_big_photos(subject: BenchModel, backend: str, mediapipe: Path | None, options: BenchOptions) -> dict[str, list[ProcessRow]]:
     """``blazeconv detect FOLDER`` over ``big_photos`` phone-sized JPEGs per size, in each of ``BIG_MODES``, and
     MediaPipe's loop over the same files: one process each, in turn."""
     from PIL import Image
 
-    from ..sources import shipped_model
-    from ..variants import get_variant
-
     sources = sorted(p for p in options.photos_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not sources:
         raise OptionsError(f"{options.photos_dir}: no photos (.png, .jpg) to make big photos from")
-    variant = get_variant(name)
+    variant = subject.variant
     results = {}
     for label, width, height in BIG_SIZES:
         with tempfile.TemporaryDirectory(prefix="blazeconv-bench-") as folder:
@@ -248,11 +238,11 @@ def _measure_big_photos(name: str, backend: str, mediapipe: Path | None, options
                 del photo
             listing = Path(folder) / "files.txt"
             listing.write_text("\n".join(map(str, paths)) + "\n")
-            commands = {mode: _detect_command(name, backend, [files]) + [str(Path(folder) / mode) if flag == ANNOTATIONS
+            commands = {mode: _detect_command(subject, backend, [files]) + [str(Path(folder) / mode) if flag == ANNOTATIONS
                                                                           else flag for flag in flags]
                         for mode, flags in BIG_MODES.items()}
             if mediapipe is not None:
-                commands["mediapipe"] = mediapipe_command(mediapipe, shipped_model(variant), variant.min_score, "files",
+                commands["mediapipe"] = mediapipe_command(mediapipe, subject.path, variant.min_score, "files",
                                                           str(listing))
             rows = []
             for contender, command in commands.items():
@@ -277,26 +267,24 @@ def _cover(image, width: int, height: int):
 VIDEO_MODES = {"detect": (), "annotate": ("--annotate", ANNOTATIONS)}
 
 
-def _measure_videos(name: str, backend: str, mediapipe: Path | None, options: BenchOptions,
+def _measure_videos(subject: BenchModel, backend: str, mediapipe: Path | None, options: BenchOptions,
                     notes: list[str]) -> dict[str, list[ProcessRow]]:
     """``blazeconv detect CLIP`` per clip of ``videos``, in each of ``VIDEO_MODES``, and MediaPipe's VIDEO mode
     over the same PyAV frames (the worker's ``video`` mode): one process each, in turn. Keys: ``name (frames
     frames, W×H)``; rows count frames as images. A command that fails is left out with a note saying why."""
     from ..detection.video import probe
-    from ..sources import shipped_model
-    from ..variants import get_variant
 
-    variant = get_variant(name)
+    variant = subject.variant
     results = {}
     for clip in (path.resolve() for path in options.videos):
         info = probe(clip)
         frames = _count_frames(clip)
         with tempfile.TemporaryDirectory(prefix="blazeconv-bench-") as folder:
-            commands = {mode: _detect_command(name, backend, [clip]) + [str(Path(folder) / mode) if flag == ANNOTATIONS
+            commands = {mode: _detect_command(subject, backend, [clip]) + [str(Path(folder) / mode) if flag == ANNOTATIONS
                                                                          else flag for flag in flags]
                         for mode, flags in VIDEO_MODES.items()}
             if mediapipe is not None:
-                commands["mediapipe video"] = mediapipe_command(mediapipe, shipped_model(variant), variant.min_score,
+                commands["mediapipe video"] = mediapipe_command(mediapipe, subject.path, variant.min_score,
                                                                 "video", str(clip))
             rows = []
             for contender, command in commands.items():

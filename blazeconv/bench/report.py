@@ -33,17 +33,17 @@ def format_report(report: BenchReport) -> str:
         f"blazeconv bench — {m['date']}, {m['cpu']}, {m['cores']} cores; {m['threads']} thread(s) unless stated",
         f"python {m['python']}, torch {m['torch']}, numpy {m['numpy']}, ai-edge-litert {m['ai-edge-litert']}, "
         f"onnxruntime {m['onnxruntime']}, openvino {m['openvino']}, pillow {m['pillow']}, blazeconv {m['blazeconv']}",
-        f"medians of {o.rounds} rounds (batch {o.batch}: {max(3, o.rounds // 4)}) after {o.warmup} warm-up, "
+        f"medians of {o.rounds} rounds (batch {o.batch_size}: {max(3, o.rounds // 4)}) after {o.warmup} warm-up, "
         f"{o.clock} clock, contenders interleaved; input: {o.photo.name} letterboxed; fast start-up: compiling "
-        f"for batch 1 and {o.batch}, after the process's one-time {report.fast_init_s:.1f} s (first compile ever)",
+        f"for batch 1 and {o.batch_size}, after the process's one-time {report.fast_init_s:.1f} s (first compile ever)",
         *(f"note: {note}" for note in report.notes),
     ]
     others = [c for c in report.backends if c != "litert"]
     lines += [
         "",
-        f"Network, ms per image (× LiteRT). Batch: 1; {o.batch} in one call; {o.batch} × 1: {o.batch} calls at batch 1 "
-        f"(how the ONNX runners run a batch on the CPU). LiteRT's graph has batch 1 fixed: its batch {o.batch} is "
-        f"{o.batch} invocations.",
+        f"Network, ms per image (× LiteRT). Batch: 1; {o.batch_size} in one call; {o.batch_size} × 1: {o.batch_size} calls at batch 1 "
+        f"(how the ONNX runners run a batch on the CPU). LiteRT's graph has batch 1 fixed: its batch {o.batch_size} is "
+        f"{o.batch_size} invocations.",
         "",
         "| variant | batch | " + " | ".join(_LABELS[c] for c in report.backends) + " |",
         "|---|---:|" + "---:|" * len(report.backends),

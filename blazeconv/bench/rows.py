@@ -8,16 +8,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import OptionsError
+from ..variants import Variant
 
 CLOCKS = ("wall", "cpu")
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """A model the bench measures: ``name`` labels its rows (a shipped model's name, else the file's name), ``path``
+    is its ``.tflite`` (LiteRT, the reference, runs it; the other contenders are converted from it), ``variant`` what
+    it is (input size, anchors, threshold), ``shipped`` whether ``name`` is a shipped model's."""
+
+    name: str
+    path: Path
+    variant: Variant
+    shipped: bool = True
+
+    def argument(self) -> str:
+        """What ``detect --model`` is given for it: the shipped name, else the file's absolute path."""
+        return self.name if self.shipped else str(self.path.resolve())
 
 
 @dataclass(frozen=True)
 class BenchOptions:
     """What to measure and how often.
 
-    ``rounds``: timed rounds per measurement (the median is reported), after ``warmup`` untimed ones; batch
-    ``batch`` rounds are fewer (``max(3, rounds // 4)``). ``threads``: torch, LiteRT, ONNX Runtime and OpenVINO
+    ``models``: the models measured (``BenchModel``). ``rounds``: timed rounds per measurement (the median is
+    reported), after ``warmup`` untimed ones; ``batch_size`` rounds are fewer (``max(3, rounds // 4)``). ``threads``: torch, LiteRT, ONNX Runtime and OpenVINO
     threads for the per-image figures (``detect`` runs as it runs). ``clock``: ``wall`` (elapsed time) or ``cpu``
     (the calling thread's CPU time, steadier on a shared machine; only meaningful with one thread; MediaPipe's
     worker then times its whole process's CPU time, its own threads included). ``throughput_images``: files for
@@ -29,12 +46,12 @@ class BenchOptions:
     ``mediapipe_python``: the interpreter of an environment with ``mediapipe`` (None: skipped with a note).
     """
 
-    variants: tuple[str, ...]
+    models: tuple[BenchModel, ...]
     photo: Path
     photos_dir: Path
     rounds: int = 40
     warmup: int = 5
-    batch: int = 32
+    batch_size: int = 32
     threads: int = 1
     throughput_images: int = 1000
     one_photo_runs: int = 5
@@ -46,12 +63,16 @@ class BenchOptions:
     mediapipe_python: Path | None = None
 
     def __post_init__(self):
-        if self.rounds < 1 or self.warmup < 0 or self.batch < 1 or self.threads < 1 or self.throughput_images < 0 \
+        if self.rounds < 1 or self.warmup < 0 or self.batch_size < 1 or self.threads < 1 or self.throughput_images < 0 \
                 or self.one_photo_runs < 0 or self.big_photos < 0:
             raise OptionsError("rounds, batch and threads must be positive; warmup, throughput images and one-photo "
                                "runs not negative")
         if self.clock not in CLOCKS:
             raise OptionsError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
+
+
+# ``--quick``'s settings: a smoke test (the other fields keep BenchOptions' defaults).
+QUICK = {"rounds": 3, "warmup": 1, "batch_size": 4, "throughput_images": 40, "one_photo_runs": 1, "big_photos": 0}
 
 
 @dataclass(frozen=True)

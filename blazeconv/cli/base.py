@@ -3,6 +3,7 @@ and the output checks made before any work."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -121,20 +122,138 @@ class _VariantName(click.ParamType):
 
 VARIANT = _VariantName()
 
+# ------------------------------------------------------------------------------------ the model argument
+
+
+class _ModelArgument(click.ParamType):
+    """A model argument, the same for every command (``sources.resolve``): a shipped model's name, a ``.tflite``, a
+    ``.pth`` state_dict or an ``.onnx`` network blazeconv exported, recognised by content. Converts to a
+    ``ModelSource``; a kind the command cannot use (``kinds``) is refused in one line (``sources.require_kind``,
+    exit 7), as are unknown names (exit 7) and missing or unreadable files (exit 3 or 5)."""
+
+    name = "model"
+
+    def __init__(self, kinds: tuple[str, ...], command: str = "", why: str = ""):
+        self.kinds, self.command, self.why = kinds, command, why
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "MODEL"
+
+    def convert(self, value, param, ctx):
+        from ..sources import ModelSource, require_kind, resolve
+
+        if isinstance(value, ModelSource):
+            return value
+        what = f"blazeconv {self.command or (ctx.info_name if ctx is not None else '')}".strip()
+        return require_kind(resolve(value), self.kinds, what, self.why)
+
+
+# What each command takes as its model (``sources.KINDS``), and what it does with it, for its refusals.
+MODEL_KINDS = {
+    "detect": (("shipped", "tflite", "weights", "onnx"), ""),
+    "blur": (("shipped", "tflite", "weights", "onnx"), ""),
+    "coreml": (("shipped", "tflite", "weights"), "it converts the weights"),
+    "onnx": (("shipped", "tflite", "weights", "onnx"), ""),
+    "verify": (("shipped", "tflite", "weights"), "the weights the Core ML model was built from"),
+    "bench": (("shipped", "tflite", "weights", "onnx"), ""),  # bench.bench_model refuses what LiteRT cannot run
+    "eval": (("shipped", "tflite", "weights", "onnx"), ""),
+}
+
+
+def model_type(command: str) -> _ModelArgument:
+    """The model argument's type for ``command`` (``MODEL_KINDS``)."""
+    kinds, why = MODEL_KINDS[command]
+    return _ModelArgument(kinds, command, why)
+
+
+def model_help(command: str, default: str | None) -> str:
+    """The one help text of a model argument: what it may be, and its default."""
+    from ..sources import kinds_text
+
+    kinds, _ = MODEL_KINDS[command]
+    return (f"The model: {kinds_text(kinds)}, recognised by content; its variant is inferred (--variant overrides)"
+            + (f" [default: {default}]." if default else "."))
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the parameter ``name`` was given (command line or environment), not left at its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source not in (click.core.ParameterSource.DEFAULT,
+                                                 click.core.ParameterSource.DEFAULT_MAP)
+
+
+def renamed(old: str, new: str, *, to=None, **attrs):
+    """Keep the option ``old`` (hidden) for command lines written before it was renamed: given, it prints a one-line
+    notice on stderr and sets the parameter ``new`` (to ``to(value)`` when ``to`` is given), unless that was given
+    too (a usage error). ``attrs``: the old option's click attributes (its type, ``is_flag``...); a flag's False is
+    the same as not giving it."""
+    param = f"renamed_{old.lstrip('-').split('/')[0].replace('-', '_')}"
+    new_option = "--" + new.replace("_", "-")
+
+    def decorate(f):
+        @functools.wraps(f)
+        def command(*args, **kwargs):
+            value = kwargs.pop(param)
+            if value is None or value is False:
+                return f(*args, **kwargs)
+            ctx = click.get_current_context()
+            shown = new_option if to is None else f"{new_option} {to(value)}"
+            if _given(ctx, new):
+                raise click.UsageError(f"{old.split('/')[0]} is the old name of {shown}: give one of them")
+            say(f"blazeconv: {old.split('/')[0]} is deprecated and will go: use {shown}")
+            kwargs[new] = value if to is None else to(value)
+            return f(*args, **kwargs)
+
+        return click.option(old, param, hidden=True, **attrs)(command)
+
+    return decorate
+
+
+def model_option(command: str, *, default: str | None = None, multiple: bool = False, help_text: str | None = None):
+    """``--model MODEL`` for ``command`` (its kinds: ``MODEL_KINDS``), with ``--weights``, its old name, kept as a
+    deprecated alias. The parameter is ``model``: a ``ModelSource`` (a tuple of them with ``multiple``), or None when
+    not given (``default``, a shipped name, is only shown in the help; the command applies it)."""
+    kind = model_type(command)
+
+    def decorate(f):
+        f = renamed("--weights", "model", type=kind)(f) if not multiple else f
+        return click.option("--model", "model", type=kind, multiple=multiple,
+                            help=help_text or model_help(command, default))(f)
+
+    return decorate
+
+
+def model_argument(command: str):
+    """The model as a command's first argument (``MODEL``), of the same type as ``--model``."""
+    return click.argument("model", metavar="MODEL", type=model_type(command))
+
+
+def variant_option(help_text: str | None = None):
+    """``--variant NAME``: which model the given one is, overriding what is inferred."""
+    return click.option(
+        "--variant", "variant_name", type=VARIANT,
+        help=help_text or "Which model the given one is (anchors, input size, default threshold), overriding what is "
+                          "inferred; it must be of the weights' architecture [default: a shipped name's own; a .tflite's "
+                          "or .onnx's recorded variant; for a .pth the shipped model with identical weights, else "
+                          "short_range (128 px) or back (256 px)].")
+
+
+def backend_option():
+    """``--backend``: where the model runs, one of the registry's backends or ``auto``."""
+    from ..backends import AUTO_ORDER, BACKENDS, CHOICES
+
+    described = "; ".join(f"{b.name}: {b.summary}" for b in BACKENDS.values())
+    return click.option("--backend", type=click.Choice(CHOICES), default="auto", show_default=True,
+                        help=f"Where the model runs. {described}; auto: the first installed of "
+                             f"{', '.join(AUTO_ORDER)} (fastest first, README: Speed).")
+
+
 # ------------------------------------------------------------------------------------ shared options
 
 
 def output_option(help_text: str, *, dir_okay: bool = False):
     """``-o/--output PATH``."""
     return click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=dir_okay), help=help_text)
-
-
-def weights_variant_option(help_text: str | None = None):
-    """``--variant NAME``: which model given weights are."""
-    return click.option(
-        "--variant", "variant_name", type=VARIANT,
-        help=help_text or "Which model the weights are (thresholds, anchors, metadata) [default: from the .tflite; for "
-                          "a .pth the shipped model with identical weights, else short_range (128 px) or back (256 px)].")
 
 
 def source_tflite_option():
@@ -144,8 +263,10 @@ def source_tflite_option():
 
 
 def iou_option(help_text: str):
-    """``--iou-threshold``, MediaPipe's 0.3 by default."""
-    return click.option("--iou-threshold", type=FRACTION, default=0.3, show_default=True, help=help_text)
+    """``--iou-threshold``, MediaPipe's by default."""
+    from ..variants import NMS_IOU_THRESHOLD
+
+    return click.option("--iou-threshold", type=FRACTION, default=NMS_IOU_THRESHOLD, show_default=True, help=help_text)
 
 
 def max_faces_option(help_text: str):

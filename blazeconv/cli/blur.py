@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from ..anonymise import DEFAULT_HOLD, DEFAULT_MIN_SCORE, DEFAULT_MODEL, DEFAULT_TILE, MIN_TILE, TILE_SHARE
 from ..detection.masking import DEFAULT_SCALE, SHAPES, STYLES
-from .base import FRACTION, VARIANT, cli, progress, say
+from ..detection.tiling import DEFAULT_OVERLAP
+from .base import FRACTION, backend_option, cli, model_option, progress, say, variant_option
 
 
 @cli.command()
@@ -23,17 +25,22 @@ from .base import FRACTION, VARIANT, cli, progress, say
 @click.option("--shape", type=click.Choice(SHAPES), default="ellipse", show_default=True, help="The masked region's shape.")
 @click.option("--mask-scale", type=click.FloatRange(1, 10), default=DEFAULT_SCALE, show_default=True, metavar="F",
               help="The masked region's side over the detected box's (the box stops at the brows and the chin).")
-@click.option("--model", "model_name", type=VARIANT,
-              help="The detector [default: full_range_sparse, which sees small faces].")
-@click.option("--min-score", type=FRACTION, help="Hide detections scoring at least this [default: 0.4, below MediaPipe's].")
-@click.option("--tile/--no-tile", default=None,
+@model_option("blur", default=f"{DEFAULT_MODEL}, which sees small faces")
+@variant_option()
+@click.option("--min-score", type=FRACTION,
+              help=f"Hide detections scoring at least this [default: {DEFAULT_MIN_SCORE:g}, below MediaPipe's].")
+@click.option("--tile/--no-tile", default=DEFAULT_TILE, show_default=True,
               help="Also detect on overlapping tiles of each picture (small and distant faces; --no-tile is several "
-                   "times faster and misses them) [default: tiles].")
+                   "times faster and misses them).")
 @click.option("--tile-size", type=click.IntRange(16), metavar="PX",
-              help="With tiles: their side [default: the picture's shorter side / 2.25, at least 320].")
+              help=f"With tiles: their side [default: the picture's shorter side / {TILE_SHARE:g}, at least "
+                   f"{MIN_TILE}].")
+@click.option("--tile-overlap", type=click.FloatRange(0, 0.9), metavar="F",
+              help=f"With tiles: the share of a tile's side its neighbours overlap [default: {DEFAULT_OVERLAP}].")
+@backend_option()
 @click.option("--hold", type=click.IntRange(0, 1000), metavar="N",
               help="Videos: a face stays hidden N frames after it was last found and N frames before it is first "
-                   "found (faces missed for a frame or two stay hidden) [default: 5].")
+                   f"found (faces missed for a frame or two stay hidden) [default: {DEFAULT_HOLD}].")
 @click.option("--crf", type=click.FloatRange(0, 51), default=20, show_default=True,
               help="Videos: H.264 quality (lower is better and bigger; 18 is visually lossless).")
 @click.option("--keep-metadata", is_flag=True,
@@ -46,8 +53,8 @@ from .base import FRACTION, VARIANT, cli, progress, say
               help="In a folder OUT: replace any file of an output's name, not only blazeconv's blurred outputs.")
 @click.option("-r", "--recursive", is_flag=True, help="Read the folders' subfolders too (hidden ones skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-input summary on stdout.")
-def blur(inputs, output, style, shape, mask_scale, model_name, min_score, tile, tile_size, hold, crf, keep_metadata,
-         boxes_jsonl, overwrite, recursive, quiet) -> None:
+def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_score, tile, tile_size, tile_overlap, backend,
+         hold, crf, keep_metadata, boxes_jsonl, overwrite, recursive, quiet) -> None:
     """Hide the faces in photos and videos (files or folders of them): blur, pixelate or fill each face's region.
 
     Videos keep every frame with its timestamp, the size, the rotation and the audio streams (copied, not
@@ -60,6 +67,7 @@ def blur(inputs, output, style, shape, mask_scale, model_name, min_score, tile, 
       blazeconv blur photo.jpg -o photo_blurred.jpg
       blazeconv blur clip.mp4 -o clip_blurred.mp4 --boxes-jsonl boxes.jsonl
       blazeconv blur photos/ clips/ -o anonymised/ --style pixelate
+      blazeconv blur photo.jpg -o out.jpg --model my_model.tflite --no-tile
     """
     from .. import anonymise
     from ..detection.files import find_images, nothing_found_hint
@@ -77,14 +85,13 @@ def blur(inputs, output, style, shape, mask_scale, model_name, min_score, tile, 
         require_video()
     if not videos and hold is not None:
         raise click.UsageError("--hold applies to videos: none of the inputs is a video")
-    targets = _targets(paths, videos, inputs, output, boxes_jsonl, overwrite)
+    targets = _targets(paths, videos, inputs, output, boxes_jsonl, overwrite, model)
     masking = Masking(style, shape, mask_scale).check()
-    tile = anonymise.DEFAULT_TILE if tile is None else tile
-    if tile_size is not None and not tile:
-        raise click.UsageError("--tile-size applies with tiles: not with --no-tile")
-    detector = anonymise.detector_for(model_name or anonymise.DEFAULT_MODEL,
-                                      anonymise.DEFAULT_MIN_SCORE if min_score is None else min_score, tile, tile_size)
-    hold = anonymise.DEFAULT_HOLD if hold is None else hold
+    if not tile and (tile_size is not None or tile_overlap is not None):
+        raise click.UsageError("--tile-size and --tile-overlap apply with tiles: not with --no-tile")
+    detector = anonymise.detector_for(model=model, variant=variant_name, backend=backend, min_score=min_score,
+                                      tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
+    hold = DEFAULT_HOLD if hold is None else hold
     failures, lines = [], []
     boxes = None
     # Progress counts frames: a photo is one, a video as many as its header announces (an estimate: the bar moves on).
@@ -157,7 +164,7 @@ class _Nothing:
         return False
 
 
-def _targets(paths, videos, inputs, output: Path, boxes_jsonl, overwrite: bool) -> list[Path]:
+def _targets(paths, videos, inputs, output: Path, boxes_jsonl, overwrite: bool, model=None) -> list[Path]:
     """Each input's output path, checked before any work: one input file -> ``output`` itself (replaced if it
     exists, as an explicitly named output is); otherwise ``output`` is a folder and each path is mirrored below
     it; no output may be an input, and a file of a mirrored name is replaced only when it is a blazeconv blurred
@@ -188,7 +195,8 @@ def _targets(paths, videos, inputs, output: Path, boxes_jsonl, overwrite: bool) 
     outputs = [("output", t) for t in targets] + ([("--boxes-jsonl", boxes_jsonl)] if boxes_jsonl else [])
     if boxes_jsonl is not None:
         check_folder(boxes_jsonl)
-    refuse_overwriting(outputs, [("input", p) for p in paths])
+    model_file = [("--model", model.path)] if model is not None and model.kind != "shipped" else []
+    refuse_overwriting(outputs, [("input", p) for p in paths] + model_file)
     if not single and not overwrite:
         for target in targets:
             if target.exists() and not is_blurred_output(target):

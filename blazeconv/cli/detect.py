@@ -7,21 +7,32 @@ from pathlib import Path
 
 import click
 
-from ..backends import CHOICES as BACKEND_CHOICES
-from ..detection.tiling import DEFAULT_OVERLAP
-from ..variants import DEFAULT_VARIANT, get_variant
-from .base import FRACTION, VARIANT, cli, progress, say, thresholds_help
+from ..detection.settings import DEFAULT_BATCH_SIZE
+from ..detection.tiling import DEFAULT_OVERLAP, TILE_FACTOR
+from ..variants import DEFAULT_VARIANT, VARIANTS
+from .base import (
+    FRACTION,
+    backend_option,
+    cli,
+    model_option,
+    progress,
+    renamed,
+    say,
+    thresholds_help,
+    variant_option,
+)
+
+
+def _tile_sides() -> str:
+    """``427 for 128 px models, 640 for 192 px, 853 for 256 px``: the default tile side per model input size."""
+    sizes = sorted({v.input_size for v in VARIANTS.values()})
+    return ", ".join(f"{round(size * TILE_FACTOR)} for {size} px models" for size in sizes)
 
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "model_name", type=VARIANT,
-              help=f"A shipped model, converted and cached on first use [default: {DEFAULT_VARIANT}].")
-@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
-              help="A .pth state_dict instead of a shipped model (its architecture is read from the weights).")
-@click.option("--variant", "variant_name", type=VARIANT,
-              help="With --weights: which model the weights are, for anchors and the default threshold "
-                   "[default: the shipped model with identical weights, else short_range for 128 px weights, back for 256 px].")
+@model_option("detect", default=DEFAULT_VARIANT)
+@variant_option()
 @click.option("--min-score", type=FRACTION,
               help=f"Keep detections scoring at least this [default: MediaPipe's for the model: {thresholds_help()}].")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
@@ -70,40 +81,34 @@ from .base import FRACTION, VARIANT, cli, progress, say, thresholds_help
 @click.option("-r", "--recursive", is_flag=True,
               help="Read the image files of the folders' subfolders too (hidden files and folders are skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-image summary on stdout.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024),
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1, 1024),
               help="Images per forward pass (model inputs, with --tile).")
 @click.option("--fast-decode", is_flag=True,
               help="Decode JPEGs with DCT scaling to the smallest size that keeps twice the model's input resolution "
                    "(with --tile: per tile): several times faster on big photos, the same faces, but not bit-exact with "
                    "MediaPipe, which decodes in full (README: Big photos). Other formats decode as usual.")
-@click.option("--tile", is_flag=True,
+@click.option("--tile/--no-tile", default=False, show_default=True,
               help="Also run the model on overlapping square tiles of the image and merge all detections with "
                    "MediaPipe's weighted NMS: finds small faces in big pictures, at the cost of one model run per tile.")
 @click.option("--tile-size", type=click.IntRange(16), metavar="PX",
-              help="With --tile: the tile's side in pixels of the image [default: about 3.3x the model input: 427 "
-                   "for 128 px models, 640 for full_range, 853 for back].")
+              help=f"With --tile: the tile's side in pixels of the image [default: {TILE_FACTOR:.3g}x the model input: "
+                   f"{_tile_sides()}].")
 @click.option("--tile-overlap", type=click.FloatRange(0, 0.9), metavar="F",
               help=f"With --tile: the share of a tile's side its neighbours overlap [default: {DEFAULT_OVERLAP}].")
-@click.option("--fast/--no-fast", default=False, show_default=True,
-              help="Run the model compiled for CPU (blazeconv.fast: traced and rewritten once per input shape, the "
-                   "same outputs to 1e-4, 1-3 s to start) instead of the plain PyTorch module. On folders, decoding "
-                   "the images dominates and the start-up does not pay off (README: Speed).")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
-              help="Where the model runs: torch (the PyTorch module), onnxruntime or openvino (its ONNX export, "
-                   "exported once into the cache; extras blazeconv[onnx] and blazeconv[openvino]), or auto: the first "
-                   "installed of onnxruntime, openvino, torch (fastest first, README: Speed). --fast means torch.")
+@backend_option()
+@renamed("--fast/--no-fast", "backend", to=lambda value: "torch-fast", is_flag=True, default=False)
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", metavar="[ADDRESS]",
               help="Run on Ray (pip install 'blazeconv[ray]'), the same outputs in the same order: alone, a local "
                    "cluster on every core started for this run; or ADDRESS: auto (the running cluster this machine "
                    "is part of), HOST:PORT or ray://HOST:PORT. Every worker must be able to read the files. Put it "
-                   "after the inputs (a word right after --ray is its ADDRESS). Each video is one Ray task. Not with --annotate, "
-                   "--crops or --fast.")
+                   "after the inputs (a word right after --ray is its ADDRESS). Each video is one Ray task. Not with --annotate "
+                   "or --crops.")
 @click.option("--ray-actors", type=click.IntRange(1), metavar="N",
               help="With --ray: model actors, each reading and decoding its own files [default: as many as the "
                    "cluster's CPUs hold at --ray-actor-cpus each].")
 @click.option("--ray-actor-cpus", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               metavar="CPUS", help="With --ray: CPUs each actor reserves (its model threads and decoders).")
-def detect(inputs, model_name, weights, variant_name, min_score, json_path, annotate_dir, batch_size, fast,
+def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batch_size,
            jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, fast_decode, tile, tile_size,
            tile_overlap, annotate_quality, annotate_size, overwrite, recursive, every, sample_fps, sample_frames, start,
            end, crops_dir, crop_size, margin, min_face) -> None:
@@ -119,7 +124,8 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     Examples:
       blazeconv detect photo.jpg
       blazeconv detect photos/ --model back --json detections.json --annotate annotated/
-      blazeconv detect photo.jpg --weights build/short_range.pth --min-score 0.6 --json -
+      blazeconv detect photo.jpg --model build/short_range.pth --min-score 0.6 --json -
+      blazeconv detect photo.jpg --model my_model.tflite --backend torch-fast
       blazeconv detect huge_folder/ --jsonl faces.jsonl --resume     # rerun the same line after an interrupt
       blazeconv detect photos/ --backend openvino
       blazeconv detect photos/ --json faces.json --ray               # on a local Ray cluster (blazeconv[ray])
@@ -131,22 +137,13 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     """
     from ..detection.settings import DetectionSettings, Sampling
     from ..runs import DetectOutputs, DetectRun, RayOptions, video_summary
-    from ..sources import resolve
 
-    if model_name and weights:
-        raise click.UsageError("give --model or --weights, not both")
-    if variant_name and not weights:
-        raise click.UsageError("--variant only applies with --weights (--model names the variant itself)")
     if ray_address is None and (ray_actors is not None or ray_actor_cpus != 1.0):
         raise click.UsageError("--ray-actors and --ray-actor-cpus apply with --ray")
-    if ray_address is not None and fast:
-        raise click.UsageError("--fast compiles the model in this process: not with --ray (use --backend)")
     if resume and (jsonl_path is None or str(jsonl_path) == "-"):
         raise click.UsageError("--resume continues the file of --jsonl FILE; give both")
     if json_path is not None and jsonl_path is not None and str(json_path) == str(jsonl_path) == "-":
         raise click.UsageError("only one of --json and --jsonl can write to stdout")
-    if fast and backend not in ("auto", "torch"):
-        raise click.UsageError(f"--fast compiles the PyTorch model: it runs with --backend torch, not {backend}")
     if not tile and (tile_size is not None or tile_overlap is not None):
         raise click.UsageError("--tile-size and --tile-overlap apply with --tile")
     if sample_frames is not None and (every is not None or sample_fps is not None):
@@ -157,9 +154,8 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
     if crops_dir is None and (crop_size != 112 or margin != 0.25 or min_face):
         raise click.UsageError("--crop-size, --margin and --min-face apply with --crops")
-    source = resolve(weights, role="weights").path if weights else get_variant(model_name or DEFAULT_VARIANT)
     settings = DetectionSettings(
-        model=source, variant=variant_name, backend="torch" if fast else backend, min_score=min_score,
+        model=model or DEFAULT_VARIANT, variant=variant_name, backend=backend, min_score=min_score,
         batch_size=batch_size, tile=tile, tile_size=tile_size,
         tile_overlap=DEFAULT_OVERLAP if tile_overlap is None else tile_overlap, fast_decode=fast_decode,
         sampling=Sampling(every or 1, sample_fps, sample_frames, start, end))
@@ -167,10 +163,6 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
                             annotate_quality=annotate_quality, annotate_size=annotate_size, crops=crops_dir,
                             crop_size=crop_size, margin=margin, min_face=min_face, overwrite=overwrite)
     ray = None if ray_address is None else RayOptions(ray_address, ray_actors, ray_actor_cpus)
-    if fast:
-        from ..fast import fast_model
-
-        settings = settings.replace(model=fast_model(settings.make_runner().module))
     run = DetectRun(inputs, settings, outputs, recursive=recursive, ray=ray)
     summary = not quiet and "-" not in (str(json_path), str(jsonl_path))
     on_ray = ray is not None  # Ray shows its own progress on stderr
@@ -195,5 +187,3 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
         click.echo(f"Error: {message}", err=True)
     if report.failures:
         raise report.failure()
-
-

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..backends import CHOICES as BACKEND_CHOICES
 from ..detection.settings import DEFAULT_BATCH_SIZE
 from ..detection.tiling import DEFAULT_OVERLAP
 from ..variants import DEFAULT_VARIANT
-from .base import FRACTION, VARIANT, check_outputs, cli, progress, thresholds_help
+from .base import FRACTION, backend_option, check_outputs, cli, model_option, progress, thresholds_help, variant_option
 
 _FORMATS = click.Choice(["auto", "wider", "coco", "dlib", "blazeconv"])
 # The options of a model run, as detect has them: given with --detections, they are refused.
@@ -30,11 +29,9 @@ _RUN_OPTIONS = ("model", "variant_name", "backend", "batch_size", "fast_decode",
                    "instead of running a model.")
 @click.option("--detections-format", type=_FORMATS, default="auto", show_default=True,
               help="The format of --detections (auto: by its content).")
-@click.option("--model", help=f"The model to run, as detect runs it: a shipped name or a model file "
-                              f"[default: {DEFAULT_VARIANT}].")
-@click.option("--variant", "variant_name", type=VARIANT,
-              help="Which model the weights are (anchors, input size, default threshold) [default: inferred].")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), help="Where the model runs, as for detect [default: auto].")
+@model_option("eval", default=DEFAULT_VARIANT)
+@variant_option()
+@backend_option()
 @click.option("--min-score", type=FRACTION,
               help=f"With a model: keep detections scoring at least this [default: the model's: {thresholds_help()}]."
                    " With --detections: leave out those scoring less [default: keep all].")
@@ -81,8 +78,9 @@ def eval_command(images, labels_path, labels_format, detections_path, detections
     from ..detection.settings import DetectionSettings
     from ..evaluation import evaluate
 
-    given = {name: value for name, value in zip(_RUN_OPTIONS, (model, variant_name, backend, batch_size, fast_decode,
-                                                                tile, tile_size, tile_overlap)) if value}
+    ctx = click.get_current_context()
+    given = [name for name in _RUN_OPTIONS if ctx.get_parameter_source(name) not in
+             (None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)]
     if detections_path is not None and given:
         names = ", ".join("--" + name.replace("_name", "").replace("_", "-") for name in given)
         raise click.UsageError(f"{names}: options of a model run, not of --detections")

@@ -12,18 +12,23 @@ from .base import (
     cli,
     iou_option,
     max_faces_option,
+    model_argument,
+    model_option,
     output_option,
+    renamed,
     say,
-    source_argument,
     source_tflite_option,
     thresholds_help,
-    weights_variant_option,
+    variant_option,
 )
+
+# The model is coreml's and onnx's first argument, not an option: it is what they convert (as tflite2torch's), always
+# given, and ``blazeconv onnx short_range`` reads as what it does. It takes what ``--model`` takes, alike refused.
 
 
 @cli.command()
-@source_argument()
-@output_option("Where to write the model [default: SOURCE with suffix .mlpackage (mlprogram) or .mlmodel "
+@model_argument("coreml")
+@output_option("Where to write the model [default: MODEL with suffix .mlpackage (mlprogram) or .mlmodel "
                    "(neuralnetwork); with --landmarks, <stem>_landmarks.<suffix>].", dir_okay=True)
 @click.option("--landmarks", is_flag=True,
               help="Build the landmarks model (decoding and MediaPipe's weighted NMS inside; boxes, 6 keypoints and "
@@ -35,17 +40,18 @@ from .base import (
                    "[default: float16 for mlprogram, float32 for neuralnetwork, where float16 stores the "
                    "convolution weights as float16].")
 @iou_option("NMS overlap threshold (MediaPipe's face graphs use 0.3).")
-@click.option("--score-threshold", type=FRACTION,
+@click.option("--min-score", type=FRACTION,
               help=f"Minimum face score [default: the variant's: {thresholds_help()}].")
+@renamed("--score-threshold", "min_score", type=FRACTION)
 @max_faces_option("Most faces a model returns (rows of the landmarks model; Vision's upper bound). The landmarks "
                   "model repeats its NMS step per row, so more rows convert more slowly.")
-@weights_variant_option()
+@variant_option()
 @source_tflite_option()
 @click.option("--anchors", "anchors_file", type=click.Path(path_type=Path, dir_okay=False),
               help="An (N, 4) .npy of anchors (x_center, y_center, w, h) instead of the variant's generated ones.")
-def coreml(source, output, landmarks, model_format, precision, iou_threshold, score_threshold, max_faces,
+def coreml(model, output, landmarks, model_format, precision, iou_threshold, min_score, max_faces,
            variant_name, source_tflite, anchors_file) -> None:
-    """Convert BlazeFace weights (SOURCE: WEIGHTS.pth, MODEL.tflite or a shipped variant name) to a Core ML model.
+    """Convert BlazeFace (MODEL: a shipped model name, a .tflite or a .pth state_dict) to a Core ML model.
 
     By default a pipeline for Vision: image in (RGB at the model's size, normalised inside), boxes decoded
     inside, then Core ML's NonMaximumSuppression; outputs 'confidence' (N x 1) and 'coordinates'
@@ -69,23 +75,22 @@ def coreml(source, output, landmarks, model_format, precision, iou_threshold, sc
     """
     from ..errors import OptionsError, require
     from ..export.coreml import CoreMLOptions, build_coreml, coreml_source, default_output, save_coreml
-    from ..sources import load_weights, resolve
+    from ..sources import load_weights
 
     options = CoreMLOptions(
         kind="landmarks" if landmarks else "vision",
         format=model_format,
         precision=precision,
         iou_threshold=iou_threshold,
-        score_threshold=score_threshold,
+        score_threshold=min_score,
         max_faces=max_faces,
     )
     require("coremltools", "blazeconv[coreml]", "blazeconv coreml")
-    model = resolve(source)
-    path = model.path or source
+    path = model.path
     output = output or default_output(Path(model.variant.name) if model.kind == "shipped" else path, options)
     if output.suffix.lower() != options.suffix:
         raise OptionsError(f"{output}: a {model_format} model is saved as {options.suffix}, not {output.suffix or 'no suffix'}")
-    check_outputs([("-o", output)], [("the source", path), ("--source-tflite", source_tflite), ("--anchors", anchors_file)])
+    check_outputs([("-o", output)], [("the model", path), ("--source-tflite", source_tflite), ("--anchors", anchors_file)])
     loaded = coreml_source(load_weights(model, variant=variant_name, source_tflite=source_tflite), anchors_file)
     options = options.resolved(loaded.variant)
     v = loaded.variant
@@ -99,8 +104,8 @@ def coreml(source, output, landmarks, model_format, precision, iou_threshold, sc
 
 
 @cli.command()
-@source_argument()
-@output_option("Where to write the model [default: SOURCE with suffix .onnx; with --detections, "
+@model_argument("onnx")
+@output_option("Where to write the model [default: MODEL with suffix .onnx; with --detections, "
                "<stem>_detections.onnx; for a variant name, in the current folder].")
 @click.option("--detections", is_flag=True,
               help="Also decode and run MediaPipe's weighted NMS inside: outputs 'detections' (batch x max-faces x 17: "
@@ -109,18 +114,18 @@ def coreml(source, output, landmarks, model_format, precision, iou_threshold, sc
               help=f"With --detections: the default of the 'min_score' input [default: the variant's: {thresholds_help()}].")
 @iou_option("With --detections: the default of the 'iou_threshold' input (MediaPipe's face graphs use 0.3).")
 @max_faces_option("With --detections: rows of 'detections' (the NMS step is repeated per row).")
-@weights_variant_option()
+@variant_option()
 @source_tflite_option()
-def onnx(source, output, detections, min_score, iou_threshold, max_faces, variant_name, source_tflite) -> None:
-    """Export BlazeFace (SOURCE: MODEL.tflite, WEIGHTS.pth or a shipped variant name) to ONNX.
+def onnx(model, output, detections, min_score, iou_threshold, max_faces, variant_name, source_tflite) -> None:
+    """Export BlazeFace (MODEL: a shipped model name, a .tflite or a .pth state_dict) to ONNX.
 
     The network: input 'image' (batch x 3 x S x S float32 RGB in -1..1, batch dynamic), outputs
     'regressors' (batch x N x 16) and 'classificators' (batch x N x 1), TFLite's raw outputs.
     With --detections the model also decodes (anchors inside) and runs MediaPipe's weighted NMS; optional
     float32 scalar inputs 'min_score' and 'iou_threshold' override the defaults written into it.
     The metadata records the variant, anchor options, thresholds, keypoint names and the source SHA-256.
-    With --detections SOURCE may also be a network .onnx this command wrote: only the decoding and NMS are
-    added (a second instead of a full export). Needs the onnx extra: pip install 'blazeconv[onnx]'.
+    With --detections MODEL may also be a network .onnx this command wrote: only the decoding and NMS are
+    added (a second instead of a full export).
 
     \b
     Examples:
@@ -131,18 +136,20 @@ def onnx(source, output, detections, min_score, iou_threshold, max_faces, varian
     """
     from ..errors import OptionsError, require
     from ..export.onnx import OPSET, default_output, export_detections
-    from ..sources import export_onnx_file, resolve
+    from ..sources import export_onnx_file
 
     for package in ("onnx", "onnxscript"):
         require(package, "blazeconv[onnx]", "blazeconv onnx")
-    model = resolve(source)
-    path = model.path or source
+    path = model.path
     output = output or default_output(Path(f"{model.variant.name}.onnx") if model.kind == "shipped" else path, detections)
-    check_outputs([("-o", output)], [("the source", path), ("--source-tflite", source_tflite)])
+    check_outputs([("-o", output)], [("the model", path), ("--source-tflite", source_tflite)])
     if model.kind == "onnx":
-        if not detections or variant_name or source_tflite:
-            raise OptionsError(f"{path}: an .onnx source only takes --detections (its metadata names the variant)")
-        export_detections(path, output, min_score=min_score, iou_threshold=iou_threshold, max_faces=max_faces)
+        if not detections:
+            raise OptionsError(f"{path}: already an ONNX network; add --detections to add the decoding and NMS to it")
+        if source_tflite:
+            raise OptionsError(f"{path}: --source-tflite is only for .pth weights; an .onnx records its source")
+        export_detections(path, output, min_score=min_score, iou_threshold=iou_threshold, max_faces=max_faces,
+                          variant=variant_name)
         say(f"wrote {output}: detections model (weighted NMS inside) from the network {path}, IoU {iou_threshold:g}, "
             f"up to {max_faces} faces")
         return
@@ -159,20 +166,20 @@ def onnx(source, output, detections, min_score, iou_threshold, max_faces, varian
 
 
 @cli.command()
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("coreml_model", metavar="COREML_MODEL", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
-              help="The .pth or .tflite the model was built from [default: the shipped .tflite whose SHA-256 the "
-                   "model records].")
+@model_option("verify", help_text="The model the Core ML model was built from: a shipped model name, a .tflite or a "
+                                  ".pth state_dict [default: the shipped model whose SHA-256 the Core ML model records].")
 @click.option("--anchors", "anchors_file", type=click.Path(path_type=Path, dir_okay=False),
               help="The anchors .npy the model was built with, if it was built with --anchors.")
 @click.option("--atol", type=FRACTION,
               help="Tolerance for boxes and keypoints [default: 1e-4 for float32 models, 2e-3 for float16].")
-def verify(model, images, weights, anchors_file, atol) -> None:
-    """Check a Core ML MODEL numerically against its PyTorch model, on any OS.
+def verify(coreml_model, images, model, anchors_file, atol) -> None:
+    """Check a COREML_MODEL (.mlpackage or .mlmodel) numerically against the PyTorch model it was built from, on
+    any OS.
 
     Evaluates every operation of the saved model (its NMS stage included) with numpy on each of IMAGES
-    (squashed to the model's input size) [default: the repository's test photos], runs the PyTorch model
+    (squashed to the model's input size) [default: the photos that ship with blazeconv], runs the PyTorch model
     and MediaPipe's decoding on the same input, and compares: decoded boxes and keypoints within the
     tolerance (normalised units), and the same faces after NMS. Exits non-zero on any difference, or if
     the model holds an operation the evaluator does not know.
@@ -180,15 +187,15 @@ def verify(model, images, weights, anchors_file, atol) -> None:
     \b
     Examples:
       blazeconv verify build/short_range.mlpackage
-      blazeconv verify front.mlmodel photo.jpg --weights build/front.pth
+      blazeconv verify front.mlmodel photo.jpg --model build/front.pth
     """
     from ..verify.coreml import VerificationError, default_images, verify_coreml
 
     images = list(images) or default_images()
     if not images:
-        raise click.UsageError("give IMAGES to verify on (the repository's test photos are not here)")
-    result = verify_coreml(model, images, weights=weights, anchors=anchors_file, tolerance=atol)
-    say(f"{model}: {result.kind} model, {result.variant}, {result.format} {result.precision}, "
+        raise click.UsageError("give IMAGES to verify on (the photos that ship with blazeconv are not here)")
+    result = verify_coreml(coreml_model, images, weights=model, anchors=anchors_file, tolerance=atol)
+    say(f"{coreml_model}: {result.kind} model, {result.variant}, {result.format} {result.precision}, "
          f"tolerance {result.tolerance:g}")
     say(f"  {'image':<28} {'faces':>5} {'torch':>5} {'same':>4} {'box err':>9} {'kpt err':>9} {'score err':>9}")
     for c in result.checks:
@@ -204,5 +211,5 @@ def verify(model, images, weights, anchors_file, atol) -> None:
     say(f"  evaluated {total} operations of {len(kinds)} kinds in models: {models}")
     if not result.passed:
         failures = result.failures()
-        raise VerificationError(f"{model}: differs from PyTorch on {len(failures)} image(s): " + " | ".join(failures))
-    say(f"{model}: matches PyTorch on {len(result.checks)} image(s)")
+        raise VerificationError(f"{coreml_model}: differs from PyTorch on {len(failures)} image(s): " + " | ".join(failures))
+    say(f"{coreml_model}: matches PyTorch on {len(result.checks)} image(s)")

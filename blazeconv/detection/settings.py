@@ -159,9 +159,10 @@ class DetectionSettings:
         """What shapes the results of a run with this model (``variant``, resolved) on ``backend``, for a results
         file's settings record: a ``--resume`` with other settings is refused."""
         from .._version import __version__
+        from ..sources import resolve
 
-        model = self.model
-        weights = None if isinstance(model, Variant) or (isinstance(model, str) and model in VARIANTS) else str(model)
+        source = resolve(self.model)
+        weights = None if source.kind == "shipped" else source.portable() if source.path else source.describe()
         tiling = self.tiling
         return {
             "blazeconv": __version__, "model": variant.name, "weights": weights, "backend": backend,

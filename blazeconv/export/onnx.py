@@ -38,7 +38,7 @@ from torch import nn
 from .._version import __version__
 from ..errors import BlazeconvError, ModelFileError, OptionsError, require
 from ..io import atomic_path
-from ..variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, SCORE_CLIPPING, VARIANTS, Variant
+from ..variants import KEYPOINT_NAMES, NMS_IOU_THRESHOLD, SCORE_CLIPPING, VARIANTS, Variant, fit_variant
 from . import DEFAULT_MAX_FACES, RAW_OUTPUTS, check_options
 
 log = logging.getLogger(__name__)
@@ -172,10 +172,13 @@ def export_detections(
     min_score: float | None = None,
     iou_threshold: float = NMS_IOU_THRESHOLD,
     max_faces: int = DEFAULT_MAX_FACES,
+    variant: Variant | str | None = None,
 ) -> Path:
     """The detections model made from a raw network ``network`` that ``export_onnx`` wrote (its metadata names the
     variant and source); written atomically to ``path``. The same model as ``export_onnx(..., detections=True)``,
-    without exporting the network again: only the decoding and NMS are traced (about a second). Returns ``path``.
+    without exporting the network again: only the decoding and NMS are traced (about a second). ``variant``
+    overrides the one the metadata names (it must be of the same architecture; the source SHA-256 is then dropped,
+    as ``sources.load_weights`` does). Returns ``path``.
     """
     import onnx
 
@@ -188,9 +191,10 @@ def export_detections(
     meta = {p.key: p.value for p in proto.metadata_props}
     if meta.get("kind") != "raw" or meta.get("variant") not in VARIANTS:
         raise ModelFileError(f"{network}: not a raw BlazeFace network exported by blazeconv (see its metadata)")
-    variant = VARIANTS[meta["variant"]]
+    recorded = VARIANTS[meta["variant"]]
+    variant = recorded if variant is None else fit_variant(variant, recorded, str(network))
     check_options(variant.min_score if min_score is None else min_score, iou_threshold, max_faces)
-    sha256 = meta.get("source_sha256")
+    sha256 = meta.get("source_sha256") if variant is recorded else None
     proto = _with_detections(proto, variant, min_score, iou_threshold, max_faces, None)
     _describe(proto, variant, None if sha256 == "unknown" else sha256, min_score, iou_threshold, max_faces, False)
     _save(proto, Path(path))

@@ -173,8 +173,8 @@ def verify_coreml(
 ) -> Verification:
     """Compare the Core ML model at ``model_path`` with its PyTorch model on ``images``.
 
-    ``weights``: the ``.pth`` or ``.tflite`` the model came from; by default the shipped ``.tflite`` whose SHA-256
-    the model's metadata records. ``anchors``: the ``.npy`` the model was built with, if not generated.
+    ``weights``: the model argument the Core ML model came from (a shipped name, a ``.tflite`` or a ``.pth``, as
+    ``sources.load_weights`` reads it); by default the shipped ``.tflite`` whose SHA-256 the model's metadata records. ``anchors``: the ``.npy`` the model was built with, if not generated.
     ``tolerance`` overrides the precision's default (1e-4 float32, 2e-3 float16).
     """
     import torch
@@ -253,9 +253,11 @@ def _require_coreml(path: Path) -> None:
         raise CoreMLError(f"{path}: not a Core ML model ({expected}, got {path.suffix or 'a file without suffix'})")
 
 
-def _weights_for(model_path: Path, claims: _Claims, weights) -> Path:
+def _weights_for(model_path: Path, claims: _Claims, weights):
+    """The model argument to compare with: ``weights`` as given (any file kind ``sources.load_weights`` reads), else
+    the shipped ``.tflite`` whose SHA-256 the Core ML model records."""
     if weights is not None:
-        return Path(weights)
+        return weights
     from ..sources import shipped_model
     from ..variants import get_variant
 
