@@ -14,6 +14,7 @@ Python API::
 
     model = blazeconv.load_model("short_range.pth")      # eval-mode torch.nn.Module; model.variant: a Variant
     regressors, classificators = model(x)                 # x: (B, 3, S, S) float32 RGB in [-1, 1]
+    blazeconv.torch2tflite("tuned.pth", like="short_range", output="tuned.tflite")  # back into MediaPipe's file
 
 Public names are imported on first use, so ``import blazeconv`` (and ``blazeconv --help``) does not load torch.
 """
@@ -30,6 +31,7 @@ _LAZY = {
     "load_model": "sources",
     "blur": "anonymise",
     "blur_video": "anonymise",
+    "torch2tflite": "tflite_writer",
 }
 
 __all__ = ["BlazeconvError", "__version__", *_LAZY]
