@@ -214,7 +214,7 @@ def test_a_dense_model_takes_new_zeros_and_nonzeros_anywhere(converted, tmp_path
 # ------------------------------------------------------------------------------------------ MediaPipe Tasks
 
 
-@pytest.mark.skipif(not MEDIAPIPE.is_file(), reason=f"no MediaPipe environment at {MEDIAPIPE} (make .venv-mediapipe)")
+@pytest.mark.skipif(not MEDIAPIPE.is_file(), reason=f"no MediaPipe environment at {MEDIAPIPE} (make mediapipe)")
 @pytest.mark.parametrize("variant", TASKS_VARIANTS)
 def test_mediapipe_tasks_finds_on_the_new_file_what_blazeconv_finds_with_the_pth(variant, converted, tmp_path):
     from blazeconv import FaceDetector
