@@ -15,7 +15,7 @@ CONVERTER := $(addprefix blazeconv/,tflite_reader.py tflite_sparsity.py convert.
 ANCHORS := $(addprefix blazeconv/,anchors.py variants.py)
 
 .DELETE_ON_ERROR:
-.PHONY: all test check clean setup docs
+.PHONY: all test check clean setup docs mediapipe
 
 all: $(foreach v,$(VARIANTS),$(BUILD)/$(v).pth $(BUILD)/$(v)_anchors.npy)
 
@@ -41,7 +41,21 @@ $(BUILD)/%_anchors.npy: $(ANCHORS) | $(INSTALLED)
 	@mkdir -p $(BUILD)
 	$(BIN)/blazeconv anchors --variant $* -o $@
 
-test: $(INSTALLED)
+# MediaPipe Tasks (its FaceDetector, numpy 2) in an environment of its own: it pulls opencv-contrib-python, which
+# cannot share .venv with opencv-python-headless. The tests (torch2tflite's output in MediaPipe, bench's worker) and
+# `blazeconv bench` run it in a worker process; PyAV for the worker's video mode. About 30 s and 750 MB (measured).
+MEDIAPIPE_VENV := .venv-mediapipe
+MEDIAPIPE_INSTALLED := $(MEDIAPIPE_VENV)/.installed
+
+mediapipe: $(MEDIAPIPE_INSTALLED)
+
+$(MEDIAPIPE_INSTALLED):
+	test -x $(MEDIAPIPE_VENV)/bin/python || $(PYTHON) -m venv $(MEDIAPIPE_VENV)
+	$(MEDIAPIPE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MEDIAPIPE_VENV)/bin/python -m pip install --quiet mediapipe==1.2.2 'av>=18'
+	touch $@
+
+test: $(INSTALLED) $(MEDIAPIPE_INSTALLED)
 	$(BIN)/python -m pytest
 
 check: test

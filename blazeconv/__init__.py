@@ -15,6 +15,7 @@ Python API::
 
     model = blazeconv.load_model("short_range.pth")      # eval-mode torch.nn.Module; model.variant: a Variant
     regressors, classificators = model(x)                 # x: (B, 3, S, S) float32 RGB in [-1, 1]
+    blazeconv.torch2tflite("tuned.pth", like="short_range", output="tuned.tflite")  # back into MediaPipe's file
 
 Public names are imported on first use, so ``import blazeconv`` (and ``blazeconv --help``) does not load torch.
 """
@@ -32,6 +33,7 @@ _LAZY = {
     "blur": "anonymise",
     "blur_video": "anonymise",
     "evaluate": "evaluation",
+    "torch2tflite": "tflite_writer",
 }
 
 __all__ = ["BlazeconvError", "__version__", *_LAZY]

@@ -12,7 +12,7 @@ all gaps are reported together.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,14 +49,42 @@ class Structure:
     layers: tuple[ConvLayer, ...]
 
 
+# The layout change between a TFLite constant and its state_dict entry, both ways (schema.fbs: CONV_2D kernels are
+# O,H,W,I and DEPTHWISE_CONV_2D kernels 1,H,W,C; torch's Conv2d weights are O,I,H,W, grouped ones C,1,H,W). Channel
+# orders need nothing: the full-range heads' DEPTH_TO_SPACE order is undone inside the module's forward
+# (``network.tflite_to_torch_depth_order``), so every state_dict entry holds the file's channels in the file's order.
+_TO_TORCH = {"conv": (0, 3, 1, 2), "depthwise": (3, 0, 1, 2), "vector": (0,)}
+_TO_TFLITE = {"conv": (0, 2, 3, 1), "depthwise": (1, 2, 3, 0), "vector": (0,)}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """Where one state_dict entry lives in the file: its constant ``tensor`` (float32, weight storage folded away;
+    ``tensor.storage`` is the tensor whose buffer holds the bytes) and the ``layout`` between the two: ``conv``
+    (TFLite O,H,W,I <-> torch O,I,H,W), ``depthwise`` (1,H,W,C <-> C,1,H,W) or ``vector`` (biases, as they are)."""
+
+    key: str
+    tensor: Tensor
+    layout: str
+
+    def to_torch(self, value: np.ndarray) -> np.ndarray:
+        """A value in the file's layout -> the state_dict's."""
+        return value.transpose(_TO_TORCH[self.layout])
+
+    def to_tflite(self, value: np.ndarray) -> np.ndarray:
+        """A value in the state_dict's layout -> the file's (the inverse of ``to_torch``)."""
+        return value.transpose(_TO_TFLITE[self.layout])
+
+
 @dataclass(frozen=True)
 class Conversion:
-    """The result of converting one file."""
+    """The result of converting one file. ``parameters``: for every state_dict key, where it is in the file."""
 
     variant: Variant
     recognised_by: str  # "checksum" (a shipped file) or "structure"
     state_dict: dict[str, torch.Tensor]
     weight_storage: str
+    parameters: dict[str, Parameter] = field(default_factory=dict, repr=False, compare=False)
 
 
 _RELU = 1  # tflite ActivationFunctionType.RELU
@@ -366,14 +394,6 @@ def _match_architecture(graph: Graph) -> tuple[str, Structure, dict[str, str]]:
     )
 
 
-def _torch_layout(layer: ConvLayer) -> np.ndarray:
-    """TFLite kernel -> PyTorch layout: CONV_2D O,H,W,I -> O,I,H,W; DEPTHWISE 1,H,W,C -> C,1,H,W."""
-    kernel = layer.kernel.data
-    if layer.op.kind == "DEPTHWISE_CONV_2D":
-        return kernel.transpose(3, 0, 1, 2)  # (C, 1, H, W)
-    return kernel.transpose(0, 3, 1, 2)  # (O, I, H, W)
-
-
 def _weight_storage(layers: tuple[ConvLayer, ...]) -> str:
     kinds = sorted({layer.kernel.stored_as for layer in layers} | {layer.bias.stored_as for layer in layers})
     return "/".join(kinds)
@@ -405,6 +425,7 @@ def convert_graph(graph: Graph, sha256: str | None = None) -> Conversion:
     expected = build_model(architecture).state_dict()
 
     state_dict: dict[str, torch.Tensor] = {}
+    parameters: dict[str, Parameter] = {}
     problems: list[str] = []
     used: set[int] = set()
     for layer in structure.layers:
@@ -412,14 +433,18 @@ def convert_graph(graph: Graph, sha256: str | None = None) -> Conversion:
         if prefix is None:
             problems.append(f"unused tensors '{layer.kernel.name}', '{layer.bias.name}' ({layer.address} has no key)")
             continue
-        for suffix, value, tensor in (("weight", _torch_layout(layer), layer.kernel), ("bias", layer.bias.data, layer.bias)):
-            key = f"{prefix}.{suffix}"
+        kernel_layout = "depthwise" if layer.op.kind == "DEPTHWISE_CONV_2D" else "conv"
+        for parameter in (Parameter(f"{prefix}.weight", layer.kernel, kernel_layout),
+                          Parameter(f"{prefix}.bias", layer.bias, "vector")):
+            key, tensor = parameter.key, parameter.tensor
+            value = parameter.to_torch(tensor.data)  # (O, I, H, W), (C, 1, H, W) or (O,)
             if key not in expected:
                 problems.append(f"'{tensor.name}' maps to unknown key {key}")
             elif tuple(value.shape) != tuple(expected[key].shape):
                 problems.append(f"'{tensor.name}' gives {key} shape {list(value.shape)}, expected {list(expected[key].shape)}")
             else:
                 state_dict[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+                parameters[key] = parameter
             used.add(tensor.index)
     unfilled = [k for k in expected if k not in state_dict]
     if unfilled:
@@ -433,7 +458,7 @@ def convert_graph(graph: Graph, sha256: str | None = None) -> Conversion:
     if problems:
         raise UnsupportedModelError(f"{where}: cannot map the file onto {architecture}: " + "; ".join(problems))
     log.info("%s: %s (%s), %d tensors", where, variant.name, recognised_by, len(state_dict))
-    return Conversion(variant, recognised_by, state_dict, _weight_storage(structure.layers))
+    return Conversion(variant, recognised_by, state_dict, _weight_storage(structure.layers), parameters)
 
 
 def convert_file(path: str | Path) -> Conversion:

@@ -106,6 +106,14 @@ class Tensor:
     dtype: np.dtype
     data: np.ndarray | None = field(default=None, repr=False, compare=False)
     stored_as: str = "float32"  # how the file stores the constant: float32, float16, sparse float16, ...
+    # The tensor whose buffer holds the stored bytes: this one, or for a constant folded from DEQUANTIZE / DENSIFY
+    # the constant at the start of that chain (``tflite_writer`` writes new weights there).
+    stored_in: int | None = None
+
+    @property
+    def storage(self) -> int:
+        """Index of the tensor whose buffer holds this constant's bytes (``stored_in``, else itself)."""
+        return self.index if self.stored_in is None else self.stored_in
 
 
 @dataclass(frozen=True)
@@ -152,11 +160,14 @@ class Graph:
         return list(self._dataflow[1].get(tensor, ()))
 
 
-def read_graph(path: str | Path) -> Graph:
-    """Parse the TFLite file at ``path``; any problem with the file is a ``ModelFileError`` naming it."""
+def read_graph(path: str | Path, data: bytes | None = None) -> Graph:
+    """Parse the TFLite file at ``path``; any problem with the file is a ``ModelFileError`` naming it.
+
+    ``data``: the file's bytes when the caller has already read them (``path`` then only names them in messages).
+    """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else bytes(data)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -185,30 +196,38 @@ def _count(path: Path, what: str, n: int, data: bytes, limit: int = _MAX_GRAPH_I
     return n
 
 
+def buffer_span(path: Path, model, index: int, file_size: int) -> tuple[int, int]:
+    """Where buffer ``index`` of ``model`` (a ``tflite.Model``) lies in the file: ``(byte offset, byte count)``,
+    ``(0, 0)`` for an empty buffer; ``ModelFileError`` when it is out of range or runs past the file's end."""
+    num_buffers = model.BuffersLength()
+    if not 0 <= index < num_buffers:
+        raise ModelFileError(f"{path}: buffer index {index} out of range (file has {num_buffers})")
+    buf = model.Buffers(index)
+    if buf.Offset() > 1:  # buffers stored after the flatbuffer (models over 2 GB)
+        start, size = buf.Offset(), buf.Size()
+        if start + size > file_size:
+            raise ModelFileError(f"{path}: buffer {index} runs past the end of the file")
+        return start, size
+    if buf.DataIsNone():
+        return 0, 0
+    start = buf._tab.Vector(buf._tab.Offset(4))  # the first byte of the data vector (after its length)
+    size = buf.DataLength()
+    if start < 0 or start + size > file_size:
+        raise ModelFileError(f"{path}: buffer {index} runs past the end of the file (truncated?)")
+    return start, size
+
+
 def _parse(path: Path, data: bytes) -> Graph:
     model = tflite.Model.GetRootAsModel(data, 0)
     if _count(path, "subgraphs", model.SubgraphsLength(), data) < 1:
         raise ModelFileError(f"{path}: the model has no subgraph")
     subgraph = model.Subgraphs(0)
-    num_buffers = _count(path, "buffers", model.BuffersLength(), data)
+    _count(path, "buffers", model.BuffersLength(), data)  # checked before any buffer is looked up
     num_codes = _count(path, "operator codes", model.OperatorCodesLength(), data)
     view = memoryview(data)  # buffers are sliced without copying; only checked constants are copied out
 
     def buffer_bytes(index: int) -> bytes:
-        if not 0 <= index < num_buffers:
-            raise ModelFileError(f"{path}: buffer index {index} out of range (file has {num_buffers})")
-        buf = model.Buffers(index)
-        if buf.Offset() > 1:  # buffers stored after the flatbuffer (models over 2 GB)
-            start, size = buf.Offset(), buf.Size()
-            if start + size > len(data):
-                raise ModelFileError(f"{path}: buffer {index} runs past the end of the file")
-            return view[start:start + size]
-        if buf.DataIsNone():
-            return b""
-        start = buf._tab.Vector(buf._tab.Offset(4))
-        size = buf.DataLength()
-        if start < 0 or start + size > len(data):
-            raise ModelFileError(f"{path}: buffer {index} runs past the end of the file (truncated?)")
+        start, size = buffer_span(path, model, index, len(data))
         return view[start:start + size]
 
     budget = _Budget(path)
@@ -413,7 +432,7 @@ def _fold_weight_storage(path: Path, tensors: list[Tensor], operators: list[Oper
                 budget.take(target.name, source.data.size)  # the float32 copy (one per operator, even if aliased)
                 tensors[target.index] = Tensor(
                     target.index, target.name, target.shape, np.dtype("<f4"),
-                    source.data.astype(np.float32), stored_as=source.stored_as,
+                    source.data.astype(np.float32), stored_as=source.stored_as, stored_in=source.storage,
                 )
                 continue
         kept.append(op)

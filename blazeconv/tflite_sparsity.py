@@ -1,5 +1,7 @@
 """TFLite's sparse constants (``SparsityParameters`` in ``tensorflow/lite/schema/schema.fbs``): ``densify`` expands
-one as the DENSIFY operator does, every piece of its metadata checked against the tensor's shape first."""
+one as the DENSIFY operator does, every piece of its metadata checked against the tensor's shape first;
+``stored_positions`` says where each stored value goes, which ``tflite_writer`` uses the other way round (a dense
+tensor's values at those positions, in the same order, are what the file stores)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,18 @@ def _index_vector(path: Path, name: str, kind: int, table) -> np.ndarray:
 
 
 def densify(path: Path, name: str, shape: tuple[int, ...], values: np.ndarray, sparsity) -> np.ndarray:
-    """Expand a sparse constant as TFLite's DENSIFY does (schema.fbs ``SparsityParameters``).
+    """Expand a sparse constant as TFLite's DENSIFY does (schema.fbs ``SparsityParameters``): ``values`` (the stored
+    values, in storage order) put at their ``stored_positions`` of a zero tensor of ``shape``."""
+    result = np.zeros(shape, dtype=values.dtype)
+    result[stored_positions(path, name, shape, len(values), sparsity)] = values
+    return result
+
+
+def stored_positions(path: Path, name: str, shape: tuple[int, ...], stored: int, sparsity) -> tuple[np.ndarray, ...]:
+    """Where each of the ``stored`` values of a sparse constant of ``shape`` goes: one int64 array of ``stored``
+    coordinates per dimension (a numpy index), in storage order. ``ModelFileError`` if the metadata does not describe
+    exactly ``stored`` values. A well-formed file never stores two values at one position; that is not checked
+    here (DENSIFY keeps the last), ``tflite_writer`` checks it before writing.
 
     The stored order is ``traversal_order`` over the original dimensions followed by block dimensions;
     ``block_map[k]`` names the original dimension block dimension k splits. Each traversal level is either
@@ -110,8 +123,8 @@ def densify(path: Path, name: str, shape: tuple[int, ...], values: np.ndarray, s
         coords = np.concatenate([coords, coord[:, None]], axis=1)
         parents = child
 
-    if len(coords) != len(values):
-        raise bad(f"metadata describing {len(coords)} values, its buffer holds {len(values)}")
+    if len(coords) != stored:
+        raise bad(f"metadata describing {len(coords)} values, its buffer holds {stored}")
     # Original coordinate of dimension d: outer index (times block size) plus the block's inner index.
     dense_index = []
     for d in range(rank):
@@ -120,9 +133,7 @@ def densify(path: Path, name: str, shape: tuple[int, ...], values: np.ndarray, s
             k = block_map.index(d)
             outer = outer * block_size[d] + coords[:, order.index(rank + k)]
         dense_index.append(outer)
-    result = np.zeros(shape, dtype=values.dtype)
-    result[tuple(dense_index)] = values
-    return result
+    return tuple(dense_index)
 
 
-__all__ = ["densify"]
+__all__ = ["densify", "stored_positions"]

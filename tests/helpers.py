@@ -51,6 +51,42 @@ def plain_input(image_path: Path, size: int) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0
 
 
+def mediapipe_pixel_box(box, width: int, height: int) -> np.ndarray:
+    """A 0..1 ``(xmin, ymin, xmax, ymax)`` box as MediaPipe's Tasks API reports it, in pixels ``(xmin, ymin, xmax,
+    ymax)``: origin and size each truncated to int and clamped to 0..size (mediapipe/calculators/util/
+    detection_transformation_calculator.cc, ``ConvertRelativeBoundingBoxToBoundingBox``)."""
+    xmin, ymin, xmax, ymax = box
+
+    def bounded(value: float, upper: int) -> int:
+        return min(max(int(value), 0), upper)  # int(): towards zero, as static_cast<int>
+
+    left, top = bounded(xmin * width, width), bounded(ymin * height, height)
+    return np.array([left, top, left + bounded((xmax - xmin) * width, width),
+                     top + bounded((ymax - ymin) * height, height)], dtype=np.float64)
+
+
+def assert_same_faces_as_mediapipe(ours, theirs: list[dict], width: int, height: int, where: str, *, box_px: float,
+                                   keypoint_px: float, score: float) -> None:
+    """``ours`` (``Detection``s) against MediaPipe Tasks' ``theirs`` (the worker's records: ``score``, ``box`` and
+    ``keypoints`` in 0..1, the box in whole pixels): the same number of faces; each of MediaPipe's matched to the
+    nearest of ours (by keypoints), then boxes (ours through ``mediapipe_pixel_box``) and keypoints within
+    ``box_px``/``keypoint_px`` pixels and scores within ``score``."""
+    assert len(ours) == len(theirs), f"{where}: {len(ours)} faces, MediaPipe {len(theirs)}"
+    scale = np.array([width, height])
+    left = list(ours)
+    for k, expected in enumerate(theirs):
+        points = np.array(expected["keypoints"]) * scale  # (6, 2) pixels
+        found = min(left, key=lambda d: np.abs(np.array(d.keypoints) * scale - points).max())
+        left.remove(found)
+        np.testing.assert_allclose(mediapipe_pixel_box(found.box, width, height),
+                                   np.array(expected["box"]) * np.tile(scale, 2), atol=box_px, rtol=0,
+                                   err_msg=f"{where}, face {k}: box (px)")
+        np.testing.assert_allclose(np.array(found.keypoints) * scale, points, atol=keypoint_px, rtol=0,
+                                   err_msg=f"{where}, face {k}: keypoints (px)")
+        np.testing.assert_allclose(found.score, expected["score"], atol=score, rtol=0,
+                                   err_msg=f"{where}, face {k}: score")
+
+
 # What other libraries keep in the temporary folder by design, reused from run to run (not blazeconv's leftovers):
 # ONNX Runtime's telemetry SDK writes ``.ses`` (51 bytes) when it is imported, and torch.export (the ONNX exporter)
 # keeps its compile cache in ``torchinductor_<user>``.

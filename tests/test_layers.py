@@ -25,6 +25,7 @@ LAYERS = [
     ("convert: TFLite graph to state_dict", ["convert"]),
     ("export: Core ML and ONNX", ["export"]),
     ("sources: what a model argument is, the cache of conversions and exports", ["sources"]),
+    ("write-back: a state_dict written into a copy of a .tflite (torch2tflite)", ["tflite_writer"]),
     ("backends: runners on torch, ONNX Runtime, OpenVINO", ["backends"]),
     ("detection: images, letterbox, decoding, NMS, records, the pipeline", ["detection"]),
     ("verify: the Core ML evaluator and check", ["verify"]),

@@ -4,7 +4,7 @@ clip whose display matrix turns it upright.
 
 MediaPipe's Tasks API reports whole-pixel boxes: its DetectionTransformationCalculator truncates ``xmin * W`` and
 ``width * W`` (and y) to int and clamps them to 0..W, so its ``xmax`` can be up to 2 px short of the box it
-computed. Our boxes are put through the same conversion before they are compared (``_mediapipe_pixel_box``);
+computed. Our boxes are put through the same conversion before they are compared (``helpers.mediapipe_pixel_box``);
 keypoints and scores are MediaPipe's own floats.
 """
 
@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import DATA
+from helpers import DATA, assert_same_faces_as_mediapipe
 
 av = pytest.importorskip("av")
 
@@ -34,39 +34,6 @@ def decoded_frames(path) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-def _mediapipe_pixel_box(box, width: int, height: int) -> np.ndarray:
-    """A 0..1 ``(xmin, ymin, xmax, ymax)`` box as MediaPipe's Tasks API reports it, in pixels ``(xmin, ymin, xmax,
-    ymax)``: origin and size each truncated to int and clamped to 0..size (mediapipe/calculators/util/
-    detection_transformation_calculator.cc, ``ConvertRelativeBoundingBoxToBoundingBox``)."""
-    xmin, ymin, xmax, ymax = box
-
-    def bounded(value: float, upper: int) -> int:
-        return min(max(int(value), 0), upper)  # int(): towards zero, as static_cast<int>
-
-    left, top = bounded(xmin * width, width), bounded(ymin * height, height)
-    return np.array([left, top, left + bounded((xmax - xmin) * width, width),
-                     top + bounded((ymax - ymin) * height, height)], dtype=np.float64)
-
-
-def assert_same_faces(ours, theirs: list[dict], width: int, height: int, where: str) -> None:
-    """The same number of faces; each of MediaPipe's matched to the nearest of ours (by keypoints), then boxes and
-    keypoints within ``BOX_PX``/``KEYPOINT_PX`` pixels and scores within ``SCORE``."""
-    assert len(ours) == len(theirs), f"{where}: {len(ours)} faces, MediaPipe {len(theirs)}"
-    scale = np.array([width, height])
-    left = list(ours)
-    for k, expected in enumerate(theirs):
-        points = np.array(expected["keypoints"]) * scale  # (6, 2) pixels
-        found = min(left, key=lambda d: np.abs(np.array(d.keypoints) * scale - points).max())
-        left.remove(found)
-        np.testing.assert_allclose(_mediapipe_pixel_box(found.box, width, height),
-                                   np.array(expected["box"]) * np.tile(scale, 2), atol=BOX_PX, rtol=0,
-                                   err_msg=f"{where}, face {k}: box (px)")
-        np.testing.assert_allclose(np.array(found.keypoints) * scale, points, atol=KEYPOINT_PX, rtol=0,
-                                   err_msg=f"{where}, face {k}: keypoints (px)")
-        np.testing.assert_allclose(found.score, expected["score"], atol=SCORE, rtol=0,
-                                   err_msg=f"{where}, face {k}: score")
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("clip", "variant"), CASES)
 def test_stream_video_matches_mediapipe_video_mode(runner, clip, variant, backend):
@@ -74,7 +41,8 @@ def test_stream_video_matches_mediapipe_video_mode(runner, clip, variant, backen
     results = list(stream_video(runner(backend, variant), DATA / "videos" / clip))
     assert [r.frame for r in results] == list(range(len(expected)))
     for result, theirs in zip(results, expected):
-        assert_same_faces(result.detections, theirs, result.width, result.height, f"{clip} frame {result.frame}")
+        assert_same_faces_as_mediapipe(result.detections, theirs, result.width, result.height, f"{clip} frame {result.frame}",
+                                       box_px=BOX_PX, keypoint_px=KEYPOINT_PX, score=SCORE)
 
 
 def test_the_golden_file_has_faces_to_compare():

@@ -4,7 +4,7 @@ Run by path by the interpreter of MediaPipe's own environment (it cannot share o
 standard library, numpy, mediapipe and (for ``video``) PyAV, and never imports blazeconv::
 
     python mediapipe_worker.py MODEL MIN_SCORE array FILE.npy CLOCK
-    python mediapipe_worker.py MODEL MIN_SCORE files LIST.txt
+    python mediapipe_worker.py MODEL MIN_SCORE files LIST.txt [OUT.jsonl]
     python mediapipe_worker.py MODEL MIN_SCORE video CLIP [OUT.jsonl]
 
 ``array``: detect on the array in ``FILE.npy`` (``(H, W, 3)`` uint8 RGB). The first line printed is ``faces
@@ -12,7 +12,9 @@ version`` (faces found, mediapipe's version); then each line ``N`` read on stdin
 durations in seconds, one per call, measured here. ``CLOCK`` ``cpu`` times the process's CPU time (MediaPipe may
 compute on threads of its own), anything else elapsed time.
 
-``files``: detect on every file listed in ``LIST.txt`` (one path a line) in turn; print ``images faces``.
+``files``: detect on every file listed in ``LIST.txt`` (one path a line) in turn; print ``images faces``. With
+``OUT.jsonl``, one line per image: ``{"image": path, "width": W, "height": H, "detections": [...]}`` (detections as in
+``video`` mode below).
 
 ``video``: decode the first video stream of ``CLIP`` with PyAV (frame threading, ``rgb24``, turned upright by the
 display matrix's ``frame.rotation``, as blazeconv's reader does) and run the detector in ``RunningMode.VIDEO``
@@ -45,10 +47,17 @@ def main(argv: list[str]) -> None:
             print(*_detect_video(detector, data, argv[4] if argv[4:] else None))
         elif mode == "files":
             images = faces = 0
-            for path in open(data).read().split("\n"):
-                if path:
-                    faces += len(detector.detect(mp.Image.create_from_file(path)).detections)
-                    images += 1
+            with open(argv[4] if argv[4:] else os.devnull, "w") as lines:
+                for path in open(data).read().split("\n"):
+                    if path:
+                        image = mp.Image.create_from_file(path)
+                        found = detector.detect(image).detections
+                        faces += len(found)
+                        images += 1
+                        if argv[4:]:
+                            lines.write(json.dumps({"image": path, "width": image.width, "height": image.height,
+                                                    "detections": [_relative(d, image.width, image.height) for d in found]})
+                                        + "\n")
             print(images, faces)
         else:
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(np.load(data)))

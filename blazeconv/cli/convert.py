@@ -1,4 +1,4 @@
-"""``tflite2torch`` and ``anchors``: the conversion stages."""
+"""``tflite2torch``, its inverse ``torch2tflite``, and ``anchors``: the conversion stages."""
 
 from __future__ import annotations
 
@@ -41,6 +41,39 @@ def tflite2torch(model: Path, output: Path | None) -> None:
         f"{v.num_anchors} anchors, {conversion.weight_storage} weights")
     save_state_dict(conversion.state_dict, output)
     say(f"wrote {output} ({len(conversion.state_dict)} tensors)")
+
+
+@cli.command()
+@click.argument("weights", metavar="WEIGHTS", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--like", "like", metavar="SOURCE", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The .tflite to copy (a BlazeFace file tflite2torch reads, or a shipped variant name): everything "
+                   "but its weights is kept.")
+@output_option("Where to write the .tflite [default: WEIGHTS with suffix .tflite].")
+def torch2tflite(weights: Path, like: Path, output: Path | None) -> None:
+    """Write the weights of a PyTorch state_dict (WEIGHTS, a .pth) back into a copy of a BlazeFace .tflite.
+
+    The inverse of tflite2torch: SOURCE's flatbuffer with each weight replaced, everything else byte for byte
+    as it was (operators, float16 storage, sparse storage with its sparsity pattern, TFLite metadata), so
+    MediaPipe loads the result as it loads SOURCE. Weights stored as float16 are rounded to float16. The
+    weights must be of SOURCE's architecture and shapes, and for a sparse model keep its zeros; every
+    difference is named (exit 5). tflite2torch of a file, written back like that file, gives the file again.
+
+    \b
+    Examples:
+      blazeconv torch2tflite tuned.pth --like short_range -o tuned.tflite
+      blazeconv torch2tflite tuned.pth --like face_detection_full_range_sparse.tflite -o tuned_sparse.tflite
+    """
+    from ..tflite_writer import torch2tflite as write
+
+    written = write(weights, like, output or weights.with_suffix(".tflite"))
+    v = written.variant
+    how = "its checksum" if written.recognised_by == "checksum" else "its structure (not a shipped file)"
+    rounding = ""
+    if "float16" in written.weight_storage:
+        rounding = f", float16 rounding moved weights by at most {written.float16_rounding:.2g}"
+    say(f"{written.like}: recognised as {v.name} by {how}: {v.architecture}, {written.weight_storage} weights")
+    say(f"wrote {written.path}: {written.tensors} weight tensors, {written.changed} changed ({written.bytes_changed} "
+        f"bytes){rounding}; every other byte as in {written.like}")
 
 
 @cli.command()
