@@ -72,7 +72,7 @@ docs/model_comparison.png: docs/compare_models.py tests/data/images/astronaut_wi
 # Core ML (blazeconv coreml): for every variant the Vision pipeline (detector + NonMaximumSuppression) and the
 # landmarks model (weighted NMS inside), as float16 ML programs; then each is evaluated operation by operation
 # and compared with PyTorch on the test photos (blazeconv verify), which leaves build/coreml.verified.
-COREML_STAGE := $(addprefix blazeconv/,export/__init__.py export/coreml.py variants.py anchors.py convert.py sources.py) $(wildcard blazeconv/network/*.py)
+COREML_STAGE := $(addprefix blazeconv/,export/__init__.py export/coreml.py variants.py anchors.py convert.py) $(wildcard blazeconv/network/*.py blazeconv/sources/*.py)
 COREML_CHECK := $(wildcard blazeconv/verify/*.py blazeconv/detection/*.py)
 COREML_MODELS := $(foreach v,$(VARIANTS),$(BUILD)/$(v).mlpackage $(BUILD)/$(v)_landmarks.mlpackage)
 
@@ -91,7 +91,7 @@ $(BUILD)/coreml.verified: $(COREML_MODELS) $(COREML_CHECK) $(wildcard tests/data
 # ONNX (blazeconv onnx, needs the onnx extra): for every variant the network with TFLite's raw outputs, exported
 # from the verified .tflite (its SHA-256 goes into the metadata), and the detections model (decoding and MediaPipe's
 # weighted NMS inside) made from that network without exporting it again.
-ONNX_STAGE := $(addprefix blazeconv/,export/__init__.py export/onnx.py variants.py anchors.py convert.py sources.py) $(wildcard blazeconv/network/*.py)
+ONNX_STAGE := $(addprefix blazeconv/,export/__init__.py export/onnx.py variants.py anchors.py convert.py) $(wildcard blazeconv/network/*.py blazeconv/sources/*.py)
 
 all: $(foreach v,$(VARIANTS),$(BUILD)/$(v).onnx $(BUILD)/$(v)_detections.onnx)
 

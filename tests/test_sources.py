@@ -288,7 +288,7 @@ def test_a_copy_of_a_shipped_tflite_shares_its_cache_entry(files, tmp_path, monk
     monkeypatch.setenv("BLAZECONV_CACHE", str(tmp_path / "cache"))
     exports = []
     export = sources.export_onnx_file
-    monkeypatch.setattr(sources, "export_onnx_file", lambda *a, **k: exports.append(a[0]) or export(*a, **k))
+    monkeypatch.setattr(sources.loading, "export_onnx_file", lambda *a, **k: exports.append(a[0]) or export(*a, **k))
     copy = tmp_path / "renamed.tflite"
     copy.write_bytes(model_path("short_range").read_bytes())
     entry = sources.cached_onnx(copy)
