@@ -182,6 +182,13 @@ def _given(ctx: click.Context, name: str) -> bool:
                                                  click.core.ParameterSource.DEFAULT_MAP)
 
 
+def given_options(*params: str) -> list[str]:
+    """Those of the current command's parameters ``params`` that the user gave (click's parameter source), not left
+    at their defaults."""
+    ctx = click.get_current_context()
+    return [name for name in params if _given(ctx, name)]
+
+
 def renamed(old: str, new: str, *, to=None, **attrs):
     """Keep the option ``old`` (hidden) for command lines written before it was renamed: given, it prints a one-line
     notice on stderr and sets the parameter ``new`` (to ``to(value)`` when ``to`` is given), unless that was given

@@ -14,6 +14,7 @@ from .base import (
     FRACTION,
     backend_option,
     cli,
+    given_options,
     model_option,
     progress,
     renamed,
@@ -138,7 +139,7 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
     from ..detection.settings import DetectionSettings, Sampling
     from ..runs import DetectOutputs, DetectRun, RayOptions, video_summary
 
-    if ray_address is None and (ray_actors is not None or ray_actor_cpus != 1.0):
+    if ray_address is None and given_options("ray_actors", "ray_actor_cpus"):
         raise click.UsageError("--ray-actors and --ray-actor-cpus apply with --ray")
     if resume and (jsonl_path is None or str(jsonl_path) == "-"):
         raise click.UsageError("--resume continues the file of --jsonl FILE; give both")
@@ -150,9 +151,9 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
         raise click.UsageError("--frames (evenly spaced) cannot be combined with --every or --fps")
     if start is not None and end is not None and end <= start:
         raise click.UsageError(f"--end ({end:g} s) must be after --start ({start:g} s)")
-    if annotate_dir is None and (annotate_size is not None or overwrite or annotate_quality != 90):
+    if annotate_dir is None and given_options("annotate_size", "overwrite", "annotate_quality"):
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
-    if crops_dir is None and (crop_size != 112 or margin != 0.25 or min_face):
+    if crops_dir is None and given_options("crop_size", "margin", "min_face"):
         raise click.UsageError("--crop-size, --margin and --min-face apply with --crops")
     settings = DetectionSettings(
         model=model or DEFAULT_VARIANT, variant=variant_name, backend=backend, min_score=min_score,

@@ -10,7 +10,17 @@ import click
 from ..detection.settings import DEFAULT_BATCH_SIZE
 from ..detection.tiling import DEFAULT_OVERLAP
 from ..variants import DEFAULT_VARIANT
-from .base import FRACTION, backend_option, check_outputs, cli, model_option, progress, thresholds_help, variant_option
+from .base import (
+    FRACTION,
+    backend_option,
+    check_outputs,
+    cli,
+    given_options,
+    model_option,
+    progress,
+    thresholds_help,
+    variant_option,
+)
 
 _FORMATS = click.Choice(["auto", "wider", "coco", "dlib", "blazeconv"])
 # The options of a model run, as detect has them: given with --detections, they are refused.
@@ -78,9 +88,7 @@ def eval_command(images, labels_path, labels_format, detections_path, detections
     from ..detection.settings import DetectionSettings
     from ..evaluation import evaluate
 
-    ctx = click.get_current_context()
-    given = [name for name in _RUN_OPTIONS if ctx.get_parameter_source(name) not in
-             (None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)]
+    given = given_options(*_RUN_OPTIONS)
     if detections_path is not None and given:
         names = ", ".join("--" + name.replace("_name", "").replace("_", "-") for name in given)
         raise click.UsageError(f"{names}: options of a model run, not of --detections")
