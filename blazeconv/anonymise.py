@@ -49,7 +49,6 @@ TILE_SHARE = 2.25
 MIN_TILE = 320
 PHOTO_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
                  ".bmp": "BMP"}
-_GPS_IFD = 0x8825
 _ORIENTATION = 0x0112
 
 
@@ -153,20 +152,42 @@ def blur_photo(source: str | Path, target: str | Path, *, detector: FaceDetector
     return Blurred(target, 1, int(bool(regions)), len(regions))
 
 
+# What ``keep_metadata`` keeps of a photo's EXIF, by IFD: how it was taken, never who took it, whom it shows or
+# which device exactly (owner, artist, copyright, descriptions, comments, maker notes, serial numbers, unique ids,
+# the host computer and software, GPS, thumbnails all go). Tag numbers from the EXIF 2.32 / TIFF 6.0 tables.
+KEPT_EXIF = {
+    "IFD0": {0x010F: "Make", 0x0110: "Model", 0x0112: "Orientation", 0x011A: "XResolution", 0x011B: "YResolution",
+             0x0128: "ResolutionUnit", 0x0132: "DateTime", 0x0213: "YCbCrPositioning"},
+    "Exif": {0x829A: "ExposureTime", 0x829D: "FNumber", 0x8822: "ExposureProgram", 0x8827: "ISOSpeedRatings",
+             0x9000: "ExifVersion", 0x9003: "DateTimeOriginal", 0x9004: "DateTimeDigitized", 0x9010: "OffsetTime",
+             0x9011: "OffsetTimeOriginal", 0x9012: "OffsetTimeDigitized", 0x9201: "ShutterSpeedValue",
+             0x9202: "ApertureValue", 0x9203: "BrightnessValue", 0x9204: "ExposureBiasValue",
+             0x9205: "MaxApertureValue", 0x9207: "MeteringMode", 0x9208: "LightSource", 0x9209: "Flash",
+             0x920A: "FocalLength", 0xA001: "ColorSpace", 0xA402: "ExposureMode", 0xA403: "WhiteBalance",
+             0xA404: "DigitalZoomRatio", 0xA405: "FocalLengthIn35mmFilm", 0xA406: "SceneCaptureType",
+             0xA433: "LensMake", 0xA434: "LensModel"},
+}
+_EXIF_IFD = 0x8769
+
+
 def _metadata(source: Path) -> tuple[bytes | None, bytes | None]:
-    """The EXIF block of ``source`` without GPS and with the orientation upright, and its ICC profile."""
+    """What ``keep_metadata`` keeps of ``source``: the EXIF tags of ``KEPT_EXIF`` (the orientation upright), and the
+    ICC profile."""
     try:
         with Image.open(source) as image:
             exif = image.getexif()
             icc = image.info.get("icc_profile")
+            taken = exif.get_ifd(_EXIF_IFD) if exif else {}
     except Exception:  # the photo itself is read (and its error reported) by as_rgb
         return None, None
-    if not exif:
-        return None, icc
-    exif.pop(_GPS_IFD, None)
-    if _ORIENTATION in exif:
-        exif[_ORIENTATION] = 1  # the pixels are written upright
-    return exif.tobytes(), icc
+    kept = Image.Exif()
+    for tag, value in exif.items():
+        if tag in KEPT_EXIF["IFD0"]:
+            kept[tag] = 1 if tag == _ORIENTATION else value  # the pixels are written upright
+    details = {tag: value for tag, value in taken.items() if tag in KEPT_EXIF["Exif"]}
+    if details:
+        kept.get_ifd(_EXIF_IFD).update(details)
+    return (kept.tobytes() if len(kept) or details else None), icc
 
 
 def _save_photo(picture: Image.Image, target: Path, exif: bytes | None, icc: bytes | None) -> None:
