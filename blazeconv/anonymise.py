@@ -31,7 +31,7 @@ from .detection.masking import DEFAULT_MASKING, Masking, hide_faces, hide_region
 from .detection.pipeline import detect_images
 from .detection.records import Detection
 from .detection.tiling import Tiling
-from .detection.video import Sampling, VideoStopped, probe, stream_video
+from .detection.video import OpenedVideo, Sampling, VideoStopped, open_video, stream_video
 from .detection.video_annotation import DEFAULT_CRF, VideoAnnotation
 from .detector import FaceDetector
 from .errors import ImageError, OptionsError
@@ -185,15 +185,22 @@ def is_blurred_copy_of(path: str | Path, source: str | Path) -> bool:
     return mark == BLUR_MARK + os.path.realpath(source)
 
 
-def blur_video(source: str | Path, target: str | Path, *, detector: FaceDetector, masking: Masking = DEFAULT_MASKING,
-               hold: int = DEFAULT_HOLD, crf: float = DEFAULT_CRF, on_regions: Callable | None = None,
-               batch_size: int = 32) -> Blurred:
+def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector: FaceDetector,
+               masking: Masking = DEFAULT_MASKING, hold: int = DEFAULT_HOLD, crf: float = DEFAULT_CRF,
+               on_regions: Callable | None = None, batch_size: int = 32) -> Blurred:
     """Write the video ``source`` with its faces hidden to ``target`` (``.mp4``, ``.m4v``, ``.mov`` or ``.mkv``),
     atomically: every frame detected, each frame masked with the detections of the frames within ``hold`` of it.
     ``on_regions(record)``: per frame, ``{"path", "frame", "time", "width", "height", "regions"}`` (pixels of the
     upright frame). A video that stops early is written with the frames that decoded and the ``VideoStopped`` is in
-    the result's ``error``; one that cannot be read at all raises ``ImageError`` and writes nothing."""
-    source = Path(source)
+    the result's ``error``; one that cannot be read at all raises ``ImageError`` and writes nothing.
+
+    One pass: the file is opened once (``source`` may be the caller's ``OpenedVideo``, left open) and each frame,
+    decoded once, goes to the detector and to the writer."""
+    if not isinstance(source, OpenedVideo):
+        with open_video(source) as video:  # ImageError for a file that is not a readable video: nothing is written
+            return blur_video(video, target, detector=detector, masking=masking, hold=hold, crf=crf,
+                              on_regions=on_regions, batch_size=batch_size)
+    video, source = source, source.path
     counts = {"frames": 0, "with_faces": 0, "regions": 0}
 
     def paint(picture: Image.Image, found: list[Detection], index: int, time: float) -> None:
@@ -207,15 +214,12 @@ def blur_video(source: str | Path, target: str | Path, *, detector: FaceDetector
                         "height": picture.height, "regions": [list(r) for r in regions]})
 
     error = None
-    info = probe(source)  # ImageError for a file that is not a readable video: nothing is written
-    frames = stream_video(detector.runner, source, detector.variant, detector.min_score, detector.iou_threshold,
-                          batch_size, sampling=Sampling(), tiling=tiling_for(detector, info.width, info.height))
-    first = next(frames)  # ImageError for a file that is not a readable video: nothing is written
-    with VideoAnnotation(source, target, crf=crf, paint=paint, hold=hold, mark=BLUR_MARK) as writer:
-        writer.add(first)
+    with VideoAnnotation(video, target, crf=crf, paint=paint, hold=hold, mark=BLUR_MARK) as writer:
         try:
-            for result in frames:
-                writer.add(result)
+            for _ in stream_video(detector.runner, video, detector.variant, detector.min_score,
+                                  detector.iou_threshold, batch_size, sampling=Sampling(), writer=writer,
+                                  tiling=tiling_for(detector, video.info.width, video.info.height)):
+                pass  # the pass hands each frame and its detections to the writer
         except VideoStopped as exc:  # what decoded is written, the error reported
             error = exc
     return Blurred(Path(target), counts["frames"], counts["with_faces"], counts["regions"], error)

@@ -159,3 +159,15 @@ def test_blur_video_python(tmp_path):
 
     done = blazeconv.blur_video(CLIP, tmp_path / "b.mkv", detector=detector_for())
     assert done.frames == 77 and done.with_faces == 77 and done.error is None
+
+
+def test_blur_decodes_each_frame_once(run_cli, tmp_path):
+    """One pass: the video is opened once (its progress total, tile size and rotation from that) and each frame,
+    decoded once, goes to the detector and to the writer."""
+    from blazeconv.detection.video import frames_decoded
+
+    before = frames_decoded()
+    code, _, err = run_cli("blur", CLIP, "-o", tmp_path / "b.mp4", "-q")
+    assert code == 0, err
+    assert frames_decoded() - before == 77
+    assert len(frames_of(tmp_path / "b.mp4")) == 77

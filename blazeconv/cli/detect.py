@@ -142,6 +142,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
     from ..detection.inputs import stream_inputs
     from ..detection.results import JsonlResults, result_record
     from ..detection.video import FrameResult, Sampling, is_video, require_video
+    from ..detection.video_annotation import VideoAnnotations
     from ..errors import ImageError, OptionsError
     from ..interrupts import Interrupted
     from ..io import atomic_path
@@ -230,7 +231,7 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
                 say(f"resuming {jsonl_path}: {total - len(todo)} of {total} {noun} already done")
             with progress(0 if on_ray else len(todo), "detecting", plain=on_ray) as bar, \
                     AnnotationWriter(_write_annotation, jpeg_quality=annotate_quality, max_side=annotate_size) as drawer, \
-                    _VideoAnnotations(annotations, videos, {i: list(f) for i, f in frames_of.items()}) as video_drawer, \
+                    VideoAnnotations(annotations, videos, {i: list(f) for i, f in frames_of.items()}) as video_drawer, \
                     _crop_writer(crops_dir, crop_names, crop_size, margin, min_face, overwrite) as cropper:
                 # Images are decoded and letterboxed on every core while the model runs; annotations are drawn and
                 # encoded on a thread of their own; outputs are written here, as they come.
@@ -241,7 +242,8 @@ def detect(inputs, model_name, weights, variant_name, min_score, json_path, anno
                     results_in = stream_inputs(model, paths, videos, variant, min_score=min_score, batch_size=batch_size,
                                                fast_decode=fast_decode, tiling=tiling,
                                                keep_images=bool(annotations or crop_names), keep_frames=bool(crop_names),
-                                               sampling=sampling, after=after, only=todo)
+                                               sampling=sampling, after=after, only=todo,
+                                               video_writers=video_drawer if annotations else None)
 
                 def finish(index, result, record):  # once the image's annotation is written
                     nonlocal count
@@ -430,15 +432,6 @@ def _check_detect_outputs(paths, videos, weights, json_path, jsonl_path, annotat
     return annotations
 
 
-def _frame_of(path: Path, record: dict):
-    """The ``FrameResult`` a video frame's JSONL record says."""
-    from ..detection.records import Detection
-    from ..detection.video import FrameResult
-
-    found = [Detection(d["score"], d["box"], d["keypoints"]) for d in record["detections"]]
-    return FrameResult(path, record["frame"], record["time"], record["width"], record["height"], found)
-
-
 def _check_crops(paths, crops_dir: Path, overwrite: bool) -> dict[Path, str]:
     """--crops DIR checked before any work: its parent exists, and no input's subfolder holds a file that is not
     blazeconv's crop of that input (unless ``overwrite``). Returns each input's subfolder name."""
@@ -480,44 +473,3 @@ def _is_annotation(annotation: Path, source: Path, video: bool) -> bool:
     from ..detection.drawing import is_annotation_of
 
     return is_annotation_of(annotation, source)
-
-
-class _VideoAnnotations:
-    """``--annotate`` for the videos of a run: one ``VideoAnnotation`` open at a time, fed the video's sampled frames
-    and closed (written, renamed into place) after its last frame or its error. ``earlier``: per video, the frame
-    records a resumed run read from its JSONL; they are drawn too, so a resumed video's annotation is whole."""
-
-    def __init__(self, annotations: list[Path], videos: set[int], earlier: dict[int, list[dict]]):
-        self.annotations, self.videos, self.earlier = annotations, videos, earlier
-        self.open = None  # (index, VideoAnnotation)
-
-    def add(self, index: int, result) -> None:
-        if not self.annotations:
-            return
-        from ..detection.video import FrameResult
-        from ..detection.video_annotation import VideoAnnotation
-
-        if self.open is not None and self.open[0] != index:
-            self._close()
-        if not isinstance(result, FrameResult):  # the video failed or stopped early: what decoded is written
-            self._close()
-            return
-        if self.open is None:
-            self.annotations[index].parent.mkdir(parents=True, exist_ok=True)  # inside --annotate DIR only
-            self.open = (index, VideoAnnotation(result.path, self.annotations[index]).__enter__())
-            for record in self.earlier.get(index, []):
-                self.open[1].add(_frame_of(result.path, record))
-        self.open[1].add(result)
-        if result.last:
-            self._close()
-
-    def _close(self, exc_info=(None, None, None)) -> None:
-        if self.open is not None:
-            annotation, self.open = self.open[1], None
-            annotation.__exit__(*exc_info)
-
-    def __enter__(self) -> _VideoAnnotations:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._close(exc_info)

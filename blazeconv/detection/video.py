@@ -11,6 +11,11 @@ Frames are numbered from 0 in presentation order over the whole first video stre
 frame rates are safe). Decoding runs on a thread of its own (FFmpeg's frame threading beside it) while the model
 runs in the caller's thread.
 
+One pass per file: ``open_video`` opens a file once (its ``VideoInfo`` from the first frame, which is not decoded
+again) and ``stream_video`` goes on from there. With a ``writer`` (``FrameWriter``: an annotation, a blurred copy),
+every frame is decoded once and handed both to the model (the sampled ones) and to the writer (all of them, with the
+file's audio packets), so nothing is decoded twice; ``frames_decoded()`` counts the frames this process decoded.
+
 ``Sampling`` chooses the frames: every frame by default; ``every`` N-th; at most ``fps`` per second (by timestamp);
 ``frames`` N evenly spaced by index over the chosen range, first and last included; within ``start`` and ``end``
 seconds (``start <= time < end``).
@@ -20,20 +25,23 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import math
+import os
 import queue
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from ..errors import ImageError, OptionsError, require
 from ..variants import NMS_IOU_THRESHOLD, Variant
 from .files import VIDEO_SUFFIXES, is_video
-from .pipeline import Model, _setup, detect_prepared, prepare_image, torch_threads
+from .pipeline import Model, Prepared, _setup, detect_prepared, prepare_image, torch_threads
 from .records import Detection
 from .tiling import Tiling
 
@@ -43,6 +51,9 @@ _SEEK_FRAMES = 12
 FRAMES_AHEAD = 48
 # Decoded frames kept ahead for annotations and crops take at most this many bytes (an 8K RGB frame: 100 MB).
 KEPT_FRAME_BYTES = 192 * 1024 * 1024
+# With a writer: frames decoded and not yet handed to it take at most this many bytes (a 1080p RGB frame: 6.2 MB);
+# the writer holds its own few more (``hold`` and a short queue).
+PASS_FRAME_BYTES = 64 * 1024 * 1024
 
 
 def require_video() -> None:
@@ -101,11 +112,14 @@ class VideoInfo:
 @dataclass(frozen=True)
 class VideoFrame:
     """One decoded frame: its ``index`` (from 0, presentation order), ``time`` in seconds and upright ``(H, W, 3)``
-    uint8 RGB ``image``."""
+    uint8 RGB ``image``; its ``pts`` (in the stream's time base) and, in a pass that gives a writer every frame,
+    whether it is ``sampled`` (detected) or only passes through."""
 
     index: int
     time: float
     image: np.ndarray = field(repr=False)
+    pts: int | None = None
+    sampled: bool = True
 
 
 @dataclass(frozen=True)
@@ -168,17 +182,147 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(text).split())
 
 
+class _Counter:
+    """A count that threads add to."""
+
+    def __init__(self):
+        self._lock, self.value = threading.Lock(), 0
+
+    def add(self, count: int = 1) -> None:
+        with self._lock:
+            self.value += count
+
+
+_DECODED = _Counter()
+
+
+def frames_decoded() -> int:
+    """The video frames this process has decoded so far, every file and pass together (what ``bench`` reports and
+    the tests check: a blurred or annotated video decodes each frame once, the first included)."""
+    return _DECODED.value
+
+
+class OpenedVideo:
+    """A video file opened once (``open_video``): its ``info`` (``VideoInfo``: the first frame is decoded for its
+    size and rotation) and the file's ``audio`` streams; ``stream_video`` and ``VideoAnnotation`` take it instead of
+    a path so that a pass opens, probes and decodes the file once. A context manager: leaving it closes the file.
+
+    Frames come from one decoder (``items``): the first ``items()`` goes on from the frame decoded when opening,
+    with the audio packets read before it; a seek starts the decoder again. ``frame_times``: read every packet's
+    time before that first frame (sampling a number of frames needs them), so that it is not decoded twice. One
+    consumer at a time: a pass holds ``lock`` while it decodes, and ``close`` waits for it."""
+
+    def __init__(self, path: str | Path, *, frame_times: bool = False):
+        import av
+
+        require_video()
+        self.path = Path(path)
+        self.container, self.stream = _open(self.path)
+        self.lock = threading.Lock()
+        self._times: tuple[list[float], list[float]] | None = None
+        try:
+            if frame_times:
+                self._times = _frame_times(self.container, self.stream, self.path)
+                self.container.seek(0, stream=self.stream)
+            self.audio = tuple(self.container.streams.audio)
+            self._live = _decoded(self.container, self.stream, self.path, self.audio)
+            self._peeked: list = []
+            for item in self._live:  # the audio packets before the first frame, and that frame
+                self._peeked.append(item)
+                if isinstance(item, av.VideoFrame):
+                    break
+            else:
+                raise ImageError(f"{self.path}: the video stream holds no frame that decodes")
+            first = self._peeked[-1]
+            rotation = _rotation(first)
+            width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
+            self.info = _info(self.path, self.container, self.stream, width, height, rotation)
+            _PROBED.remember(self.path, self.info)
+        except BaseException:
+            self.container.close()
+            raise
+
+    def items(self, start: float | None = None) -> Iterator:
+        """The stream's frames (``av.VideoFrame``, those with a timestamp) and the audio packets (``av.Packet``)
+        in the file's order: from the keyframe before ``start`` seconds, or from the beginning. A decoding error
+        ends it with ``VideoStopped``."""
+        if not start and self._live is not None:
+            live, peeked, self._live, self._peeked = self._live, self._peeked, None, []
+            return itertools.chain(peeked, live)
+        self._live, self._peeked = None, []
+        self.container.seek(round(start / self.stream.time_base) if start else 0, stream=self.stream, backward=True,
+                            any_frame=False)
+        return _decoded(self.container, self.stream, self.path, self.audio)
+
+    def frame_times(self) -> tuple[list[float], list[float]]:
+        """``_frame_times``: the frames' and keyframes' presentation times from the packets (read, not decoded);
+        the next ``items`` starts the decoder again."""
+        if self._times is None:
+            self._live, self._peeked = None, []
+            self.container.seek(0, stream=self.stream)  # opening read some packets already
+            self._times = _frame_times(self.container, self.stream, self.path)
+        return self._times
+
+    def close(self) -> None:
+        with self.lock:
+            self.container.close()
+
+    def __enter__(self) -> OpenedVideo:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def open_video(path: str | Path, sampling: Sampling | None = None) -> OpenedVideo:
+    """The video file at ``path`` opened for one pass (``OpenedVideo``) that reads the frames ``sampling`` chooses;
+    ``ImageError`` naming the file when it is not a video PyAV can read or holds no frame that decodes."""
+    return OpenedVideo(path, frame_times=sampling is not None and sampling.frames is not None)
+
+
 def probe(path: str | Path) -> VideoInfo:
-    """``VideoInfo`` of the file's first video stream (the first frame is decoded for its size and rotation)."""
-    require_video()
-    path = Path(path)
-    container, stream = _open(path)
-    with container:
-        first = next(_decoded(container, stream, path, 0), None)
-        if first is None:
-            raise ImageError(f"{path}: the video stream holds no frame that decodes")
-        height, width = _upright(first).shape[:2]
-        return _info(path, container, stream, width, height, _rotation(first))
+    """``VideoInfo`` of the file's first video stream (the first frame is decoded for its size and rotation). A file
+    this process has opened already (the same size and modification time) is not opened again; a pass that also
+    reads the frames takes ``open_video(path).info``."""
+    info = _PROBED.recall(path)
+    if info is not None:
+        return info
+    with open_video(path) as video:
+        return video.info
+
+
+class _Probed:
+    """The ``VideoInfo`` of the files opened lately, by real path, size and modification time: one probe per file
+    in a process (a summary after the pass, a progress total) whoever asks."""
+
+    def __init__(self, size: int = 64):
+        self._lock, self._size, self._infos = threading.Lock(), size, {}
+
+    @staticmethod
+    def _key(path: str | Path):
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
+
+    def remember(self, path: Path, info: VideoInfo) -> None:
+        key = self._key(path)
+        if key is not None:
+            with self._lock:
+                self._infos.pop(key, None)
+                self._infos[key] = info
+                while len(self._infos) > self._size:
+                    del self._infos[next(iter(self._infos))]
+
+    def recall(self, path: str | Path) -> VideoInfo | None:
+        key = self._key(path)
+        with self._lock:
+            info = self._infos.get(key)
+        return None if info is None else dataclasses.replace(info, path=Path(path))
+
+
+_PROBED = _Probed()
 
 
 def _info(path, container, stream, width, height, rotation) -> VideoInfo:
@@ -206,20 +350,25 @@ def _upright(frame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
-def _decoded(container, stream, path: Path, skip_before: float | None) -> Iterator:
-    """Every frame of ``stream`` (from the keyframe before ``skip_before`` seconds when given), with a frame time;
-    a decoding error ends it with ``VideoStopped`` (frames that decoded came first)."""
+def _decoded(container, stream, path: Path, audio: Sequence = ()) -> Iterator:
+    """Every frame of ``stream`` with a timestamp from where the container is, and the packets of the ``audio``
+    streams in the file's order between them; a decoding error ends it with ``VideoStopped`` (frames that decoded
+    came first)."""
     import av
 
-    if skip_before:
-        container.seek(round(skip_before / stream.time_base), stream=stream, backward=True, any_frame=False)
     delivered = 0
     try:
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue  # a frame without a timestamp cannot be placed in time; FFmpeg rarely gives one
-            delivered += 1
-            yield frame
+        for packet in container.demux(stream, *audio):
+            if packet.stream is not stream:
+                if packet.size:  # not the empty packet that ends a stream (Matroska leaves some dts unset)
+                    yield packet
+                continue
+            for frame in packet.decode():
+                _DECODED.add()
+                if frame.pts is None:
+                    continue  # a frame without a timestamp cannot be placed in time; FFmpeg rarely gives one
+                delivered += 1
+                yield frame
     except (av.FFmpegError, OSError, ValueError, MemoryError) as exc:
         raise VideoStopped(f"{path}: stopped at frame {delivered} ({_reason(exc)})", delivered) from None
 
@@ -228,39 +377,57 @@ def read_frames(path: str | Path, sampling: Sampling | None = None, *, after: in
     """The sampled frames of a video file, upright RGB, in order. ``after``: skip the frames up to and including
     this index (a resumed run). A file that is not a video PyAV can read is an ``ImageError``; decoding that stops
     early (a truncated file) yields the frames that decoded, then raises ``VideoStopped``."""
-    require_video()
     sampling = (sampling or Sampling()).check()
-    path = Path(path)
-    container, stream = _open(path)
-    with container:
-        if sampling.frames is not None:
-            yield from _read_chosen(container, stream, path, sampling, after)
-            return
-        times = _frame_times(container, stream, path)[0] if sampling.start else None  # to number frames after a seek
-        first = next((i for i, t in enumerate(times) if t >= sampling.start - 1e-6), None) if times else None
-        if times is not None:
-            container.seek(0, stream=stream)
-        index, next_time, sampled, time = -1, None, 0, None
-        for frame in _decoded(container, stream, path, times[first] if first else None):
-            time = float(frame.pts * stream.time_base)
-            index = _index_of(times, time, index) if times is not None else index + 1
-            if sampling.end is not None and time >= sampling.end:
-                break
-            if not _in_range(time, sampling) or index % sampling.every:
-                continue
-            if sampling.fps is not None:
+    with open_video(path, sampling) as video:
+        yield from _walk(video, sampling, after, everything=False)
+
+
+def _walk(video: OpenedVideo, sampling: Sampling, after: int | None, everything: bool) -> Iterator:
+    """``read_frames`` of an opened video. With ``everything``, a writer's pass: every frame in order (upright RGB,
+    ``sampled`` saying whether it is one of ``sampling``'s after ``after``) and the audio packets between them, from
+    the start to the end whatever the sampling (no seeking, nothing cut at ``end``). ``_nothing_sampled`` comes after
+    the frames."""
+    import av
+
+    stream, path = video.stream, video.path
+    if sampling.frames is not None and not everything:
+        yield from _read_chosen(video, sampling, after)
+        return
+    chosen = None
+    if sampling.frames is not None:  # marked on the way: the chosen indices from the packets' times
+        times = video.frame_times()[0]
+        chosen = set(_evenly_spaced([i for i, t in enumerate(times) if _in_range(t, sampling)], sampling.frames))
+    times = video.frame_times()[0] if sampling.start and not everything else None  # to number frames after a seek
+    first = next((i for i, t in enumerate(times) if t >= sampling.start - 1e-6), None) if times else None
+    index, next_time, sampled, time = -1, None, 0, None
+    for frame in video.items(times[first] if first else None):
+        if not isinstance(frame, av.VideoFrame):  # an audio packet
+            if everything:
+                yield frame
+            continue
+        time = float(frame.pts * stream.time_base)
+        index = _index_of(times, time, index) if times is not None else index + 1
+        if sampling.end is not None and time >= sampling.end and not everything:
+            break
+        if chosen is not None:
+            take = index in chosen
+        else:
+            take = _in_range(time, sampling) and not index % sampling.every
+            if take and sampling.fps is not None:
                 if next_time is not None and time < next_time - 1e-6:
-                    continue
-                next_time = time + 1 / sampling.fps
-            sampled += 1
-            if after is None or index > after:
-                yield VideoFrame(index, time, _upright(frame))
-        else:  # the stream ended: early, when the container promised more
-            if _ended_early(stream, index, time):
-                raise VideoStopped(f"{path}: stopped at frame {index + 1} (the file ends before the "
-                                   f"{_promised(stream)} its header announces: truncated or damaged)", index + 1)
-        if not sampled:
-            raise _nothing_sampled(path, sampling, index)
+                    take = False
+                else:
+                    next_time = time + 1 / sampling.fps
+        sampled += take
+        take = take and (after is None or index > after)
+        if take or everything:
+            yield VideoFrame(index, time, _upright(frame), frame.pts, take)
+    else:  # the stream ended: early, when the container promised more
+        if _ended_early(stream, index, time):
+            raise VideoStopped(f"{path}: stopped at frame {index + 1} (the file ends before the "
+                               f"{_promised(stream)} its header announces: truncated or damaged)", index + 1)
+    if not sampled:
+        raise _nothing_sampled(path, sampling, index)
 
 
 def _nothing_sampled(path: Path, sampling: Sampling, last_index: int) -> ImageError:
@@ -269,10 +436,13 @@ def _nothing_sampled(path: Path, sampling: Sampling, last_index: int) -> ImageEr
     return ImageError(f"{path}: the video stream holds no frame that decodes")
 
 
-def _read_chosen(container, stream, path: Path, sampling: Sampling, after: int | None) -> Iterator[VideoFrame]:
+def _read_chosen(video: OpenedVideo, sampling: Sampling, after: int | None) -> Iterator[VideoFrame]:
     """``read_frames`` for ``sampling.frames``: the chosen frames (by the packets' timestamps), each reached by reading
     on, or by seeking to the keyframe before it when that keyframe is past the frames decoded so far."""
-    times, keyframes = _frame_times(container, stream, path)
+    import av
+
+    stream, path = video.stream, video.path
+    times, keyframes = video.frame_times()
     chosen = _evenly_spaced([i for i, t in enumerate(times) if _in_range(t, sampling)], sampling.frames)
     if not chosen:
         raise _nothing_sampled(path, sampling, len(times) - 1)
@@ -282,9 +452,7 @@ def _read_chosen(container, stream, path: Path, sampling: Sampling, after: int |
         keyframe = max((k for k in keyframes if k <= target + 1e-6), default=0.0)
         # Seeking costs about as much as decoding _SEEK_FRAMES frames: worth it when it skips more than that.
         if frames is None or bisect.bisect_left(times, keyframe - 1e-6) - decoded > _SEEK_FRAMES:
-            frames = _decoded(container, stream, path, keyframe if keyframe > 0 else None)
-            if keyframe == 0:
-                container.seek(0, stream=stream)
+            frames = (item for item in video.items(keyframe) if isinstance(item, av.VideoFrame))
         for frame in frames:
             position = float(frame.pts * stream.time_base)
             decoded = bisect.bisect_left(times, position - 1e-6)
@@ -294,7 +462,7 @@ def _read_chosen(container, stream, path: Path, sampling: Sampling, after: int |
             raise VideoStopped(f"{path}: stopped before frame {index} (the file ends before the {_promised(stream)} its "
                                "header announces: truncated or damaged)", chosen.index(index))
         if after is None or index > after:
-            yield VideoFrame(index, position, _upright(frame))
+            yield VideoFrame(index, position, _upright(frame), frame.pts)
 
 
 def _ended_early(stream, last_index: int, last_time) -> bool:
@@ -358,9 +526,22 @@ def _index_of(times: list[float], time: float, previous: int) -> int:
     return previous + 1
 
 
+class FrameWriter(Protocol):
+    """What ``stream_video(..., writer=)`` feeds as the pass goes, in the video's order (``VideoAnnotation`` is one):
+    for each sampled frame ``add(result)`` (its ``FrameResult``) and then, for every frame, sampled or not,
+    ``write_frame(frame)`` (a ``VideoFrame`` with its upright image and pts); ``write_packet(packet)`` with each audio
+    packet of the file where it comes. The writer keeps what it needs of a frame (the pass lets it go)."""
+
+    def add(self, result: FrameResult) -> None: ...
+
+    def write_frame(self, frame: VideoFrame) -> None: ...
+
+    def write_packet(self, packet) -> None: ...
+
+
 def stream_video(
     model: Model,
-    path: str | Path,
+    path: str | Path | OpenedVideo,
     variant: Variant | str | None = None,
     min_score: float | None = None,
     iou_threshold: float = NMS_IOU_THRESHOLD,
@@ -371,6 +552,7 @@ def stream_video(
     tiling: Tiling | None = None,
     keep_images: bool = False,
     after: int | None = None,
+    writer: FrameWriter | None = None,
 ) -> Iterator[FrameResult]:
     """Detect faces on the sampled frames of one video file: a ``FrameResult`` per frame, in order.
 
@@ -379,24 +561,77 @@ def stream_video(
     ready, up to ``batch_size`` model inputs per call. A file that cannot be opened as a video raises ``ImageError``
     before the first result; a decoding error after some frames raises ``VideoStopped`` after their results. Options
     as ``stream_files``; ``after``: skip the frames up to this index (``read_frames``).
+
+    ``path``: a file, or an ``OpenedVideo`` (the caller's, left open). ``writer``: a ``FrameWriter`` given every
+    frame of the video (``path`` an ``OpenedVideo``; the one the writer was made with) as the model's results come,
+    so each frame is decoded once for both; the whole video is read whatever the sampling, and decoded frames not
+    yet handed to it take at most ``PASS_FRAME_BYTES``.
     """
+    if writer is not None and not isinstance(path, OpenedVideo):
+        raise OptionsError("stream_video: a writer takes the frames of an OpenedVideo (open_video), not a path")
     runner, variant, min_score, iou_threshold = _setup(model, variant, min_score, iou_threshold, batch_size)
-    frames = read_frames(path, sampling, after=after)
+    sampling = (sampling or Sampling()).check()
     threads = model_threads if getattr(runner, "uses_torch", False) else None
-    return _detected(runner, Path(path), frames, variant, min_score, iou_threshold, batch_size, tiling, keep_images,
-                     threads)
+    return _detected(runner, path, sampling, after, writer, variant, min_score, iou_threshold, batch_size, tiling,
+                     keep_images, threads)
 
 
-_END = object()
+class _Decoded(NamedTuple):
+    """A frame from the decoding thread: the ``frame`` (its image only when kept: for the caller or a writer), its
+    upright size, its model inputs (None: not sampled, for the writer only) and the bytes it holds in the window."""
+
+    frame: VideoFrame
+    width: int
+    height: int
+    prepared: Prepared | None
+    kept: int
 
 
-def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_size, tiling, keep_images, threads):
-    """``stream_video``'s loop: a decoding thread fills ``ready`` with (frame, model inputs, kept shares); here the
-    model runs on what is ready. An exception of the decoder comes through ``ready`` after the frames before it."""
+class _Ending(NamedTuple):
+    """The end of the decoding thread's frames: ``error`` None at the end of the video, else what stopped it."""
+
+    error: BaseException | None
+
+
+class _Window:
+    """Bytes of decoded frames held at once: ``acquire`` waits while they would pass ``capacity`` (a frame alone
+    may), ``release`` gives them back."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.used = capacity, 0
+        self._changed = threading.Condition()
+
+    def acquire(self, size: int, stop: threading.Event) -> bool:
+        """Hold ``size`` bytes; False when ``stop`` is set first."""
+        with self._changed:
+            while self.used and self.used + size > self.capacity:
+                if stop.is_set():
+                    return False
+                self._changed.wait(0.1)
+            self.used += size
+            return True
+
+    def release(self, size: int) -> None:
+        if size:
+            with self._changed:
+                self.used -= size
+                self._changed.notify_all()
+
+
+def _detected(runner, source, sampling, after, writer, variant, min_score, iou_threshold, batch_size, tiling,
+              keep_images, threads):
+    """``stream_video``'s loop: a decoding thread fills ``ready`` with frames (``_Decoded``: the model inputs of the
+    sampled ones), audio packets for the writer and an ``_Ending``; here the model runs on the sampled frames that
+    are ready, and everything goes on, in order, to the writer and the caller. An exception of the decoder comes
+    after the frames before it."""
+    import av
+
+    video = source if isinstance(source, OpenedVideo) else open_video(source, sampling)  # ImageError before any result
+    owned, path = video is not source, video.path
+    frames = _walk(video, sampling, after, everything=writer is not None)
     ready: queue.Queue = queue.Queue()
     room = threading.Semaphore(FRAMES_AHEAD)
-    shares = max(1, KEPT_FRAME_BYTES // _SHARE)
-    kept = threading.Semaphore(shares)
+    window = _Window(PASS_FRAME_BYTES if writer is not None else KEPT_FRAME_BYTES)
     stop = threading.Event()
 
     def acquire(semaphore: threading.Semaphore) -> bool:
@@ -407,21 +642,31 @@ def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_siz
 
     def decode() -> None:
         try:
-            for frame in frames:
-                share = min(shares, -(-frame.image.nbytes // _SHARE)) if keep_images else 0
-                if not acquire(room) or not all(acquire(kept) for _ in range(share)):
+            while True:
+                with video.lock:
+                    frame = next(frames, _END)
+                if frame is _END:
+                    break
+                if not isinstance(frame, VideoFrame):  # an audio packet, for the writer
+                    ready.put(frame)
+                    continue
+                kept = frame.image.nbytes if keep_images or writer is not None else 0
+                if not acquire(room) or not window.acquire(kept, stop):
                     return
                 height, width = frame.image.shape[:2]
-                prepared = prepare_image(frame.image, variant.input_size, tiling)
+                prepared = prepare_image(frame.image, variant.input_size, tiling) if frame.sampled else None
                 # Only the model inputs wait in the queue unless the frames are kept: a 4K frame is 25 MB.
-                ready.put(((frame.index, frame.time, width, height, frame.image if keep_images else None), prepared,
-                           share))
+                ready.put(_Decoded(frame if kept else dataclasses.replace(frame, image=None), width, height, prepared,
+                                   kept))
                 del frame
-            ready.put((_END, None, 0))
+            ready.put(_Ending(None))
         except BaseException as exc:  # raised by the consumer, after the frames before it
-            ready.put((exc, None, 0))
+            ready.put(_Ending(exc))
         finally:
-            frames.close()
+            with video.lock:
+                frames.close()
+            if owned:
+                video.close()
 
     worker = threading.Thread(target=decode, name="blazeconv-video", daemon=True)
     switch = sys.getswitchinterval()
@@ -431,45 +676,67 @@ def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_siz
     try:
         while True:
             batch = [ready.get()]
-            used = len(batch[0][1].tensors) if batch[0][1] is not None else 0
-            while batch[-1][1] is not None and used < batch_size:  # what else is ready, without waiting for it
+            used = _inputs(batch[0])
+            while not isinstance(batch[-1], _Ending) and used < batch_size:  # what else is ready, without waiting
                 try:
                     batch.append(ready.get_nowait())
                 except queue.Empty:
                     break
-                used += len(batch[-1][1].tensors) if batch[-1][1] is not None else 0
-            ending = batch.pop()[0] if batch[-1][1] is None else None
-            if batch:
+                used += _inputs(batch[-1])
+            ending = batch.pop() if isinstance(batch[-1], _Ending) else None
+            sampled = [item.prepared for item in batch if isinstance(item, _Decoded) and item.prepared is not None]
+            found = iter(())
+            if sampled:
                 with torch_threads(threads):
-                    found = detect_prepared(runner, [p for _, p, _ in batch], variant, min_score, iou_threshold,
-                                            batch_size)
-                for ((index, time, width, height, image), _, share), detections in zip(batch, found):
-                    room.release()
-                    if held is not None:  # one frame held back, to know whether it is the last
-                        yield held[0]
-                        for _ in range(held[1]):
-                            kept.release()
-                    held = (FrameResult(path, index, time, width, height, detections, image), share)
-                del batch
+                    found = iter(detect_prepared(runner, sampled, variant, min_score, iou_threshold, batch_size))
+            for item in batch:
+                if isinstance(item, av.Packet):
+                    writer.write_packet(item)
+                    continue
+                room.release()
+                frame, kept = item.frame, item.kept
+                result = None
+                if item.prepared is not None:
+                    result = FrameResult(path, frame.index, frame.time, item.width, item.height, next(found),
+                                         frame.image if keep_images else None)
+                if writer is not None:  # handed over: the writer holds the frame now
+                    if result is not None:
+                        writer.add(result)
+                    writer.write_frame(frame)
+                    window.release(kept)
+                    kept = 0
+                if result is None:
+                    continue
+                if held is not None:  # one frame held back, to know whether it is the last
+                    yield held[0]
+                    window.release(held[1])
+                held = (result, kept)
+            batch = sampled = item = None  # let the frames go
             if ending is not None and held is not None:
-                yield dataclasses.replace(held[0], last=True) if ending is _END else held[0]
+                yield dataclasses.replace(held[0], last=True) if ending.error is None else held[0]
                 held = None
-            if ending is _END:
+            if ending is not None and ending.error is None:
                 return
             if ending is not None:
-                raise ending
+                raise ending.error
     finally:
         stop.set()
         worker.join(timeout=5)
         sys.setswitchinterval(switch)
 
 
-_SHARE = 16 * 1024 * 1024  # kept frames are counted in shares of this many bytes
+def _inputs(item) -> int:
+    """The model inputs a ``ready`` item brings to a batch."""
+    return len(item.prepared.tensors) if isinstance(item, _Decoded) and item.prepared is not None else 0
+
+
+_END = object()
 # PyAV takes and releases the GIL many times per frame; at Python's default switch interval (5 ms) the decoding
 # thread waits that long whenever the model's thread holds it, and the two run one after the other. While a video
 # streams, the interval is this (docs/bench.md, Design figures).
 _SWITCH_INTERVAL = 0.0002
 
 
-__all__ = ["FRAMES_AHEAD", "VIDEO_SUFFIXES", "FrameResult", "Sampling", "VideoFrame", "VideoInfo", "VideoStopped",
-           "is_video", "probe", "read_frames", "require_video", "stream_video"]
+__all__ = ["FRAMES_AHEAD", "PASS_FRAME_BYTES", "VIDEO_SUFFIXES", "FrameResult", "FrameWriter", "OpenedVideo", "Sampling",
+           "VideoFrame", "VideoInfo", "VideoStopped", "frames_decoded", "is_video", "open_video", "probe", "read_frames",
+           "require_video", "stream_video"]
