@@ -225,6 +225,34 @@ def test_detect_annotate_decodes_each_frame_once(run_cli, tmp_path):
     assert json.loads((tmp_path / "faces.json").read_text())["videos"][0]["fps"] == 30
 
 
+@pytest.mark.parametrize("case", ["truncated", "garbage", "nothing_sampled"])
+def test_detect_annotate_writes_what_decoded_and_nothing_for_a_video_it_could_not_detect(case, run_cli, tmp_path):
+    """A truncated clip: the frames that decoded are annotated, then exit 6. A file that is not a video, or one
+    whose frames are all outside --start..--end: no annotation (exit 6), as before the pass wrote while it read."""
+    source = tmp_path / "clip.mkv"
+    data = (VIDEOS / "asl_again.mkv").read_bytes()
+    source.write_bytes({"truncated": data[:120_000], "garbage": b"not a video" * 1000, "nothing_sampled": data}[case])
+    options = ["--start", "100"] if case == "nothing_sampled" else []
+    code, _, err = run_cli("detect", source, "--annotate", tmp_path / "annotated", "-q", *options)
+    assert code == 6, err
+    annotations = sorted(p.name for p in (tmp_path / "annotated").rglob("*"))
+    if case == "truncated":
+        assert annotations == ["clip.mp4"] and "stopped at frame" in err
+        decoded = len(_video_stream(source)["times"])
+        assert 10 < decoded < 77 and len(_video_stream(tmp_path / "annotated" / "clip.mp4")["times"]) == decoded
+    else:
+        assert annotations == []  # no half video, no temporary file
+
+
+def test_a_writer_needs_the_opened_video(runner, clips, tmp_path):
+    with open_video(clips["asl_again"]) as video, VideoAnnotation(video, tmp_path / "annotated.mkv") as annotation:
+        with pytest.raises(OptionsError, match="OpenedVideo"):
+            next(stream_video(runner, clips["asl_again"], writer=annotation))
+    with VideoAnnotation(clips["asl_again"], tmp_path / "decoded_here.mkv") as annotation:
+        with pytest.raises(ValueError, match="decodes its source itself"):
+            annotation.write_frame(next(read_frames(clips["asl_again"])))
+
+
 def test_the_test_clips_are_what_their_names_say(clips):
     assert _video_stream(clips["rotated"])["rotation"] == 90
     assert _video_stream(clips["odd"])["size"] == (321, 241)

@@ -304,7 +304,7 @@ def _video_command(name: str, backend: str, clip: Path, flags: Sequence[str], ou
     return [sys.executable, "-m", "blazeconv", flags[0], str(clip), *flags[1:]]
 
 
-def run_counted(command: Sequence[str], folder: Path) -> ProcessRow:
+def _run_counted(command: Sequence[str], folder: Path) -> ProcessRow:
     """``run_measured`` of a ``python -m blazeconv ...`` command, with the frames it decoded in the row's
     ``decoded``."""
     if list(command[1:3]) != ["-m", "blazeconv"]:
@@ -339,7 +339,7 @@ def _measure_videos(name: str, backend: str, mediapipe: Path | None, options: Be
             rows = []
             for contender, command in commands.items():
                 try:
-                    row = run_counted(command, Path(folder)) if contender in VIDEO_MODES else run_measured(command)
+                    row = _run_counted(command, Path(folder)) if contender in VIDEO_MODES else run_measured(command)
                 except OptionsError as exc:
                     notes.append(f"{clip.name}, {contender}: not measured: {exc}")
                     continue

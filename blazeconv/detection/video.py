@@ -51,9 +51,11 @@ _SEEK_FRAMES = 12
 FRAMES_AHEAD = 48
 # Decoded frames kept ahead for annotations and crops take at most this many bytes (an 8K RGB frame: 100 MB).
 KEPT_FRAME_BYTES = 192 * 1024 * 1024
-# With a writer: frames decoded and not yet handed to it take at most this many bytes (a 1080p RGB frame: 6.2 MB);
-# the writer holds its own few more (``hold`` and a short queue).
-PASS_FRAME_BYTES = 64 * 1024 * 1024
+# With a writer: frames decoded and not yet handed to it take at most this many bytes, or this many frames when they
+# are bigger (a 1080p RGB frame: 6.2 MB; so that decoding goes on while the model runs); the writer holds its own
+# few more (``hold`` and a short queue).
+PASS_FRAME_BYTES = 16 * 1024 * 1024
+PASS_FRAMES = 2
 
 
 def require_video() -> None:
@@ -631,7 +633,8 @@ def _detected(runner, source, sampling, after, writer, variant, min_score, iou_t
     frames = _walk(video, sampling, after, everything=writer is not None)
     ready: queue.Queue = queue.Queue()
     room = threading.Semaphore(FRAMES_AHEAD)
-    window = _Window(PASS_FRAME_BYTES if writer is not None else KEPT_FRAME_BYTES)
+    frame_bytes = video.info.width * video.info.height * 3
+    window = _Window(max(PASS_FRAME_BYTES, PASS_FRAMES * frame_bytes) if writer is not None else KEPT_FRAME_BYTES)
     stop = threading.Event()
 
     def acquire(semaphore: threading.Semaphore) -> bool:

@@ -53,7 +53,7 @@ from .video import FrameResult, OpenedVideo, Sampling, VideoFrame, _walk, open_v
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 DEFAULT_CRF = 20
 _PRESET = "veryfast"
-_QUEUED = 8  # samples, frames and audio packets waiting for the writer thread, at most
+_QUEUED = 4  # samples, frames and audio packets waiting for the writer thread, at most
 
 
 def annotation_suffix(source: str | Path) -> str:
