@@ -11,10 +11,10 @@ Frames are numbered from 0 in presentation order over the whole first video stre
 frame rates are safe). Decoding runs on a thread of its own (FFmpeg's frame threading beside it) while the model
 runs in the caller's thread.
 
-One pass per file: ``open_video`` opens a file once (its ``VideoInfo`` from the first frame, which is not decoded
-again) and ``stream_video`` goes on from there. With a ``writer`` (``FrameWriter``: an annotation, a blurred copy),
-every frame is decoded once and handed both to the model (the sampled ones) and to the writer (all of them, with the
-file's audio packets), so nothing is decoded twice; ``frames_decoded()`` counts the frames this process decoded.
+One pass per file: ``open_video`` opens a file once (``video_source.OpenedVideo``: its ``VideoInfo`` from the first
+frame, which is not decoded again) and ``stream_video`` goes on from there. With a ``writer`` (``FrameWriter``: an
+annotation, a blurred copy), every frame is decoded once and handed both to the model (the sampled ones) and to the
+writer (all of them, with the file's audio packets); ``frames_decoded()`` counts the frames this process decoded.
 
 ``Sampling`` chooses the frames: every frame by default; ``every`` N-th; at most ``fps`` per second (by timestamp);
 ``frames`` N evenly spaced by index over the chosen range, first and last included; within ``start`` and ``end``
@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import itertools
 import math
-import os
 import queue
 import sys
 import threading
@@ -38,12 +36,13 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from ..errors import ImageError, OptionsError, require
+from ..errors import ImageError, OptionsError
 from ..variants import NMS_IOU_THRESHOLD, Variant
 from .files import VIDEO_SUFFIXES, is_video
 from .pipeline import Model, Prepared, _setup, detect_prepared, prepare_image, torch_threads
 from .records import Detection
 from .tiling import Tiling
+from .video_source import OpenedVideo, VideoInfo, VideoStopped, _upright, frames_decoded, probe, require_video
 
 # A seek (and the decoding from the keyframe it lands on) costs about as much as decoding this many frames in turn.
 _SEEK_FRAMES = 12
@@ -56,11 +55,6 @@ KEPT_FRAME_BYTES = 192 * 1024 * 1024
 # few more (``hold`` and a short queue).
 PASS_FRAME_BYTES = 16 * 1024 * 1024
 PASS_FRAMES = 2
-
-
-def require_video() -> None:
-    """``MissingDependencyError`` (exit 8) naming the extra unless PyAV is installed."""
-    require("av", "blazeconv[video]", "reading videos")
 
 
 @dataclass(frozen=True)
@@ -96,22 +90,6 @@ class Sampling:
 
 
 @dataclass(frozen=True)
-class VideoInfo:
-    """A video's first video stream: the displayed (upright) ``width`` x ``height``, the ``rotation`` applied
-    (degrees counter-clockwise: 0, 90, 180 or 270), the nominal ``fps`` and ``duration`` in seconds (None when the
-    container does not say), the frame count the container records (None when it does not), and the codec."""
-
-    path: Path
-    width: int
-    height: int
-    rotation: int
-    fps: float | None
-    duration: float | None
-    frame_count: int | None
-    codec: str
-
-
-@dataclass(frozen=True)
 class VideoFrame:
     """One decoded frame: its ``index`` (from 0, presentation order), ``time`` in seconds and upright ``(H, W, 3)``
     uint8 RGB ``image``; its ``pts`` (in the stream's time base) and, in a pass that gives a writer every frame,
@@ -140,239 +118,10 @@ class FrameResult:
     last: bool = False
 
 
-class VideoStopped(ImageError):
-    """Decoding stopped before the end of the video: ``frames`` decoded frames were delivered before it."""
-
-    def __init__(self, message: str, frames: int = 0):
-        super().__init__(message)
-        self.frames = frames
-
-    def __reduce__(self):  # pickled whole (a Ray task's result), not as the message alone
-        return type(self), (str(self), self.frames)
-
-
-def _open(path: Path):
-    """The PyAV container and its first video stream (frame threading on), or ``ImageError`` naming the file."""
-    import av
-
-    if not path.exists():
-        raise ImageError(f"{path}: a broken symbolic link" if path.is_symlink() else f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not a video")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: empty file (0 bytes)")
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except PermissionError:
-        raise ImageError(f"{path}: permission denied") from None
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot read video: {_reason(exc)}") from None
-    if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["no"]
-        container.close()
-        raise ImageError(f"{path}: no video stream (the file holds {', '.join(kinds)} streams)")
-    stream = container.streams.video[0]
-    if stream.codec_context is None or not stream.codec_context.name:
-        container.close()
-        raise ImageError(f"{path}: the video's codec is not one FFmpeg can decode")
-    stream.thread_type = "AUTO"  # frame threading: several times faster than slice threading alone
-    return container, stream
-
-
-def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return " ".join(str(text).split())
-
-
-class _Counter:
-    """A count that threads add to."""
-
-    def __init__(self):
-        self._lock, self.value = threading.Lock(), 0
-
-    def add(self, count: int = 1) -> None:
-        with self._lock:
-            self.value += count
-
-
-_DECODED = _Counter()
-
-
-def frames_decoded() -> int:
-    """The video frames this process has decoded so far, every file and pass together (what ``bench`` reports and
-    the tests check: a blurred or annotated video decodes each frame once, the first included)."""
-    return _DECODED.value
-
-
-class OpenedVideo:
-    """A video file opened once (``open_video``): its ``info`` (``VideoInfo``: the first frame is decoded for its
-    size and rotation) and the file's ``audio`` streams; ``stream_video`` and ``VideoAnnotation`` take it instead of
-    a path so that a pass opens, probes and decodes the file once. A context manager: leaving it closes the file.
-
-    Frames come from one decoder (``items``): the first ``items()`` goes on from the frame decoded when opening,
-    with the audio packets read before it; a seek starts the decoder again. ``frame_times``: read every packet's
-    time before that first frame (sampling a number of frames needs them), so that it is not decoded twice. One
-    consumer at a time: a pass holds ``lock`` while it decodes, and ``close`` waits for it."""
-
-    def __init__(self, path: str | Path, *, frame_times: bool = False):
-        import av
-
-        require_video()
-        self.path = Path(path)
-        self.container, self.stream = _open(self.path)
-        self.lock = threading.Lock()
-        self._times: tuple[list[float], list[float]] | None = None
-        try:
-            if frame_times:
-                self._times = _frame_times(self.container, self.stream, self.path)
-                self.container.seek(0, stream=self.stream)
-            self.audio = tuple(self.container.streams.audio)
-            self._live = _decoded(self.container, self.stream, self.path, self.audio)
-            self._peeked: list = []
-            for item in self._live:  # the audio packets before the first frame, and that frame
-                self._peeked.append(item)
-                if isinstance(item, av.VideoFrame):
-                    break
-            else:
-                raise ImageError(f"{self.path}: the video stream holds no frame that decodes")
-            first = self._peeked[-1]
-            rotation = _rotation(first)
-            width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
-            self.info = _info(self.path, self.container, self.stream, width, height, rotation)
-            _PROBED.remember(self.path, self.info)
-        except BaseException:
-            self.container.close()
-            raise
-
-    def items(self, start: float | None = None) -> Iterator:
-        """The stream's frames (``av.VideoFrame``, those with a timestamp) and the audio packets (``av.Packet``)
-        in the file's order: from the keyframe before ``start`` seconds, or from the beginning. A decoding error
-        ends it with ``VideoStopped``."""
-        if not start and self._live is not None:
-            live, peeked, self._live, self._peeked = self._live, self._peeked, None, []
-            return itertools.chain(peeked, live)
-        self._live, self._peeked = None, []
-        self.container.seek(round(start / self.stream.time_base) if start else 0, stream=self.stream, backward=True,
-                            any_frame=False)
-        return _decoded(self.container, self.stream, self.path, self.audio)
-
-    def frame_times(self) -> tuple[list[float], list[float]]:
-        """``_frame_times``: the frames' and keyframes' presentation times from the packets (read, not decoded);
-        the next ``items`` starts the decoder again."""
-        if self._times is None:
-            self._live, self._peeked = None, []
-            self.container.seek(0, stream=self.stream)  # opening read some packets already
-            self._times = _frame_times(self.container, self.stream, self.path)
-        return self._times
-
-    def close(self) -> None:
-        with self.lock:
-            self.container.close()
-
-    def __enter__(self) -> OpenedVideo:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-
 def open_video(path: str | Path, sampling: Sampling | None = None) -> OpenedVideo:
     """The video file at ``path`` opened for one pass (``OpenedVideo``) that reads the frames ``sampling`` chooses;
     ``ImageError`` naming the file when it is not a video PyAV can read or holds no frame that decodes."""
     return OpenedVideo(path, frame_times=sampling is not None and sampling.frames is not None)
-
-
-def probe(path: str | Path) -> VideoInfo:
-    """``VideoInfo`` of the file's first video stream (the first frame is decoded for its size and rotation). A file
-    this process has opened already (the same size and modification time) is not opened again; a pass that also
-    reads the frames takes ``open_video(path).info``."""
-    info = _PROBED.recall(path)
-    if info is not None:
-        return info
-    with open_video(path) as video:
-        return video.info
-
-
-class _Probed:
-    """The ``VideoInfo`` of the files opened lately, by real path, size and modification time: one probe per file
-    in a process (a summary after the pass, a progress total) whoever asks."""
-
-    def __init__(self, size: int = 64):
-        self._lock, self._size, self._infos = threading.Lock(), size, {}
-
-    @staticmethod
-    def _key(path: str | Path):
-        try:
-            stat = os.stat(path)
-        except OSError:
-            return None
-        return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
-
-    def remember(self, path: Path, info: VideoInfo) -> None:
-        key = self._key(path)
-        if key is not None:
-            with self._lock:
-                self._infos.pop(key, None)
-                self._infos[key] = info
-                while len(self._infos) > self._size:
-                    del self._infos[next(iter(self._infos))]
-
-    def recall(self, path: str | Path) -> VideoInfo | None:
-        key = self._key(path)
-        with self._lock:
-            info = self._infos.get(key)
-        return None if info is None else dataclasses.replace(info, path=Path(path))
-
-
-_PROBED = _Probed()
-
-
-def _info(path, container, stream, width, height, rotation) -> VideoInfo:
-    fps = float(stream.average_rate) if stream.average_rate else None
-    if stream.duration is not None and stream.time_base is not None:
-        duration = float(stream.duration * stream.time_base)
-    else:
-        duration = container.duration / 1e6 if container.duration else None
-    return VideoInfo(path, width, height, rotation, fps, duration, stream.frames or None, stream.codec_context.name)
-
-
-def _rotation(frame) -> int:
-    """The counter-clockwise turn, in degrees, that shows ``frame`` upright (its display matrix), 0/90/180/270."""
-    try:
-        angle = frame.rotation
-    except Exception:  # a PyAV without VideoFrame.rotation
-        return 0
-    return int(round((angle or 0) / 90)) % 4 * 90
-
-
-def _upright(frame) -> np.ndarray:
-    """``frame`` as upright ``(H, W, 3)`` uint8 RGB."""
-    rgb = frame.to_ndarray(format="rgb24")
-    turns = _rotation(frame) // 90
-    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
-
-
-def _decoded(container, stream, path: Path, audio: Sequence = ()) -> Iterator:
-    """Every frame of ``stream`` with a timestamp from where the container is, and the packets of the ``audio``
-    streams in the file's order between them; a decoding error ends it with ``VideoStopped`` (frames that decoded
-    came first)."""
-    import av
-
-    delivered = 0
-    try:
-        for packet in container.demux(stream, *audio):
-            if packet.stream is not stream:
-                if packet.size:  # not the empty packet that ends a stream (Matroska leaves some dts unset)
-                    yield packet
-                continue
-            for frame in packet.decode():
-                _DECODED.add()
-                if frame.pts is None:
-                    continue  # a frame without a timestamp cannot be placed in time; FFmpeg rarely gives one
-                delivered += 1
-                yield frame
-    except (av.FFmpegError, OSError, ValueError, MemoryError) as exc:
-        raise VideoStopped(f"{path}: stopped at frame {delivered} ({_reason(exc)})", delivered) from None
 
 
 def read_frames(path: str | Path, sampling: Sampling | None = None, *, after: int | None = None) -> Iterator[VideoFrame]:
@@ -501,23 +250,6 @@ def _evenly_spaced(indices: Sequence[int], count: int) -> list[int]:
     if count == 1:
         return [indices[0]]
     return sorted({indices[round(k * (len(indices) - 1) / (count - 1))] for k in range(count)})
-
-
-def _frame_times(container, stream, path: Path) -> tuple[list[float], list[float]]:
-    """The presentation times of the stream's frames in order, and those of its keyframes, from its packets
-    (demuxed, not decoded); the container is left at its end."""
-    import av
-
-    stamps, keys = [], []
-    try:
-        for packet in container.demux(stream):
-            if packet.size and packet.pts is not None:
-                stamps.append(packet.pts)
-                if packet.is_keyframe:
-                    keys.append(packet.pts)
-    except (av.FFmpegError, OSError, ValueError):
-        pass  # a truncated file: the frames before the damage; decoding reports the rest
-    return [float(p * stream.time_base) for p in sorted(stamps)], [float(p * stream.time_base) for p in sorted(keys)]
 
 
 def _index_of(times: list[float], time: float, previous: int) -> int:
@@ -740,6 +472,6 @@ _END = object()
 _SWITCH_INTERVAL = 0.0002
 
 
-__all__ = ["FRAMES_AHEAD", "PASS_FRAME_BYTES", "VIDEO_SUFFIXES", "FrameResult", "FrameWriter", "OpenedVideo", "Sampling",
-           "VideoFrame", "VideoInfo", "VideoStopped", "frames_decoded", "is_video", "open_video", "probe", "read_frames",
-           "require_video", "stream_video"]
+__all__ = ["FRAMES_AHEAD", "PASS_FRAME_BYTES", "PASS_FRAMES", "VIDEO_SUFFIXES", "FrameResult", "FrameWriter",
+           "OpenedVideo", "Sampling", "VideoFrame", "VideoInfo", "VideoStopped", "frames_decoded", "is_video",
+           "open_video", "probe", "read_frames", "require_video", "stream_video"]
