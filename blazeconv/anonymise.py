@@ -31,7 +31,7 @@ from .detection.pipeline import detect_images
 from .detection.records import Detection
 from .detection.settings import DetectionSettings, Sampling
 from .detection.tiling import Tiling
-from .detection.video import VideoStopped, probe, stream_video
+from .detection.video import OpenedVideo, VideoStopped, open_video, stream_video
 from .detection.video_annotation import DEFAULT_CRF, VideoAnnotation
 from .detector import FaceDetector
 from .errors import ImageError, OptionsError
@@ -208,15 +208,22 @@ def is_blurred_output(path: str | Path) -> bool:
     return has_mark(path, BLURRED)
 
 
-def blur_video(source: str | Path, target: str | Path, *, detector: FaceDetector, masking: Masking = DEFAULT_MASKING,
-               hold: int = DEFAULT_HOLD, crf: float = DEFAULT_CRF, on_regions: Callable | None = None,
-               batch_size: int = 32) -> Blurred:
+def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector: FaceDetector,
+               masking: Masking = DEFAULT_MASKING, hold: int = DEFAULT_HOLD, crf: float = DEFAULT_CRF,
+               on_regions: Callable | None = None, batch_size: int = 32) -> Blurred:
     """Write the video ``source`` with its faces hidden to ``target`` (``.mp4``, ``.m4v``, ``.mov`` or ``.mkv``),
     atomically: every frame detected, each frame masked with the detections of the frames within ``hold`` of it.
     ``on_regions(record)``: per frame, ``{"path", "frame", "time", "width", "height", "regions"}`` (pixels of the
     upright frame). A video that stops early is written with the frames that decoded and the ``VideoStopped`` is in
-    the result's ``error``; one that cannot be read at all raises ``ImageError`` and writes nothing."""
-    source = Path(source)
+    the result's ``error``; one that cannot be read at all raises ``ImageError`` and writes nothing.
+
+    One pass: the file is opened once (``source`` may be the caller's ``OpenedVideo``, left open) and each frame,
+    decoded once, goes to the detector and to the writer."""
+    if not isinstance(source, OpenedVideo):
+        with open_video(source) as video:  # ImageError for a file that is not a readable video: nothing is written
+            return blur_video(video, target, detector=detector, masking=masking, hold=hold, crf=crf,
+                              on_regions=on_regions, batch_size=batch_size)
+    video, source = source, source.path
     counts = {"frames": 0, "with_faces": 0, "regions": 0}
 
     def paint(picture: Image.Image, found: list[Detection], index: int, time: float) -> None:
@@ -230,15 +237,12 @@ def blur_video(source: str | Path, target: str | Path, *, detector: FaceDetector
                         "height": picture.height, "regions": [list(r) for r in regions]})
 
     error = None
-    info = probe(source)  # ImageError for a file that is not a readable video: nothing is written
-    settings = settings_for(detector, info.width, info.height).replace(batch_size=batch_size, sampling=Sampling())
-    frames = stream_video(detector.runner, source, settings)
-    first = next(frames)  # ImageError for a file that is not a readable video: nothing is written
-    with VideoAnnotation(source, target, crf=crf, paint=paint, hold=hold, mark=BLURRED) as writer:
-        writer.add(first)
+    with VideoAnnotation(video, target, crf=crf, paint=paint, hold=hold, mark=BLURRED) as writer:
         try:
-            for result in frames:
-                writer.add(result)
+            settings = settings_for(detector, video.info.width, video.info.height)
+            for _ in stream_video(detector.runner, video, settings.replace(batch_size=batch_size, sampling=Sampling()),
+                                  writer=writer):
+                pass  # the pass hands each frame and its detections to the writer
         except VideoStopped as exc:  # what decoded is written, the error reported
             error = exc
     return Blurred(Path(target), counts["frames"], counts["with_faces"], counts["regions"], error)

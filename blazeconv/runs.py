@@ -167,6 +167,7 @@ class DetectRun:
         from .detection.inputs import stream_inputs
         from .detection.results import result_record
         from .detection.video import FrameResult
+        from .detection.video_annotation import VideoAnnotations
 
         paths, videos, results, outputs = self.paths, self.videos, self.results, self.outputs
         frames_of: dict[int, list[dict]] = {}  # a video's frame records, for --json and its summary
@@ -200,7 +201,7 @@ class DetectRun:
 
             with AnnotationWriter(_write_annotation, jpeg_quality=outputs.annotate_quality,
                                   max_side=outputs.annotate_size) as drawer, \
-                    _VideoAnnotations(self.annotations, videos, {i: list(f) for i, f in frames_of.items()}) as video_drawer, \
+                    VideoAnnotations(self.annotations, videos, {i: list(f) for i, f in frames_of.items()}) as video_drawer, \
                     _crop_writer(outputs, self.crop_names) as cropper:
                 # Images are decoded and letterboxed on every core while the model runs; annotations are drawn and
                 # encoded on a thread of their own; outputs are written here, as they come.
@@ -209,7 +210,8 @@ class DetectRun:
                 else:
                     keep = bool(self.annotations or self.crop_names)
                     results_in = stream_inputs(self.runner, paths, videos, self.settings, keep_images=keep,
-                                               keep_frames=bool(self.crop_names), after=after, only=todo)
+                                               keep_frames=bool(self.crop_names), after=after, only=todo,
+                                               video_writers=video_drawer if self.annotations else None)
                 for index, result in results_in:
                     record = result_record(result)
                     if result.detections is None:
@@ -408,56 +410,6 @@ def _is_annotation(annotation: Path, source: Path, video: bool) -> bool:
     from .detection.drawing import is_annotation_of
 
     return is_annotation_of(annotation, source)
-
-
-def _frame_of(path: Path, record: dict):
-    """The ``FrameResult`` a video frame's JSONL record says."""
-    from .detection.records import Detection
-    from .detection.video import FrameResult
-
-    found = [Detection(d["score"], d["box"], d["keypoints"]) for d in record["detections"]]
-    return FrameResult(path, record["frame"], record["time"], record["width"], record["height"], found)
-
-
-class _VideoAnnotations:
-    """Annotations for the videos of a run: one ``VideoAnnotation`` open at a time, fed the video's sampled frames
-    and closed (written, renamed into place) after its last frame or its error. ``earlier``: per video, the frame
-    records a resumed run read from its JSONL; they are drawn too, so a resumed video's annotation is whole."""
-
-    def __init__(self, annotations: list[Path], videos: set[int], earlier: dict[int, list[dict]]):
-        self.annotations, self.videos, self.earlier = annotations, videos, earlier
-        self.open = None  # (index, VideoAnnotation)
-
-    def add(self, index: int, result) -> None:
-        if not self.annotations:
-            return
-        from .detection.video import FrameResult
-        from .detection.video_annotation import VideoAnnotation
-
-        if self.open is not None and self.open[0] != index:
-            self._close()
-        if not isinstance(result, FrameResult):  # the video failed or stopped early: what decoded is written
-            self._close()
-            return
-        if self.open is None:
-            self.annotations[index].parent.mkdir(parents=True, exist_ok=True)  # inside the annotation folder only
-            self.open = (index, VideoAnnotation(result.path, self.annotations[index]).__enter__())
-            for record in self.earlier.get(index, []):
-                self.open[1].add(_frame_of(result.path, record))
-        self.open[1].add(result)
-        if result.last:
-            self._close()
-
-    def _close(self, exc_info=(None, None, None)) -> None:
-        if self.open is not None:
-            annotation, self.open = self.open[1], None
-            annotation.__exit__(*exc_info)
-
-    def __enter__(self) -> _VideoAnnotations:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._close(exc_info)
 
 
 __all__ = ["DetectOutputs", "DetectRun", "InputDone", "RayOptions", "RunReport", "video_summary"]

@@ -96,7 +96,7 @@ def test_bench_video_option_reaches_the_video_table(run_cli, monkeypatch):
         report = BenchReport(options, machine_summary(options.threads))
         if options.videos:
             report.videos = {"asl_again.mkv (77 frames, 640×480)": [
-                ProcessRow("detect", 77, 0.77, 1.2, 310.4), ProcessRow("annotate", 77, 1.54, 2.0, 420),
+                ProcessRow("detect", 77, 0.77, 1.2, 310.4, 77), ProcessRow("annotate", 77, 1.54, 2.0, 420, 77),
                 ProcessRow("mediapipe video", 77, 1.1, 0.9, 180)]}
         return report
 
@@ -104,10 +104,10 @@ def test_bench_video_option_reaches_the_video_table(run_cli, monkeypatch):
     code, out, err = run_cli("bench", "--model", "short_range", "--video", clips[0], "--video", clips[1])
     assert code == 0, err
     assert asked[0].videos == clips
-    assert "| clip | process | seconds | frames/s | CPU s | peak MiB | × MediaPipe's time |" in out
-    assert "| asl_again.mkv (77 frames, 640×480) | detect | 0.77 | 100 | 1.20 | 310 | 0.70× |" in out
-    assert "| asl_again.mkv (77 frames, 640×480) | annotate | 1.54 | 50 | 2.00 | 420 | 1.40× |" in out
-    assert "| MediaPipe FaceDetector, VIDEO mode | 1.10 | 70 | 0.90 | 180 | 1.00× |" in out
+    assert "| clip | process | seconds | frames/s | CPU s | peak MiB | decoded | × MediaPipe's time |" in out
+    assert "| asl_again.mkv (77 frames, 640×480) | detect | 0.77 | 100 | 1.20 | 310 | 77 | 0.70× |" in out
+    assert "| asl_again.mkv (77 frames, 640×480) | annotate | 1.54 | 50 | 2.00 | 420 | 77 | 1.40× |" in out
+    assert "| MediaPipe FaceDetector, VIDEO mode | 1.10 | 70 | 0.90 | 180 | — | 1.00× |" in out
 
     asked.clear()
     code, out, _ = run_cli("bench", "--model", "short_range")
@@ -120,8 +120,8 @@ def test_bench_video_option_refuses_a_missing_clip(run_cli, tmp_path):
 
 
 def test_video_rows_count_the_frames_detect_reads(tmp_path):
-    """``_measure_videos`` without MediaPipe: a row per mode that runs (its frames: what detect reads), a note for
-    each that fails."""
+    """``_measure_videos`` without MediaPipe: a row per mode that runs (its frames: what detect reads; the frames
+    the process decoded: each once), a note for each that fails."""
     pytest.importorskip("av")
     from blazeconv.bench import VIDEO_MODES, default_options
     from blazeconv.bench.measure import _measure_videos
@@ -131,9 +131,8 @@ def test_video_rows_count_the_frames_detect_reads(tmp_path):
     options = default_options(["short_range"], videos=(clip,))
     results = _measure_videos(options.models[0], "onnxruntime", None, options, notes)
     rows = results["asl_again.mkv (77 frames, 640×480)"]
-    assert [r.contender for r in rows][:1] == ["detect"]
-    assert all(r.images == 77 and r.seconds > 0 and r.peak_mib > 0 for r in rows)
-    assert len(rows) + len(notes) == len(VIDEO_MODES), notes
+    assert [r.contender for r in rows] == ["detect", "annotate", "blur"] == list(VIDEO_MODES), notes
+    assert all(r.images == 77 and r.seconds > 0 and r.peak_mib > 0 and r.decoded == 77 for r in rows)
 
 
 @pytest.mark.skipif(not MEDIAPIPE.is_file(), reason=f"no MediaPipe environment at {MEDIAPIPE}")

@@ -242,3 +242,15 @@ def test_blur_takes_detects_backend_and_tile_options(run_cli, tmp_path):
     code, _, err = run_cli("blur", PHOTO, "-o", tmp_path / "b.png", "--no-tile", "--tile-overlap", "0.4")
     assert code == 2 and "--tile-size and --tile-overlap apply with tiles: not with --no-tile" in err
     assert not (tmp_path / "b.png").exists()
+
+
+def test_blur_decodes_each_frame_once(run_cli, tmp_path):
+    """One pass: the video is opened once (its progress total, tile size and rotation from that) and each frame,
+    decoded once, goes to the detector and to the writer."""
+    from blazeconv.detection.video import frames_decoded
+
+    before = frames_decoded()
+    code, _, err = run_cli("blur", CLIP, "-o", tmp_path / "b.mp4", "-q")
+    assert code == 0, err
+    assert frames_decoded() - before == 77
+    assert len(frames_of(tmp_path / "b.mp4")) == 77

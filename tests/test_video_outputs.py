@@ -23,7 +23,8 @@ from blazeconv import FaceDetector
 from blazeconv.backends import make_runner
 from blazeconv.detection import Detection, annotate, cropping, load_image
 from blazeconv.detection.cropping import CropWriter, crop_face, is_crop_of
-from blazeconv.detection.video import Sampling, VideoStopped, read_frames, stream_video
+from blazeconv.detection.drawing import _draw
+from blazeconv.detection.video import Sampling, VideoStopped, frames_decoded, open_video, read_frames, stream_video
 from blazeconv.detection.video_annotation import VideoAnnotation, annotation_suffix, is_video_annotation_of
 from blazeconv.errors import ImageError, OptionsError, OutputError
 from blazeconv.io import PathUsageError
@@ -105,6 +106,25 @@ def _annotate(runner, source: Path, target: Path, sampling: Sampling | None = No
     return results
 
 
+def _annotate_in_one_pass(runner, source: Path, target: Path, sampling: Sampling, paint=None) -> tuple[list, int]:
+    """Annotate ``source`` into ``target`` in the pass that detects it; its results and the frames it decoded."""
+    before = frames_decoded()
+    with open_video(source, sampling) as video, VideoAnnotation(video, target, paint=paint) as annotation:
+        results = list(stream_video(runner, video, sampling=sampling, writer=annotation))
+    return results, frames_decoded() - before
+
+
+def _recording(seen: list):
+    """A ``paint`` that draws as the default does and records what it was given: each frame's index, time, a digest
+    of its upright pixels and the boxes drawn on it."""
+
+    def paint(picture, detections, index, time):
+        seen.append((index, time, hashlib.sha256(picture.tobytes()).hexdigest(), [tuple(d.box) for d in detections]))
+        _draw(picture, detections)
+
+    return paint
+
+
 # --------------------------------------------------------------------------------------------- video streams
 
 
@@ -147,6 +167,90 @@ def test_the_annotation_has_every_frame_at_its_time_size_and_rotation(runner, cl
     assert annotation["rotation"] == source["rotation"]
     assert annotation["pix_fmt"] == ("yuv444p" if clip == "odd" else "yuv420p")
     assert is_video_annotation_of(target, clips[clip])
+
+
+@pytest.mark.parametrize(("clip", "suffix", "sampling"), [
+    ("asl_again", ".mkv", Sampling()), ("rotated", ".mkv", Sampling(every=10)), ("audio", ".mkv", Sampling(every=7)),
+    ("nasa", ".mp4", Sampling(fps=2)), ("vfr", ".mp4", Sampling(frames=4)),
+    ("asl_again", ".mp4", Sampling(start=1.0, end=2.0))])
+def test_one_pass_decodes_each_frame_once_and_writes_what_a_second_decoding_writes(runner, clips, clip, suffix,
+                                                                                     sampling, tmp_path):
+    """The annotation written in the detection's pass (``stream_video(writer=)``) paints what ``VideoAnnotation``
+    paints afterwards from the same results by decoding the source again: the same upright pixels, times and boxes
+    for every frame, those not sampled (before the start, after the end) included; and it holds the same frames,
+    times, rotation and audio packets. (The H.264 bytes themselves may differ: x264's threads are not bit-exact.)"""
+    painted_once, painted_twice = [], []
+    results, decoded = _annotate_in_one_pass(runner, clips[clip], tmp_path / f"pass{suffix}", sampling,
+                                             _recording(painted_once))
+    source = _video_stream(clips[clip])
+    assert decoded == len(source["times"])  # each frame once, the first (opened for its size) included
+    assert results == list(stream_video(runner, clips[clip], sampling=sampling))  # the same detections as alone
+    with VideoAnnotation(clips[clip], tmp_path / f"after{suffix}", paint=_recording(painted_twice)) as annotation:
+        for result in results:
+            annotation.add(result)
+    assert [p[0] for p in painted_once] == list(range(len(source["times"])))
+    assert painted_once == painted_twice
+    once = _video_stream(tmp_path / f"pass{suffix}")
+    assert once["times"] == source["times"] and once["rotation"] == source["rotation"]
+    assert _audio_packets(tmp_path / f"pass{suffix}") == _audio_packets(clips[clip])
+
+
+def test_a_pass_with_room_for_one_frame_at_a_time_holds_and_writes_every_frame(runner, clips, tmp_path, monkeypatch):
+    """The pass's window (``PASS_FRAME_BYTES``, ``FRAMES_AHEAD``) bounds the frames decoded ahead, not the writer's
+    ``hold``: with room for one frame, a hold of 20 frames still paints what a second decoding paints."""
+    import blazeconv.detection.video as video_module
+
+    monkeypatch.setattr(video_module, "PASS_FRAME_BYTES", 1)
+    monkeypatch.setattr(video_module, "FRAMES_AHEAD", 1)
+    painted_once, painted_twice = [], []
+    with open_video(clips["asl_again"]) as video, \
+            VideoAnnotation(video, tmp_path / "pass.mkv", hold=20, paint=_recording(painted_once)) as annotation:
+        results = list(stream_video(runner, video, batch_size=4, sampling=Sampling(every=3), writer=annotation))
+    with VideoAnnotation(clips["asl_again"], tmp_path / "after.mkv", hold=20,
+                         paint=_recording(painted_twice)) as annotation:
+        for result in results:
+            annotation.add(result)
+    assert len(painted_once) == 77 and painted_once == painted_twice
+    assert len(painted_once[40][3]) > len(results[13].detections)  # frame 40 gets the faces of 20 frames each side
+
+
+def test_detect_annotate_decodes_each_frame_once(run_cli, tmp_path):
+    """``detect --annotate`` (and its --json figures) opens and decodes the video once: each frame once."""
+    before = frames_decoded()
+    code, _, err = run_cli("detect", VIDEOS / "asl_again.mkv", "--annotate", tmp_path / "annotated", "--every", "10",
+                           "--json", tmp_path / "faces.json")
+    assert code == 0, err
+    assert frames_decoded() - before == 77
+    assert len(_video_stream(tmp_path / "annotated" / "asl_again.mp4")["times"]) == 77
+    assert json.loads((tmp_path / "faces.json").read_text())["videos"][0]["fps"] == 30
+
+
+@pytest.mark.parametrize("case", ["truncated", "garbage", "nothing_sampled"])
+def test_detect_annotate_writes_what_decoded_and_nothing_for_a_video_it_could_not_detect(case, run_cli, tmp_path):
+    """A truncated clip: the frames that decoded are annotated, then exit 6. A file that is not a video, or one
+    whose frames are all outside --start..--end: no annotation (exit 6), as before the pass wrote while it read."""
+    source = tmp_path / "clip.mkv"
+    data = (VIDEOS / "asl_again.mkv").read_bytes()
+    source.write_bytes({"truncated": data[:120_000], "garbage": b"not a video" * 1000, "nothing_sampled": data}[case])
+    options = ["--start", "100"] if case == "nothing_sampled" else []
+    code, _, err = run_cli("detect", source, "--annotate", tmp_path / "annotated", "-q", *options)
+    assert code == 6, err
+    annotations = sorted(p.name for p in (tmp_path / "annotated").rglob("*"))
+    if case == "truncated":
+        assert annotations == ["clip.mp4"] and "stopped at frame" in err
+        decoded = len(_video_stream(source)["times"])
+        assert 10 < decoded < 77 and len(_video_stream(tmp_path / "annotated" / "clip.mp4")["times"]) == decoded
+    else:
+        assert annotations == []  # no half video, no temporary file
+
+
+def test_a_writer_needs_the_opened_video(runner, clips, tmp_path):
+    with open_video(clips["asl_again"]) as video, VideoAnnotation(video, tmp_path / "annotated.mkv") as annotation:
+        with pytest.raises(OptionsError, match="OpenedVideo"):
+            next(stream_video(runner, clips["asl_again"], writer=annotation))
+    with VideoAnnotation(clips["asl_again"], tmp_path / "decoded_here.mkv") as annotation:
+        with pytest.raises(ValueError, match="decodes its source itself"):
+            annotation.write_frame(next(read_frames(clips["asl_again"])))
 
 
 def test_the_test_clips_are_what_their_names_say(clips):
@@ -256,6 +360,18 @@ def test_a_truncated_source_is_annotated_up_to_where_it_stops(runner, tmp_path):
         with pytest.raises(VideoStopped):  # what the caller of stream_video sees; the annotation goes on
             for result in stream_video(runner, source, sampling=Sampling(every=10)):
                 annotation.add(result)
+    decoded = len(_video_stream(source)["times"])
+    assert 10 < decoded < 77 and len(_video_stream(target)["times"]) == decoded
+
+
+def test_a_truncated_source_is_annotated_in_one_pass_up_to_where_it_stops(runner, tmp_path):
+    source = tmp_path / "truncated.mkv"
+    source.write_bytes((VIDEOS / "asl_again.mkv").read_bytes()[:120_000])
+    target = tmp_path / "annotated.mkv"
+    with open_video(source) as video, VideoAnnotation(video, target) as annotation:
+        with pytest.raises(VideoStopped):  # what the caller of stream_video sees; the annotation goes on
+            for _ in stream_video(runner, video, sampling=Sampling(every=10), writer=annotation):
+                pass
     decoded = len(_video_stream(source)["times"])
     assert 10 < decoded < 77 and len(_video_stream(target)["times"]) == decoded
 

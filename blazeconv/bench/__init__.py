@@ -22,8 +22,9 @@ exported on the spot or read from the cache):
 and once, whole processes (a subprocess each, in turn; peak memory is the child's ``ru_maxrss``): ``blazeconv
 detect FOLDER`` for each backend over ``throughput_images`` files (the photos repeated through symbolic links),
 MediaPipe's ``FaceDetector`` over the same files one after another, ``blazeconv detect one.jpg`` with a warm
-cache, and, for each clip of ``videos``, ``blazeconv detect CLIP`` (and with ``--annotate``) against MediaPipe's
-``FaceDetector`` in VIDEO mode over the same PyAV frames. Linux and macOS (``os.wait4``).
+cache, and, for each clip of ``videos``, ``blazeconv detect CLIP`` (and with ``--annotate``) and ``blazeconv blur
+CLIP``, with the frames each decoded, against MediaPipe's ``FaceDetector`` in VIDEO mode over the same PyAV frames.
+Linux and macOS (``os.wait4``).
 
 The package: ``rows`` (the options and the rows measured), ``timing`` (clocks, interleaved rounds, whole
 processes), ``contenders`` (the networks and MediaPipe's worker client), ``measure`` (the measurements),
@@ -182,7 +183,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = lambda me
                  + (" and MediaPipe" if with_mediapipe else ""))
         report.big_photos = _measure_big_photos(subject, onnx[0] if onnx else "torch", with_mediapipe, options)
     if options.videos:
-        progress(f"detect on {len(options.videos)} video(s) ({name}), plain and annotated"
+        progress(f"detect on {len(options.videos)} video(s) ({name}), plain and annotated, and blur"
                  + (" and MediaPipe's VIDEO mode" if with_mediapipe else ""))
         report.videos = _measure_videos(subject, onnx[0] if onnx else "torch", with_mediapipe, options, report.notes)
     if options.blur_clips:

@@ -7,6 +7,7 @@ stages; contenders compared are timed in turn, round by round (``timing.time_int
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import statistics
 import sys
@@ -263,15 +264,53 @@ def _cover(image, width: int, height: int):
     return resized.crop((left, top, left + width, top + height))
 
 
-# Videos: the detect options measured on each clip (ANNOTATIONS: a fresh folder).
-VIDEO_MODES = {"detect": (), "annotate": ("--annotate", ANNOTATIONS)}
+# Videos: what is measured on each clip: the detect options, or the blur command's (OUTPUT: a fresh path for the
+# output; blur runs with its own defaults).
+OUTPUT = "{output}"
+VIDEO_MODES = {"detect": ("detect",), "annotate": ("detect", "--annotate", OUTPUT),
+               "blur": ("blur", "-o", OUTPUT + ".mp4", "-q")}
+# ``python -c`` this with COUNT_FILE ARGS...: ``blazeconv ARGS``, then the frames the process decoded
+# (``video.frames_decoded``) written to COUNT_FILE as it exits.
+_COUNTING = """
+import atexit, sys
+
+def count(path=sys.argv[1]):
+    from blazeconv.detection.video import frames_decoded
+    with open(path, "w") as file:
+        file.write(str(frames_decoded()))
+
+atexit.register(count)
+sys.argv = ["blazeconv", *sys.argv[2:]]
+from blazeconv.__main__ import main
+main()
+"""
+
+
+def _video_command(subject: BenchModel, backend: str, clip: Path, flags: Sequence[str], output: Path) -> list[str]:
+    """The command of a ``VIDEO_MODES`` entry on ``clip`` (``python -m blazeconv ...``)."""
+    flags = [str(output) + flag[len(OUTPUT):] if flag.startswith(OUTPUT) else flag for flag in flags]
+    if flags[0] == "detect":
+        return _detect_command(subject, backend, [clip]) + flags[1:]
+    return [sys.executable, "-m", "blazeconv", flags[0], str(clip), *flags[1:]]
+
+
+def _run_counted(command: Sequence[str], folder: Path) -> ProcessRow:
+    """``run_measured`` of a ``python -m blazeconv ...`` command, with the frames it decoded in the row's
+    ``decoded``."""
+    if list(command[1:3]) != ["-m", "blazeconv"]:
+        raise ValueError(f"not a blazeconv command: {' '.join(map(str, command[:3]))}")
+    count = folder / "decoded.txt"
+    count.unlink(missing_ok=True)
+    row = run_measured([command[0], "-c", _COUNTING, str(count), *command[3:]])
+    return dataclasses.replace(row, decoded=int(count.read_text()) if count.exists() else None)
 
 
 def _measure_videos(subject: BenchModel, backend: str, mediapipe: Path | None, options: BenchOptions,
                     notes: list[str]) -> dict[str, list[ProcessRow]]:
-    """``blazeconv detect CLIP`` per clip of ``videos``, in each of ``VIDEO_MODES``, and MediaPipe's VIDEO mode
-    over the same PyAV frames (the worker's ``video`` mode): one process each, in turn. Keys: ``name (frames
-    frames, W×H)``; rows count frames as images. A command that fails is left out with a note saying why."""
+    """``blazeconv detect CLIP`` per clip of ``videos``, in each of ``VIDEO_MODES`` (``blur CLIP`` with blur's
+    defaults), and MediaPipe's VIDEO mode over the same PyAV frames (the worker's ``video`` mode): one process
+    each, in turn, with the frames each decoded. Keys: ``name (frames frames, W×H)``; rows count frames as images.
+    A command that fails is left out with a note saying why."""
     from ..detection.video import probe
 
     variant = subject.variant
@@ -280,8 +319,7 @@ def _measure_videos(subject: BenchModel, backend: str, mediapipe: Path | None, o
         info = probe(clip)
         frames = _count_frames(clip)
         with tempfile.TemporaryDirectory(prefix="blazeconv-bench-") as folder:
-            commands = {mode: _detect_command(subject, backend, [clip]) + [str(Path(folder) / mode) if flag == ANNOTATIONS
-                                                                         else flag for flag in flags]
+            commands = {mode: _video_command(subject, backend, clip, flags, Path(folder) / mode)
                         for mode, flags in VIDEO_MODES.items()}
             if mediapipe is not None:
                 commands["mediapipe video"] = mediapipe_command(mediapipe, subject.path, variant.min_score,
@@ -289,11 +327,11 @@ def _measure_videos(subject: BenchModel, backend: str, mediapipe: Path | None, o
             rows = []
             for contender, command in commands.items():
                 try:
-                    row = run_measured(command)
+                    row = _run_counted(command, Path(folder)) if contender in VIDEO_MODES else run_measured(command)
                 except OptionsError as exc:
                     notes.append(f"{clip.name}, {contender}: not measured: {exc}")
                     continue
-                rows.append(ProcessRow(contender, frames, row.seconds, row.cpu_seconds, row.peak_mib))
+                rows.append(dataclasses.replace(row, contender=contender, images=frames))
         results[f"{clip.name} ({frames} frames, {info.width}×{info.height})"] = rows
     return results
 

@@ -169,24 +169,31 @@ def _video_lines(report: BenchReport) -> list[str]:
         "",
         "Videos: `blazeconv detect CLIP --quiet` (the fastest installed backend), whole process (start-up, decoding "
         "and writing included), one process each, in turn; detect: every frame; annotate: the same with --annotate "
-        "DIR (what detect writes there for a video); MediaPipe: its FaceDetector in VIDEO mode (`detect_for_video`) "
-        "over the same PyAV frames (decoded with frame threading, RGB, turned upright), one after another.",
+        "DIR (what detect writes there for a video); blur: `blazeconv blur CLIP -o OUT.mp4` with its defaults; "
+        "MediaPipe: its FaceDetector in VIDEO mode (`detect_for_video`) over the same PyAV frames (decoded with frame "
+        "threading, RGB, turned upright), one after another. Decoded: the video frames the process decoded "
+        "(`video.frames_decoded`; one pass decodes each frame once).",
         "",
     ]
-    return lines + _process_table("clip", "frames/s", ".0f", report.videos, "mediapipe video")
+    return lines + _process_table("clip", "frames/s", ".0f", report.videos, "mediapipe video", decoded=True)
 
 
-def _process_table(group: str, rate: str, rate_format: str, groups: dict, reference: str) -> list[str]:
+def _process_table(group: str, rate: str, rate_format: str, groups: dict, reference: str,
+                   decoded: bool = False) -> list[str]:
     """A whole-process table: per group (a photo size, a clip) each process's seconds, rate (``rate_format``), CPU
-    seconds, peak memory and its time over the ``reference`` contender's in the same group."""
-    lines = [f"| {group} | process | seconds | {rate} | CPU s | peak MiB | × MediaPipe's time |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    seconds, peak memory, with ``decoded`` the frames it decoded, and its time over the ``reference`` contender's in
+    the same group."""
+    extra = (" decoded |", "---:|") if decoded else ("", "")
+    lines = [f"| {group} | process | seconds | {rate} | CPU s | peak MiB |{extra[0]} × MediaPipe's time |",
+             f"|---|---|---:|---:|---:|---:|{extra[1]}---:|"]
     for label, rows in groups.items():
         base = next((r for r in rows if r.contender == reference), None)
         for r in rows:
             versus = f"{r.seconds / base.seconds:.2f}×" if base else "—"
+            count = (f" {r.decoded} |" if r.decoded is not None else " — |") if decoded else ""
             lines.append(f"| {label} | {_LABELS.get(r.contender, r.contender)} | {r.seconds:.2f} | "
-                         f"{format(r.images_per_second, rate_format)} | {r.cpu_seconds:.2f} | {r.peak_mib:.0f} | {versus} |")
+                         f"{format(r.images_per_second, rate_format)} | {r.cpu_seconds:.2f} | {r.peak_mib:.0f} |{count} "
+                         f"{versus} |")
     return lines
 
 

@@ -128,6 +128,7 @@ class ProcessRow:
     seconds: float  # wall, start to exit (median over runs for the one-photo rows)
     cpu_seconds: float  # the child's user + system time
     peak_mib: float  # the child's ru_maxrss
+    decoded: int | None = None  # video frames the process decoded (video rows; None: not counted)
 
     @property
     def images_per_second(self) -> float:

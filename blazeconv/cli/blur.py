@@ -72,7 +72,7 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
     from .. import anonymise
     from ..detection.files import find_images, nothing_found_hint
     from ..detection.masking import Masking
-    from ..detection.video import is_video, require_video
+    from ..detection.video import is_video, open_video, require_video
     from ..errors import ImageError
     from ..io import atomic_path
 
@@ -94,9 +94,10 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
     hold = DEFAULT_HOLD if hold is None else hold
     failures, lines = [], []
     boxes = None
-    # Progress counts frames: a photo is one, a video as many as its header announces (an estimate: the bar moves on).
-    weights = [_frames_announced(path) if index in videos else 1 for index, path in enumerate(paths)]
-    with progress(sum(weights), "blurring") as bar, \
+    # Progress counts frames: a photo is one, a video as many as its header announces (an estimate: the bar moves on),
+    # read when the video is opened for its pass (the file is opened once).
+    weights = [1] * len(paths)
+    with progress(len(paths), "blurring") as bar, \
             (atomic_path(boxes_jsonl) if boxes_jsonl is not None else _Nothing()) as boxes_path:
         if boxes_path is not None:
             boxes = open(boxes_path, "w", encoding="utf-8")
@@ -105,17 +106,20 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
                 target.parent.mkdir(parents=True, exist_ok=True)  # inside OUT only (checked before any work)
                 counted = [0]
 
-                def on_regions(record, counted=counted, expected=weights[index]):  # per photo or frame (writer's thread)
+                def on_regions(record, counted=counted, index=index):  # per photo or frame (writer's thread)
                     if boxes is not None:
                         boxes.write(json.dumps(record) + "\n")
-                    if counted[0] < expected:
+                    if counted[0] < weights[index]:
                         counted[0] += 1
                         bar.update(1)
 
                 try:
                     if index in videos:
-                        done = anonymise.blur_video(path, target, detector=detector, masking=masking, hold=hold,
-                                                    crf=crf, on_regions=on_regions)
+                        with open_video(path) as video:
+                            weights[index] = _frames_announced(video.info)
+                            _grow(bar, weights[index] - 1)
+                            done = anonymise.blur_video(video, target, detector=detector, masking=masking, hold=hold,
+                                                        crf=crf, on_regions=on_regions)
                     else:
                         done = anonymise.blur_photo(path, target, detector=detector, masking=masking,
                                                     keep_metadata=keep_metadata, on_regions=on_regions)
@@ -142,18 +146,19 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
         raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} inputs failed)")
 
 
-def _frames_announced(path: Path) -> int:
-    """The frames a video's header announces (its count, else duration x rate), at least 1; 1 when it cannot tell."""
-    from ..detection.video import probe
-    from ..errors import ImageError
-
-    try:
-        info = probe(path)
-    except ImageError:
-        return 1  # reported when it is read
+def _frames_announced(info) -> int:
+    """The frames a video's header announces (``VideoInfo``: its count, else duration x rate), at least 1."""
     if info.frame_count:
         return info.frame_count
     return max(1, round((info.duration or 0) * (info.fps or 0)))
+
+
+def _grow(bar, count: int) -> None:
+    """``count`` more steps in a ``progress`` bar's total: click's bar, or the plain lines."""
+    if hasattr(bar, "length"):
+        bar.length += count
+    else:
+        bar.total += count
 
 
 class _Nothing:

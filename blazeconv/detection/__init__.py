@@ -4,9 +4,9 @@
 (ImageToTensorCalculator and its removal), ``postprocess`` (SSD decoding and weighted NMS), ``tiling`` (overlapping
 tiles for small faces), ``records`` (``Detection`` and its JSON form), ``drawing`` (annotations), ``cropping``
 (aligned face crops), ``masking`` (faces hidden), ``pipeline`` (batches of images and streams of files through a
-runner), ``video`` (video files: decoding, sampling, streaming), ``video_annotation`` (annotated videos),
-``settings`` (every option of a run in one value), ``inputs`` (photos and videos in one run) and ``results``
-(JSONL results of a run, resumable).
+runner), ``video_source`` (a video file opened once, its frames decoded), ``video`` (videos sampled and streamed
+through a runner in one pass), ``video_annotation`` (annotated videos), ``settings`` (every option of a run in one
+value), ``inputs`` (photos and videos in one run) and ``results`` (JSONL results of a run, resumable).
 """
 
 from .drawing import annotate

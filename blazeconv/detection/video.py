@@ -11,6 +11,11 @@ Frames are numbered from 0 in presentation order over the whole first video stre
 frame rates are safe). Decoding runs on a thread of its own (FFmpeg's frame threading beside it) while the model
 runs in the caller's thread.
 
+One pass per file: ``open_video`` opens a file once (``video_source.OpenedVideo``: its ``VideoInfo`` from the first
+frame, which is not decoded again) and ``stream_video`` goes on from there. With a ``writer`` (``FrameWriter``: an
+annotation, a blurred copy), every frame is decoded once and handed both to the model (the sampled ones) and to the
+writer (all of them, with the file's audio packets); ``frames_decoded()`` counts the frames this process decoded.
+
 ``Sampling`` chooses the frames: every frame by default; ``every`` N-th; at most ``fps`` per second (by timestamp);
 ``frames`` N evenly spaced by index over the chosen range, first and last included; within ``start`` and ``end``
 seconds (``start <= time < end``).
@@ -26,16 +31,17 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from ..errors import ImageError, require
+from ..errors import ImageError, OptionsError
 from ..tuning import torch_thread_count, torch_threads, with_video_switch_interval
 from .files import VIDEO_SUFFIXES, is_video
-from .pipeline import Model, _setup, detect_prepared, prepare_image
+from .pipeline import Model, Prepared, _setup, detect_prepared, prepare_image
 from .records import Detection
 from .settings import DetectionSettings, Sampling
+from .video_source import OpenedVideo, VideoInfo, VideoStopped, _upright, frames_decoded, probe, require_video
 
 # A seek (and the decoding from the keyframe it lands on) costs about as much as decoding this many frames in turn.
 _SEEK_FRAMES = 12
@@ -43,37 +49,24 @@ _SEEK_FRAMES = 12
 FRAMES_AHEAD = 48
 # Decoded frames kept ahead for annotations and crops take at most this many bytes (an 8K RGB frame: 100 MB).
 KEPT_FRAME_BYTES = 192 * 1024 * 1024
-
-
-def require_video() -> None:
-    """``MissingDependencyError`` (exit 8) naming the extra unless PyAV is installed."""
-    require("av", "blazeconv[video]", "reading videos")
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """A video's first video stream: the displayed (upright) ``width`` x ``height``, the ``rotation`` applied
-    (degrees counter-clockwise: 0, 90, 180 or 270), the nominal ``fps`` and ``duration`` in seconds (None when the
-    container does not say), the frame count the container records (None when it does not), and the codec."""
-
-    path: Path
-    width: int
-    height: int
-    rotation: int
-    fps: float | None
-    duration: float | None
-    frame_count: int | None
-    codec: str
+# With a writer: frames decoded and not yet handed to it take at most this many bytes, or this many frames when they
+# are bigger (a 1080p RGB frame: 6.2 MB; so that decoding goes on while the model runs); the writer holds its own
+# few more (``hold`` and a short queue).
+PASS_FRAME_BYTES = 16 * 1024 * 1024
+PASS_FRAMES = 2
 
 
 @dataclass(frozen=True)
 class VideoFrame:
     """One decoded frame: its ``index`` (from 0, presentation order), ``time`` in seconds and upright ``(H, W, 3)``
-    uint8 RGB ``image``."""
+    uint8 RGB ``image``; its ``pts`` (in the stream's time base) and, in a pass that gives a writer every frame,
+    whether it is ``sampled`` (detected) or only passes through."""
 
     index: int
     time: float
     image: np.ndarray = field(repr=False)
+    pts: int | None = None
+    sampled: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,143 +85,67 @@ class FrameResult:
     last: bool = False
 
 
-class VideoStopped(ImageError):
-    """Decoding stopped before the end of the video: ``frames`` decoded frames were delivered before it."""
-
-    def __init__(self, message: str, frames: int = 0):
-        super().__init__(message)
-        self.frames = frames
-
-    def __reduce__(self):  # pickled whole (a Ray task's result), not as the message alone
-        return type(self), (str(self), self.frames)
-
-
-def _open(path: Path):
-    """The PyAV container and its first video stream (frame threading on), or ``ImageError`` naming the file."""
-    import av
-
-    if not path.exists():
-        raise ImageError(f"{path}: a broken symbolic link" if path.is_symlink() else f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not a video")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: empty file (0 bytes)")
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except PermissionError:
-        raise ImageError(f"{path}: permission denied") from None
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot read video: {_reason(exc)}") from None
-    if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["no"]
-        container.close()
-        raise ImageError(f"{path}: no video stream (the file holds {', '.join(kinds)} streams)")
-    stream = container.streams.video[0]
-    if stream.codec_context is None or not stream.codec_context.name:
-        container.close()
-        raise ImageError(f"{path}: the video's codec is not one FFmpeg can decode")
-    stream.thread_type = "AUTO"  # frame threading: several times faster than slice threading alone
-    return container, stream
-
-
-def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return " ".join(str(text).split())
-
-
-def probe(path: str | Path) -> VideoInfo:
-    """``VideoInfo`` of the file's first video stream (the first frame is decoded for its size and rotation)."""
-    require_video()
-    path = Path(path)
-    container, stream = _open(path)
-    with container:
-        first = next(_decoded(container, stream, path, 0), None)
-        if first is None:
-            raise ImageError(f"{path}: the video stream holds no frame that decodes")
-        height, width = _upright(first).shape[:2]
-        return _info(path, container, stream, width, height, _rotation(first))
-
-
-def _info(path, container, stream, width, height, rotation) -> VideoInfo:
-    fps = float(stream.average_rate) if stream.average_rate else None
-    if stream.duration is not None and stream.time_base is not None:
-        duration = float(stream.duration * stream.time_base)
-    else:
-        duration = container.duration / 1e6 if container.duration else None
-    return VideoInfo(path, width, height, rotation, fps, duration, stream.frames or None, stream.codec_context.name)
-
-
-def _rotation(frame) -> int:
-    """The counter-clockwise turn, in degrees, that shows ``frame`` upright (its display matrix), 0/90/180/270."""
-    try:
-        angle = frame.rotation
-    except Exception:  # a PyAV without VideoFrame.rotation
-        return 0
-    return int(round((angle or 0) / 90)) % 4 * 90
-
-
-def _upright(frame) -> np.ndarray:
-    """``frame`` as upright ``(H, W, 3)`` uint8 RGB."""
-    rgb = frame.to_ndarray(format="rgb24")
-    turns = _rotation(frame) // 90
-    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
-
-
-def _decoded(container, stream, path: Path, skip_before: float | None) -> Iterator:
-    """Every frame of ``stream`` (from the keyframe before ``skip_before`` seconds when given), with a frame time;
-    a decoding error ends it with ``VideoStopped`` (frames that decoded came first)."""
-    import av
-
-    if skip_before:
-        container.seek(round(skip_before / stream.time_base), stream=stream, backward=True, any_frame=False)
-    delivered = 0
-    try:
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue  # a frame without a timestamp cannot be placed in time; FFmpeg rarely gives one
-            delivered += 1
-            yield frame
-    except (av.FFmpegError, OSError, ValueError, MemoryError) as exc:
-        raise VideoStopped(f"{path}: stopped at frame {delivered} ({_reason(exc)})", delivered) from None
+def open_video(path: str | Path, sampling: Sampling | None = None) -> OpenedVideo:
+    """The video file at ``path`` opened for one pass (``OpenedVideo``) that reads the frames ``sampling`` chooses;
+    ``ImageError`` naming the file when it is not a video PyAV can read or holds no frame that decodes."""
+    return OpenedVideo(path, frame_times=sampling is not None and sampling.frames is not None)
 
 
 def read_frames(path: str | Path, sampling: Sampling | None = None, *, after: int | None = None) -> Iterator[VideoFrame]:
     """The sampled frames of a video file, upright RGB, in order. ``after``: skip the frames up to and including
     this index (a resumed run). A file that is not a video PyAV can read is an ``ImageError``; decoding that stops
     early (a truncated file) yields the frames that decoded, then raises ``VideoStopped``."""
-    require_video()
     sampling = (sampling or Sampling()).check()
-    path = Path(path)
-    container, stream = _open(path)
-    with container:
-        if sampling.frames is not None:
-            yield from _read_chosen(container, stream, path, sampling, after)
-            return
-        times = _frame_times(container, stream, path)[0] if sampling.start else None  # to number frames after a seek
-        first = next((i for i, t in enumerate(times) if t >= sampling.start - 1e-6), None) if times else None
-        if times is not None:
-            container.seek(0, stream=stream)
-        index, next_time, sampled, time = -1, None, 0, None
-        for frame in _decoded(container, stream, path, times[first] if first else None):
-            time = float(frame.pts * stream.time_base)
-            index = _index_of(times, time, index) if times is not None else index + 1
-            if sampling.end is not None and time >= sampling.end:
-                break
-            if not _in_range(time, sampling) or index % sampling.every:
-                continue
-            if sampling.fps is not None:
+    with open_video(path, sampling) as video:
+        yield from _walk(video, sampling, after, everything=False)
+
+
+def _walk(video: OpenedVideo, sampling: Sampling, after: int | None, everything: bool) -> Iterator:
+    """``read_frames`` of an opened video. With ``everything``, a writer's pass: every frame in order (upright RGB,
+    ``sampled`` saying whether it is one of ``sampling``'s after ``after``) and the audio packets between them, from
+    the start to the end whatever the sampling (no seeking, nothing cut at ``end``). ``_nothing_sampled`` comes after
+    the frames."""
+    import av
+
+    stream, path = video.stream, video.path
+    if sampling.frames is not None and not everything:
+        yield from _read_chosen(video, sampling, after)
+        return
+    chosen = None
+    if sampling.frames is not None:  # marked on the way: the chosen indices from the packets' times
+        times = video.frame_times()[0]
+        chosen = set(_evenly_spaced([i for i, t in enumerate(times) if _in_range(t, sampling)], sampling.frames))
+    times = video.frame_times()[0] if sampling.start and not everything else None  # to number frames after a seek
+    first = next((i for i, t in enumerate(times) if t >= sampling.start - 1e-6), None) if times else None
+    index, next_time, sampled, time = -1, None, 0, None
+    for frame in video.items(times[first] if first else None):
+        if not isinstance(frame, av.VideoFrame):  # an audio packet
+            if everything:
+                yield frame
+            continue
+        time = float(frame.pts * stream.time_base)
+        index = _index_of(times, time, index) if times is not None else index + 1
+        if sampling.end is not None and time >= sampling.end and not everything:
+            break
+        if chosen is not None:
+            take = index in chosen
+        else:
+            take = _in_range(time, sampling) and not index % sampling.every
+            if take and sampling.fps is not None:
                 if next_time is not None and time < next_time - 1e-6:
-                    continue
-                next_time = time + 1 / sampling.fps
-            sampled += 1
-            if after is None or index > after:
-                yield VideoFrame(index, time, _upright(frame))
-        else:  # the stream ended: early, when the container promised more
-            if _ended_early(stream, index, time):
-                raise VideoStopped(f"{path}: stopped at frame {index + 1} (the file ends before the "
-                                   f"{_promised(stream)} its header announces: truncated or damaged)", index + 1)
-        if not sampled:
-            raise _nothing_sampled(path, sampling, index)
+                    take = False
+                else:
+                    next_time = time + 1 / sampling.fps
+        sampled += take
+        take = take and (after is None or index > after)
+        if take or everything:
+            yield VideoFrame(index, time, _upright(frame), frame.pts, take)
+    else:  # the stream ended: early, when the container promised more
+        if _ended_early(stream, index, time):
+            raise VideoStopped(f"{path}: stopped at frame {index + 1} (the file ends before the "
+                               f"{_promised(stream)} its header announces: truncated or damaged)", index + 1)
+    if not sampled:
+        raise _nothing_sampled(path, sampling, index)
 
 
 def _nothing_sampled(path: Path, sampling: Sampling, last_index: int) -> ImageError:
@@ -237,10 +154,13 @@ def _nothing_sampled(path: Path, sampling: Sampling, last_index: int) -> ImageEr
     return ImageError(f"{path}: the video stream holds no frame that decodes")
 
 
-def _read_chosen(container, stream, path: Path, sampling: Sampling, after: int | None) -> Iterator[VideoFrame]:
+def _read_chosen(video: OpenedVideo, sampling: Sampling, after: int | None) -> Iterator[VideoFrame]:
     """``read_frames`` for ``sampling.frames``: the chosen frames (by the packets' timestamps), each reached by reading
     on, or by seeking to the keyframe before it when that keyframe is past the frames decoded so far."""
-    times, keyframes = _frame_times(container, stream, path)
+    import av
+
+    stream, path = video.stream, video.path
+    times, keyframes = video.frame_times()
     chosen = _evenly_spaced([i for i, t in enumerate(times) if _in_range(t, sampling)], sampling.frames)
     if not chosen:
         raise _nothing_sampled(path, sampling, len(times) - 1)
@@ -250,9 +170,7 @@ def _read_chosen(container, stream, path: Path, sampling: Sampling, after: int |
         keyframe = max((k for k in keyframes if k <= target + 1e-6), default=0.0)
         # Seeking costs about as much as decoding _SEEK_FRAMES frames: worth it when it skips more than that.
         if frames is None or bisect.bisect_left(times, keyframe - 1e-6) - decoded > _SEEK_FRAMES:
-            frames = _decoded(container, stream, path, keyframe if keyframe > 0 else None)
-            if keyframe == 0:
-                container.seek(0, stream=stream)
+            frames = (item for item in video.items(keyframe) if isinstance(item, av.VideoFrame))
         for frame in frames:
             position = float(frame.pts * stream.time_base)
             decoded = bisect.bisect_left(times, position - 1e-6)
@@ -262,7 +180,7 @@ def _read_chosen(container, stream, path: Path, sampling: Sampling, after: int |
             raise VideoStopped(f"{path}: stopped before frame {index} (the file ends before the {_promised(stream)} its "
                                "header announces: truncated or damaged)", chosen.index(index))
         if after is None or index > after:
-            yield VideoFrame(index, position, _upright(frame))
+            yield VideoFrame(index, position, _upright(frame), frame.pts)
 
 
 def _ended_early(stream, last_index: int, last_time) -> bool:
@@ -301,23 +219,6 @@ def _evenly_spaced(indices: Sequence[int], count: int) -> list[int]:
     return sorted({indices[round(k * (len(indices) - 1) / (count - 1))] for k in range(count)})
 
 
-def _frame_times(container, stream, path: Path) -> tuple[list[float], list[float]]:
-    """The presentation times of the stream's frames in order, and those of its keyframes, from its packets
-    (demuxed, not decoded); the container is left at its end."""
-    import av
-
-    stamps, keys = [], []
-    try:
-        for packet in container.demux(stream):
-            if packet.size and packet.pts is not None:
-                stamps.append(packet.pts)
-                if packet.is_keyframe:
-                    keys.append(packet.pts)
-    except (av.FFmpegError, OSError, ValueError):
-        pass  # a truncated file: the frames before the damage; decoding reports the rest
-    return [float(p * stream.time_base) for p in sorted(stamps)], [float(p * stream.time_base) for p in sorted(keys)]
-
-
 def _index_of(times: list[float], time: float, previous: int) -> int:
     """The index of the frame at ``time`` in the sorted ``times`` (the nearest one after ``previous``)."""
     at = bisect.bisect_left(times, time - 1e-6)
@@ -326,14 +227,28 @@ def _index_of(times: list[float], time: float, previous: int) -> int:
     return previous + 1
 
 
+class FrameWriter(Protocol):
+    """What ``stream_video(..., writer=)`` feeds as the pass goes, in the video's order (``VideoAnnotation`` is one):
+    for each sampled frame ``add(result)`` (its ``FrameResult``) and then, for every frame, sampled or not,
+    ``write_frame(frame)`` (a ``VideoFrame`` with its upright image and pts); ``write_packet(packet)`` with each audio
+    packet of the file where it comes. The writer keeps what it needs of a frame (the pass lets it go)."""
+
+    def add(self, result: FrameResult) -> None: ...
+
+    def write_frame(self, frame: VideoFrame) -> None: ...
+
+    def write_packet(self, packet) -> None: ...
+
+
 def stream_video(
     model: Model,
-    path: str | Path,
+    path: str | Path | OpenedVideo,
     settings: DetectionSettings | None = None,
     *,
     model_threads: int | None = 1,
     keep_images: bool = False,
     after: int | None = None,
+    writer: FrameWriter | None = None,
     **options: Any,
 ) -> Iterator[FrameResult]:
     """Detect faces on the sampled frames (``settings.sampling``) of one video file: a ``FrameResult`` per frame,
@@ -345,26 +260,79 @@ def stream_video(
     before the first result; a decoding error after some frames raises ``VideoStopped`` after their results.
     ``settings``, ``options`` and ``model_threads`` as ``stream_files``; ``after``: skip the frames up to this index
     (``read_frames``).
+
+    ``path``: a file, or an ``OpenedVideo`` (the caller's, left open). ``writer``: a ``FrameWriter`` given every
+    frame of the video (``path`` an ``OpenedVideo``; the one the writer was made with) as the model's results come,
+    so each frame is decoded once for both; the whole video is read whatever the sampling, and decoded frames not
+    yet handed to it take at most ``PASS_FRAME_BYTES``.
     """
+    if writer is not None and not isinstance(path, OpenedVideo):
+        raise OptionsError("stream_video: a writer takes the frames of an OpenedVideo (open_video), not a path")
     runner, variant, settings = _setup(model, settings, options)
-    frames = read_frames(path, settings.sampling, after=after)
     threads = torch_thread_count(runner, model_threads)
     # The decoding thread gets the GIL back sooner while the video streams (tuning).
-    return with_video_switch_interval(_detected(runner, Path(path), frames, variant, settings.score_for(variant),
-                                                settings.iou_threshold, settings.batch_size, settings.tiling,
-                                                keep_images, threads))
+    return with_video_switch_interval(_detected(
+        runner, path, settings.sampling, after, writer, variant, settings.score_for(variant), settings.iou_threshold,
+        settings.batch_size, settings.tiling, keep_images, threads))
 
 
-_END = object()
+class _Decoded(NamedTuple):
+    """A frame from the decoding thread: the ``frame`` (its image only when kept: for the caller or a writer), its
+    upright size, its model inputs (None: not sampled, for the writer only) and the bytes it holds in the window."""
+
+    frame: VideoFrame
+    width: int
+    height: int
+    prepared: Prepared | None
+    kept: int
 
 
-def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_size, tiling, keep_images, threads):
-    """``stream_video``'s loop: a decoding thread fills ``ready`` with (frame, model inputs, kept shares); here the
-    model runs on what is ready. An exception of the decoder comes through ``ready`` after the frames before it."""
+class _Ending(NamedTuple):
+    """The end of the decoding thread's frames: ``error`` None at the end of the video, else what stopped it."""
+
+    error: BaseException | None
+
+
+class _Window:
+    """Bytes of decoded frames held at once: ``acquire`` waits while they would pass ``capacity`` (a frame alone
+    may), ``release`` gives them back."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.used = capacity, 0
+        self._changed = threading.Condition()
+
+    def acquire(self, size: int, stop: threading.Event) -> bool:
+        """Hold ``size`` bytes; False when ``stop`` is set first."""
+        with self._changed:
+            while self.used and self.used + size > self.capacity:
+                if stop.is_set():
+                    return False
+                self._changed.wait(0.1)
+            self.used += size
+            return True
+
+    def release(self, size: int) -> None:
+        if size:
+            with self._changed:
+                self.used -= size
+                self._changed.notify_all()
+
+
+def _detected(runner, source, sampling, after, writer, variant, min_score, iou_threshold, batch_size, tiling,
+              keep_images, threads):
+    """``stream_video``'s loop: a decoding thread fills ``ready`` with frames (``_Decoded``: the model inputs of the
+    sampled ones), audio packets for the writer and an ``_Ending``; here the model runs on the sampled frames that
+    are ready, and everything goes on, in order, to the writer and the caller. An exception of the decoder comes
+    after the frames before it."""
+    import av
+
+    video = source if isinstance(source, OpenedVideo) else open_video(source, sampling)  # ImageError before any result
+    owned, path = video is not source, video.path
+    frames = _walk(video, sampling, after, everything=writer is not None)
     ready: queue.Queue = queue.Queue()
     room = threading.Semaphore(FRAMES_AHEAD)
-    shares = max(1, KEPT_FRAME_BYTES // _SHARE)
-    kept = threading.Semaphore(shares)
+    frame_bytes = video.info.width * video.info.height * 3
+    window = _Window(max(PASS_FRAME_BYTES, PASS_FRAMES * frame_bytes) if writer is not None else KEPT_FRAME_BYTES)
     stop = threading.Event()
 
     def acquire(semaphore: threading.Semaphore) -> bool:
@@ -375,21 +343,31 @@ def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_siz
 
     def decode() -> None:
         try:
-            for frame in frames:
-                share = min(shares, -(-frame.image.nbytes // _SHARE)) if keep_images else 0
-                if not acquire(room) or not all(acquire(kept) for _ in range(share)):
+            while True:
+                with video.lock:
+                    frame = next(frames, _END)
+                if frame is _END:
+                    break
+                if not isinstance(frame, VideoFrame):  # an audio packet, for the writer
+                    ready.put(frame)
+                    continue
+                kept = frame.image.nbytes if keep_images or writer is not None else 0
+                if not acquire(room) or not window.acquire(kept, stop):
                     return
                 height, width = frame.image.shape[:2]
-                prepared = prepare_image(frame.image, variant.input_size, tiling)
+                prepared = prepare_image(frame.image, variant.input_size, tiling) if frame.sampled else None
                 # Only the model inputs wait in the queue unless the frames are kept: a 4K frame is 25 MB.
-                ready.put(((frame.index, frame.time, width, height, frame.image if keep_images else None), prepared,
-                           share))
+                ready.put(_Decoded(frame if kept else dataclasses.replace(frame, image=None), width, height, prepared,
+                                   kept))
                 del frame
-            ready.put((_END, None, 0))
+            ready.put(_Ending(None))
         except BaseException as exc:  # raised by the consumer, after the frames before it
-            ready.put((exc, None, 0))
+            ready.put(_Ending(exc))
         finally:
-            frames.close()
+            with video.lock:
+                frames.close()
+            if owned:
+                video.close()
 
     worker = threading.Thread(target=decode, name="blazeconv-video", daemon=True)
     worker.start()
@@ -397,40 +375,62 @@ def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_siz
     try:
         while True:
             batch = [ready.get()]
-            used = len(batch[0][1].tensors) if batch[0][1] is not None else 0
-            while batch[-1][1] is not None and used < batch_size:  # what else is ready, without waiting for it
+            used = _inputs(batch[0])
+            while not isinstance(batch[-1], _Ending) and used < batch_size:  # what else is ready, without waiting
                 try:
                     batch.append(ready.get_nowait())
                 except queue.Empty:
                     break
-                used += len(batch[-1][1].tensors) if batch[-1][1] is not None else 0
-            ending = batch.pop()[0] if batch[-1][1] is None else None
-            if batch:
+                used += _inputs(batch[-1])
+            ending = batch.pop() if isinstance(batch[-1], _Ending) else None
+            sampled = [item.prepared for item in batch if isinstance(item, _Decoded) and item.prepared is not None]
+            found = iter(())
+            if sampled:
                 with torch_threads(threads):
-                    found = detect_prepared(runner, [p for _, p, _ in batch], variant, min_score, iou_threshold,
-                                            batch_size)
-                for ((index, time, width, height, image), _, share), detections in zip(batch, found):
-                    room.release()
-                    if held is not None:  # one frame held back, to know whether it is the last
-                        yield held[0]
-                        for _ in range(held[1]):
-                            kept.release()
-                    held = (FrameResult(path, index, time, width, height, detections, image), share)
-                del batch
+                    found = iter(detect_prepared(runner, sampled, variant, min_score, iou_threshold, batch_size))
+            for item in batch:
+                if isinstance(item, av.Packet):
+                    writer.write_packet(item)
+                    continue
+                room.release()
+                frame, kept = item.frame, item.kept
+                result = None
+                if item.prepared is not None:
+                    result = FrameResult(path, frame.index, frame.time, item.width, item.height, next(found),
+                                         frame.image if keep_images else None)
+                if writer is not None:  # handed over: the writer holds the frame now
+                    if result is not None:
+                        writer.add(result)
+                    writer.write_frame(frame)
+                    window.release(kept)
+                    kept = 0
+                if result is None:
+                    continue
+                if held is not None:  # one frame held back, to know whether it is the last
+                    yield held[0]
+                    window.release(held[1])
+                held = (result, kept)
+            batch = sampled = item = None  # let the frames go
             if ending is not None and held is not None:
-                yield dataclasses.replace(held[0], last=True) if ending is _END else held[0]
+                yield dataclasses.replace(held[0], last=True) if ending.error is None else held[0]
                 held = None
-            if ending is _END:
+            if ending is not None and ending.error is None:
                 return
             if ending is not None:
-                raise ending
+                raise ending.error
     finally:
         stop.set()
         worker.join(timeout=5)
 
 
-_SHARE = 16 * 1024 * 1024  # kept frames are counted in shares of this many bytes
+def _inputs(item) -> int:
+    """The model inputs a ``ready`` item brings to a batch."""
+    return len(item.prepared.tensors) if isinstance(item, _Decoded) and item.prepared is not None else 0
 
 
-__all__ = ["FRAMES_AHEAD", "VIDEO_SUFFIXES", "FrameResult", "Sampling", "VideoFrame", "VideoInfo", "VideoStopped",
-           "is_video", "probe", "read_frames", "require_video", "stream_video"]
+_END = object()
+
+
+__all__ = ["FRAMES_AHEAD", "PASS_FRAME_BYTES", "PASS_FRAMES", "VIDEO_SUFFIXES", "FrameResult", "FrameWriter",
+           "OpenedVideo", "Sampling", "VideoFrame", "VideoInfo", "VideoStopped", "frames_decoded", "is_video",
+           "open_video", "probe", "read_frames", "require_video", "stream_video"]

@@ -13,8 +13,12 @@ Frames are paired with results by index: frame k is the k-th frame the decoder g
 ``read_frames`` numbers them. Detection may sample (every 10th frame, a time range): a frame that was not sampled is
 drawn with the detections of the latest sampled frame before it, a frame before the first sample with none. A frame
 without a timestamp is left out, as ``read_frames`` leaves it out; a decoding error (a truncated file) ends the
-annotation with the frames before it. Frames are decoded, drawn and encoded one at a time as the results come, so
-memory stays bounded whatever the video's length.
+annotation with the frames before it. Frames are drawn and encoded as the results come, a few at a time, so memory
+stays bounded whatever the video's length.
+
+Made from an ``OpenedVideo``, the annotation is written in the same pass as the detection: ``stream_video(video,
+writer=annotation)`` hands it every decoded frame and audio packet, so each frame is decoded once. Made from a path,
+it decodes the source itself as the results come (results computed elsewhere: a JSONL file, Ray).
 
 The target's suffix says its container: ``.mp4`` / ``.m4v``, ``.mov`` or ``.mkv`` (``FORMATS``). MP4 and MOV keep
 every time exactly (an edit list holds an audio stream that starts before 0, AAC's priming); Matroska cannot store
@@ -26,27 +30,30 @@ only when complete (``io.atomic_path``); it records that it annotates its source
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import queue
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..errors import MissingDependencyError, OptionsError, notice
+from ..errors import ImageError, MissingDependencyError, OptionsError, notice
 from ..io import atomic_path
 from ..marks import ANNOTATION, has_mark, mark_container, source_mark
 from .drawing import _draw
-from .video import FrameResult, _open, probe, require_video
+from .records import Detection
+from .video import FrameResult, OpenedVideo, Sampling, VideoFrame, _walk, open_video, require_video
 
 # Containers an annotation is written in, by the target's suffix: each holds H.264 and AAC with exact timestamps
 # (AVI has no timestamps, WebM no H.264).
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 DEFAULT_CRF = 20
 _PRESET = "veryfast"
-_QUEUED = 16  # samples waiting for the writer thread, at most
+_QUEUED = 4  # samples, frames and audio packets waiting for the writer thread, at most
 
 
 def annotation_suffix(source: str | Path) -> str:
@@ -64,9 +71,13 @@ class VideoAnnotation:
     """The annotation of the video ``source``, written to ``target``: see the module docstring.
 
     A context manager. ``add(result)`` takes the ``FrameResult`` of each sampled frame, in frame order; frames are
-    decoded and encoded as the results come, a few at a time (memory stays bounded whatever the video's length).
-    On leaving the block normally, ``close()`` writes the remaining frames and renames the file onto ``target``; on
-    any exception, an interrupt included, the temporary file is removed and ``target`` is left as it was.
+    encoded as the results come, a few at a time (memory stays bounded whatever the video's length). On leaving the
+    block normally, ``close()`` writes the remaining frames and renames the file onto ``target``; on any exception,
+    an interrupt included, the temporary file is removed and ``target`` is left as it was.
+
+    ``source``: an ``OpenedVideo`` whose pass feeds the annotation (``stream_video(video, writer=annotation)``: it
+    calls ``add``, ``write_frame`` and ``write_packet``, a ``video.FrameWriter``), or the path of a video decoded
+    here for the results given to ``add``.
 
     A source PyAV cannot read is an ``ImageError`` naming it (on entering); a decoding error later ends the frames
     there (those that decoded are written; ``read_frames`` reports the error). An ``OSError`` while writing becomes
@@ -74,13 +85,15 @@ class VideoAnnotation:
     ``OptionsError``.
     """
 
-    def __init__(self, source: str | Path, target: str | Path, *, crf: float = DEFAULT_CRF, paint=None, hold: int = 0,
-                 mark: str | None = None):
+    def __init__(self, source: str | Path | OpenedVideo, target: str | Path, *, crf: float = DEFAULT_CRF, paint=None,
+                 hold: int = 0, mark: str | None = None):
         """``paint(picture, detections, index, time)``: what is done to each upright frame (a Pillow RGB image,
         changed in place) with the detections it gets (default: drawn). ``hold``: frame k gets the detections of
         every sampled frame within ``hold`` frames of it (before and after: the results are awaited that far ahead)
         instead of the latest sample's. ``mark``: what the container's ``comment`` tag says the file is (``marks``;
         default: the annotation of ``source``)."""
+        self.video = source if isinstance(source, OpenedVideo) else None  # a pass's frames, or decoded here
+        source = source.path if self.video is not None else source
         self.source, self.target = Path(source), Path(target)
         self.paint, self.hold = paint or (lambda picture, found, index, time: _draw(picture, found)), hold
         self.mark = source_mark(ANNOTATION, source) if mark is None else mark
@@ -94,8 +107,11 @@ class VideoAnnotation:
         self.crf = crf
         self._stack: contextlib.ExitStack | None = None
         self._samples: list[tuple[int, list]] = []  # (frame, detections) of the sampled frames still needed
-        self._next = 0  # the index of the next frame to encode
+        self._pending: collections.deque[VideoFrame] = collections.deque()  # frames come, not yet encoded
+        self._own = None  # without a pass: the source's frames and audio packets, decoded here
+        self._known = -1  # every sample up to this frame has come
         self._last = -1  # the last sampled frame given to ``add``
+        self._last_frame = -1  # the last frame given to ``write_frame``
         self._worker: threading.Thread | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUED)
         self._failure: BaseException | None = None
@@ -105,35 +121,44 @@ class VideoAnnotation:
         import av
 
         require_video()
-        rotation = probe(self.source).rotation  # ImageError naming the source before anything is written
         with contextlib.ExitStack() as stack:
-            self._input, self._video = _open(self.source)
-            stack.callback(self._input.close)
+            video = self.video
+            if video is None:  # ImageError naming the source before anything is written
+                video = stack.enter_context(open_video(self.source))
+                self._own = _walk(video, Sampling(), None, everything=True)
+            rotation, self._input, self._video = video.info.rotation, video.container, video.stream
             temporary = stack.enter_context(atomic_path(self.target))
             self._output = av.open(str(temporary), "w", format=FORMATS[self.target.suffix.lower()])
             stack.push(_closing(self._output))
             self._encoder, self._turns = self._add_video(rotation), rotation // 90
-            self._audio = self._add_audio()
+            self._audio = self._add_audio(video.audio)
             mark_container(self._output, self.mark)
-            self._frames = self._source_frames()
             self._stack = stack.pop_all()
         self._worker = threading.Thread(target=self._work, name="blazeconv-video-writer", daemon=True)
         self._worker.start()
         return self
 
     def _work(self) -> None:
-        """The writer thread: decode, paint and encode as the samples come (``None``: the end, flush all)."""
+        """The writer thread: paint and encode as the samples and frames come (``None``: the end, flush all)."""
         try:
             while not self._stopping.is_set():
-                result = self._queue.get()
-                if result is None:
-                    self._encode_until(None)
+                item = self._queue.get()
+                if item is None:
+                    self._encode_ready(final=True)
                     self._output.mux(self._encoder.encode(None))  # the encoder's delayed frames
                     return
                 if self._stopping.is_set():
                     return
-                self._encode_until(result.frame - self.hold)
-                self._samples.append((result.frame, list(result.detections)))
+                if isinstance(item, FrameResult):
+                    self._samples.append((item.frame, list(item.detections)))
+                    self._known = max(self._known, item.frame)
+                elif isinstance(item, VideoFrame):  # from a pass: no sample for it comes after it
+                    self._pending.append(item)
+                    self._known = max(self._known, item.index)
+                else:
+                    self._copy_audio(item)
+                    continue
+                self._encode_ready()
         except BaseException as exc:  # raised in the caller's thread by the next add or close
             self._failure = exc
 
@@ -168,10 +193,10 @@ class VideoAnnotation:
             stream.set_display_rotation(rotation)
         return stream
 
-    def _add_audio(self) -> dict:
+    def _add_audio(self, streams: Sequence) -> dict:
         """Source audio stream index -> its copy in the annotation (not those the container cannot hold)."""
         copies = {}
-        for audio in self._input.streams.audio:
+        for audio in streams:
             try:
                 copy = self._output.add_stream_from_template(audio)
             except ValueError as exc:  # "'mp4' format does not support 'pcm_s16le' codec"
@@ -182,36 +207,37 @@ class VideoAnnotation:
             copies[audio.index] = copy
         return copies
 
-    def _source_frames(self):
-        """The source's video frames in presentation order; its audio packets are muxed on the way, so the
-        annotation's streams interleave as the source's do. A decoding error ends the frames."""
-        import av
-
-        packets = self._input.demux(self._video, *(self._input.streams[index] for index in self._audio))
-        while True:
-            try:
-                packet = next(packets, None)
-                frames = packet.decode() if packet is not None and packet.stream is self._video else ()
-            except (av.FFmpegError, ValueError, MemoryError):
-                return  # a truncated or damaged file: the frames before it (read_frames raises VideoStopped)
-            if packet is None:
-                return
-            if packet.stream is not self._video:
-                if packet.size:  # not the empty packet that ends a stream (Matroska leaves some dts unset)
-                    packet.stream = self._audio[packet.stream.index]
-                    self._output.mux(packet)
-                continue
-            yield from (frame for frame in frames if frame.pts is not None)  # as read_frames: no time, no frame
+    def _copy_audio(self, packet) -> None:
+        """An audio packet of the source muxed as it is (not re-encoded), when its stream has a copy."""
+        copy = self._audio.get(packet.stream.index)
+        if copy is not None:
+            packet.stream = copy
+            self._output.mux(packet)
 
     def add(self, result: FrameResult) -> None:
         """The detections of sampled frame ``result.frame``, handed to the writer thread: it encodes the frames that
-        can no longer get detections from a later sample (those before it, or with ``hold`` those more than
-        ``hold`` frames before it) while the caller goes on."""
+        can no longer get detections from a later sample (up to it, or with ``hold`` those ``hold`` frames before
+        it) while the caller goes on."""
         if result.frame <= self._last:
             raise ValueError(f"{self.source}: frame {result.frame} given after frame {self._last}; "
                              "results must come in frame order")
         self._last = result.frame
         self._hand_over(result)
+
+    def write_frame(self, frame: VideoFrame) -> None:
+        """A frame of the pass (``stream_video``), in order, after ``add`` when it was sampled: painted and encoded
+        once no later sample can change it."""
+        if self.video is None:
+            raise ValueError(f"{self.source}: this annotation decodes its source itself; make it from the OpenedVideo "
+                             "of the pass to be given its frames")
+        if frame.index <= self._last_frame:
+            raise ValueError(f"{self.source}: frame {frame.index} given after frame {self._last_frame}")
+        self._last_frame = frame.index
+        self._hand_over(frame)
+
+    def write_packet(self, packet) -> None:
+        """An audio packet of the pass's video, where it comes in the file: copied as it is."""
+        self._hand_over(packet)
 
     def _detections_for(self, index: int) -> list:
         """Frame ``index``'s detections: the latest sample's at or before it, or with ``hold`` those of every
@@ -224,24 +250,40 @@ class VideoAnnotation:
             self._samples.pop(0)
         return [d for frame, found in self._samples if frame <= index + self.hold for d in found]
 
-    def _encode_until(self, stop: int | None) -> None:
-        """Encode the frames before index ``stop`` (every frame left when None)."""
-        while (stop is None or self._next < stop) and not self._stopping.is_set():
-            frame = next(self._frames, None)
-            if frame is None:
+    def _encode_ready(self, final: bool = False) -> None:
+        """Encode the frames no later sample can change: up to ``hold`` frames before the latest frame or sample
+        known (every frame left with ``final``). Without a pass, the source's frames are decoded here as needed."""
+        while not self._stopping.is_set():
+            if not self._pending and self._own is not None:
+                item = self._next_own()
+                if item is None:
+                    return
+                if isinstance(item, VideoFrame):
+                    self._pending.append(item)
+                else:
+                    self._copy_audio(item)
+                continue
+            if not self._pending or (not final and self._pending[0].index > self._known - self.hold):
                 return
-            self._output.mux(self._encoder.encode(self._painted(frame, self._detections_for(self._next))))
-            self._next += 1
+            frame = self._pending.popleft()
+            self._output.mux(self._encoder.encode(self._painted(frame, self._detections_for(frame.index))))
 
-    def _painted(self, frame, detections):
-        """``frame`` painted (on its upright view) with ``detections``, as a new frame to encode."""
+    def _next_own(self):
+        """The next frame or audio packet of the source decoded here, None at its end. A decoding error ends the
+        frames: those before it are written (``read_frames`` reports it)."""
+        try:
+            return next(self._own, None)
+        except ImageError:
+            self._own = iter(())
+            return None
+
+    def _painted(self, frame: VideoFrame, detections):
+        """``frame`` painted (on its upright image) with ``detections``, as a new frame to encode."""
         import av
 
-        rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3) as stored
-        turns = self._turns
-        canvas = Image.fromarray(np.ascontiguousarray(np.rot90(rgb, turns)))  # upright, as the detector saw it
-        self.paint(canvas, detections, self._next, float(frame.pts * self._video.time_base))
-        rgb = np.ascontiguousarray(np.rot90(np.asarray(canvas), -turns))  # back as stored
+        canvas = Image.fromarray(frame.image)  # a copy: the upright image may be the caller's too (FrameResult.image)
+        self.paint(canvas, detections, frame.index, frame.time)
+        rgb = np.ascontiguousarray(np.rot90(np.asarray(canvas), -self._turns))  # back as stored
         picture = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         picture.pts, picture.time_base = frame.pts, self._video.time_base
         return picture
@@ -293,4 +335,65 @@ def _closing(container):
     return close
 
 
-__all__ = ["DEFAULT_CRF", "FORMATS", "VideoAnnotation", "annotation_suffix", "is_video_annotation_of"]
+class VideoAnnotations:
+    """``detect --annotate`` for the videos of a run: one ``VideoAnnotation`` open at a time, made when the run's
+    pass opens a video (``writer_for``, which ``inputs.stream_inputs`` calls) and fed by that pass, and closed
+    (written, renamed into place) after the video's last frame or its error, as ``add`` sees the run's results go by.
+    ``annotations``: each input's annotation path (empty: nothing annotated); ``earlier``: per video, the frame
+    records a resumed run read from its JSONL; they are drawn too, so a resumed video's annotation is whole.
+    A context manager: an exception leaving it removes the annotation being written."""
+
+    def __init__(self, annotations: Sequence[Path], videos: set[int], earlier: dict[int, list[dict]]):
+        self.annotations, self.videos, self.earlier = annotations, videos, earlier
+        self.open = None  # [index, VideoAnnotation, frames detected in this run]
+
+    def writer_for(self, index: int, video: OpenedVideo) -> VideoAnnotation | None:
+        """The annotation of input ``index``, opened on its ``video`` for the pass to feed (None: not annotated)."""
+        if not self.annotations:
+            return None
+        self._close()
+        self.annotations[index].parent.mkdir(parents=True, exist_ok=True)  # inside --annotate DIR only
+        annotation = VideoAnnotation(video, self.annotations[index]).__enter__()
+        self.open = [index, annotation, 0]
+        for record in self.earlier.get(index, []):
+            annotation.add(_frame_of(video.path, record))
+        return annotation
+
+    def add(self, index: int, result) -> None:
+        """Each result of the run, in order (``stream_inputs``' ``(index, result)``): an annotation is closed after
+        its video's last frame, or after its error with the frames that decoded (removed when no frame was
+        detected: the video was not read, as without a pass)."""
+        if self.open is not None and self.open[0] != index:
+            self._close()
+        if self.open is None:
+            return
+        if not isinstance(result, FrameResult):  # the video failed or stopped early: what decoded is written
+            if self.open[2]:
+                self._close()
+            else:  # nothing detected: no annotation, as when the file could not be read
+                self._close((type(result.error), result.error, None))
+            return
+        self.open[2] += 1
+        if result.last:
+            self._close()
+
+    def _close(self, exc_info=(None, None, None)) -> None:
+        if self.open is not None:
+            annotation, self.open = self.open[1], None
+            annotation.__exit__(*exc_info)
+
+    def __enter__(self) -> VideoAnnotations:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._close(exc_info)
+
+
+def _frame_of(path: Path, record: dict) -> FrameResult:
+    """The ``FrameResult`` a video frame's JSONL record says."""
+    found = [Detection(d["score"], d["box"], d["keypoints"]) for d in record["detections"]]
+    return FrameResult(path, record["frame"], record["time"], record["width"], record["height"], found)
+
+
+__all__ = ["DEFAULT_CRF", "FORMATS", "VideoAnnotation", "VideoAnnotations", "annotation_suffix",
+           "is_video_annotation_of"]
