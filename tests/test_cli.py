@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ALL_VARIANTS, MODELS, REPO, assert_one_line_error, model_path
+from helpers import ALL_VARIANTS, MODELS, REPO, assert_one_line_error, iou, model_path
 from tflite_builder import palm_like_model
 
 from blazeconv.cli import cli
@@ -139,13 +139,6 @@ def test_anchors_needs_exactly_one_source(run_cli):
     assert code == 2 and "exactly one of --variant or --options" in err
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 @pytest.fixture
 def private_cache(tmp_path, monkeypatch):
     """detect converts the shipped model into this session's own cache, not the user's."""
@@ -176,7 +169,7 @@ def test_detect_matches_mediapipe_on_every_photo(variant, options, tmp_path, run
         assert len(ours) == len(theirs), image["path"]
         for det, ref in zip(ours, sorted(theirs, key=lambda d: -d["score"])):
             x, y, w, h = ref["box_xywh"]
-            assert _iou(det["box"], [x, y, x + w, y + h]) >= 0.98
+            assert iou(det["box"], [x, y, x + w, y + h]) >= 0.98
             np.testing.assert_allclose(det["keypoints"], ref["keypoints"], atol=0.005, rtol=0)
             assert abs(det["score"] - ref["score"]) <= 0.005
 

@@ -7,7 +7,15 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from helpers import ALL_VARIANTS, DATA, IMAGE_PATHS, litert_outputs, model_path, plain_input
+from helpers import (
+    ALL_VARIANTS,
+    DATA,
+    IMAGE_PATHS,
+    assert_same_outputs,
+    litert_outputs,
+    model_path,
+    plain_input,
+)
 from tflite_builder import palm_like_model
 
 from blazeconv.convert import convert_graph
@@ -15,12 +23,6 @@ from blazeconv.errors import ModelFileError, UnsupportedModelError
 from blazeconv.network import model_from_state_dict
 from blazeconv.sources import load_model
 from blazeconv.tflite_reader import read_graph
-
-
-def assert_same_outputs(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> None:
-    """Shapes first, then an elementwise bound that prints the worst elements on failure."""
-    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
-    np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol)
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)

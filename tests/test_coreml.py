@@ -19,7 +19,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
-from helpers import CORE_VARIANTS, IMAGE_PATHS, model_path
+from helpers import CORE_VARIANTS, IMAGE_PATHS, assert_one_line_error, model_path
 
 from blazeconv.detection import decode, weighted_nms
 from blazeconv.errors import ImageError, OptionsError, WeightsError
@@ -763,13 +763,6 @@ def test_reading_a_package_leaves_its_times(built):
 
 
 # ------------------------------------------------------------------------------------ the CLI
-
-
-def assert_one_line_error(code, err, culprit, expected_code):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == expected_code, err
-    assert len(lines) == 1 and lines[0].startswith("Error: "), err
-    assert str(culprit) in lines[0]
 
 
 def test_cli_coreml_and_verify(tmp_path, run_cli):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import DATA, REPO, model_path
+from helpers import DATA, REPO, load_model_from, model_path
 from PIL import Image, ImageDraw, ImageOps
 
 import blazeconv
@@ -312,14 +312,6 @@ def test_an_unavailable_device_is_an_options_error():
 
 
 # ------------------------------------------------------------------------------------------- models
-
-
-def load_model_from(converted, name: str):
-    from blazeconv.network import model_from_state_dict
-
-    module = model_from_state_dict(converted(name).state_dict)
-    module.variant = VARIANTS[name]
-    return module
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

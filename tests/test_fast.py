@@ -11,19 +11,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import ALL_VARIANTS, DATA, IMAGE_PATHS, litert_outputs, model_path, plain_input
+from helpers import (
+    ALL_VARIANTS,
+    DATA,
+    IMAGE_PATHS,
+    assert_same_outputs,
+    litert_outputs,
+    model_path,
+    plain_input,
+)
 from torch import nn
 
 from blazeconv.detection import decode, decode_and_suppress, detect_files, detect_images, load_image, weighted_nms
 from blazeconv.errors import ImageError
 from blazeconv.fast import FastModel, compile_graph, fast_model, max_pool_2x2
 from blazeconv.network import model_from_state_dict
-
-
-def assert_same_outputs(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> None:
-    """Shapes first, then an elementwise bound that prints the worst elements on failure."""
-    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
-    np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol)
 
 
 @pytest.fixture(scope="module")

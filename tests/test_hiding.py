@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import DATA, REPO
+from helpers import DATA, REPO, pyav_frames
 
 av = pytest.importorskip("av")
 
@@ -35,8 +35,7 @@ REFERENCE = [[[*FACE, 1.0]] for _ in range(FRAMES)]
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
     """The clip's frames, (480, 640, 3) uint8 RGB each (no display rotation)."""
-    with av.open(str(CLIP)) as container:
-        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(container.streams.video[0])]
+    decoded = [image for _, image in pyav_frames(CLIP)]
     assert len(decoded) == FRAMES
     return decoded
 
@@ -73,7 +72,8 @@ def test_a_plain_reencode_hides_no_face(tmp_path, frames):
     result = hidden_share(CLIP, encode(tmp_path / "plain.mp4", frames), REFERENCE)
     assert (result["frames"], result["boxes"], result["hidden"], result["share"]) == (FRAMES, FRAMES, 0, 0.0)
     ratios = [r for frame in result["per_frame"] for r in frame["ratios"]]
-    assert min(ratios) > 0.4 and max(ratios) < 1.5, (min(ratios), max(ratios))  # detail kept, not invented
+    # Detail kept (0.4 is hidden_share's keep_ratio), not invented: measured 0.96-1.01.
+    assert min(ratios) > 0.4 and max(ratios) < 1.5, (min(ratios), max(ratios))
     assert result["source_size"] == result["output_size"] == [640, 480]
 
 

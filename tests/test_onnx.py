@@ -14,7 +14,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import ALL_VARIANTS, IMAGE_PATHS, REPO, litert_outputs, model_path, plain_input
+from helpers import (
+    ALL_VARIANTS,
+    IMAGE_PATHS,
+    REPO,
+    assert_same_outputs,
+    litert_outputs,
+    model_path,
+    plain_input,
+)
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
@@ -68,12 +76,6 @@ def session(path) -> ort.InferenceSession:
         options.log_severity_level = 3
         _SESSIONS[path] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return _SESSIONS[path]
-
-
-def assert_same_outputs(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> None:
-    """Shapes first, then an elementwise bound that prints the worst elements on failure."""
-    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
-    np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol)
 
 
 def letterboxed(image_path, size: int) -> np.ndarray:

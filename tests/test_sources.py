@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from helpers import DATA, assert_one_line_error, model_path
+from helpers import DATA, assert_one_line_error, load_model_from, model_path
 
 from blazeconv import FaceDetector
 from blazeconv.backends import BACKENDS, make_runner
@@ -76,14 +76,6 @@ def test_objects_are_modules_runners_or_refused(converted):
     assert resolve(runner).kind == "runner"
     with pytest.raises(OptionsError, match="got a int"):
         resolve(42)
-
-
-def load_model_from(converted, variant="front"):
-    from blazeconv.network import model_from_state_dict
-
-    module = model_from_state_dict(converted(variant).state_dict)
-    module.variant = VARIANTS[variant]
-    return module
 
 
 # ------------------------------------------------------------------------ as a model, on every backend
