@@ -15,6 +15,19 @@ IMAGE_PATHS = sorted((DATA / "images").glob("*.png"))
 # The 128 and 256 px models of the core toolchain, and every shipped model.
 CORE_VARIANTS = ["front", "short_range", "back"]
 ALL_VARIANTS = [*CORE_VARIANTS, "full_range", "full_range_sparse"]
+# What the quick tier (``pytest -m "not slow"``, make test-quick) runs of a parametrisation over every variant: each
+# variant costs an export per backend, and the code under test is the same for all of them.
+QUICK_VARIANTS = ["short_range"]
+# ... and of one over every test photo: the photo of one face.
+QUICK_IMAGES = [DATA / "images" / "1face.png"]
+
+
+def tiered(values, quick) -> list:
+    """``values`` for ``pytest.mark.parametrize`` with those not in ``quick`` marked ``slow``: the quick tier runs
+    ``quick``, ``make test`` every value. Each value is one argument (a tuple stays one)."""
+    import pytest
+
+    return [value if value in quick else pytest.param(value, marks=pytest.mark.slow) for value in values]
 
 
 def model_path(variant: str) -> Path:

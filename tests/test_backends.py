@@ -18,6 +18,8 @@ from helpers import (
     ALL_VARIANTS,
     DATA,
     IMAGE_PATHS,
+    QUICK_IMAGES,
+    QUICK_VARIANTS,
     REPO,
     assert_same_faces,
     assert_same_outputs,
@@ -25,6 +27,7 @@ from helpers import (
     litert_outputs,
     model_path,
     plain_input,
+    tiered,
 )
 
 from blazeconv.backends import AUTO_ORDER, BACKENDS, make_runner
@@ -50,8 +53,8 @@ def litert():
     return get
 
 
-@pytest.mark.parametrize("image_path", IMAGE_PATHS, ids=lambda p: p.stem)
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
+@pytest.mark.parametrize("image_path", tiered(IMAGE_PATHS, QUICK_IMAGES), ids=lambda p: p.stem)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
 @pytest.mark.parametrize("backend", INSTALLED)
 def test_backend_parity(backend, variant, image_path, runner, litert):
     """Raw outputs against LiteRT under the core bound; detections equal to the torch backend's."""
@@ -91,11 +94,13 @@ def test_folder_streams_through_any_backend(backend, runner):
         assert_same_faces(found, detect_image(runner("torch", "short_range"), path), min_iou=0.999)
 
 
+@pytest.mark.slow
 def test_runners_know_their_variant(runner):
     for backend in INSTALLED:
         assert runner(backend, "back").variant is VARIANTS["back"]
 
 
+@pytest.mark.slow
 def test_a_pth_file_runs_and_its_variant_comes_from_the_export(tmp_path, converted, monkeypatch):
     from blazeconv.convert import save_state_dict
 

@@ -44,6 +44,7 @@ def test_a_failing_command_says_why():
         run_measured([sys.executable, "-c", "import sys; print('no luck', file=sys.stderr); sys.exit(3)"])
 
 
+@pytest.mark.slow
 def test_bench_quick_has_every_backend_and_the_targets(run_cli, tmp_path):
     """A shipped name and a .tflite of the user's (here a renamed copy of front's) in one run: rows for each."""
     table = tmp_path / "bench.md"

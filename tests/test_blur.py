@@ -56,6 +56,7 @@ def test_blur_hides_every_face_of_a_photo_numpy_in_numpy_out(tmp_path):
         assert not np.array_equal(blazeconv.blur(rgb, style=style), hidden)
 
 
+@pytest.mark.slow
 def test_blur_cli_on_a_video_keeps_frames_times_size_and_audio_and_hides_the_faces(run_cli, tmp_path):
     source = tmp_path / "with_audio.mp4"
     frames = pyav_frames(CLIP)
@@ -78,6 +79,7 @@ def test_blur_cli_on_a_video_keeps_frames_times_size_and_audio_and_hides_the_fac
     assert "77 frames, faces hidden in 77" in out
 
 
+@pytest.mark.slow
 def test_hold_keeps_a_face_hidden_through_frames_where_it_is_missed(run_cli, tmp_path):
     frames = pyav_frames(CLIP)
     source = tmp_path / "gap.mp4"
@@ -214,6 +216,7 @@ def test_bad_videos_write_what_decoded_or_nothing(run_cli, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mkv", "cut.mp4", "garbage.mkv"]  # no temporary file
 
 
+@pytest.mark.slow
 def test_blur_video_python(tmp_path):
     from blazeconv.anonymise import detector_for
 

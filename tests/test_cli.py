@@ -149,7 +149,8 @@ def private_cache(tmp_path, monkeypatch):
 # MediaPipe's Python solution was run with min_detection_confidence=0.5. For short range that is the decoder's
 # threshold; the full-range graph keeps its own 0.6 before NMS (0.5 only filters afterwards), which is why
 # full_range_sparse runs with its default threshold here: at 0.5 extra candidates join the weighted clusters.
-@pytest.mark.parametrize(("variant", "options"), [("short_range", ["--min-score", "0.5"]), ("full_range_sparse", [])])
+@pytest.mark.parametrize(("variant", "options"), [("short_range", ["--min-score", "0.5"]),
+                                                  pytest.param("full_range_sparse", [], marks=pytest.mark.slow)])
 def test_detect_matches_mediapipe_on_every_photo(variant, options, tmp_path, run_cli, private_cache):
     import json
 
@@ -174,6 +175,7 @@ def test_detect_matches_mediapipe_on_every_photo(variant, options, tmp_path, run
             assert abs(det["score"] - ref["score"]) <= 0.005
 
 
+@pytest.mark.slow
 def test_detect_annotates_and_prints_a_summary(tmp_path, run_cli, private_cache):
     from helpers import DATA
     from PIL import Image
@@ -185,6 +187,7 @@ def test_detect_annotates_and_prints_a_summary(tmp_path, run_cli, private_cache)
         assert annotated.size == (128, 128)
 
 
+@pytest.mark.slow
 def test_detect_with_weights_and_json_on_stdout(tmp_path, run_cli, converted):
     import json
 
@@ -201,6 +204,7 @@ def test_detect_with_weights_and_json_on_stdout(tmp_path, run_cli, converted):
     assert "model back" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["missing", "not-an-image", "truncated"])
 def test_detect_unreadable_image(kind, tmp_path, run_cli, private_cache):
     import json
@@ -226,6 +230,7 @@ def test_detect_bad_weights(tmp_path, run_cli):
     assert_one_line_error(code, err, weights, 5)
 
 
+@pytest.mark.slow
 def test_detect_one_bad_file_does_not_stop_the_others(tmp_path, run_cli, private_cache):
     import json
     import shutil

@@ -11,10 +11,12 @@ from helpers import (
     ALL_VARIANTS,
     DATA,
     IMAGE_PATHS,
+    QUICK_IMAGES,
     assert_same_outputs,
     litert_outputs,
     model_path,
     plain_input,
+    tiered,
 )
 from tflite_builder import palm_like_model
 
@@ -37,7 +39,7 @@ def test_recognised_by_checksum_and_by_structure(variant, converted):
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
-@pytest.mark.parametrize("image_path", IMAGE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("image_path", tiered(IMAGE_PATHS, QUICK_IMAGES), ids=lambda p: p.stem)
 def test_parity_with_litert(variant, image_path, converted):
     conversion = converted(variant)
     model = model_from_state_dict(conversion.state_dict)
@@ -62,6 +64,7 @@ def test_batched_forward_equals_single_images(converted):
     torch.testing.assert_close(cls, torch.cat([s[1] for s in singles]), atol=1e-3, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["short_range", "back", "full_range", "full_range_sparse"])
 def test_gradients_flow_through_the_in_place_operations(variant, converted):
     """The modules add residuals and apply ReLUs in place (for speed); fine-tuning must still get true gradients.

@@ -335,7 +335,8 @@ def _lying_tensor_size(path: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "detect_code"),
     [
-        (lambda p: p.write_bytes(model_path("front").read_bytes()), 0),  # as the model, recognised by content: it runs
+        pytest.param(lambda p: p.write_bytes(model_path("front").read_bytes()), 0,  # as the model, by content: it runs
+                     marks=pytest.mark.slow),
         (lambda p: p.write_bytes((DATA / "images" / "1face.png").read_bytes()), 3),  # an image, not a model file
         (lambda p: p.write_bytes(b""), 5),
         (lambda p: p.write_bytes((DATA / "seed" / "blazefaceback.pth").read_bytes()[:100000]), 5),
@@ -530,6 +531,7 @@ def test_mutated_images_load_or_fail_cleanly(tmp_path):
     assert outcomes["loaded"] > 50 and outcomes["refused"] > 50, outcomes
 
 
+@pytest.mark.slow
 def test_bad_images_in_a_folder_do_not_stop_the_good_ones(tmp_path, run_cli, monkeypatch):
     import json
 

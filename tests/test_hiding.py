@@ -77,12 +77,13 @@ def test_a_plain_reencode_hides_no_face(tmp_path, frames):
     assert result["source_size"] == result["output_size"] == [640, 480]
 
 
-@pytest.mark.parametrize("hide", [black, blurred], ids=["black", "blur"])
+@pytest.mark.parametrize("hide", [black, pytest.param(blurred, marks=pytest.mark.slow)], ids=["black", "blur"])
 def test_a_filled_or_blurred_face_is_hidden_in_every_frame(tmp_path, frames, hide):
     result = hidden_share(CLIP, encode(tmp_path / "hidden.mp4", [hide(rgb) for rgb in frames]), REFERENCE)
     assert (result["boxes"], result["hidden"], result["share"]) == (FRAMES, FRAMES, 1.0)
 
 
+@pytest.mark.slow
 def test_frames_are_compared_in_step(tmp_path, frames):
     """Only the even frames blurred: exactly those count as hidden, so frame k is measured against frame k."""
     output = encode(tmp_path / "even.mp4", [blurred(rgb) if k % 2 == 0 else rgb for k, rgb in enumerate(frames)])
@@ -91,6 +92,7 @@ def test_frames_are_compared_in_step(tmp_path, frames):
     assert (result["boxes"], result["hidden"]) == (FRAMES, 39)
 
 
+@pytest.mark.slow
 def test_boxes_under_min_score_are_ignored(tmp_path, frames):
     reference = [[[*FACE, 0.3 if k < 7 else 0.9]] for k in range(FRAMES)]
     result = hidden_share(CLIP, encode(tmp_path / "black.mp4", [black(rgb) for rgb in frames]), reference)
@@ -99,6 +101,7 @@ def test_boxes_under_min_score_are_ignored(tmp_path, frames):
     assert hidden_share(CLIP, CLIP, reference, min_score=0.95)["boxes"] == 0
 
 
+@pytest.mark.slow
 def test_a_missing_frame_is_reported_not_matched(tmp_path, frames):
     shorter = encode(tmp_path / "shorter.mp4", [blurred(rgb) for rgb in frames[:-1]])
     with pytest.raises(FrameCountMismatch, match="77 in the source .* 76 in the output .* 77 in the reference") as error:

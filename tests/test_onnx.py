@@ -17,11 +17,14 @@ import torch
 from helpers import (
     ALL_VARIANTS,
     IMAGE_PATHS,
+    QUICK_IMAGES,
+    QUICK_VARIANTS,
     REPO,
     assert_same_outputs,
     litert_outputs,
     model_path,
     plain_input,
+    tiered,
 )
 
 pytest.importorskip("onnx")
@@ -106,8 +109,8 @@ def assert_same_detections(detections: np.ndarray, count: int, expected: np.ndar
 # ---------------------------------------------------------------------------------------------- network
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
-@pytest.mark.parametrize("image_path", IMAGE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
+@pytest.mark.parametrize("image_path", tiered(IMAGE_PATHS, QUICK_IMAGES), ids=lambda p: p.stem)
 def test_parity_with_litert(variant, image_path, exported):
     size = VARIANTS[variant].input_size
     x = plain_input(image_path, size)  # (S, S, 3)
@@ -118,7 +121,7 @@ def test_parity_with_litert(variant, image_path, exported):
     assert_same_outputs(cls, expected_cls, atol=1e-3, rtol=1e-5)
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
 def test_dynamic_batch_equals_single_images(variant, exported):
     v = VARIANTS[variant]
     batch = np.stack([plain_input(p, v.input_size).transpose(2, 0, 1) for p in IMAGE_PATHS])
@@ -132,7 +135,7 @@ def test_dynamic_batch_equals_single_images(variant, exported):
         assert_same_outputs(cls[k:k + 1], single_cls, atol=1e-3, rtol=1e-5)
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
 def test_network_graph_is_export_friendly(variant, exported):
     model = onnx.load(exported(variant))
     ops = {node.op_type for node in model.graph.node}
@@ -143,7 +146,7 @@ def test_network_graph_is_export_friendly(variant, exported):
     assert batch.dim_param and not batch.HasField("dim_value"), "the batch dimension must be dynamic"
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
 def test_metadata_describes_the_model(variant, exported):
     from blazeconv import __version__
     from blazeconv.anchors import AnchorOptions, generate_anchors
@@ -176,8 +179,8 @@ def torch_model(converted):
     return get
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
-@pytest.mark.parametrize("image_path", IMAGE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
+@pytest.mark.parametrize("image_path", tiered(IMAGE_PATHS, QUICK_IMAGES), ids=lambda p: p.stem)
 def test_detections_equal_our_pipeline(variant, image_path, exported, torch_model):
     v = VARIANTS[variant]
     image = letterboxed(image_path, v.input_size)
@@ -295,6 +298,7 @@ def test_cached_onnx_refuses_other_files(tmp_path):
 # -------------------------------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_cli_exports_a_pth_with_detections(tmp_path, run_cli, converted):
     weights = tmp_path / "weights.pth"
     torch.save(converted("front").state_dict, weights)

@@ -59,8 +59,8 @@ def big(tmp_path_factory):
 
 @pytest.mark.parametrize(("model", "photo"), [
     ("short_range", "astronaut.png"), ("short_range", "sergey.png"), ("short_range", "sergey_tall.png"),
-    ("full_range_sparse", "astronaut.png"), ("full_range_sparse", "sergey.png"),
-    ("full_range_sparse", "astronaut_wide.png"), ("full_range_sparse", "4faces.png"),
+    *(pytest.param("full_range_sparse", photo, marks=pytest.mark.slow)
+      for photo in ("astronaut.png", "sergey.png", "astronaut_wide.png", "4faces.png")),
 ])
 def test_fast_decoding_finds_the_same_faces(model, photo, big):
     path = big(photo)
@@ -109,6 +109,7 @@ def _rotated_phone_jpeg(path, folder):
     return stored
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["exif-rotated", "progressive", "cmyk"])
 def test_jpeg_variants_give_the_same_faces_with_and_without_fast_decoding(variant, big, tmp_path):
     upright = big("sergey_tall.png")
@@ -125,6 +126,7 @@ def test_jpeg_variants_give_the_same_faces_with_and_without_fast_decoding(varian
     assert size == Image.open(upright).size and image.shape[1] < image.shape[0]  # upright: taller than wide
 
 
+@pytest.mark.slow
 def test_a_16_bit_tiff_is_read_alike_in_both_modes(tmp_path):
     grey = np.asarray(_scaled("sergey.png", 1600).convert("L"), np.uint16) * 257  # 16-bit samples
     path = tmp_path / "scan.tif"
@@ -256,6 +258,7 @@ def _found_and_duplicates(detections, crops: np.ndarray) -> tuple[int, int]:
     return sum(any(row) for row in inside), len(detections) - sum(any(row) for row in inside)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_tiles_find_small_faces_the_whole_picture_misses(backend, collage):
     path, crops = collage
@@ -266,6 +269,7 @@ def test_tiles_find_small_faces_the_whole_picture_misses(backend, collage):
     assert plain <= 1 and found >= len(crops) - 1 and extra == 0, (plain, found, extra)
 
 
+@pytest.mark.slow
 def test_tiled_batches_equal_single_calls_and_json_keeps_its_format(collage, run_cli, tmp_path):
     path, _ = collage
     detector = FaceDetector("full_range_sparse", tile=True, batch_size=8)
