@@ -1,4 +1,5 @@
-# blazeconv: `make all` converts every shipped model into build/, `make test` runs the test suite.
+# blazeconv: `make all` converts every shipped model into build/, `make test` runs the test suite (`make test-quick`
+# its quick tier).
 # Both set up their own virtual environment (.venv) first when it is missing or out of date.
 
 PYTHON ?= python3
@@ -15,7 +16,7 @@ CONVERTER := $(addprefix blazeconv/,tflite_reader.py tflite_sparsity.py convert.
 ANCHORS := $(addprefix blazeconv/,anchors.py variants.py)
 
 .DELETE_ON_ERROR:
-.PHONY: all test check clean setup docs mediapipe
+.PHONY: all test test-quick check clean setup docs mediapipe
 
 all: $(foreach v,$(VARIANTS),$(BUILD)/$(v).pth $(BUILD)/$(v)_anchors.npy)
 
@@ -57,6 +58,10 @@ $(MEDIAPIPE_INSTALLED):
 
 test: $(INSTALLED) $(MEDIAPIPE_INSTALLED)
 	$(BIN)/python -m pytest
+
+# The quick tier: every module touched, the slow tests (marked `slow`) left to `make test`.
+test-quick: $(INSTALLED) $(MEDIAPIPE_INSTALLED)
+	$(BIN)/python -m pytest -m "not slow"
 
 check: test
 

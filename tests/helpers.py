@@ -15,6 +15,19 @@ IMAGE_PATHS = sorted((DATA / "images").glob("*.png"))
 # The 128 and 256 px models of the core toolchain, and every shipped model.
 CORE_VARIANTS = ["front", "short_range", "back"]
 ALL_VARIANTS = [*CORE_VARIANTS, "full_range", "full_range_sparse"]
+# What the quick tier (``pytest -m "not slow"``, make test-quick) runs of a parametrisation over every variant: each
+# variant costs an export per backend, and the code under test is the same for all of them.
+QUICK_VARIANTS = ["short_range"]
+# ... and of one over every test photo: the photo of one face.
+QUICK_IMAGES = [DATA / "images" / "1face.png"]
+
+
+def tiered(values, quick) -> list:
+    """``values`` for ``pytest.mark.parametrize`` with those not in ``quick`` marked ``slow``: the quick tier runs
+    ``quick``, ``make test`` every value. Each value is one argument (a tuple stays one)."""
+    import pytest
+
+    return [value if value in quick else pytest.param(value, marks=pytest.mark.slow) for value in values]
 
 
 def model_path(variant: str) -> Path:
@@ -93,6 +106,47 @@ def assert_same_faces_as_mediapipe(ours, theirs: list[dict], width: int, height:
 THIRD_PARTY_FILES = {".ses", f"torchinductor_{getpass.getuser()}"}
 
 
+def assert_same_outputs(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> None:
+    """Shapes first, then an elementwise bound that prints the worst elements on failure."""
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
+    np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol)
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two ``(xmin, ymin, xmax, ymax)`` boxes (any one unit); 0 when neither has area.
+
+    A plain reference for the tests, apart from the library's vectorised ``iou_matrix``."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def assert_same_faces(found, expected, min_iou: float, max_score_difference: float | None = None) -> None:
+    """The same number of faces (``Detection``s), each expected face matched one to one with the found face whose
+    box overlaps it most: box IoU at least ``min_iou`` and, unless None, scores within ``max_score_difference``."""
+    assert len(found) == len(expected), f"{len(found)} faces found, {len(expected)} expected: {found}, {expected}"
+    unmatched = list(found)
+    for k, face in enumerate(expected):
+        best = max(unmatched, key=lambda f: iou(f.box, face.box))
+        unmatched.remove(best)
+        overlap = iou(best.box, face.box)
+        assert overlap >= min_iou, f"face {k}: box {best.box} vs {face.box}, IoU {overlap}"
+        if max_score_difference is not None:
+            assert abs(best.score - face.score) <= max_score_difference, f"face {k}: score {best.score} vs {face.score}"
+
+
+def load_model_from(converted, variant: str = "front"):
+    """The PyTorch module of ``converted(variant)`` (the session fixture's conversion), its variant attached."""
+    from blazeconv.network import model_from_state_dict
+    from blazeconv.variants import VARIANTS
+
+    module = model_from_state_dict(converted(variant).state_dict)
+    module.variant = VARIANTS[variant]
+    return module
+
+
 def assert_one_line_error(code: int, err: str, culprit, expected_code: int) -> None:
     """A failure is exactly one ``Error:`` line naming the culprit, a non-zero code, no traceback (notices such as
     ``blazeconv: preparing short_range for first use`` may come before it)."""
@@ -109,6 +163,24 @@ def jsonl_records(path) -> list[dict]:
 
     lines = [json.loads(line) for line in Path(path).read_text().splitlines()]
     return [line for line in lines if "blazeconv_settings" not in line]
+
+
+def pyav_frames(path) -> list[tuple[float, np.ndarray]]:
+    """Every frame of the first video stream as PyAV gives it: ``(pts x time base, (H, W, 3) uint8 RGB)``."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [(float(f.pts * stream.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+
+
+def copy_audio(source, out, audio) -> None:
+    """Mux the packets of the first audio stream of the open PyAV container ``source``, undecoded, into ``out`` as
+    its stream ``audio`` (made with ``out.add_stream_from_template`` before the first packet was muxed)."""
+    for packet in source.demux(source.streams.audio[0]):
+        if packet.dts is not None:  # the demuxer's final flush packet
+            packet.stream = audio
+            out.mux(packet)
 
 
 def write_clip(path, frames, pts, time_base=None, audio_from=None) -> None:
@@ -133,8 +205,5 @@ def write_clip(path, frames, pts, time_base=None, audio_from=None) -> None:
         for packet in stream.encode():
             out.mux(packet)
         if source is not None:
-            for packet in source.demux(source.streams.audio[0]):
-                if packet.dts is not None:
-                    packet.stream = audio
-                    out.mux(packet)
+            copy_audio(source, out, audio)
             source.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from helpers import DATA, REPO, assert_one_line_error, model_path
@@ -43,6 +44,7 @@ def test_a_failing_command_says_why():
         run_measured([sys.executable, "-c", "import sys; print('no luck', file=sys.stderr); sys.exit(3)"])
 
 
+@pytest.mark.slow
 def test_bench_quick_has_every_backend_and_the_targets(run_cli, tmp_path):
     """A shipped name and a .tflite of the user's (here a renamed copy of front's) in one run: rows for each."""
     table = tmp_path / "bench.md"
@@ -76,7 +78,11 @@ def test_mediapipe_worker_answers(tmp_path):
     worker = _MediaPipeWorker(MEDIAPIPE, shipped_model(VARIANTS["short_range"]), 0.5, array)
     try:
         assert worker.faces == 1 and worker.version.startswith("1.")
-        assert 0 < worker.time() < 1
+        # The worker reports a duration in seconds: positive, and within the wall time of asking for it (an order
+        # between two clocks of one run, not a speed: it holds on any machine).
+        asked = time.perf_counter()
+        seconds = worker.time()
+        assert 0 < seconds <= time.perf_counter() - asked
     finally:
         worker.close()
     assert worker.process.returncode == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import DATA, assert_one_line_error, write_clip
+from helpers import DATA, assert_one_line_error, pyav_frames, write_clip
 from PIL import Image
 
 av = pytest.importorskip("av")
@@ -26,12 +26,6 @@ from blazeconv.marks import BLURRED, read_mark  # noqa: E402
 
 CLIP = DATA / "videos" / "asl_again.mkv"
 PHOTO = DATA / "images" / "3faces.png"
-
-
-def frames_of(path: Path) -> list[tuple[float, np.ndarray]]:
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return [(float(f.pts * stream.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
 
 
 def reference_boxes(frames) -> list[np.ndarray]:
@@ -62,15 +56,16 @@ def test_blur_hides_every_face_of_a_photo_numpy_in_numpy_out(tmp_path):
         assert not np.array_equal(blazeconv.blur(rgb, style=style), hidden)
 
 
+@pytest.mark.slow
 def test_blur_cli_on_a_video_keeps_frames_times_size_and_audio_and_hides_the_faces(run_cli, tmp_path):
     source = tmp_path / "with_audio.mp4"
-    frames = frames_of(CLIP)
+    frames = pyav_frames(CLIP)
     write_clip(source, [image for _, image in frames], [round(t * 1000) for t, _ in frames],
                audio_from=DATA / "videos" / "nasa_13013.mp4")
     target, boxes = tmp_path / "out.mp4", tmp_path / "boxes.jsonl"
     code, out, err = run_cli("blur", source, "-o", target, "--boxes-jsonl", boxes)
     assert code == 0, err
-    before, after = frames_of(source), frames_of(target)
+    before, after = pyav_frames(source), pyav_frames(target)
     assert [round(t, 3) for t, _ in after] == [round(t, 3) for t, _ in before] and len(after) == 77
     assert after[0][1].shape == before[0][1].shape
     with av.open(str(source)) as a, av.open(str(target)) as b:
@@ -84,8 +79,9 @@ def test_blur_cli_on_a_video_keeps_frames_times_size_and_audio_and_hides_the_fac
     assert "77 frames, faces hidden in 77" in out
 
 
+@pytest.mark.slow
 def test_hold_keeps_a_face_hidden_through_frames_where_it_is_missed(run_cli, tmp_path):
-    frames = frames_of(CLIP)
+    frames = pyav_frames(CLIP)
     source = tmp_path / "gap.mp4"
     with av.open(str(source), "w") as out:
         stream = out.add_stream("libx264", rate=30)
@@ -166,7 +162,7 @@ def _source_named_to_be_found(folder: Path, suffix: str) -> Path:
     folder.mkdir()
     source = folder / f"john_smith_interview{suffix}"
     if suffix == ".mp4":
-        frames = frames_of(CLIP)[:10]
+        frames = pyav_frames(CLIP)[:10]
         write_clip(folder / "plain.mp4", [image for _, image in frames], [round(t * 1000) for t, _ in frames],
                    audio_from=DATA / "videos" / "nasa_13013.mp4")
         _with_tags(folder / "plain.mp4", source, {"title": str(source), "comment": str(source)})
@@ -213,13 +209,14 @@ def test_bad_videos_write_what_decoded_or_nothing(run_cli, tmp_path):
     garbage.write_bytes(b"not a video" * 1000)
     code, _, err = run_cli("blur", truncated, "-o", tmp_path / "cut.mp4", "-q")
     assert code == 6 and "stopped at frame" in err
-    assert 10 < len(frames_of(tmp_path / "cut.mp4")) < 77  # the frames that decoded, in a complete file
+    assert 10 < len(pyav_frames(tmp_path / "cut.mp4")) < 77  # the frames that decoded, in a complete file
     code, _, err = run_cli("blur", garbage, "-o", tmp_path / "g.mp4", "-q")
     assert code == 6 and "cannot read video" in err
     assert not (tmp_path / "g.mp4").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mkv", "cut.mp4", "garbage.mkv"]  # no temporary file
 
 
+@pytest.mark.slow
 def test_blur_video_python(tmp_path):
     from blazeconv.anonymise import detector_for
 

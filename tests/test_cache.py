@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from helpers import DATA
 
 PHOTO = DATA / "images" / "1face.png"
@@ -19,6 +20,7 @@ def _detect(env_cache, *args, tmp=None):
                           timeout=300, env=env)
 
 
+@pytest.mark.slow
 def test_first_use_says_so_once_and_a_damaged_entry_is_rebuilt(tmp_path):
     cache = tmp_path / "cache"
     first = _detect(cache, "detect", PHOTO, "--quiet")
@@ -44,6 +46,7 @@ def test_a_cache_that_cannot_be_made_is_a_notice_not_a_failure(tmp_path):
     assert not (tmp_path / "new").exists() and not list(scratch.iterdir())  # the temporary folder went with the run
 
 
+@pytest.mark.slow
 def test_cache_shows_and_clear_empties_only_blazeconvs_entries(tmp_path):
     cache = tmp_path / "cache"
     assert _detect(cache, "detect", PHOTO, "--quiet").returncode == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ALL_VARIANTS, MODELS, REPO, assert_one_line_error, model_path
+from helpers import ALL_VARIANTS, MODELS, REPO, assert_one_line_error, iou, model_path
 from tflite_builder import palm_like_model
 
 from blazeconv.cli import cli
@@ -139,13 +139,6 @@ def test_anchors_needs_exactly_one_source(run_cli):
     assert code == 2 and "exactly one of --variant or --options" in err
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 @pytest.fixture
 def private_cache(tmp_path, monkeypatch):
     """detect converts the shipped model into this session's own cache, not the user's."""
@@ -156,7 +149,8 @@ def private_cache(tmp_path, monkeypatch):
 # MediaPipe's Python solution was run with min_detection_confidence=0.5. For short range that is the decoder's
 # threshold; the full-range graph keeps its own 0.6 before NMS (0.5 only filters afterwards), which is why
 # full_range_sparse runs with its default threshold here: at 0.5 extra candidates join the weighted clusters.
-@pytest.mark.parametrize(("variant", "options"), [("short_range", ["--min-score", "0.5"]), ("full_range_sparse", [])])
+@pytest.mark.parametrize(("variant", "options"), [("short_range", ["--min-score", "0.5"]),
+                                                  pytest.param("full_range_sparse", [], marks=pytest.mark.slow)])
 def test_detect_matches_mediapipe_on_every_photo(variant, options, tmp_path, run_cli, private_cache):
     import json
 
@@ -176,11 +170,12 @@ def test_detect_matches_mediapipe_on_every_photo(variant, options, tmp_path, run
         assert len(ours) == len(theirs), image["path"]
         for det, ref in zip(ours, sorted(theirs, key=lambda d: -d["score"])):
             x, y, w, h = ref["box_xywh"]
-            assert _iou(det["box"], [x, y, x + w, y + h]) >= 0.98
+            assert iou(det["box"], [x, y, x + w, y + h]) >= 0.98
             np.testing.assert_allclose(det["keypoints"], ref["keypoints"], atol=0.005, rtol=0)
             assert abs(det["score"] - ref["score"]) <= 0.005
 
 
+@pytest.mark.slow
 def test_detect_annotates_and_prints_a_summary(tmp_path, run_cli, private_cache):
     from helpers import DATA
     from PIL import Image
@@ -192,6 +187,7 @@ def test_detect_annotates_and_prints_a_summary(tmp_path, run_cli, private_cache)
         assert annotated.size == (128, 128)
 
 
+@pytest.mark.slow
 def test_detect_with_weights_and_json_on_stdout(tmp_path, run_cli, converted):
     import json
 
@@ -208,6 +204,7 @@ def test_detect_with_weights_and_json_on_stdout(tmp_path, run_cli, converted):
     assert "model back" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["missing", "not-an-image", "truncated"])
 def test_detect_unreadable_image(kind, tmp_path, run_cli, private_cache):
     import json
@@ -233,6 +230,7 @@ def test_detect_bad_weights(tmp_path, run_cli):
     assert_one_line_error(code, err, weights, 5)
 
 
+@pytest.mark.slow
 def test_detect_one_bad_file_does_not_stop_the_others(tmp_path, run_cli, private_cache):
     import json
     import shutil

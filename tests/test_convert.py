@@ -7,7 +7,17 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from helpers import ALL_VARIANTS, DATA, IMAGE_PATHS, litert_outputs, model_path, plain_input
+from helpers import (
+    ALL_VARIANTS,
+    DATA,
+    IMAGE_PATHS,
+    QUICK_IMAGES,
+    assert_same_outputs,
+    litert_outputs,
+    model_path,
+    plain_input,
+    tiered,
+)
 from tflite_builder import palm_like_model
 
 from blazeconv.convert import convert_graph
@@ -15,12 +25,6 @@ from blazeconv.errors import ModelFileError, UnsupportedModelError
 from blazeconv.network import model_from_state_dict
 from blazeconv.sources import load_model
 from blazeconv.tflite_reader import read_graph
-
-
-def assert_same_outputs(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> None:
-    """Shapes first, then an elementwise bound that prints the worst elements on failure."""
-    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
-    np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol)
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
@@ -35,7 +39,7 @@ def test_recognised_by_checksum_and_by_structure(variant, converted):
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
-@pytest.mark.parametrize("image_path", IMAGE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("image_path", tiered(IMAGE_PATHS, QUICK_IMAGES), ids=lambda p: p.stem)
 def test_parity_with_litert(variant, image_path, converted):
     conversion = converted(variant)
     model = model_from_state_dict(conversion.state_dict)
@@ -60,6 +64,7 @@ def test_batched_forward_equals_single_images(converted):
     torch.testing.assert_close(cls, torch.cat([s[1] for s in singles]), atol=1e-3, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["short_range", "back", "full_range", "full_range_sparse"])
 def test_gradients_flow_through_the_in_place_operations(variant, converted):
     """The modules add residuals and apply ReLUs in place (for speed); fine-tuning must still get true gradients.

@@ -19,7 +19,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
-from helpers import CORE_VARIANTS, IMAGE_PATHS, model_path
+from helpers import CORE_VARIANTS, IMAGE_PATHS, assert_one_line_error, model_path, tiered
 
 from blazeconv.detection import decode, weighted_nms
 from blazeconv.errors import ImageError, OptionsError, WeightsError
@@ -78,6 +78,8 @@ MATRIX_BUILDS = [
     ("full_range_sparse", "vision", "neuralnetwork", "float32", 16),
 ]
 ALL_BUILDS = DEFAULT_BUILDS + MATRIX_BUILDS
+# The quick tier's one build (the rest are marked slow: a build is a conversion of seconds).
+QUICK_BUILDS = [("short_range", "vision", "mlprogram", "float16", 16)]
 
 
 def build_id(build) -> str:
@@ -133,6 +135,7 @@ def program_ops(spec):
 # ------------------------------------------------------------------------------------- numbers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build", ALL_BUILDS, ids=build_id)
 def test_coreml_program_matches_pytorch_on_the_photos(build, built):
     variant, kind, model_format, precision, _ = build
@@ -157,6 +160,7 @@ def test_coreml_program_matches_pytorch_on_the_photos(build, built):
         assert result.operations["model:pipeline"] == 1
 
 
+@pytest.mark.slow
 def test_float16_is_evaluated_in_float16(built):
     """The float16 program's numbers differ from the float32 one's by float16 rounding, not by nothing."""
     image = photo("1face.png", 128)
@@ -177,7 +181,7 @@ def test_vision_thresholds_can_be_overridden_at_run_time(built):
 
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predicts only on macOS")
-@pytest.mark.parametrize("build", ALL_BUILDS, ids=build_id)
+@pytest.mark.parametrize("build", tiered(ALL_BUILDS, QUICK_BUILDS), ids=build_id)
 def test_mlmodel_predict_matches_the_evaluator(build, built):
     import coremltools as ct
     from PIL import Image
@@ -208,7 +212,7 @@ def photo(name: str, size: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------ structure
 
 
-@pytest.mark.parametrize("build", ALL_BUILDS, ids=build_id)
+@pytest.mark.parametrize("build", tiered(ALL_BUILDS, QUICK_BUILDS), ids=build_id)
 def test_image_input_normalises_rgb_inside_the_model(build, built):
     variant, _, model_format, _, _ = build
     size = get_variant(variant).input_size
@@ -233,7 +237,7 @@ def test_image_input_normalises_rgb_inside_the_model(build, built):
         assert list(consts[bias.inputs["y"].arguments[0].name].immediateValue.tensor.floats.values) == [-1, -1, -1]
 
 
-@pytest.mark.parametrize("build", [b for b in ALL_BUILDS if b[1] == "vision"], ids=build_id)
+@pytest.mark.parametrize("build", tiered([b for b in ALL_BUILDS if b[1] == "vision"], QUICK_BUILDS), ids=build_id)
 def test_vision_model_is_a_detector_then_nms_pipeline(build, built):
     variant, _, model_format, _, max_faces = build
     v = get_variant(variant)
@@ -268,7 +272,7 @@ def test_vision_model_is_a_detector_then_nms_pipeline(build, built):
         assert (rows.lowerBound, rows.upperBound, cols.lowerBound, cols.upperBound) == (0, max_faces, columns, columns)
 
 
-@pytest.mark.parametrize("build", [b for b in ALL_BUILDS if b[1] == "landmarks"], ids=build_id)
+@pytest.mark.parametrize("build", tiered([b for b in ALL_BUILDS if b[1] == "landmarks"], QUICK_BUILDS), ids=build_id)
 def test_landmarks_model_outputs_rows_and_a_count(build, built):
     _, _, model_format, _, max_faces = build
     spec = spec_of(built(build))
@@ -286,7 +290,7 @@ def test_landmarks_model_outputs_rows_and_a_count(build, built):
     assert meta["detection_columns"].split(",")[:5] == ["xmin", "ymin", "xmax", "ymax", "right_eye_x"]
 
 
-@pytest.mark.parametrize("build", ALL_BUILDS, ids=build_id)
+@pytest.mark.parametrize("build", tiered(ALL_BUILDS, QUICK_BUILDS), ids=build_id)
 def test_metadata_describes_the_model(build, built):
     variant, kind, model_format, precision, max_faces = build
     v = get_variant(variant)
@@ -309,7 +313,7 @@ def test_metadata_describes_the_model(build, built):
     assert (meta["model_kind"], meta["format"], meta["precision"]) == (kind, model_format, precision)
 
 
-@pytest.mark.parametrize("build", ALL_BUILDS, ids=build_id)
+@pytest.mark.parametrize("build", tiered(ALL_BUILDS, QUICK_BUILDS), ids=build_id)
 def test_precision_is_what_was_asked(build, built):
     _, _, model_format, precision, _ = build
     spec = spec_of(built(build))
@@ -327,6 +331,7 @@ def test_precision_is_what_was_asked(build, built):
         assert convolutions and all(stored_half) == (precision == "float16") and any(stored_half) == all(stored_half)
 
 
+@pytest.mark.slow
 def test_evaluator_knows_every_operation_in_the_built_models(built):
     known = supported_operations()
     for build in ALL_BUILDS:
@@ -348,7 +353,7 @@ def immediate(value) -> list:
     return list(getattr(tensor, tensor.WhichOneof("value")).values)
 
 
-@pytest.mark.parametrize("build", [b for b in ALL_BUILDS if b[0] in FULL_RANGE_VARIANTS], ids=build_id)
+@pytest.mark.parametrize("build", tiered([b for b in ALL_BUILDS if b[0] in FULL_RANGE_VARIANTS], QUICK_BUILDS), ids=build_id)
 def test_full_range_upsampling_is_half_pixel_bilinear(build, built):
     """PyTorch's ``F.interpolate(bilinear, align_corners=False)`` is TFLite's half-pixel resize; the converted model must
     ask Core ML for that sampling (iOS 15 ``upsample_bilinear`` align_corners=False, NN ALIGN_CORNERS_FALSE), by 2,
@@ -557,12 +562,14 @@ def first_op(spec, op_type):
     return next(op for op in program_ops(spec.pipeline.models[0]) if op.type == op_type)
 
 
+@pytest.mark.slow
 def test_an_unknown_operation_is_an_error(built):
     model = detector_with(built, lambda spec: setattr(first_op(spec, "relu"), "type", "gelu"))
     with pytest.raises(UnsupportedOperationError, match="'gelu'.*not supported"):
         evaluate(model, {IMAGE: photo("1face.png", 128)})
 
 
+@pytest.mark.slow
 def test_an_operation_input_the_evaluator_ignores_is_an_error(built):
     def edit(spec):
         op = first_op(spec, "relu")
@@ -572,6 +579,7 @@ def test_an_operation_input_the_evaluator_ignores_is_an_error(built):
         evaluate(detector_with(built, edit), {IMAGE: photo("1face.png", 128)})
 
 
+@pytest.mark.slow
 def test_an_unknown_layer_or_layer_field_is_an_error(built):
     import coremltools as ct
 
@@ -586,6 +594,7 @@ def test_an_unknown_layer_or_layer_field_is_an_error(built):
         evaluate(ct.models.MLModel(spec, skip_model_load=True), {IMAGE: photo("1face.png", 128)})
 
 
+@pytest.mark.slow
 def test_an_unknown_model_type_is_an_error(built):
     def edit(spec):
         spec.pipeline.models[1].identity.SetInParent()
@@ -594,6 +603,7 @@ def test_an_unknown_model_type_is_an_error(built):
         evaluate(detector_with(built, edit), {IMAGE: photo("1face.png", 128)})
 
 
+@pytest.mark.slow
 def test_an_image_of_the_wrong_size_is_refused(built):
     with pytest.raises(ImageError, match="must be 128x128"):
         evaluate(built(("short_range", "vision", "mlprogram", "float32", 16)), {IMAGE: photo("1face.png", 64)})
@@ -765,13 +775,7 @@ def test_reading_a_package_leaves_its_times(built):
 # ------------------------------------------------------------------------------------ the CLI
 
 
-def assert_one_line_error(code, err, culprit, expected_code):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == expected_code, err
-    assert len(lines) == 1 and lines[0].startswith("Error: "), err
-    assert str(culprit) in lines[0]
-
-
+@pytest.mark.slow
 def test_cli_coreml_and_verify(tmp_path, run_cli):
     out = tmp_path / "front.mlmodel"
     code, _, err = run_cli("coreml", model_path("front"), "--format", "neuralnetwork", "-o", out)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import DATA, REPO, model_path
+from helpers import DATA, REPO, load_model_from, model_path
 from PIL import Image, ImageDraw, ImageOps
 
 import blazeconv
@@ -314,14 +314,6 @@ def test_an_unavailable_device_is_an_options_error():
 # ------------------------------------------------------------------------------------------- models
 
 
-def load_model_from(converted, name: str):
-    from blazeconv.network import model_from_state_dict
-
-    module = model_from_state_dict(converted(name).state_dict)
-    module.variant = VARIANTS[name]
-    return module
-
-
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_model_sources_know_their_variant(name, converted, tmp_path):
     by_name = FaceDetector(name, backend="torch")
@@ -338,6 +330,7 @@ def test_model_sources_know_their_variant(name, converted, tmp_path):
     assert [f.to_dict() for f in FaceDetector(load_model(weights))(photo)] == want
 
 
+@pytest.mark.slow
 def test_weights_of_no_shipped_model_get_the_architectures_default(converted, tmp_path):
     state_dict = {k: v.clone() for k, v in converted("front").state_dict.items()}
     state_dict["classifier_8.bias"] += 0.5
@@ -495,6 +488,7 @@ def _assert_our_message(error: WeightsError, path: Path) -> None:
     assert "weights_only=False" not in message and "weights_only` set to `False" not in message
 
 
+@pytest.mark.slow
 def test_a_tflite_given_as_weights_says_what_to_run(tmp_path, run_cli):
     weights = tmp_path / "face.tflite"
     weights.write_bytes(model_path("short_range").read_bytes())

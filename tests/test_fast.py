@@ -11,19 +11,23 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import ALL_VARIANTS, DATA, IMAGE_PATHS, litert_outputs, model_path, plain_input
+from helpers import (
+    ALL_VARIANTS,
+    DATA,
+    IMAGE_PATHS,
+    QUICK_VARIANTS,
+    assert_same_outputs,
+    litert_outputs,
+    model_path,
+    plain_input,
+    tiered,
+)
 from torch import nn
 
 from blazeconv.detection import decode, decode_and_suppress, detect_files, detect_images, load_image, weighted_nms
 from blazeconv.errors import ImageError
 from blazeconv.fast import FastModel, compile_graph, fast_model, max_pool_2x2
 from blazeconv.network import model_from_state_dict
-
-
-def assert_same_outputs(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> None:
-    """Shapes first, then an elementwise bound that prints the worst elements on failure."""
-    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
-    np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +47,7 @@ def models(converted):
 # ------------------------------------------------------------------------------------ parity with LiteRT
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
 def test_fast_model_matches_litert_on_every_photo(variant, models):
     module, fast = models(variant)
     size = module.input_size
@@ -61,6 +65,7 @@ def test_fast_model_matches_litert_on_every_photo(variant, models):
     assert rewrites["residual_in_place"] > 0 and rewrites["prepacked_conv"] > 0, rewrites
 
 
+@pytest.mark.slow
 def test_graphs_compiled_inside_inference_mode_keep_whole_operators(models):
     module, fast = models("full_range")
     with torch.inference_mode():  # as detect calls the model; make_fx would decompose upsample_bilinear2d here
@@ -68,6 +73,7 @@ def test_graphs_compiled_inside_inference_mode_keep_whole_operators(models):
     assert "upsample_bilinear2d" in code and "_unsafe_index" not in code
 
 
+@pytest.mark.slow
 def test_large_batches_run_in_chunks_and_equal_the_module(converted):
     module = model_from_state_dict(converted("short_range").state_dict)
     fast = FastModel(module, max_batch=3)
@@ -90,6 +96,7 @@ def test_fast_model_keeps_the_module_and_its_attributes(models):
     module, fast = models("short_range")
     assert fast.module is module
     assert fast.input_size == module.input_size and fast.architecture == module.architecture
+    fast.warm_up()  # compiled here, whichever test ran before
     assert fast.startup_seconds > 0
 
 
@@ -231,6 +238,7 @@ def test_detect_files_streams_in_order_with_errors_in_place(tmp_path, converted)
 # ---------------------------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_detect_fast_and_plain_agree(run_cli, converted, tmp_path):
     from blazeconv.convert import save_state_dict
 
@@ -251,6 +259,7 @@ def test_detect_fast_and_plain_agree(run_cli, converted, tmp_path):
         np.testing.assert_allclose(a["box"], b["box"], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bench_smoke(run_cli, tmp_path):
     table = tmp_path / "bench.md"
     code, out, err = run_cli("bench", "--quick", "--model", "short_range", "--rounds", "1", "--warmup", "0",

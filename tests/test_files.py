@@ -109,6 +109,7 @@ def _detect(*args, cwd=None):
     return [sys.executable, "-m", "blazeconv", "detect", *map(str, args)]
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_jsonl_is_refused_while_the_first_writes(folder, tmp_path):
     out = tmp_path / "faces.jsonl"
     first = subprocess.Popen(_detect(folder, "--jsonl", out, "--resume", "--quiet", "--backend", "torch"),
@@ -127,6 +128,7 @@ def test_a_second_run_on_the_same_jsonl_is_refused_while_the_first_writes(folder
     assert sorted(paths) == sorted(str(p) for p in folder.iterdir())  # exactly one line per image
 
 
+@pytest.mark.slow
 def test_runs_started_together_write_each_image_once(folder, tmp_path):
     out = tmp_path / "faces.jsonl"
     results = []

@@ -49,6 +49,8 @@ REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "blazeconv" / "models"
 IMAGE = REPO / "tests" / "data" / "images" / "1face.png"
 
+pytestmark = pytest.mark.slow  # not in the quick tier (make test-quick)
+
 FUZZ_SEED = 20250601
 CASES = int(os.environ.get("BLAZECONV_FUZZ_CASES", "2000"))
 CASE_SECONDS = 5.0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import DATA, REPO
+from helpers import DATA, REPO, pyav_frames
 
 av = pytest.importorskip("av")
 
@@ -35,8 +35,7 @@ REFERENCE = [[[*FACE, 1.0]] for _ in range(FRAMES)]
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
     """The clip's frames, (480, 640, 3) uint8 RGB each (no display rotation)."""
-    with av.open(str(CLIP)) as container:
-        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(container.streams.video[0])]
+    decoded = [image for _, image in pyav_frames(CLIP)]
     assert len(decoded) == FRAMES
     return decoded
 
@@ -73,16 +72,18 @@ def test_a_plain_reencode_hides_no_face(tmp_path, frames):
     result = hidden_share(CLIP, encode(tmp_path / "plain.mp4", frames), REFERENCE)
     assert (result["frames"], result["boxes"], result["hidden"], result["share"]) == (FRAMES, FRAMES, 0, 0.0)
     ratios = [r for frame in result["per_frame"] for r in frame["ratios"]]
-    assert min(ratios) > 0.4 and max(ratios) < 1.5, (min(ratios), max(ratios))  # detail kept, not invented
+    # Detail kept (0.4 is hidden_share's keep_ratio), not invented: measured 0.96-1.01.
+    assert min(ratios) > 0.4 and max(ratios) < 1.5, (min(ratios), max(ratios))
     assert result["source_size"] == result["output_size"] == [640, 480]
 
 
-@pytest.mark.parametrize("hide", [black, blurred], ids=["black", "blur"])
+@pytest.mark.parametrize("hide", [black, pytest.param(blurred, marks=pytest.mark.slow)], ids=["black", "blur"])
 def test_a_filled_or_blurred_face_is_hidden_in_every_frame(tmp_path, frames, hide):
     result = hidden_share(CLIP, encode(tmp_path / "hidden.mp4", [hide(rgb) for rgb in frames]), REFERENCE)
     assert (result["boxes"], result["hidden"], result["share"]) == (FRAMES, FRAMES, 1.0)
 
 
+@pytest.mark.slow
 def test_frames_are_compared_in_step(tmp_path, frames):
     """Only the even frames blurred: exactly those count as hidden, so frame k is measured against frame k."""
     output = encode(tmp_path / "even.mp4", [blurred(rgb) if k % 2 == 0 else rgb for k, rgb in enumerate(frames)])
@@ -91,6 +92,7 @@ def test_frames_are_compared_in_step(tmp_path, frames):
     assert (result["boxes"], result["hidden"]) == (FRAMES, 39)
 
 
+@pytest.mark.slow
 def test_boxes_under_min_score_are_ignored(tmp_path, frames):
     reference = [[[*FACE, 0.3 if k < 7 else 0.9]] for k in range(FRAMES)]
     result = hidden_share(CLIP, encode(tmp_path / "black.mp4", [black(rgb) for rgb in frames]), reference)
@@ -99,6 +101,7 @@ def test_boxes_under_min_score_are_ignored(tmp_path, frames):
     assert hidden_share(CLIP, CLIP, reference, min_score=0.95)["boxes"] == 0
 
 
+@pytest.mark.slow
 def test_a_missing_frame_is_reported_not_matched(tmp_path, frames):
     shorter = encode(tmp_path / "shorter.mp4", [blurred(rgb) for rgb in frames[:-1]])
     with pytest.raises(FrameCountMismatch, match="77 in the source .* 76 in the output .* 77 in the reference") as error:

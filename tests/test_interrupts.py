@@ -196,6 +196,7 @@ def photos(tmp_path) -> Path:
 # ------------------------------------------------------------------------------------------------ start-up
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("module", "signum"), [("torch._C", signal.SIGINT), ("torch.nn", signal.SIGTERM),
                                                 ("numpy", signal.SIGINT)])
 def test_a_signal_during_the_first_heavy_import_is_handled_after_it(module, signum, tmp, tmp_path, weights):
@@ -208,6 +209,7 @@ def test_a_signal_during_the_first_heavy_import_is_handled_after_it(module, sign
     assert not left_in(tmp) and not hidden_leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_signal_during_the_import_of_onnxruntime_is_handled_after_it(tmp, tmp_path, weights):
     """ONNX Runtime is a pybind11 module too (the onnxruntime and auto backends import it)."""
     pytest.importorskip("onnxruntime")
@@ -217,6 +219,7 @@ def test_a_signal_during_the_import_of_onnxruntime_is_handled_after_it(tmp, tmp_
     assert stdout == "" and not left_in(tmp) and not hidden_leftovers(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.0, 0.3, 1.0, 2.0])
 def test_sigint_at_moments_spread_over_start_up(delay, tmp, tmp_path, weights):
     """Real time, from the moment the handlers are installed: every moment gives the same clean end (or a
@@ -234,6 +237,7 @@ def test_sigint_at_moments_spread_over_start_up(delay, tmp, tmp_path, weights):
 # ------------------------------------------------------------------------------------------------- detect
 
 
+@pytest.mark.slow
 def test_sigterm_mid_folder_keeps_the_finished_images_and_resume_completes_the_run(tmp, tmp_path, weights, photos,
                                                                                    run_cli):
     jsonl, document, annotated = tmp_path / "d.jsonl", tmp_path / "d.json", tmp_path / "annotated"
@@ -261,6 +265,7 @@ def test_sigterm_mid_folder_keeps_the_finished_images_and_resume_completes_the_r
     assert sorted(resumed, key=lambda r: r["path"]) == sorted(straight, key=lambda r: r["path"])
 
 
+@pytest.mark.slow
 def test_sigint_while_an_annotation_is_written_keeps_the_previous_one(tmp, tmp_path, weights):
     annotated = tmp_path / "annotated"
     annotated.mkdir()
@@ -273,6 +278,7 @@ def test_sigint_while_an_annotation_is_written_keeps_the_previous_one(tmp, tmp_p
     assert not left_in(tmp) and not hidden_leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_sigterm_while_the_json_is_written_keeps_the_previous_one(tmp, tmp_path, weights):
     out = tmp_path / "d.json"
     out.write_text('{"previous": true}\n')
@@ -286,6 +292,7 @@ def test_sigterm_while_the_json_is_written_keeps_the_previous_one(tmp, tmp_path,
 # ------------------------------------------------------------------------------------ the other commands
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_tflite2torch_interrupted_while_writing_keeps_the_previous_weights(signum, tmp, tmp_path):
     out = tmp_path / "front.pth"
@@ -303,6 +310,7 @@ def test_anchors_interrupted_while_writing(tmp, tmp_path):
     assert not out.exists() and not left_in(tmp) and not hidden_leftovers(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("pause_at", "signum", "replaced"),
     [
@@ -368,6 +376,7 @@ def test_deferred_holds_a_signal_until_the_block_ends():
     assert steps[-1] == "finished again"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_mid_video_leaves_no_half_annotation_and_resume_finishes_it(signum, tmp, tmp_path, run_cli):
     pytest.importorskip("av")
@@ -390,6 +399,7 @@ def test_an_interrupt_mid_video_leaves_no_half_annotation_and_resume_finishes_it
         assert sum(1 for _ in video.decode(video=0)) == 77
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_mid_blur_leaves_no_output_and_no_temporary_file(signum, tmp, tmp_path):
     pytest.importorskip("av")

@@ -135,7 +135,14 @@ def _raw_outputs(onnx_path) -> list[np.ndarray]:
 SAME_MODEL_ATOL = 1e-6
 
 
-@pytest.mark.parametrize(("command", "kind"), CASES, ids=[f"{c}-{k}" for c, k in CASES])
+# The quick tier leaves out the cases that build a Core ML model or export the network again (seconds each); the
+# shipped kind runs on every other entry point, every kind on detect's neighbours.
+SLOW_CASES = {("coreml", "shipped"), ("coreml", "tflite"), ("coreml", "pth"), ("onnx", "tflite"), ("onnx", "pth"),
+              ("detect", "pth")}
+
+
+@pytest.mark.parametrize(("command", "kind"), [pytest.param(*c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES],
+                         ids=[f"{c}-{k}" for c, k in CASES])
 def test_every_kind_of_model_with_every_entry_point(command, kind, models, run_cli, tmp_path, request, monkeypatch):
     model, expected = models[kind], MATRIX[command][kind]
     if expected != "runs":

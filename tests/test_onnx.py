@@ -14,7 +14,18 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import ALL_VARIANTS, IMAGE_PATHS, REPO, litert_outputs, model_path, plain_input
+from helpers import (
+    ALL_VARIANTS,
+    IMAGE_PATHS,
+    QUICK_IMAGES,
+    QUICK_VARIANTS,
+    REPO,
+    assert_same_outputs,
+    litert_outputs,
+    model_path,
+    plain_input,
+    tiered,
+)
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
@@ -70,12 +81,6 @@ def session(path) -> ort.InferenceSession:
     return _SESSIONS[path]
 
 
-def assert_same_outputs(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> None:
-    """Shapes first, then an elementwise bound that prints the worst elements on failure."""
-    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
-    np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol)
-
-
 def letterboxed(image_path, size: int) -> np.ndarray:
     """``(3, size, size)`` float32 in [-1, 1]: the photo as ``detect`` feeds it to the network."""
     return letterbox(load_image(image_path), size)[0]
@@ -104,8 +109,8 @@ def assert_same_detections(detections: np.ndarray, count: int, expected: np.ndar
 # ---------------------------------------------------------------------------------------------- network
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
-@pytest.mark.parametrize("image_path", IMAGE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
+@pytest.mark.parametrize("image_path", tiered(IMAGE_PATHS, QUICK_IMAGES), ids=lambda p: p.stem)
 def test_parity_with_litert(variant, image_path, exported):
     size = VARIANTS[variant].input_size
     x = plain_input(image_path, size)  # (S, S, 3)
@@ -116,7 +121,7 @@ def test_parity_with_litert(variant, image_path, exported):
     assert_same_outputs(cls, expected_cls, atol=1e-3, rtol=1e-5)
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
 def test_dynamic_batch_equals_single_images(variant, exported):
     v = VARIANTS[variant]
     batch = np.stack([plain_input(p, v.input_size).transpose(2, 0, 1) for p in IMAGE_PATHS])
@@ -130,7 +135,7 @@ def test_dynamic_batch_equals_single_images(variant, exported):
         assert_same_outputs(cls[k:k + 1], single_cls, atol=1e-3, rtol=1e-5)
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
 def test_network_graph_is_export_friendly(variant, exported):
     model = onnx.load(exported(variant))
     ops = {node.op_type for node in model.graph.node}
@@ -141,7 +146,7 @@ def test_network_graph_is_export_friendly(variant, exported):
     assert batch.dim_param and not batch.HasField("dim_value"), "the batch dimension must be dynamic"
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
 def test_metadata_describes_the_model(variant, exported):
     from blazeconv import __version__
     from blazeconv.anchors import AnchorOptions, generate_anchors
@@ -174,8 +179,8 @@ def torch_model(converted):
     return get
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
-@pytest.mark.parametrize("image_path", IMAGE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
+@pytest.mark.parametrize("image_path", tiered(IMAGE_PATHS, QUICK_IMAGES), ids=lambda p: p.stem)
 def test_detections_equal_our_pipeline(variant, image_path, exported, torch_model):
     v = VARIANTS[variant]
     image = letterboxed(image_path, v.input_size)
@@ -293,6 +298,7 @@ def test_cached_onnx_refuses_other_files(tmp_path):
 # -------------------------------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_cli_exports_a_pth_with_detections(tmp_path, run_cli, converted):
     weights = tmp_path / "weights.pth"
     torch.save(converted("front").state_dict, weights)

@@ -73,6 +73,7 @@ def test_atomic_writes_get_the_mode_open_gives(mask, tmp_path, umask):
     assert mode_of(tmp_path / "artifact") == mode_of(tmp_path / "plain") == 0o666 & ~mask
 
 
+@pytest.mark.slow
 @posix_only
 def test_every_command_output_gets_the_umask_mode(tmp_path, umask, run_cli, weights, monkeypatch):
     umask(0o022)
@@ -113,6 +114,7 @@ def test_no_folder_is_created_for_outputs(option, tmp_path, run_cli, weights):
     assert "does not exist" in err and not missing.exists() and out == ""
 
 
+@pytest.mark.slow
 def test_annotate_creates_its_folder_but_not_its_parents(tmp_path, run_cli, weights):
     code, _, err = run_cli("detect", PHOTOS / "1face.png", "--model", weights, "--annotate", tmp_path / "a" / "b")
     assert_one_line_error(code, err, tmp_path / "a", 1)
@@ -196,6 +198,7 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(case, tmp_path, r
     assert _md5s(tmp_path) | _md5s(photos) == before  # nothing written, nothing added
 
 
+@pytest.mark.slow
 def test_annotations_are_named_like_their_input_and_never_replace_a_users_file(tmp_path, run_cli, weights):
     from PIL import Image
 

@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import tiered
 
 from blazeconv.cli import cli
 from blazeconv.variants import VARIANTS
@@ -109,6 +110,7 @@ def test_installed_package_is_the_wheel_not_the_checkout(installed):
     assert Path(result.stdout.strip()).is_relative_to(installed["target"]), result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_installed_detect_runs_outside_the_repository(installed):
     """`blazeconv detect photo` with no other argument: the packaged short_range model, converted into the cache."""
     photo = installed["cwd"] / "photo.png"
@@ -119,6 +121,7 @@ def test_installed_detect_runs_outside_the_repository(installed):
     assert [len(entry["detections"]) for entry in document["images"]] == [3]
 
 
+@pytest.mark.slow
 def test_installed_verify_uses_the_shipped_photos(installed, tmp_path):
     """`verify` without IMAGES works outside a clone (on a Core ML model converted from the packaged file)."""
     pytest.importorskip("coremltools")
@@ -133,8 +136,9 @@ def test_installed_verify_uses_the_shipped_photos(installed, tmp_path):
 COMMANDS = sorted(cli.commands)  # every command, present and future
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"]] + [[c, "--help"] for c in COMMANDS],
-                         ids=lambda a: " ".join(a))
+# A Python start-up each: the quick tier runs the group's own and detect's.
+@pytest.mark.parametrize("args", tiered([["--help"], ["--version"]] + [[c, "--help"] for c in COMMANDS],
+                                        [["--help"], ["detect", "--help"]]), ids=lambda a: " ".join(a))
 def test_help_and_version_do_not_import_torch(args):
     """Start-up stays light: the CLI imports torch only inside a command that runs a model."""
     code = ("import sys; from blazeconv.cli import main\n"

@@ -13,12 +13,12 @@ import zlib
 
 import numpy as np
 import pytest
-from helpers import DATA, assert_one_line_error
+from helpers import DATA, assert_one_line_error, assert_same_faces
 from PIL import Image
 
 from blazeconv import FaceDetector
-from blazeconv.detection import iou_matrix, stream_files
 from blazeconv.detection import pipeline as pipeline_module
+from blazeconv.detection import stream_files
 from blazeconv.detection.images import MAX_DECODED_BYTES, load_reduced
 from blazeconv.detection.pipeline import fast_decode_side
 from blazeconv.detection.tiling import Tiling, tile_regions
@@ -54,31 +54,21 @@ def big(tmp_path_factory):
     return get
 
 
-def assert_same_faces(found, expected, min_iou: float, max_score_difference: float) -> None:
-    """The same number of faces, each matched to its best-overlapping counterpart."""
-    assert len(found) == len(expected) > 0, (found, expected)
-    boxes = np.array([d.box for d in expected] + [d.box for d in found])
-    overlaps = iou_matrix(boxes)[: len(expected), len(expected):]
-    for i, face in enumerate(expected):
-        j = int(overlaps[i].argmax())
-        assert overlaps[i, j] >= min_iou, (i, overlaps[i])
-        assert abs(found[j].score - face.score) <= max_score_difference, (face.score, found[j].score)
-
-
 # ------------------------------------------------------------------------------------------ fast decoding
 
 
 @pytest.mark.parametrize(("model", "photo"), [
     ("short_range", "astronaut.png"), ("short_range", "sergey.png"), ("short_range", "sergey_tall.png"),
-    ("full_range_sparse", "astronaut.png"), ("full_range_sparse", "sergey.png"),
-    ("full_range_sparse", "astronaut_wide.png"), ("full_range_sparse", "4faces.png"),
+    *(pytest.param("full_range_sparse", photo, marks=pytest.mark.slow)
+      for photo in ("astronaut.png", "sergey.png", "astronaut_wide.png", "4faces.png")),
 ])
 def test_fast_decoding_finds_the_same_faces(model, photo, big):
     path = big(photo)
     exact = FaceDetector(model)(path)
     fast = FaceDetector(model, fast_decode=True)(path)
-    # Measured on these photos: box IoU 0.90-0.99, scores within 0.04 (README, Big photos).
-    assert_same_faces(fast, exact, min_iou=0.9, max_score_difference=0.05)
+    # Measured on these 7 photos (10 faces): box IoU 0.906-0.997 (the worst full_range_sparse on astronaut_wide),
+    # scores within 0.028. The bounds leave about half as much again: 1 - IoU up to 0.15, scores within 0.05.
+    assert_same_faces(fast, exact, min_iou=0.85, max_score_difference=0.05)
 
 
 def test_fast_decoding_keeps_twice_the_model_input_and_reports_the_full_size(big):
@@ -119,6 +109,7 @@ def _rotated_phone_jpeg(path, folder):
     return stored
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["exif-rotated", "progressive", "cmyk"])
 def test_jpeg_variants_give_the_same_faces_with_and_without_fast_decoding(variant, big, tmp_path):
     upright = big("sergey_tall.png")
@@ -128,11 +119,14 @@ def test_jpeg_variants_give_the_same_faces_with_and_without_fast_decoding(varian
     reference = FaceDetector("full_range_sparse")(upright)
     for fast in (False, True):
         found = FaceDetector("full_range_sparse", fast_decode=fast)(path)
-        assert_same_faces(found, reference, min_iou=0.9, max_score_difference=0.05)
+        # Measured against the upright photo: box IoU 0.978-1.0, scores within 0.008 (fast or not); the bounds
+        # are twice that: 1 - IoU up to 0.05, scores within 0.02.
+        assert_same_faces(found, reference, min_iou=0.95, max_score_difference=0.02)
     image, size = load_reduced(path, fast_decode_side(192))
     assert size == Image.open(upright).size and image.shape[1] < image.shape[0]  # upright: taller than wide
 
 
+@pytest.mark.slow
 def test_a_16_bit_tiff_is_read_alike_in_both_modes(tmp_path):
     grey = np.asarray(_scaled("sergey.png", 1600).convert("L"), np.uint16) * 257  # 16-bit samples
     path = tmp_path / "scan.tif"
@@ -264,14 +258,18 @@ def _found_and_duplicates(detections, crops: np.ndarray) -> tuple[int, int]:
     return sum(any(row) for row in inside), len(detections) - sum(any(row) for row in inside)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_tiles_find_small_faces_the_whole_picture_misses(backend, collage):
     path, crops = collage
     plain, _ = _found_and_duplicates(FaceDetector("full_range_sparse", backend=backend)(path), crops)
     found, extra = _found_and_duplicates(FaceDetector("full_range_sparse", backend=backend, tile=True)(path), crops)
-    assert plain <= 1 and found >= 0.9 * len(crops) and extra == 0, (plain, found, extra)
+    # Measured on both backends: 8 of 8 faces found with tiles and none without, no duplicate; one miss is allowed
+    # (0.9 of 8 demanded all eight, no margin).
+    assert plain <= 1 and found >= len(crops) - 1 and extra == 0, (plain, found, extra)
 
 
+@pytest.mark.slow
 def test_tiled_batches_equal_single_calls_and_json_keeps_its_format(collage, run_cli, tmp_path):
     path, _ = collage
     detector = FaceDetector("full_range_sparse", tile=True, batch_size=8)

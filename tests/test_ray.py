@@ -27,6 +27,8 @@ from blazeconv.detection import detect_files, detect_images, detections_to_json,
 from blazeconv.errors import BlazeconvError, ModelFileError, OptionsError, WeightsError
 from blazeconv.ray import DetectFaces, detect_paths, map_batches_options
 
+pytestmark = pytest.mark.slow  # not in the quick tier (make test-quick)
+
 COPIES = 30  # 7 photos x 30 = 210 files
 
 

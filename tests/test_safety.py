@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import DATA, REPO, assert_one_line_error, model_path
+from helpers import DATA, REPO, assert_one_line_error, model_path, tiered
 
 from blazeconv import errors
 from blazeconv.cli import INTERNAL_ERROR_EXIT
@@ -114,6 +114,7 @@ def previous_artifact(tmp_path, converted):
     return out, out.read_bytes(), converted("back").state_dict
 
 
+@pytest.mark.slow
 @posix_only
 def test_sigkill_while_writing_leaves_the_previous_artifact(previous_artifact):
     """Freeze the converter (SIGSTOP) the moment its temporary file appears, look, then SIGKILL it."""
@@ -151,6 +152,7 @@ def test_sigkill_while_writing_leaves_the_previous_artifact(previous_artifact):
     assert list(out.parent.iterdir()) == [out]
 
 
+@pytest.mark.slow
 @posix_only
 def test_sigkill_at_moments_spread_over_a_conversion_never_leaves_a_partial_artifact(previous_artifact):
     """Kill at 80%, 95% and 100% (+-5%) of a full run's time, when the conversion finishes and writes."""
@@ -256,7 +258,7 @@ USER_ERRORS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(USER_ERRORS))
+@pytest.mark.parametrize("case", tiered(sorted(USER_ERRORS), [c for c in USER_ERRORS if c != "image-missing"]))
 def test_every_user_error_is_one_line_with_a_documented_code(case, tmp_path, run_cli, converted):
     torch.save(converted("front").state_dict, tmp_path / "w.pth")
     args, code, culprit = USER_ERRORS[case]

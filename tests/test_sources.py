@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from helpers import DATA, assert_one_line_error, model_path
+from helpers import DATA, assert_one_line_error, load_model_from, model_path, tiered
 
 from blazeconv import FaceDetector
 from blazeconv.backends import BACKENDS, make_runner
@@ -78,14 +78,6 @@ def test_objects_are_modules_runners_or_refused(converted):
         resolve(42)
 
 
-def load_model_from(converted, variant="front"):
-    from blazeconv.network import model_from_state_dict
-
-    module = model_from_state_dict(converted(variant).state_dict)
-    module.variant = VARIANTS[variant]
-    return module
-
-
 # ------------------------------------------------------------------------ as a model, on every backend
 
 # (argument, the variant it runs, or the error class and words every backend gives)
@@ -105,7 +97,7 @@ MODEL_CASES = {
 
 
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
-@pytest.mark.parametrize("case", MODEL_CASES)
+@pytest.mark.parametrize("case", tiered(MODEL_CASES, [c for c in MODEL_CASES if c not in ("disguised", "weights")]))
 def test_every_kind_of_model_on_every_backend(case, backend, files):
     argument, expected = MODEL_CASES[case]
     argument = files.get(argument, argument) if isinstance(argument, str) else argument
@@ -119,6 +111,7 @@ def test_every_kind_of_model_on_every_backend(case, backend, files):
             build()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_an_onnx_network_runs_on_the_onnx_backends_only(backend, onnx_file):
     if backend == "torch":
@@ -132,6 +125,7 @@ def test_an_onnx_network_runs_on_the_onnx_backends_only(backend, onnx_file):
         FaceDetector(onnx_file, backend=backend, variant="front")
 
 
+@pytest.mark.slow
 def test_auto_runs_an_onnx_file_on_an_onnx_runtime(onnx_file):
     if not ONNX_BACKENDS:
         pytest.skip("no ONNX runtime installed")
@@ -150,7 +144,7 @@ def test_a_runner_is_used_as_it_is(backend, converted):
     assert make_runner(backend, runner) is runner
 
 
-@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("backend", tiered(BACKEND_NAMES, ["torch"]))
 def test_a_variant_that_does_not_fit_is_refused_on_every_backend(backend, files):
     with pytest.raises(OptionsError, match="'back' is .*blazeface256"):
         FaceDetector(files["weights"], backend=backend, variant="back")
@@ -175,6 +169,7 @@ def test_what_is_not_a_state_dict_is_a_weights_error(argument, words, files):
             load(argument)
 
 
+@pytest.mark.slow
 def test_an_onnx_file_is_not_weights(onnx_file):
     with pytest.raises(WeightsError, match="an ONNX model, not PyTorch weights"):
         load_model(onnx_file)
@@ -202,6 +197,7 @@ def test_detect_runs_a_tflite_named_pth_on_every_backend(backend, files, run_cli
     assert "model short_range" in err and len(json.loads(out)["images"][0]["detections"]) == 1
 
 
+@pytest.mark.slow
 def test_weights_is_a_deprecated_alias_of_model(files, run_cli):
     code, out, err = run_cli("detect", PHOTO, "--weights", files["weights"], "--json", "-")
     assert code == 0, err
@@ -210,7 +206,7 @@ def test_weights_is_a_deprecated_alias_of_model(files, run_cli):
     assert code == 2 and "--weights is the old name of --model: give one of them" in err
 
 
-@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("backend", tiered(BACKEND_NAMES, ["torch"]))
 def test_detect_weights_that_do_not_fit_the_variant(backend, files, run_cli):
     code, _, err = run_cli("detect", PHOTO, "--model", files["weights"], "--variant", "back", "--backend", backend)
     assert_one_line_error(code, err, "variant 'back' is a blazeface256 model, the weights are blazeface128", 7)
@@ -249,6 +245,7 @@ def test_the_commands_refuse_a_model_argument_alike(command, argument, code, wor
     assert words in err
 
 
+@pytest.mark.slow
 def test_export_commands_read_a_tflite_named_pth(files, tmp_path, run_cli):
     pytest.importorskip("onnx")
     out = tmp_path / "disguised.onnx"
@@ -280,6 +277,7 @@ def test_an_image_given_as_a_model_or_weights_says_it_is_an_image(run_cli):
 # ---------------------------------------------------------------------------------------- cache, workers
 
 
+@pytest.mark.slow
 def test_a_copy_of_a_shipped_tflite_shares_its_cache_entry(files, tmp_path, monkeypatch):
     """Entries are keyed by content: a renamed copy of a shipped .tflite (or its bytes named .pth) runs the shipped
     model's export, made once."""

@@ -16,12 +16,14 @@ import torch
 from helpers import (
     ALL_VARIANTS,
     IMAGE_PATHS,
+    QUICK_VARIANTS,
     REPO,
     assert_one_line_error,
     assert_same_faces_as_mediapipe,
     litert_outputs,
     model_path,
     plain_input,
+    tiered,
 )
 
 from blazeconv import torch2tflite
@@ -71,7 +73,7 @@ def test_a_file_not_shipped_round_trips_too(variant, converted, tmp_path):
     assert again.read_bytes() == tuned.read_bytes()
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS)
+@pytest.mark.parametrize("variant", tiered(ALL_VARIANTS, QUICK_VARIANTS))
 def test_new_weights_run_in_litert_as_in_pytorch(variant, converted, tmp_path):
     conversion = converted(variant)
     weights = perturbed(conversion.state_dict)

@@ -7,11 +7,10 @@ frames (MediaPipe's VIDEO mode is compared in test_video_parity.py).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import DATA, assert_one_line_error, jsonl_records, write_clip
+from helpers import DATA, assert_one_line_error, copy_audio, jsonl_records, pyav_frames, write_clip
 
 av = pytest.importorskip("av")
 
@@ -21,13 +20,6 @@ from blazeconv.errors import ImageError, OptionsError  # noqa: E402
 
 VIDEOS = DATA / "videos"
 CLIP = VIDEOS / "asl_again.mkv"  # 640x480, 77 frames, a face in each
-
-
-def pyav_frames(path: Path) -> list[tuple[float, np.ndarray]]:
-    """Every frame of the first video stream as PyAV gives it: (pts x time base, RGB)."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return [(float(f.pts * stream.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
 
 
 @pytest.fixture(scope="module")
@@ -163,11 +155,7 @@ def test_bad_videos_are_one_error_line_and_keep_what_decoded(case, run_cli, tmp_
     elif case == "audio_only":
         path = tmp_path / "audio.m4a"
         with av.open(str(VIDEOS / "nasa_13013.mp4")) as source, av.open(str(path), "w") as out:
-            audio = out.add_stream_from_template(source.streams.audio[0])
-            for packet in source.demux(source.streams.audio[0]):
-                if packet.dts is not None:
-                    packet.stream = audio
-                    out.mux(packet)
+            copy_audio(source, out, out.add_stream_from_template(source.streams.audio[0]))
         expected = "no video stream"
     else:
         data = CLIP.read_bytes()

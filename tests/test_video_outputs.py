@@ -153,8 +153,9 @@ def _audio_packets(path: Path) -> list[tuple[int, list[float], str]]:
     return found
 
 
-@pytest.mark.parametrize(("clip", "suffix"), [("asl_again", ".mkv"), ("nasa", ".mp4"), ("rotated", ".mkv"),
-                                              ("odd", ".mkv"), ("vfr", ".mp4"), ("audio", ".mkv"), ("asl_again", ".mp4")])
+@pytest.mark.parametrize(("clip", "suffix"), [("asl_again", ".mkv"), ("rotated", ".mkv"), *(
+    pytest.param(clip, suffix, marks=pytest.mark.slow)
+    for clip, suffix in [("nasa", ".mp4"), ("odd", ".mkv"), ("vfr", ".mp4"), ("audio", ".mkv"), ("asl_again", ".mp4")])])
 def test_the_annotation_has_every_frame_at_its_time_size_and_rotation(runner, clips, clip, suffix, tmp_path):
     target = tmp_path / f"annotated{suffix}"
     _annotate(runner, clips[clip], target)
@@ -301,6 +302,7 @@ def test_boxes_are_drawn_where_the_faces_are_on_sampled_frames_and_the_frames_be
         assert elsewhere < 4, (index, elsewhere)  # the rest of the picture is the source's, re-encoded
 
 
+@pytest.mark.slow
 def test_frames_before_the_first_sample_are_not_drawn_on(runner, clips, tmp_path):
     target = tmp_path / "annotated.mkv"
     results = [r for r in stream_video(runner, clips["asl_again"]) if r.frame >= 20 and r.frame % 5 == 0]
@@ -341,6 +343,7 @@ def test_an_interrupt_leaves_no_target_and_no_temporary_file(runner, clips, tmp_
         assert target.read_bytes() == b"a file that was there before"
 
 
+@pytest.mark.slow
 def test_a_later_run_recognises_its_own_annotation_and_nothing_else(runner, clips, tmp_path):
     target = tmp_path / "annotated.mp4"
     _annotate(runner, clips["nasa"], target)
