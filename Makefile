@@ -12,7 +12,7 @@ VARIANTS := front short_range back full_range full_range_sparse
 # The shipped .tflite files are package data, so a wheel carries them.
 MODELS := blazeconv/models
 
-CONVERTER := $(addprefix blazeconv/,tflite_reader.py tflite_sparsity.py convert.py variants.py) $(wildcard blazeconv/network/*.py)
+CONVERTER := $(addprefix blazeconv/,tflite_reader.py tflite_sparsity.py variants.py) $(wildcard blazeconv/network/*.py blazeconv/convert/*.py)
 ANCHORS := $(addprefix blazeconv/,anchors.py variants.py)
 
 .DELETE_ON_ERROR:
@@ -77,7 +77,7 @@ docs/model_comparison.png: docs/compare_models.py tests/data/images/astronaut_wi
 # Core ML (blazeconv coreml): for every variant the Vision pipeline (detector + NonMaximumSuppression) and the
 # landmarks model (weighted NMS inside), as float16 ML programs; then each is evaluated operation by operation
 # and compared with PyTorch on the test photos (blazeconv verify), which leaves build/coreml.verified.
-COREML_STAGE := $(addprefix blazeconv/,export/__init__.py export/coreml.py variants.py anchors.py convert.py) $(wildcard blazeconv/network/*.py blazeconv/sources/*.py)
+COREML_STAGE := $(addprefix blazeconv/,export/__init__.py export/coreml.py variants.py anchors.py) $(wildcard blazeconv/network/*.py blazeconv/sources/*.py blazeconv/convert/*.py)
 COREML_CHECK := $(wildcard blazeconv/verify/*.py blazeconv/detection/*.py)
 COREML_MODELS := $(foreach v,$(VARIANTS),$(BUILD)/$(v).mlpackage $(BUILD)/$(v)_landmarks.mlpackage)
 
@@ -96,7 +96,7 @@ $(BUILD)/coreml.verified: $(COREML_MODELS) $(COREML_CHECK) $(wildcard tests/data
 # ONNX (blazeconv onnx, needs the onnx extra): for every variant the network with TFLite's raw outputs, exported
 # from the verified .tflite (its SHA-256 goes into the metadata), and the detections model (decoding and MediaPipe's
 # weighted NMS inside) made from that network without exporting it again.
-ONNX_STAGE := $(addprefix blazeconv/,export/__init__.py export/onnx.py variants.py anchors.py convert.py) $(wildcard blazeconv/network/*.py blazeconv/sources/*.py)
+ONNX_STAGE := $(addprefix blazeconv/,export/__init__.py export/onnx.py variants.py anchors.py) $(wildcard blazeconv/network/*.py blazeconv/sources/*.py blazeconv/convert/*.py)
 
 all: $(foreach v,$(VARIANTS),$(BUILD)/$(v).onnx $(BUILD)/$(v)_detections.onnx)
 
