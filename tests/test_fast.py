@@ -26,7 +26,8 @@ from torch import nn
 
 from blazeconv.detection import decode, decode_and_suppress, detect_files, detect_images, load_image, weighted_nms
 from blazeconv.errors import ImageError
-from blazeconv.fast import FastModel, compile_graph, fast_model, max_pool_2x2
+from blazeconv.fast import FastModel, compile_graph, fast_model
+from blazeconv.fast_rewrites import max_pool_2x2
 from blazeconv.network import model_from_state_dict
 
 

@@ -21,7 +21,7 @@ LAYERS = [
      ["_version", "errors", "io", "interrupts", "resources", "checksums", "marks", "tuning"]),
     ("spec: MediaPipe's anchors and the variants", ["anchors", "variants"]),
     ("reading: the TFLite flatbuffer", ["tflite_reader", "tflite_sparsity"]),
-    ("network: the torch modules and state_dict checks", ["network", "fast"]),
+    ("network: the torch modules and state_dict checks", ["network", "fast", "fast_rewrites"]),
     ("convert: TFLite graph to state_dict", ["convert"]),
     ("export: Core ML and ONNX", ["export"]),
     ("sources: what a model argument is, the cache of conversions and exports", ["sources"]),
