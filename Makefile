@@ -12,7 +12,7 @@ VARIANTS := front short_range back full_range full_range_sparse
 # The shipped .tflite files are package data, so a wheel carries them.
 MODELS := blazeconv/models
 
-CONVERTER := $(addprefix blazeconv/,tflite_reader.py tflite_sparsity.py variants.py) $(wildcard blazeconv/network/*.py blazeconv/convert/*.py)
+CONVERTER := $(addprefix blazeconv/,tflite_reader.py tflite_checks.py tflite_sparsity.py variants.py) $(wildcard blazeconv/network/*.py blazeconv/convert/*.py)
 ANCHORS := $(addprefix blazeconv/,anchors.py variants.py)
 
 .DELETE_ON_ERROR:

@@ -20,7 +20,7 @@ LAYERS = [
     ("ground: errors, safe files, signals, package data and cache folder, output marks, process tuning",
      ["_version", "errors", "io", "interrupts", "resources", "checksums", "marks", "tuning"]),
     ("spec: MediaPipe's anchors and the variants", ["anchors", "variants"]),
-    ("reading: the TFLite flatbuffer", ["tflite_reader", "tflite_sparsity"]),
+    ("reading: the TFLite flatbuffer", ["tflite_reader", "tflite_checks", "tflite_sparsity"]),
     ("network: the torch modules and state_dict checks", ["network", "fast", "fast_rewrites"]),
     ("convert: TFLite graph to state_dict", ["convert"]),
     ("export: Core ML and ONNX", ["export"]),
