@@ -28,6 +28,11 @@ SWIFT_NAMES = {
     "aspectFillRect": "aspect_fill_rect",
     "aspectFillPoint": "aspect_fill_point",
     "swapLeftRight": "swap_left_right",
+    "isMirrored": "is_mirrored",
+    "uprightPoint": "upright_point",
+    "sensorPoint": "sensor_point",
+    "reorientPoint": "reorient_point",
+    "reorientRect": "reorient_rect",
 }
 
 # Indices of the keypoints that trade places in a mirrored picture (right eye <-> left eye, right ear <-> left ear).
@@ -153,3 +158,58 @@ def swap_left_right(keypoints: list[tuple[float, float]]) -> list[tuple[float, f
     for right, left in LEFT_RIGHT_PAIRS:
         swapped[right], swapped[left] = keypoints[left], keypoints[right]
     return swapped
+
+
+def is_mirrored(orientation: str) -> bool:
+    """``isMirrored(_:)``: whether an orientation flips the picture (then the keypoints need ``swap_left_right``)."""
+    return orientation in ("upMirrored", "downMirrored", "leftMirrored", "rightMirrored")
+
+
+def upright_point(point: tuple[float, float], orientation: str) -> tuple[float, float]:
+    """``uprightPoint(_:orientation:)``: a normalised top-left point of the sensor buffer -> of the upright picture.
+
+    The EXIF meaning of each orientation: ``right`` (6) has the buffer's first row on the right and its first column
+    at the top (a quarter turn clockwise), ``leftMirrored`` (5) is the transpose, and so on.
+    """
+    x, y = point
+    return {
+        "up": (x, y),
+        "upMirrored": (1 - x, y),
+        "down": (1 - x, 1 - y),
+        "downMirrored": (x, 1 - y),
+        "leftMirrored": (y, x),
+        "right": (1 - y, x),
+        "rightMirrored": (1 - y, 1 - x),
+        "left": (y, 1 - x),
+    }[orientation]
+
+
+def sensor_point(point: tuple[float, float], orientation: str) -> tuple[float, float]:
+    """``sensorPoint(_:orientation:)``: the inverse of ``upright_point``."""
+    u, v = point
+    return {
+        "up": (u, v),
+        "upMirrored": (1 - u, v),
+        "down": (1 - u, 1 - v),
+        "downMirrored": (u, 1 - v),
+        "leftMirrored": (v, u),
+        "right": (v, 1 - u),
+        "rightMirrored": (1 - v, 1 - u),
+        "left": (1 - v, u),
+    }[orientation]
+
+
+def reorient_point(point: tuple[float, float], source: str, target: str) -> tuple[float, float]:
+    """``reorientPoint(_:from:to:)``: a point of the picture upright by ``source`` -> of the one upright by ``target``.
+
+    For drawing when the detector's orientation (the device's, so faces are upright for the model) is not the
+    preview's (a portrait-only interface, say).
+    """
+    return upright_point(sensor_point(point, source), target)
+
+
+def reorient_rect(rect: Rect, source: str, target: str) -> Rect:
+    """``reorientRect(_:from:to:)``: a top-left rect, corner by corner (quarter turns keep rects axis-aligned)."""
+    x1, y1 = reorient_point((rect.x, rect.y), source, target)
+    x2, y2 = reorient_point((rect.x + rect.width, rect.y + rect.height), source, target)
+    return Rect(x=min(x1, x2), y=min(y1, y2), width=abs(x2 - x1), height=abs(y2 - y1))

@@ -126,4 +126,63 @@ public enum Geometry {
         }
         return swapped
     }
+
+    /// Whether an orientation flips the picture (then the keypoints need `swapLeftRight`).
+    public static func isMirrored(_ orientation: CGImagePropertyOrientation) -> Bool {
+        switch orientation {
+        case .upMirrored, .downMirrored, .leftMirrored, .rightMirrored: return true
+        default: return false
+        }
+    }
+
+    /// A normalised top-left point of the sensor buffer -> of the picture turned upright by `orientation`.
+    ///
+    /// The EXIF meaning of each case: `.right` (6) has the buffer's first row on the right and its first column
+    /// at the top (a quarter turn clockwise), `.leftMirrored` (5) is the transpose, and so on.
+    public static func uprightPoint(_ point: CGPoint, orientation: CGImagePropertyOrientation) -> CGPoint {
+        let (x, y) = (point.x, point.y)
+        switch orientation {
+        case .up: return CGPoint(x: x, y: y)
+        case .upMirrored: return CGPoint(x: 1 - x, y: y)
+        case .down: return CGPoint(x: 1 - x, y: 1 - y)
+        case .downMirrored: return CGPoint(x: x, y: 1 - y)
+        case .leftMirrored: return CGPoint(x: y, y: x)
+        case .right: return CGPoint(x: 1 - y, y: x)
+        case .rightMirrored: return CGPoint(x: 1 - y, y: 1 - x)
+        case .left: return CGPoint(x: y, y: 1 - x)
+        @unknown default: return point
+        }
+    }
+
+    /// The inverse of `uprightPoint`: a normalised point of the upright picture -> of the sensor buffer.
+    public static func sensorPoint(_ point: CGPoint, orientation: CGImagePropertyOrientation) -> CGPoint {
+        let (u, v) = (point.x, point.y)
+        switch orientation {
+        case .up: return CGPoint(x: u, y: v)
+        case .upMirrored: return CGPoint(x: 1 - u, y: v)
+        case .down: return CGPoint(x: 1 - u, y: 1 - v)
+        case .downMirrored: return CGPoint(x: u, y: 1 - v)
+        case .leftMirrored: return CGPoint(x: v, y: u)
+        case .right: return CGPoint(x: v, y: 1 - u)
+        case .rightMirrored: return CGPoint(x: 1 - v, y: 1 - u)
+        case .left: return CGPoint(x: 1 - v, y: u)
+        @unknown default: return point
+        }
+    }
+
+    /// A point of the picture upright by `source` -> of the picture upright by `target`: for drawing when the
+    /// detector's orientation (the device's, so faces are upright for the model) is not the preview's
+    /// (a portrait-only interface, say).
+    public static func reorientPoint(_ point: CGPoint, from source: CGImagePropertyOrientation,
+                                     to target: CGImagePropertyOrientation) -> CGPoint {
+        uprightPoint(sensorPoint(point, orientation: source), orientation: target)
+    }
+
+    /// A top-left rect, corner by corner (quarter turns keep rects axis-aligned).
+    public static func reorientRect(_ rect: CGRect, from source: CGImagePropertyOrientation,
+                                    to target: CGImagePropertyOrientation) -> CGRect {
+        let a = reorientPoint(CGPoint(x: rect.minX, y: rect.minY), from: source, to: target)
+        let b = reorientPoint(CGPoint(x: rect.maxX, y: rect.maxY), from: source, to: target)
+        return CGRect(x: min(a.x, b.x), y: min(a.y, b.y), width: abs(b.x - a.x), height: abs(b.y - a.y))
+    }
 }
