@@ -63,7 +63,9 @@ def test_image_description_asks_for_the_option_the_swift_code_sets(converted, la
 
 
 @pytest.mark.parametrize(
-    "variant, camera", [("short_range", "front"), ("full_range_sparse", "back")], ids=["front", "back"]
+    "variant, camera",
+    [("short_range", "front"), pytest.param("full_range_sparse", "back", marks=pytest.mark.slow)],
+    ids=["front", "back"],
 )
 def test_landmarks_model_has_what_the_swift_code_reads(converted, variant, camera):
     spec = converted(variant, True)
