@@ -54,10 +54,11 @@ public final class FaceDetector {
         let model = try MLModel(contentsOf: modelURL, configuration: configuration)
         let visionModel = try VNCoreMLModel(for: model)
         visionModel.inputImageFeatureName = "image"
-        request = VNCoreMLRequest(model: visionModel)
+        let request = VNCoreMLRequest(model: visionModel)
         // The frame is letterboxed to a square first (Letterboxer), so scaling the square to the model's square
         // neither squashes nor crops: this is the option the model's image description asks for.
         request.imageCropAndScaleOption = .scaleFill
+        self.request = request
         self.kind = kind
         let constraint = model.modelDescription.inputDescriptionsByName["image"]?.imageConstraint
         inputSide = constraint?.pixelsWide ?? 128
