@@ -557,8 +557,10 @@ def _describe(model, source: CoreMLSource, options: CoreMLOptions) -> None:
     model.license = LICENSE
     model.version = f"{variant.name}-{__version__}"
     descriptions = {
-        IMAGE: f"RGB image, {size}x{size}; 0..255 is mapped to -1..1 inside the model. Letterbox (keep the "
-        "aspect ratio, pad) for MediaPipe's results; Vision's scaleFit does that.",
+        IMAGE: f"RGB image, {size}x{size}; 0..255 is mapped to -1..1 inside the model. MediaPipe letterboxes: "
+        "pad the upright picture to a centred black square, give Vision the square with imageCropAndScaleOption "
+        "scaleFill, and map the outputs back by undoing the padding (docs/ios.md). scaleFill on a non-square "
+        "picture squashes it.",
         IOU_THRESHOLD_INPUT: f"Optional: suppress boxes overlapping a better one by more than this IoU "
         f"(default {options.iou_threshold:g}).",
         CONFIDENCE_THRESHOLD_INPUT: f"Optional: drop detections scoring below this (default {options.score_threshold:g}).",
