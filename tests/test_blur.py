@@ -250,4 +250,4 @@ def test_blur_decodes_each_frame_once(run_cli, tmp_path):
     code, _, err = run_cli("blur", CLIP, "-o", tmp_path / "b.mp4", "-q")
     assert code == 0, err
     assert frames_decoded() - before == 77
-    assert len(frames_of(tmp_path / "b.mp4")) == 77
+    assert len(pyav_frames(tmp_path / "b.mp4")) == 77
