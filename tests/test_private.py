@@ -16,7 +16,6 @@ import struct
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 from helpers import DATA, assert_one_line_error, pyav_frames
 from PIL import Image

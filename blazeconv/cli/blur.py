@@ -61,16 +61,17 @@ from .base import FRACTION, backend_option, cli, model_option, progress, say, va
                    "blazeconv's blurred outputs.")
 @click.option("-r", "--recursive", is_flag=True, help="Read the folders' subfolders too (hidden ones skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-input summary on stdout.")
-def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_score, tile, tile_size, tile_overlap, backend,
-         hold, crf, no_audio, keep_metadata, boxes_jsonl, overwrite, recursive, quiet) -> None:
+def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_score, tile, tile_size, tile_overlap,
+         backend, hold, crf, no_audio, keep_metadata, boxes_jsonl, overwrite, recursive, quiet) -> None:
     """Hide the faces in photos and videos (files or folders of them): blur, pixelate or fill each face's region.
 
     Videos keep every frame with its timestamp, the size, the rotation and the audio streams (copied, not
     re-encoded; --no-audio drops them, as voices identify people too); they are written as H.264. Outputs carry
     no metadata of their inputs (no path, name, EXIF, GPS, titles, chapters or subtitles), only a mark that says
-    "blazeconv blurred output"; an existing file is replaced only when it is such an output (or with --overwrite). Inputs are never written to; each output is written under a temporary
-    name and renamed when complete, so an interrupt leaves no half file. A video that stops early (a truncated
-    file) is written with the frames that decoded and reported (exit 6).
+    "blazeconv blurred output"; an existing file is replaced only when it is such an output (or with --overwrite).
+    Inputs are never written to; each output is written under a temporary name and renamed when complete, so an
+    interrupt leaves no half file. A video that stops early (a truncated file) is written with the frames that
+    decoded and reported (exit 6). The progress counts frames written; errors come first, then one summary line.
 
     \b
     Examples:
