@@ -9,9 +9,15 @@ Each face's region (``masking``) is hidden in the pixels; the output says it is 
 of its source), so a later run may replace it and nothing else.
 
 Photos keep their format (by the target's suffix; JPEG at quality 95) and, by default, no metadata at all: EXIF
-(with GPS), XMP and comments can identify a person too. ``keep_metadata`` keeps the EXIF block without its GPS
-part and the ICC profile; the pixels are stored upright, so the orientation tag says so. Videos keep every frame,
-its timestamps, the size, the rotation and the audio streams (``video_annotation``), H.264 at ``crf``.
+(with GPS), XMP, IPTC, comments, text chunks and the ICC profile can identify a person too; a JPEG holds its JFIF
+segment and the mark, a PNG the mark, a WebP nothing. ``keep_metadata`` keeps the EXIF tags of ``KEPT_EXIF`` (how
+the photo was taken: no GPS, owner, serial number, description or software) and the ICC profile; the pixels are
+stored upright, so the orientation tag says so. Videos keep every frame, its timestamps, the size, the rotation and
+the audio streams (``video_annotation``; ``audio=False`` drops them: voices identify people too), H.264 at
+``crf``; of the source's metadata only each audio stream's language code is kept (no title, comment, creation
+time, location, handler name, chapter, subtitle, data or attachment stream). What the muxer itself writes stays:
+the brands, the ``encoder`` tag (FFmpeg's library and version, the same for every output), the default handler
+names, Matroska's DURATION, and x264's settings in the H.264 stream (tests/test_private.py lists each).
 """
 
 from __future__ import annotations
@@ -210,11 +216,12 @@ def is_blurred_output(path: str | Path) -> bool:
 
 def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector: FaceDetector,
                masking: Masking = DEFAULT_MASKING, hold: int = DEFAULT_HOLD, crf: float = DEFAULT_CRF,
-               on_regions: Callable | None = None, batch_size: int = 32) -> Blurred:
+               on_regions: Callable | None = None, batch_size: int = 32, audio: bool = True) -> Blurred:
     """Write the video ``source`` with its faces hidden to ``target`` (``.mp4``, ``.m4v``, ``.mov`` or ``.mkv``),
     atomically: every frame detected, each frame masked with the detections of the frames within ``hold`` of it.
     ``on_regions(record)``: per frame, ``{"path", "frame", "time", "width", "height", "regions"}`` (pixels of the
-    upright frame). A video that stops early is written with the frames that decoded and the ``VideoStopped`` is in
+    upright frame). ``audio``: copy the audio streams (False: the output has none; voices identify people too).
+    A video that stops early is written with the frames that decoded and the ``VideoStopped`` is in
     the result's ``error``; one that cannot be read at all raises ``ImageError`` and writes nothing.
 
     One pass: the file is opened once (``source`` may be the caller's ``OpenedVideo``, left open) and each frame,
@@ -222,7 +229,7 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
     if not isinstance(source, OpenedVideo):
         with open_video(source) as video:  # ImageError for a file that is not a readable video: nothing is written
             return blur_video(video, target, detector=detector, masking=masking, hold=hold, crf=crf,
-                              on_regions=on_regions, batch_size=batch_size)
+                              on_regions=on_regions, batch_size=batch_size, audio=audio)
     video, source = source, source.path
     counts = {"frames": 0, "with_faces": 0, "regions": 0}
 
@@ -237,7 +244,7 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
                         "height": picture.height, "regions": [list(r) for r in regions]})
 
     error = None
-    with VideoAnnotation(video, target, crf=crf, paint=paint, hold=hold, mark=BLURRED) as writer:
+    with VideoAnnotation(video, target, crf=crf, paint=paint, hold=hold, mark=BLURRED, audio=audio) as writer:
         try:
             settings = settings_for(detector, video.info.width, video.info.height)
             for _ in stream_video(detector.runner, video, settings.replace(batch_size=batch_size, sampling=Sampling()),

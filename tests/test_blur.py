@@ -251,3 +251,20 @@ def test_blur_decodes_each_frame_once(run_cli, tmp_path):
     assert code == 0, err
     assert frames_decoded() - before == 77
     assert len(pyav_frames(tmp_path / "b.mp4")) == 77
+
+
+def test_the_masked_region_covers_a_turned_heads_ear_and_beyond():
+    """A profile: the right ear's tragion lies beyond the box's right side. The region holds it with KEYPOINT_MARGIN
+    of the box's width past it (the head goes on behind the ear), not only the box scaled about its centre."""
+    from blazeconv.detection.masking import KEYPOINT_MARGIN, mask_regions
+    from blazeconv.detection.records import Detection
+
+    box = (0.40, 0.40, 0.50, 0.50)  # 100 x 100 px in a 1000 x 1000 picture
+    frontal = [(0.43, 0.43), (0.47, 0.43), (0.45, 0.45), (0.45, 0.48), (0.41, 0.44), (0.49, 0.44)]
+    profile = [(0.44, 0.43), (0.45, 0.43), (0.42, 0.45), (0.43, 0.48), (0.56, 0.44), (0.47, 0.44)]
+    (left, top, right, bottom), = mask_regions([Detection(0.9, box, profile)], 1000, 1000, 1.5)
+    assert right == round(560 + KEYPOINT_MARGIN * 100)  # past the ear
+    assert left == min(375, round(420 - KEYPOINT_MARGIN * 100)) and top == min(375, round(430 - KEYPOINT_MARGIN * 100))
+    assert bottom == max(525, round(480 + KEYPOINT_MARGIN * 100))
+    (left, top, right, bottom), = mask_regions([Detection(0.9, box, frontal)], 1000, 1000, 1.0)
+    assert (left, right) == (round(410 - KEYPOINT_MARGIN * 100), round(490 + KEYPOINT_MARGIN * 100))

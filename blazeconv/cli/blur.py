@@ -43,24 +43,35 @@ from .base import FRACTION, backend_option, cli, model_option, progress, say, va
                    f"found (faces missed for a frame or two stay hidden) [default: {DEFAULT_HOLD}].")
 @click.option("--crf", type=click.FloatRange(0, 51), default=20, show_default=True,
               help="Videos: H.264 quality (lower is better and bigger; 18 is visually lossless).")
+@click.option("--no-audio", "no_audio", is_flag=True,
+              help="Videos: write no audio stream (voices identify people too) [default: the audio is copied].")
 @click.option("--keep-metadata", is_flag=True,
-              help="Photos: keep the EXIF block (without GPS, orientation upright) and the ICC profile [default: "
-                   "written without any metadata].")
+              help="Photos: keep how the photo was taken (EXIF Make, Model, Orientation (set upright), resolution, "
+                   "DateTime, YCbCrPositioning; exposure time, f-number, exposure program and bias, ISO, EXIF "
+                   "version, original and digitized times and offsets, shutter speed, aperture, brightness, "
+                   "metering, light source, flash, focal lengths, colour space, exposure mode, white balance, "
+                   "digital zoom, scene type, lens make and model) and the ICC profile; never GPS, owner, artist, "
+                   "copyright, serial numbers, descriptions, comments, software, maker notes, XMP or a path. "
+                   "[default: no metadata; videos never keep any but the audio's language].")
 @click.option("--boxes-jsonl", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the masked regions as JSON Lines: per photo and per video frame {path, [frame, time,] "
                    "width, height, regions: [[left, top, right, bottom], ...]} in pixels.")
 @click.option("--overwrite", is_flag=True,
-              help="In a folder OUT: replace any file of an output's name, not only blazeconv's blurred outputs.")
+              help="Replace an existing file of an output's name (-o FILE, or in a folder OUT), not only "
+                   "blazeconv's blurred outputs.")
 @click.option("-r", "--recursive", is_flag=True, help="Read the folders' subfolders too (hidden ones skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-input summary on stdout.")
-def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_score, tile, tile_size, tile_overlap, backend,
-         hold, crf, keep_metadata, boxes_jsonl, overwrite, recursive, quiet) -> None:
+def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_score, tile, tile_size, tile_overlap,
+         backend, hold, crf, no_audio, keep_metadata, boxes_jsonl, overwrite, recursive, quiet) -> None:
     """Hide the faces in photos and videos (files or folders of them): blur, pixelate or fill each face's region.
 
     Videos keep every frame with its timestamp, the size, the rotation and the audio streams (copied, not
-    re-encoded); they are written as H.264. Inputs are never written to; each output is written under a temporary
-    name and renamed when complete, so an interrupt leaves no half file. A video that stops early (a truncated
-    file) is written with the frames that decoded and reported (exit 6).
+    re-encoded; --no-audio drops them, as voices identify people too); they are written as H.264. Outputs carry
+    no metadata of their inputs (no path, name, EXIF, GPS, titles, chapters or subtitles), only a mark that says
+    "blazeconv blurred output"; an existing file is replaced only when it is such an output (or with --overwrite).
+    Inputs are never written to; each output is written under a temporary name and renamed when complete, so an
+    interrupt leaves no half file. A video that stops early (a truncated file) is written with the frames that
+    decoded and reported (exit 6). The progress counts frames written; errors come first, then one summary line.
 
     \b
     Examples:
@@ -92,12 +103,13 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
     detector = anonymise.detector_for(model=model, variant=variant_name, backend=backend, min_score=min_score,
                                       tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
     hold = DEFAULT_HOLD if hold is None else hold
-    failures, lines = [], []
+    failures, lines, stopped = [], [], 0
     boxes = None
-    # Progress counts frames: a photo is one, a video as many as its header announces (an estimate: the bar moves on),
-    # read when the video is opened for its pass (the file is opened once).
+    # Progress counts the frames written: a photo is one, a video as many as its header announces (an estimate, read
+    # when the video is opened for its pass: the file is opened once), the total corrected to the frames written
+    # when the video ends (a truncated or interrupted one never shows its announced count as done).
     weights = [1] * len(paths)
-    with progress(len(paths), "blurring") as bar, \
+    with progress(len(paths), "frames written") as bar, \
             (atomic_path(boxes_jsonl) if boxes_jsonl is not None else _Nothing()) as boxes_path:
         if boxes_path is not None:
             boxes = open(boxes_path, "w", encoding="utf-8")
@@ -109,9 +121,11 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
                 def on_regions(record, counted=counted, index=index):  # per photo or frame (writer's thread)
                     if boxes is not None:
                         boxes.write(json.dumps(record) + "\n")
-                    if counted[0] < weights[index]:
-                        counted[0] += 1
-                        bar.update(1)
+                    counted[0] += 1
+                    if counted[0] > weights[index]:  # more frames than the header announced
+                        weights[index] += 1
+                        _grow(bar, 1)
+                    bar.update(1)
 
                 try:
                     if index in videos:
@@ -119,7 +133,7 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
                             weights[index] = _frames_announced(video.info)
                             _grow(bar, weights[index] - 1)
                             done = anonymise.blur_video(video, target, detector=detector, masking=masking, hold=hold,
-                                                        crf=crf, on_regions=on_regions)
+                                                        crf=crf, on_regions=on_regions, audio=not no_audio)
                     else:
                         done = anonymise.blur_photo(path, target, detector=detector, masking=masking,
                                                     keep_metadata=keep_metadata, on_regions=on_regions)
@@ -127,9 +141,10 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
                     failures.append(str(exc))
                     continue
                 finally:
-                    bar.update(weights[index] - counted[0])  # what the header announced and did not come
+                    _grow(bar, counted[0] - weights[index])  # announced frames that were not written leave the total
                 if done.error is not None:
                     failures.append(str(done.error))
+                    stopped += 1
                 line = (f"{path} -> {target}: " + (f"{done.frames} frames, faces hidden in {done.with_faces}"
                                                     if index in videos else f"{done.regions} face(s) hidden"))
                 lines.append(line)
@@ -138,12 +153,17 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
         finally:
             if boxes is not None:
                 boxes.close()
-    say(f"{len(lines)} of {len(paths)} input(s) written, model {detector.variant.name}, min score {detector.min_score:g}"
-        + (f", hold {hold}" if videos else ""))
+    # Errors first, then one summary line: the last error line (exit 6) when an input failed.
+    for message in failures:
+        click.echo(f"Error: {message}", err=True)
+    failed = len(failures) - stopped
+    summary = (f"{len(lines)} of {len(paths)} input(s) written"
+               + (f", {stopped} of them stopped early" if stopped else "") + (f", {failed} failed" if failed else "")
+               + f"; model {detector.variant.name}, min score {detector.min_score:g}"
+               + (f", hold {hold}" if videos else ""))
     if failures:
-        for message in failures[:-1]:
-            click.echo(f"Error: {message}", err=True)
-        raise ImageError(failures[-1] if len(failures) == 1 else f"{failures[-1]} ({len(failures)} inputs failed)")
+        raise ImageError(summary)
+    say(summary)
 
 
 def _frames_announced(info) -> int:
@@ -170,10 +190,9 @@ class _Nothing:
 
 
 def _targets(paths, videos, inputs, output: Path, boxes_jsonl, overwrite: bool, model=None) -> list[Path]:
-    """Each input's output path, checked before any work: one input file -> ``output`` itself (replaced if it
-    exists, as an explicitly named output is); otherwise ``output`` is a folder and each path is mirrored below
-    it; no output may be an input, and a file of a mirrored name is replaced only when it is a blazeconv blurred
-    output, or with ``overwrite``."""
+    """Each input's output path, checked before any work: one input file -> ``output`` itself; otherwise ``output``
+    is a folder and each path is mirrored below it. No output may be an input, and an existing file (``-o FILE`` or
+    of a mirrored name) is replaced only when it is a blazeconv blurred output, or with ``overwrite`` (exit 2)."""
     from ..anonymise import PHOTO_FORMATS, is_blurred_output
     from ..detection.video_annotation import FORMATS
     from ..io import PathUsageError, check_folder, mirrored_paths, refuse_overwriting
@@ -202,9 +221,10 @@ def _targets(paths, videos, inputs, output: Path, boxes_jsonl, overwrite: bool, 
         check_folder(boxes_jsonl)
     model_file = [("--model", model.path)] if model is not None and model.kind != "shipped" else []
     refuse_overwriting(outputs, [("input", p) for p in paths] + model_file)
-    if not single and not overwrite:
+    if not overwrite:
+        elsewhere = "choose another file name" if single else "write into another folder"
         for target in targets:
             if target.exists() and not is_blurred_output(target):
                 raise PathUsageError(f"{target}: exists and is not a blazeconv blurred output; add --overwrite to "
-                                     "replace it, or write into another folder")
+                                     f"replace it, or {elsewhere}")
     return targets

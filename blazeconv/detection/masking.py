@@ -1,7 +1,9 @@
 """Faces hidden in a picture (``blazeconv blur``): each detection's region blurred, pixelated or filled.
 
 A region is the detection's box scaled about its centre by ``Masking.scale`` (1.0: the box itself; the default is
-larger, since BlazeFace's box stops at the brows and the chin), clipped to the picture; ``shape`` ``ellipse`` masks
+larger, since BlazeFace's box stops at the brows and the chin), widened to cover each keypoint (eyes, nose, mouth,
+ear tragions) with ``KEYPOINT_MARGIN`` of the box's size around it (a head turned sideways puts an ear, and the head
+behind it, outside the frontal-style box), clipped to the picture; ``shape`` ``ellipse`` masks
 the ellipse inscribed in that rectangle, ``box`` the rectangle. ``blur`` is a Gaussian blur whose radius grows with
 the region (a quarter of its shorter side), after the region is first reduced to ``_BLUR_CELLS`` cells across its
 longer side, so that no feature of the face survives whatever its size; ``pixelate`` shows the region as ``_PIXEL_CELLS`` coarse cells
@@ -27,6 +29,9 @@ DEFAULT_SCALE = 1.5
 _BLUR_CELLS = 12  # a blurred face is first reduced to at most this many pixels across
 _PIXEL_CELLS = 10  # a pixelated face shows this many cells across its longer side
 _MERGE_SHARE = 0.3  # regions overlapping by this share of the smaller one are hidden as one
+# Around each keypoint, this share of the box's width (x) and height (y) is masked too: a turned head's ear lies at
+# or beyond the box's side, and the head goes on behind it.
+KEYPOINT_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -56,16 +61,24 @@ DEFAULT_MASKING = Masking()
 
 def mask_regions(detections: Sequence[Detection], width: int, height: int, scale: float = DEFAULT_SCALE
                  ) -> list[tuple[int, int, int, int]]:
-    """Each detection's region in pixels, ``(left, top, right, bottom)`` (right and bottom exclusive), scaled about
-    the box's centre by ``scale`` and clipped to the ``width`` x ``height`` picture; empty regions are left out,
-    overlapping ones merged (``merge_regions``)."""
+    """Each detection's region in pixels, ``(left, top, right, bottom)`` (right and bottom exclusive): the box scaled
+    about its centre by ``scale``, widened to hold every keypoint with ``KEYPOINT_MARGIN`` of the box's width and
+    height around it, clipped to the ``width`` x ``height`` picture; empty regions are left out, overlapping ones
+    merged (``merge_regions``)."""
     regions: list[tuple[int, int, int, int]] = []
     for detection in detections:
         xmin, ymin, xmax, ymax = detection.box
         cx, cy = (xmin + xmax) / 2 * width, (ymin + ymax) / 2 * height
-        half_w, half_h = (xmax - xmin) * width * scale / 2, (ymax - ymin) * height * scale / 2
-        left, top = max(0, math.floor(cx - half_w)), max(0, math.floor(cy - half_h))
-        right, bottom = min(width, math.ceil(cx + half_w)), min(height, math.ceil(cy + half_h))
+        box_w, box_h = (xmax - xmin) * width, (ymax - ymin) * height
+        xs = [x * width for x, _ in detection.keypoints]
+        ys = [y * height for _, y in detection.keypoints]
+        reach_x, reach_y = KEYPOINT_MARGIN * box_w, KEYPOINT_MARGIN * box_h
+        left = min(cx - box_w * scale / 2, min(xs) - reach_x)
+        right = max(cx + box_w * scale / 2, max(xs) + reach_x)
+        top = min(cy - box_h * scale / 2, min(ys) - reach_y)
+        bottom = max(cy + box_h * scale / 2, max(ys) + reach_y)
+        left, top = max(0, math.floor(left)), max(0, math.floor(top))
+        right, bottom = min(width, math.ceil(right)), min(height, math.ceil(bottom))
         if right > left and bottom > top:
             regions.append((left, top, right, bottom))
     return merge_regions(regions)

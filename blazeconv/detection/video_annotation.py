@@ -6,8 +6,9 @@ its stored size and its display rotation. Each frame is decoded to ``(H, W, 3)``
 ``video.read_frames`` shows it), drawn on with ``drawing._draw`` (coordinates in 0..1 of the upright frame), turned
 back to the stored orientation and encoded with libx264 (``crf``, preset ``veryfast``; 8-bit ``yuv420p``, or
 ``yuv444p`` when the width or the height is odd, which 4:2:0 cannot hold). Every audio stream is copied packet for
-packet, not re-encoded (PyAV's ``examples/basics/remux.py``); subtitle, data and attachment streams are dropped, and
-so is an audio stream the target's container cannot hold (a notice says so).
+packet, not re-encoded (PyAV's ``examples/basics/remux.py``), with its language tag and no other (``audio=False``:
+none is); no container tag, chapter or other stream tag of the source is copied; subtitle, data and attachment
+streams are dropped, and so is an audio stream the target's container cannot hold (a notice says so).
 
 Frames are paired with results by index: frame k is the k-th frame the decoder gives, counted from 0 as
 ``read_frames`` numbers them. Detection may sample (every 10th frame, a time range): a frame that was not sampled is
@@ -34,6 +35,7 @@ import collections
 import contextlib
 import math
 import queue
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +55,7 @@ from .video import FrameResult, OpenedVideo, Sampling, VideoFrame, _walk, open_v
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 DEFAULT_CRF = 20
 _PRESET = "veryfast"
+_LANGUAGE = re.compile("[a-z]{3}")  # an ISO 639-2 code, the only stream tag an audio copy keeps
 _QUEUED = 4  # samples, frames and audio packets waiting for the writer thread, at most
 
 
@@ -86,12 +89,12 @@ class VideoAnnotation:
     """
 
     def __init__(self, source: str | Path | OpenedVideo, target: str | Path, *, crf: float = DEFAULT_CRF, paint=None,
-                 hold: int = 0, mark: str | None = None):
+                 hold: int = 0, mark: str | None = None, audio: bool = True):
         """``paint(picture, detections, index, time)``: what is done to each upright frame (a Pillow RGB image,
         changed in place) with the detections it gets (default: drawn). ``hold``: frame k gets the detections of
         every sampled frame within ``hold`` frames of it (before and after: the results are awaited that far ahead)
         instead of the latest sample's. ``mark``: what the container's ``comment`` tag says the file is (``marks``;
-        default: the annotation of ``source``)."""
+        default: the annotation of ``source``). ``audio``: copy the source's audio streams (False: none is written)."""
         self.video = source if isinstance(source, OpenedVideo) else None  # a pass's frames, or decoded here
         source = source.path if self.video is not None else source
         self.source, self.target = Path(source), Path(target)
@@ -104,7 +107,7 @@ class VideoAnnotation:
                                f"not {self.target.suffix or 'a file without a suffix'}")
         if not (isinstance(crf, (int, float)) and 0 <= crf <= 51 and math.isfinite(crf)):
             raise OptionsError(f"crf must be a number in 0..51, got {crf!r}")
-        self.crf = crf
+        self.crf, self.audio = crf, audio
         self._stack: contextlib.ExitStack | None = None
         self._samples: list[tuple[int, list]] = []  # (frame, detections) of the sampled frames still needed
         self._pending: collections.deque[VideoFrame] = collections.deque()  # frames come, not yet encoded
@@ -131,7 +134,7 @@ class VideoAnnotation:
             self._output = av.open(str(temporary), "w", format=FORMATS[self.target.suffix.lower()])
             stack.push(_closing(self._output))
             self._encoder, self._turns = self._add_video(rotation), rotation // 90
-            self._audio = self._add_audio(video.audio)
+            self._audio = self._add_audio(video.audio if self.audio else ())
             mark_container(self._output, self.mark)
             self._stack = stack.pop_all()
         self._worker = threading.Thread(target=self._work, name="blazeconv-video-writer", daemon=True)
@@ -194,7 +197,9 @@ class VideoAnnotation:
         return stream
 
     def _add_audio(self, streams: Sequence) -> dict:
-        """Source audio stream index -> its copy in the annotation (not those the container cannot hold)."""
+        """Source audio stream index -> its copy in the annotation (not those the container cannot hold). A copy
+        gets the codec parameters and, of the source stream's metadata, only its language when that is an ISO 639-2
+        code (three letters): no title, handler name or other tag is copied."""
         copies = {}
         for audio in streams:
             try:
@@ -202,7 +207,7 @@ class VideoAnnotation:
             except ValueError as exc:  # "'mp4' format does not support 'pcm_s16le' codec"
                 notice(f"{self.source}: audio stream {audio.index} left out of the annotation {self.target} ({exc})")
                 continue
-            if audio.language:
+            if _LANGUAGE.fullmatch(audio.language or ""):
                 copy.metadata["language"] = audio.language
             copies[audio.index] = copy
         return copies
