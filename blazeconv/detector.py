@@ -115,6 +115,7 @@ class FaceDetector:
         frames: int | None = None,
         start: float | None = None,
         end: float | None = None,
+        track: bool | None = None,
     ) -> Iterator[FrameResult]:
         """Faces in the frames of a video file (needs ``blazeconv[video]``): a ``FrameResult`` per sampled frame, in
         order, with ``frame`` (its index from 0 over the whole video), ``time`` (seconds, from its timestamp),
@@ -126,6 +127,9 @@ class FaceDetector:
         last included; within ``start`` <= time < ``end`` seconds. Frames are decoded on a thread of their own and
         run ``batch_size`` at a time. A file that is not a readable video: ``ImageError``; one that stops early
         raises ``VideoStopped`` (an ``ImageError``) after the frames that decoded.
+
+        ``track`` (default the detector's settings'): each detection carries a ``track`` id, stable while the face
+        stays in view (``detection.tracking``; needs ``blazeconv[track]``).
         """
         from .detection.video import stream_video
 
@@ -135,6 +139,8 @@ class FaceDetector:
         if changes:
             sampling = dataclasses.replace(sampling, **changes)
         settings = self.settings.replace(variant=self.variant, sampling=sampling)
+        if track is not None:
+            settings = settings.replace(track=track)
         return stream_video(self.runner, path, settings, keep_images=images)
 
     def crop(

@@ -87,6 +87,8 @@ class DetectionSettings:
     per forward pass. ``tile``: also run the model on overlapping square tiles of ``tile_size`` pixels (None: about
     3.3 times the model input) sharing ``tile_overlap`` of their side (``detection.tiling``). ``fast_decode``: JPEGs
     decoded with DCT scaling (not bit-exact with MediaPipe). ``sampling``: which frames of a video are detected.
+    ``track``: give each detection of a video a track id, stable while the face stays in view (``detection.tracking``:
+    the ``track`` extra); a tracking option rather than a model one, but it changes a video's records, as sampling does.
     """
 
     model: Any = DEFAULT_VARIANT
@@ -101,6 +103,7 @@ class DetectionSettings:
     tile_overlap: float = DEFAULT_OVERLAP
     fast_decode: bool = False
     sampling: Sampling = Sampling()
+    track: bool = False
 
     def __post_init__(self) -> None:
         from ..backends import CHOICES
@@ -122,6 +125,8 @@ class DetectionSettings:
             raise OptionsError(f"sampling must be a Sampling, got {self.sampling!r}")
         self.sampling.check()
         object.__setattr__(self, "fast_decode", bool(self.fast_decode))
+        if not isinstance(self.track, bool):
+            raise OptionsError(f"track must be True or False, got {self.track!r}")
 
     @classmethod
     def of(cls, settings: DetectionSettings | None = None, **changes: Any) -> DetectionSettings:
