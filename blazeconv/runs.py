@@ -132,8 +132,14 @@ class DetectRun:
         if self.settings.sampling != Sampling() and not self.videos:
             raise PathUsageError("--every, --fps, --frames, --start and --end choose video frames: none of the "
                                  "inputs is a video")
+        if self.settings.track and not self.videos:
+            raise PathUsageError("--track follows faces through video frames: none of the inputs is a video")
         if self.videos:
             require_video()
+        if self.settings.track:
+            from .detection.tracking import require_tracking
+
+            require_tracking()
         self.results = JsonlResults(outputs.jsonl, resume=outputs.resume)
         self.annotations = _check_outputs(self.paths, self.videos, self.settings.model, outputs)
         self.crop_names = _check_crops(self.paths, outputs.crops, outputs.overwrite) if outputs.crops else {}
@@ -148,6 +154,10 @@ class DetectRun:
         self.results.settings = self.settings.record(self.variant, backend)
         if self.videos:
             self.results.settings["video_sampling"] = self.settings.sampling.settings()
+        if self.videos and self.settings.track:
+            from .detection.tracking import LOST_TRACK_BUFFER, MIN_IOU
+
+            self.results.settings["video_tracking"] = {"lost_track_buffer": LOST_TRACK_BUFFER, "min_iou": MIN_IOU}
 
     def __iter__(self) -> Iterator[InputDone]:
         from .interrupts import Interrupted
@@ -181,6 +191,9 @@ class DetectRun:
                 if "frame" in record and os.path.realpath(record["path"]) in position:
                     frames_of.setdefault(position[os.path.realpath(record["path"])], []).append(record)
             after = {position[key]: frame for key, frame in results.last_frames().items() if key in position}
+            # A tracked video continued after its recorded frames: its new tracks get ids after the recorded ones.
+            first_track = {i: 1 + max((d.get("track", -1) for r in frames_of.get(i, []) for d in r["detections"]),
+                                      default=-1) for i in after} if self.settings.track else {}
             for message in results.notices:
                 notice(message)
             if results.finished:
@@ -213,6 +226,8 @@ class DetectRun:
                                                keep_frames=bool(self.crop_names), after=after, only=todo,
                                                video_writers=video_drawer if self.annotations else None)
                 for index, result in results_in:
+                    if first_track.get(index) and isinstance(result, FrameResult):
+                        result = _renumbered(result, first_track[index])
                     record = result_record(result)
                     if result.detections is None:
                         failures.append(record["error"])
@@ -249,11 +264,20 @@ class DetectRun:
                                 self.settings.score_for(self.variant), self.noun)
 
 
+def _renumbered(result, offset: int):
+    """``result`` (a ``FrameResult``) with ``offset`` added to its detections' track ids (a resumed video)."""
+    import dataclasses
+
+    return dataclasses.replace(result, detections=[dataclasses.replace(d, track=d.track + offset)
+                                                   for d in result.detections])
+
+
 def video_summary(path: Path, frames: list[dict]) -> str:
-    """``clip.mp4: 275 frames, faces in 270, at most 2 per frame``."""
+    """``clip.mp4: 275 frames, faces in 270, at most 2 per frame`` (and ``, 3 tracks`` when tracked)."""
     counts = [len(f["detections"]) for f in frames]
+    tracks = {d["track"] for f in frames for d in f["detections"] if "track" in d}
     return (f"{path}: {len(frames)} {'frame' if len(frames) == 1 else 'frames'}, faces in {sum(1 for c in counts if c)}"
-            f", at most {max(counts, default=0)} per frame")
+            f", at most {max(counts, default=0)} per frame" + (f", {len(tracks)} track{'' if len(tracks) == 1 else 's'}" if tracks else ""))
 
 
 def _video_entry(path: Path, frames: list[dict]) -> dict:

@@ -79,6 +79,10 @@ def _tile_sides() -> str:
               help="Videos: N frames evenly spaced over the clip (or --start..--end), first and last included.")
 @click.option("--start", type=click.FloatRange(0), metavar="SECONDS", help="Videos: begin at this time.")
 @click.option("--end", type=click.FloatRange(0), metavar="SECONDS", help="Videos: stop before this time.")
+@click.option("--track", is_flag=True,
+              help="Videos: give each face a 'track' id in the records, the same while the face stays in view (a "
+                   "miss of up to 10 frames keeps it; a face that leaves or a scene cut ends it). Needs "
+                   "blazeconv[track] (README: Tracks).")
 @click.option("-r", "--recursive", is_flag=True,
               help="Read the image files of the folders' subfolders too (hidden files and folders are skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-image summary on stdout.")
@@ -112,7 +116,7 @@ def _tile_sides() -> str:
 def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batch_size,
            jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, fast_decode, tile, tile_size,
            tile_overlap, annotate_quality, annotate_size, overwrite, recursive, every, sample_fps, sample_frames, start,
-           end, crops_dir, crop_size, margin, min_face) -> None:
+           end, crops_dir, crop_size, margin, min_face, track) -> None:
     """Detect faces in images and videos (files, or folders of them) with MediaPipe's pre- and post-processing.
 
     Letterbox to the model input, run the model (--backend), decode with the SSD anchors, weighted
@@ -132,6 +136,7 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
       blazeconv detect photos/ --json faces.json --ray               # on a local Ray cluster (blazeconv[ray])
       blazeconv detect clip.mp4 --fps 5 --jsonl faces.jsonl           # videos: blazeconv[video]
       blazeconv detect clips/ --frames 32 --crops faces/              # 32 frames per clip, aligned face crops
+      blazeconv detect clip.mp4 --track --jsonl faces.jsonl          # a track id per face (blazeconv[track])
 
     A video (MP4, MOV, M4V, MKV, WebM, AVI, recognised by content) gets one record per sampled frame (every frame
     by default: --every, --fps, --frames, --start, --end); GIF and WebP files are read as images (their first frame).
@@ -159,7 +164,7 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
         model=model or DEFAULT_VARIANT, variant=variant_name, backend=backend, min_score=min_score,
         batch_size=batch_size, tile=tile, tile_size=tile_size,
         tile_overlap=DEFAULT_OVERLAP if tile_overlap is None else tile_overlap, fast_decode=fast_decode,
-        sampling=Sampling(every or 1, sample_fps, sample_frames, start, end))
+        sampling=Sampling(every or 1, sample_fps, sample_frames, start, end), track=track)
     outputs = DetectOutputs(json=json_path, jsonl=jsonl_path, resume=resume, annotate=annotate_dir,
                             annotate_quality=annotate_quality, annotate_size=annotate_size, crops=crops_dir,
                             crop_size=crop_size, margin=margin, min_face=min_face, overwrite=overwrite)
