@@ -277,7 +277,8 @@ def video_summary(path: Path, frames: list[dict]) -> str:
     counts = [len(f["detections"]) for f in frames]
     tracks = {d["track"] for f in frames for d in f["detections"] if "track" in d}
     return (f"{path}: {len(frames)} {'frame' if len(frames) == 1 else 'frames'}, faces in {sum(1 for c in counts if c)}"
-            f", at most {max(counts, default=0)} per frame" + (f", {len(tracks)} track{'' if len(tracks) == 1 else 's'}" if tracks else ""))
+            f", at most {max(counts, default=0)} per frame" +
+            (f", {len(tracks)} {'track' if len(tracks) == 1 else 'tracks'}" if tracks else ""))
 
 
 def _video_entry(path: Path, frames: list[dict]) -> dict:
