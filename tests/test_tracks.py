@@ -41,8 +41,8 @@ def test_two_faces_crossing_keep_their_ids():
     for k in range(31):  # A goes right, B left; their boxes overlap for several frames around k = 15
         a, b = face(0.1 + 0.02 * k, 0.40), face(0.7 - 0.02 * k, 0.42)
         found = tracker.update([b, a] if k % 2 else [a, b], k)
-        by_x = {round(d.box.xmin, 6): d.track for d in found}
-        ids.append((by_x[round(a.box.xmin, 6)], by_x[round(b.box.xmin, 6)]))
+        by_place = {(round(d.box.xmin, 6), round(d.box.ymin, 6)): d.track for d in found}
+        ids.append(tuple(by_place[round(d.box.xmin, 6), round(d.box.ymin, 6)] for d in (a, b)))
     assert set(ids) == {(0, 1)}, ids
 
 
