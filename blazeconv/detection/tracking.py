@@ -145,5 +145,27 @@ class Tracker:
         return [replace(d, track=i) for d, i in zip(detections, ids)]
 
 
-__all__ = ["CUT_THRESHOLD", "LOST_TRACK_BUFFER", "MIN_IOU", "Tracker", "is_cut", "iou_matrix", "require_tracking",
+def interpolated(before: Sequence[Detection], after: Sequence[Detection], weight: float) -> list[Detection]:
+    """The detections of a frame between two detected ones (keyframes), ``weight`` of the way from ``before``'s
+    frame (0) to ``after``'s (1): for each track with a detection in both, its box, keypoints and score linearly
+    interpolated, marked ``filled``, in ``before``'s order. A track in only one of them (it starts or ends between
+    the two) gives nothing: a face seen on neither keyframe is not found, one seen on one only is not extended."""
+    ahead = {d.track: d for d in after if d.track is not None}
+    filled = []
+    for start in before:
+        end = ahead.get(start.track)
+        if start.track is None or end is None:
+            continue
+
+        def mix(a, b):
+            return (1.0 - weight) * a + weight * b
+
+        filled.append(Detection(
+            mix(start.score, end.score), [mix(a, b) for a, b in zip(start.box, end.box)],
+            [(mix(p[0], q[0]), mix(p[1], q[1])) for p, q in zip(start.keypoints, end.keypoints)],
+            start.track, True))
+    return filled
+
+
+__all__ = ["CUT_THRESHOLD", "interpolated", "LOST_TRACK_BUFFER", "MIN_IOU", "Tracker", "is_cut", "iou_matrix", "require_tracking",
            "thumbnail"]

@@ -24,6 +24,8 @@ seconds (``start <= time < end``).
 from __future__ import annotations
 
 import bisect
+import collections
+import contextlib
 import dataclasses
 import math
 import queue
@@ -41,7 +43,7 @@ from .files import VIDEO_SUFFIXES, is_video
 from .pipeline import Model, Prepared, _setup, detect_prepared, prepare_image
 from .records import Detection
 from .settings import DetectionSettings, Sampling
-from .tracking import Tracker, is_cut, thumbnail
+from .tracking import Tracker, interpolated, is_cut, thumbnail
 from .video_source import OpenedVideo, VideoInfo, VideoStopped, _upright, frames_decoded, probe, require_video
 
 # A seek (and the decoding from the keyframe it lands on) costs about as much as decoding this many frames in turn.
@@ -270,11 +272,19 @@ def stream_video(
 
     With ``settings.track``, each detection carries its ``track`` id (``detection.tracking.Tracker``, ids from
     ``first_track``; a cut between two sampled frames, ``tracking.is_cut`` on their thumbnails made in the decoding
-    thread, ends every track), the writer's results too.
+    thread, ends every track), the writer's results too. With ``settings.detect_every`` N > 1 the model runs on every
+    N-th frame (keyframes, counted from the first) and every frame gets a result: a frame between two keyframes holds
+    the detections of the tracks found on both, interpolated (``tracking.interpolated``, marked ``filled``; no
+    ``image``); frames after the last keyframe, or before the first one of a resumed run, hold none. No writer.
     """
     if writer is not None and not isinstance(path, OpenedVideo):
         raise OptionsError("stream_video: a writer takes the frames of an OpenedVideo (open_video), not a path")
-    runner, variant, settings = _setup(model, settings, options)
+    settings = DetectionSettings.of(settings, **options)
+    if settings.detect_every > 1:
+        if writer is not None:
+            raise OptionsError("stream_video: detect_every does not take a writer (a blur of keyframes is not done)")
+        return _keyframed(model, path, settings, model_threads, keep_images, after, first_track)
+    runner, variant, settings = _setup(model, settings, {})
     threads = torch_thread_count(runner, model_threads)
     # The decoding thread gets the GIL back sooner while the video streams (tuning).
     tracker = None
@@ -283,6 +293,50 @@ def stream_video(
     return with_video_switch_interval(_detected(
         runner, path, settings.sampling, after, writer, variant, settings.score_for(variant), settings.iou_threshold,
         settings.batch_size, settings.tiling, keep_images, threads, tracker))
+
+
+class _FrameTimes:
+    """A ``FrameWriter`` that only notes each frame's ``(index, time)``: the frames between keyframes."""
+
+    def __init__(self) -> None:
+        self.frames: collections.deque[tuple[int, float]] = collections.deque()
+
+    def add(self, result: FrameResult) -> None:
+        pass
+
+    def write_frame(self, frame: VideoFrame) -> None:
+        self.frames.append((frame.index, frame.time))
+
+    def write_packet(self, packet) -> None:
+        pass
+
+
+def _keyframed(model, path, settings, model_threads, keep_images, after, first_track):
+    """``stream_video`` with ``detect_every``: the keyframes detected and tracked in one pass that sees every frame,
+    the frames between filled from the tracks once the keyframe after them is known."""
+    inner = settings.replace(sampling=dataclasses.replace(settings.sampling, every=settings.detect_every),
+                             detect_every=1)
+    with contextlib.ExitStack() as stack:
+        video = path if isinstance(path, OpenedVideo) else stack.enter_context(open_video(path, inner.sampling))
+        times = _FrameTimes()
+        previous = None
+        for result in stream_video(model, video, inner, model_threads=model_threads, keep_images=keep_images,
+                                   after=after, writer=times, first_track=first_track):
+            while times.frames and times.frames[0][0] < result.frame:
+                index, time = times.frames.popleft()
+                filled = [] if previous is None else interpolated(
+                    previous.detections, result.detections, (index - previous.frame) / (result.frame - previous.frame))
+                yield FrameResult(result.path, index, time, result.width, result.height, filled)
+            if times.frames and times.frames[0][0] == result.frame:
+                times.frames.popleft()
+            previous = result
+            if not result.last:
+                yield result
+                continue
+            yield dataclasses.replace(result, last=not times.frames)
+            while times.frames:
+                index, time = times.frames.popleft()
+                yield FrameResult(result.path, index, time, result.width, result.height, [], last=not times.frames)
 
 
 class _Decoded(NamedTuple):
