@@ -157,7 +157,8 @@ class DetectRun:
         if self.videos and self.settings.track:
             from .detection.tracking import LOST_TRACK_BUFFER, MIN_IOU
 
-            self.results.settings["video_tracking"] = {"lost_track_buffer": LOST_TRACK_BUFFER, "min_iou": MIN_IOU}
+            self.results.settings["video_tracking"] = {"lost_track_buffer": LOST_TRACK_BUFFER, "min_iou": MIN_IOU,
+                                                       "detect_every": self.settings.detect_every}
 
     def __iter__(self) -> Iterator[InputDone]:
         from .interrupts import Interrupted

@@ -83,6 +83,11 @@ def _tile_sides() -> str:
               help="Videos: give each face a 'track' id in the records, the same while the face stays in view (a "
                    "miss of up to 10 frames keeps it; a face that leaves or a scene cut ends it). Needs "
                    "blazeconv[track] (README: Tracks).")
+@click.option("--detect-every", type=click.IntRange(1), metavar="N",
+              help="Videos, implies --track: run the model on every N-th frame only (keyframes) and give the frames "
+                   "between the faces of the tracks found on both keyframes around them, interpolated and marked "
+                   "\"filled\": true. A face that comes and goes between two keyframes is missed; 1 detects every "
+                   "frame. Not with --every, --fps, --frames, --annotate or --crops (README: Tracks).")
 @click.option("-r", "--recursive", is_flag=True,
               help="Read the image files of the folders' subfolders too (hidden files and folders are skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-image summary on stdout.")
@@ -116,7 +121,7 @@ def _tile_sides() -> str:
 def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batch_size,
            jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, fast_decode, tile, tile_size,
            tile_overlap, annotate_quality, annotate_size, overwrite, recursive, every, sample_fps, sample_frames, start,
-           end, crops_dir, crop_size, margin, min_face, track) -> None:
+           end, crops_dir, crop_size, margin, min_face, track, detect_every) -> None:
     """Detect faces in images and videos (files, or folders of them) with MediaPipe's pre- and post-processing.
 
     Letterbox to the model input, run the model (--backend), decode with the SSD anchors, weighted
@@ -137,6 +142,7 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
       blazeconv detect clip.mp4 --fps 5 --jsonl faces.jsonl           # videos: blazeconv[video]
       blazeconv detect clips/ --frames 32 --crops faces/              # 32 frames per clip, aligned face crops
       blazeconv detect clip.mp4 --track --jsonl faces.jsonl          # a track id per face (blazeconv[track])
+      blazeconv detect clip.mp4 --detect-every 4 --jsonl faces.jsonl # the model on 1 frame in 4, tracks between
 
     A video (MP4, MOV, M4V, MKV, WebM, AVI, recognised by content) gets one record per sampled frame (every frame
     by default: --every, --fps, --frames, --start, --end); GIF and WebP files are read as images (their first frame).
@@ -156,6 +162,11 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
         raise click.UsageError("--frames (evenly spaced) cannot be combined with --every or --fps")
     if start is not None and end is not None and end <= start:
         raise click.UsageError(f"--end ({end:g} s) must be after --start ({start:g} s)")
+    if detect_every is not None and (every is not None or sample_fps is not None or sample_frames is not None):
+        raise click.UsageError("--detect-every (every frame, detected on keyframes) cannot be combined with --every, "
+                               "--fps or --frames")
+    if detect_every is not None and (annotate_dir is not None or crops_dir is not None):
+        raise click.UsageError("--detect-every cannot be combined with --annotate or --crops yet")
     if annotate_dir is None and given_options("annotate_size", "overwrite", "annotate_quality"):
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
     if crops_dir is None and given_options("crop_size", "margin", "min_face"):
@@ -164,7 +175,8 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
         model=model or DEFAULT_VARIANT, variant=variant_name, backend=backend, min_score=min_score,
         batch_size=batch_size, tile=tile, tile_size=tile_size,
         tile_overlap=DEFAULT_OVERLAP if tile_overlap is None else tile_overlap, fast_decode=fast_decode,
-        sampling=Sampling(every or 1, sample_fps, sample_frames, start, end), track=track)
+        sampling=Sampling(every or 1, sample_fps, sample_frames, start, end), track=track or detect_every is not None,
+        detect_every=detect_every or 1)
     outputs = DetectOutputs(json=json_path, jsonl=jsonl_path, resume=resume, annotate=annotate_dir,
                             annotate_quality=annotate_quality, annotate_size=annotate_size, crops=crops_dir,
                             crop_size=crop_size, margin=margin, min_face=min_face, overwrite=overwrite)
