@@ -16,7 +16,14 @@ pytest.importorskip("scipy")
 
 from blazeconv import FaceDetector  # noqa: E402
 from blazeconv.detection import Detection  # noqa: E402
-from blazeconv.detection.tracking import LOST_TRACK_BUFFER, Tracker, is_cut, iou_matrix, thumbnail  # noqa: E402
+from blazeconv.detection.tracking import (  # noqa: E402
+    LOST_TRACK_BUFFER,
+    Tracker,
+    interpolated,
+    is_cut,
+    iou_matrix,
+    thumbnail,
+)
 
 VIDEOS = DATA / "videos"
 SHARED = Path("/work/shared/videos")
@@ -160,3 +167,47 @@ def test_track_refused_without_a_video(run_cli):
 def test_shared_clip_one_person(detector):
     tracks = _tracks(detector.video(SHARED / "asl_sister.mkv", track=True))
     assert sorted(len(v) for v in tracks.values())[-1] >= 80, {k: len(v) for k, v in tracks.items()}
+
+
+def test_interpolated_fills_only_tracks_on_both_keyframes():
+    before = Tracker().update([face(0.1, 0.2), face(0.6, 0.6)], 0)
+    after = [Detection(0.5, (0.3, 0.2, 0.4, 0.3), [(1.0, 1.0)] * 6, track=0)]  # track 1 ended between
+    (mid,) = interpolated(before, after, 0.25)
+    assert mid.track == 0 and mid.filled and mid.to_dict()["filled"] is True
+    assert list(mid.box) == pytest.approx([0.15, 0.2, 0.25, 0.3], abs=1e-12)
+    assert mid.keypoints[0] == pytest.approx((0.25, 0.25), abs=1e-12)
+    assert mid.score == pytest.approx(0.8, abs=1e-12)
+
+
+def test_detect_every_fills_every_frame_and_keeps_keyframes(detector):
+    full = list(detector.video(VIDEOS / "asl_again.mkv", track=True))
+    keyed = list(detector.video(VIDEOS / "asl_again.mkv", track=True, detect_every=4))
+    assert [r.frame for r in keyed] == [r.frame for r in full]
+    assert [r.time for r in keyed] == [r.time for r in full]
+    assert keyed[-1].last and not any(r.last for r in keyed[:-1])
+    for r, f in zip(keyed, full):
+        if r.frame % 4 == 0:  # a keyframe: the same detections as detecting every frame, none filled
+            assert [d.box for d in r.detections] == [d.box for d in f.detections]
+            assert not any(d.filled for d in r.detections)
+        else:
+            assert all(d.filled for d in r.detections)
+    assert sum(1 for r in keyed if r.detections) >= 0.9 * len(keyed)
+
+
+@pytest.mark.parametrize("extra", [["--every", "2"], ["--fps", "5"], ["--frames", "3"], ["--crops", "c"]])
+def test_detect_every_refused_combinations(run_cli, tmp_path, extra):
+    extra = [str(tmp_path / e) if e == "c" else e for e in extra]
+    code, out, err = run_cli("detect", VIDEOS / "asl_again.mkv", "--detect-every", "3", *extra)
+    assert code == 2
+    assert "--detect-every" in err and "Traceback" not in err
+
+
+def test_detect_every_needs_track():
+    from blazeconv.detection.settings import DetectionSettings, Sampling
+    from blazeconv.errors import OptionsError
+
+    with pytest.raises(OptionsError, match="track=True"):
+        DetectionSettings(detect_every=2)
+    with pytest.raises(OptionsError, match="cannot be combined"):
+        DetectionSettings(track=True, detect_every=2, sampling=Sampling(every=2))
+    assert DetectionSettings(track=True, detect_every=2).detect_every == 2
