@@ -20,8 +20,8 @@ from blazeconv.detection.tracking import (  # noqa: E402
     LOST_TRACK_BUFFER,
     Tracker,
     interpolated,
-    is_cut,
     iou_matrix,
+    is_cut,
     thumbnail,
 )
 
