@@ -39,8 +39,8 @@ class DetectOutputs:
     image or video frame as results come, after a settings record (``"-"``: stdout); ``resume``: continue ``jsonl``
     (``detection.results.JsonlResults``). ``annotate``: a folder for annotated copies (JPEG ``annotate_quality``,
     longer side at most ``annotate_size``); ``crops``: a folder for aligned face crops (``crop_size`` px,
-    ``margin``, faces of at least ``min_face`` px); ``overwrite``: replace files there that blazeconv did not write
-    of the same input.
+    ``margin``, faces of at least ``min_face`` px; with tracks, one folder per track, and ``best`` keeps the N best
+    crops of each: ``CropWriter``); ``overwrite``: replace files there that blazeconv did not write of the same input.
     """
 
     json: Path | str | None = None
@@ -54,6 +54,7 @@ class DetectOutputs:
     margin: float = 0.25
     min_face: float = 0.0
     overwrite: bool = False
+    best: int | None = None
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,8 @@ class DetectRun:
                         frame = result if isinstance(result, FrameResult) else None
                         cropper.add(result.path, result.image, result.detections, frame and frame.frame,
                                     frame and frame.time)
+                    if cropper is not None and index in videos and (result.detections is None or result.last):
+                        cropper.finish(result.path)  # a video's best crops per track
                     if index in videos:
                         video_drawer.add(index, result)
                         drawer.then(then)
@@ -410,7 +413,12 @@ def _check_crops(paths, crops_dir: Path, overwrite: bool) -> dict[Path, str]:
         folder = crops_dir / name
         if overwrite or not folder.is_dir():
             continue
-        for item in sorted(folder.iterdir()):
+        items = sorted(folder.iterdir())
+        items += [i for track in items if track.is_dir() and track.name.startswith("track_")
+                  for i in sorted(track.iterdir())]
+        for item in items:
+            if item.is_dir() and item.name.startswith("track_"):
+                continue
             if not is_crop_of(item, path):
                 raise PathUsageError(f"{item}: exists and is not blazeconv's crop of {path}; add --overwrite to "
                                      "replace such files, or write the crops into another folder")
@@ -424,7 +432,7 @@ def _crop_writer(outputs: DetectOutputs, names):
     from .detection.cropping import CropWriter
 
     return CropWriter(outputs.crops, names=names, size=outputs.crop_size, margin=outputs.margin,
-                      min_face=outputs.min_face, overwrite=outputs.overwrite)
+                      min_face=outputs.min_face, overwrite=outputs.overwrite, best=outputs.best)
 
 
 def _is_annotation(annotation: Path, source: Path, video: bool) -> bool:

@@ -65,13 +65,17 @@ def _tile_sides() -> str:
               help="Write each face as an aligned square PNG (FaceDetector.crop) into this folder: one subfolder per "
                    "input, named as --annotate names files (without the suffix), holding 0.png, 1.png... for a photo "
                    "and f000123_0.png (frame, face) for a video; DIR/index.jsonl links each crop to its source, frame, "
-                   "time, box and score. The folder is created, its parents are not.")
+                   "time, box and score. With --track, a video's faces go one folder per track: DIR/<video>/track_0003/f000123.png. "
+                   "The folder is created, its parents are not.")
 @click.option("--crop-size", type=click.IntRange(1, 4096), default=112, show_default=True, metavar="PX",
               help="With --crops: the crops' side.")
 @click.option("--margin", type=click.FloatRange(0, 10), default=0.25, show_default=True, metavar="F",
               help="With --crops: the margin around the box, as a share of its longer side on each side.")
 @click.option("--min-face", type=click.FloatRange(0), default=0, metavar="PX",
               help="With --crops: skip faces whose box is smaller than PX pixels (its longer side) [default: none].")
+@click.option("--best", type=click.IntRange(1), metavar="N",
+              help="With --crops and --track: keep only the N best crops of each track (the biggest box times the "
+                   "score), in DIR/<video>/track_0003/f000123.png, written when the video is done.")
 @click.option("--every", type=click.IntRange(1), metavar="N", help="Videos: every N-th frame (counted from the first).")
 @click.option("--fps", "sample_fps", type=click.FloatRange(0, min_open=True), metavar="F",
               help="Videos: at most F frames per second, chosen by timestamp.")
@@ -121,7 +125,7 @@ def _tile_sides() -> str:
 def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batch_size,
            jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, fast_decode, tile, tile_size,
            tile_overlap, annotate_quality, annotate_size, overwrite, recursive, every, sample_fps, sample_frames, start,
-           end, crops_dir, crop_size, margin, min_face, track, detect_every) -> None:
+           end, crops_dir, crop_size, margin, min_face, track, detect_every, best) -> None:
     """Detect faces in images and videos (files, or folders of them) with MediaPipe's pre- and post-processing.
 
     Letterbox to the model input, run the model (--backend), decode with the SSD anchors, weighted
@@ -169,6 +173,8 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
         raise click.UsageError("--detect-every cannot be combined with --annotate or --crops yet")
     if annotate_dir is None and given_options("annotate_size", "overwrite", "annotate_quality"):
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
+    if best is not None and (crops_dir is None or not track):
+        raise click.UsageError("--best keeps the best crops of each track: it needs --crops and --track")
     if crops_dir is None and given_options("crop_size", "margin", "min_face"):
         raise click.UsageError("--crop-size, --margin and --min-face apply with --crops")
     settings = DetectionSettings(
@@ -179,7 +185,7 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
         detect_every=detect_every or 1)
     outputs = DetectOutputs(json=json_path, jsonl=jsonl_path, resume=resume, annotate=annotate_dir,
                             annotate_quality=annotate_quality, annotate_size=annotate_size, crops=crops_dir,
-                            crop_size=crop_size, margin=margin, min_face=min_face, overwrite=overwrite)
+                            crop_size=crop_size, margin=margin, min_face=min_face, overwrite=overwrite, best=best)
     ray = None if ray_address is None else RayOptions(ray_address, ray_actors, ray_actor_cpus)
     run = DetectRun(inputs, settings, outputs, recursive=recursive, ray=ray)
     summary = not quiet and "-" not in (str(json_path), str(jsonl_path))
