@@ -211,3 +211,28 @@ def test_detect_every_needs_track():
     with pytest.raises(OptionsError, match="cannot be combined"):
         DetectionSettings(track=True, detect_every=2, sampling=Sampling(every=2))
     assert DetectionSettings(track=True, detect_every=2).detect_every == 2
+
+
+def test_crops_per_track_and_best(run_cli, tmp_path):
+    pytest.importorskip("av")
+    crops = tmp_path / "crops"
+    for _ in range(2):  # a second run replaces its own crops, track folders included
+        code, out, err = run_cli("detect", VIDEOS / "asl_book.mkv", "--track", "--crops", crops, "--best", "3", "-q")
+        assert code == 0, err
+    index = [json.loads(line) for line in (crops / "index.jsonl").read_text().splitlines()]
+    last_run = index[len(index) // 2:]
+    tracks = Counter(line["track"] for line in last_run)
+    assert all(count <= 3 for count in tracks.values()) and tracks[0] == 3
+    for line in last_run:
+        assert (crops / line["crop"]).is_file()
+        assert line["crop"].startswith(f"asl_book/track_{line['track']:04d}/f{line['frame']:06d}")
+    # the 3 kept crops of track 0 are its largest boxes times score among all of its detections
+    records = list(FaceDetector().video(VIDEOS / "asl_book.mkv", track=True))
+    ranks = sorted(((d.box.xmax - d.box.xmin) * 640 * (d.box.ymax - d.box.ymin) * 480 * d.score, r.frame)
+                   for r in records for d in r.detections if d.track == 0)
+    assert sorted(line["frame"] for line in last_run if line["track"] == 0) == sorted(f for _, f in ranks[-3:])
+
+
+def test_best_needs_crops_and_track(run_cli, tmp_path):
+    code, out, err = run_cli("detect", VIDEOS / "asl_book.mkv", "--crops", tmp_path / "c", "--best", "2")
+    assert code == 2 and "--best" in err
