@@ -236,3 +236,31 @@ def test_crops_per_track_and_best(run_cli, tmp_path):
 def test_best_needs_crops_and_track(run_cli, tmp_path):
     code, out, err = run_cli("detect", VIDEOS / "asl_book.mkv", "--crops", tmp_path / "c", "--best", "2")
     assert code == 2 and "--best" in err
+
+
+def test_masks_follow_tracks_across_a_miss_and_hold_at_the_ends():
+    from blazeconv.detection.video_annotation import along_tracks
+
+    a0, a4 = face(0.1, 0.1), face(0.3, 0.1)
+    a0, a4 = (Detection(d.score, d.box, d.keypoints, track=0) for d in (a0, a4))
+    loose = face(0.7, 0.7)  # untracked: kept as without tracks
+    samples = [(0, [a0, loose]), (4, [a4])]  # track 0 missed on frames 1..3
+    (mid, kept) = sorted(along_tracks(samples, 2), key=lambda d: d.track is None)
+    assert mid.filled and list(mid.box) == pytest.approx([0.2, 0.1, 0.3, 0.2], abs=1e-12)
+    assert kept is loose
+    assert along_tracks(samples, 4) == [loose, a4]  # its own frame: the detection itself
+    assert along_tracks([(4, [a4])], 6) == [a4]  # after the track's last sample: held
+
+
+def test_blur_along_tracks_hides_as_the_union_does(tmp_path):
+    """On a real clip the tracked blur masks a face on every frame where the union of neighbours does."""
+    pytest.importorskip("av")
+    from blazeconv.anonymise import blur_video, detector_for
+
+    counts = {}
+    for track in (False, True):
+        regions = []
+        blur_video(VIDEOS / "asl_again.mkv", tmp_path / f"{track}.mp4", detector=detector_for(), track=track,
+                   on_regions=regions.append)
+        counts[track] = [bool(r["regions"]) for r in regions]
+    assert len(counts[True]) == 77 and counts[True] == counts[False]
