@@ -216,8 +216,9 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
     ``on_regions(record)``: per frame, ``{"path", "frame", "time", "width", "height", "regions"}`` (pixels of the
     upright frame). ``track``: the detections are tracked (``detection.tracking``) and each frame's masks follow the
     tracks (``video_annotation.along_tracks``: interpolated across a miss within ``hold``, held ``hold`` frames at a
-    track's ends) instead of the union of every box within ``hold``. A video that stops early is written with the frames that decoded and the ``VideoStopped`` is in
-    the result's ``error``; one that cannot be read at all raises ``ImageError`` and writes nothing.
+    track's ends) instead of the union of every box within ``hold``. A video that stops early is written with the
+    frames that decoded and the ``VideoStopped`` is in the result's ``error``; one that cannot be read at all raises
+    ``ImageError`` and writes nothing.
 
     One pass: the file is opened once (``source`` may be the caller's ``OpenedVideo``, left open) and each frame,
     decoded once, goes to the detector and to the writer."""
