@@ -264,3 +264,22 @@ def test_blur_along_tracks_hides_as_the_union_does(tmp_path):
                    on_regions=regions.append)
         counts[track] = [bool(r["regions"]) for r in regions]
     assert len(counts[True]) == 77 and counts[True] == counts[False]
+
+
+def test_resumed_video_continues_track_ids(run_cli, tmp_path):
+    """A tracked video resumed after frame 39: every frame recorded once, the new tracks numbered after the
+    recorded ones (a track cannot be followed across the interruption, so its ids are new, never reused)."""
+    pytest.importorskip("av")
+    whole = tmp_path / "whole.jsonl"
+    code, _, err = run_cli("detect", VIDEOS / "asl_book.mkv", "--track", "--jsonl", whole, "-q")
+    assert code == 0, err
+    lines = whole.read_text().splitlines()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join(lines[:41]) + "\n")  # the settings line and frames 0..39
+    code, _, err = run_cli("detect", VIDEOS / "asl_book.mkv", "--track", "--jsonl", cut, "--resume", "-q")
+    assert code == 0, err
+    records = jsonl_records(cut)
+    assert [r["frame"] for r in records] == list(range(109))
+    early = {d["track"] for r in records[:40] for d in r["detections"]}
+    late = {d["track"] for r in records[40:] for d in r["detections"]}
+    assert late and min(late) > max(early)
