@@ -216,20 +216,24 @@ def is_blurred_output(path: str | Path) -> bool:
 
 def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector: FaceDetector,
                masking: Masking = DEFAULT_MASKING, hold: int = DEFAULT_HOLD, crf: float = DEFAULT_CRF,
-               on_regions: Callable | None = None, batch_size: int = 32, audio: bool = True) -> Blurred:
+               on_regions: Callable | None = None, batch_size: int = 32, audio: bool = True,
+               track: bool = False) -> Blurred:
     """Write the video ``source`` with its faces hidden to ``target`` (``.mp4``, ``.m4v``, ``.mov`` or ``.mkv``),
     atomically: every frame detected, each frame masked with the detections of the frames within ``hold`` of it.
     ``on_regions(record)``: per frame, ``{"path", "frame", "time", "width", "height", "regions"}`` (pixels of the
     upright frame). ``audio``: copy the audio streams (False: the output has none; voices identify people too).
-    A video that stops early is written with the frames that decoded and the ``VideoStopped`` is in
-    the result's ``error``; one that cannot be read at all raises ``ImageError`` and writes nothing.
+    ``track``: the detections are tracked (``detection.tracking``) and each frame's masks follow the tracks
+    (``video_annotation.along_tracks``: interpolated across a miss within ``hold``, held ``hold`` frames at a track's
+    ends) instead of the union of every box within ``hold``. A video that stops early is written with the frames
+    that decoded and the ``VideoStopped`` is in the result's ``error``; one that cannot be read at all raises
+    ``ImageError`` and writes nothing.
 
     One pass: the file is opened once (``source`` may be the caller's ``OpenedVideo``, left open) and each frame,
     decoded once, goes to the detector and to the writer."""
     if not isinstance(source, OpenedVideo):
         with open_video(source) as video:  # ImageError for a file that is not a readable video: nothing is written
             return blur_video(video, target, detector=detector, masking=masking, hold=hold, crf=crf,
-                              on_regions=on_regions, batch_size=batch_size, audio=audio)
+                              on_regions=on_regions, batch_size=batch_size, audio=audio, track=track)
     video, source = source, source.path
     counts = {"frames": 0, "with_faces": 0, "regions": 0}
 
@@ -247,8 +251,8 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
     with VideoAnnotation(video, target, crf=crf, paint=paint, hold=hold, mark=BLURRED, audio=audio) as writer:
         try:
             settings = settings_for(detector, video.info.width, video.info.height)
-            for _ in stream_video(detector.runner, video, settings.replace(batch_size=batch_size, sampling=Sampling()),
-                                  writer=writer):
+            settings = settings.replace(batch_size=batch_size, sampling=Sampling(), track=track)
+            for _ in stream_video(detector.runner, video, settings, writer=writer):
                 pass  # the pass hands each frame and its detections to the writer
         except VideoStopped as exc:  # what decoded is written, the error reported
             error = exc

@@ -115,6 +115,8 @@ class FaceDetector:
         frames: int | None = None,
         start: float | None = None,
         end: float | None = None,
+        track: bool | None = None,
+        detect_every: int | None = None,
     ) -> Iterator[FrameResult]:
         """Faces in the frames of a video file (needs ``blazeconv[video]``): a ``FrameResult`` per sampled frame, in
         order, with ``frame`` (its index from 0 over the whole video), ``time`` (seconds, from its timestamp),
@@ -126,6 +128,11 @@ class FaceDetector:
         last included; within ``start`` <= time < ``end`` seconds. Frames are decoded on a thread of their own and
         run ``batch_size`` at a time. A file that is not a readable video: ``ImageError``; one that stops early
         raises ``VideoStopped`` (an ``ImageError``) after the frames that decoded.
+
+        ``track`` (default the detector's settings'): each detection carries a ``track`` id, stable while the face
+        stays in view (``detection.tracking``; needs ``blazeconv[track]``). ``detect_every`` N (with ``track``):
+        the model runs on every N-th frame only and the frames between get the tracks' detections interpolated
+        (``filled``); a face that comes and goes between two keyframes is missed (``stream_video``).
         """
         from .detection.video import stream_video
 
@@ -135,6 +142,10 @@ class FaceDetector:
         if changes:
             sampling = dataclasses.replace(sampling, **changes)
         settings = self.settings.replace(variant=self.variant, sampling=sampling)
+        if track is not None:
+            settings = settings.replace(track=track)
+        if detect_every is not None:
+            settings = settings.replace(detect_every=detect_every)
         return stream_video(self.runner, path, settings, keep_images=images)
 
     def crop(

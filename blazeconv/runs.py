@@ -39,8 +39,8 @@ class DetectOutputs:
     image or video frame as results come, after a settings record (``"-"``: stdout); ``resume``: continue ``jsonl``
     (``detection.results.JsonlResults``). ``annotate``: a folder for annotated copies (JPEG ``annotate_quality``,
     longer side at most ``annotate_size``); ``crops``: a folder for aligned face crops (``crop_size`` px,
-    ``margin``, faces of at least ``min_face`` px); ``overwrite``: replace files there that blazeconv did not write
-    of the same input.
+    ``margin``, faces of at least ``min_face`` px; with tracks, one folder per track, and ``best`` keeps the N best
+    crops of each: ``CropWriter``); ``overwrite``: replace files there that blazeconv did not write of the same input.
     """
 
     json: Path | str | None = None
@@ -54,6 +54,7 @@ class DetectOutputs:
     margin: float = 0.25
     min_face: float = 0.0
     overwrite: bool = False
+    best: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,14 @@ class DetectRun:
         if self.settings.sampling != Sampling() and not self.videos:
             raise PathUsageError("--every, --fps, --frames, --start and --end choose video frames: none of the "
                                  "inputs is a video")
+        if self.settings.track and not self.videos:
+            raise PathUsageError("--track follows faces through video frames: none of the inputs is a video")
         if self.videos:
             require_video()
+        if self.settings.track:
+            from .detection.tracking import require_tracking
+
+            require_tracking()
         self.results = JsonlResults(outputs.jsonl, resume=outputs.resume)
         self.annotations = _check_outputs(self.paths, self.videos, self.settings.model, outputs)
         self.crop_names = _check_crops(self.paths, outputs.crops, outputs.overwrite) if outputs.crops else {}
@@ -148,6 +155,11 @@ class DetectRun:
         self.results.settings = self.settings.record(self.variant, backend)
         if self.videos:
             self.results.settings["video_sampling"] = self.settings.sampling.settings()
+        if self.videos and self.settings.track:
+            from .detection.tracking import LOST_TRACK_BUFFER, MIN_IOU
+
+            self.results.settings["video_tracking"] = {"lost_track_buffer": LOST_TRACK_BUFFER, "min_iou": MIN_IOU,
+                                                       "detect_every": self.settings.detect_every}
 
     def __iter__(self) -> Iterator[InputDone]:
         from .interrupts import Interrupted
@@ -181,6 +193,9 @@ class DetectRun:
                 if "frame" in record and os.path.realpath(record["path"]) in position:
                     frames_of.setdefault(position[os.path.realpath(record["path"])], []).append(record)
             after = {position[key]: frame for key, frame in results.last_frames().items() if key in position}
+            # A tracked video continued after its recorded frames: its new tracks get ids after the recorded ones.
+            first_track = {i: 1 + max((d.get("track", -1) for r in frames_of.get(i, []) for d in r["detections"]),
+                                      default=-1) for i in after} if self.settings.track else {}
             for message in results.notices:
                 notice(message)
             if results.finished:
@@ -213,6 +228,8 @@ class DetectRun:
                                                keep_frames=bool(self.crop_names), after=after, only=todo,
                                                video_writers=video_drawer if self.annotations else None)
                 for index, result in results_in:
+                    if first_track.get(index) and isinstance(result, FrameResult):
+                        result = _renumbered(result, first_track[index])
                     record = result_record(result)
                     if result.detections is None:
                         failures.append(record["error"])
@@ -223,6 +240,8 @@ class DetectRun:
                         frame = result if isinstance(result, FrameResult) else None
                         cropper.add(result.path, result.image, result.detections, frame and frame.frame,
                                     frame and frame.time)
+                    if cropper is not None and index in videos and (result.detections is None or result.last):
+                        cropper.finish(result.path)  # a video's best crops per track
                     if index in videos:
                         video_drawer.add(index, result)
                         drawer.then(then)
@@ -249,11 +268,21 @@ class DetectRun:
                                 self.settings.score_for(self.variant), self.noun)
 
 
+def _renumbered(result, offset: int):
+    """``result`` (a ``FrameResult``) with ``offset`` added to its detections' track ids (a resumed video)."""
+    import dataclasses
+
+    return dataclasses.replace(result, detections=[dataclasses.replace(d, track=d.track + offset)
+                                                   for d in result.detections])
+
+
 def video_summary(path: Path, frames: list[dict]) -> str:
-    """``clip.mp4: 275 frames, faces in 270, at most 2 per frame``."""
+    """``clip.mp4: 275 frames, faces in 270, at most 2 per frame`` (and ``, 3 tracks`` when tracked)."""
     counts = [len(f["detections"]) for f in frames]
+    tracks = {d["track"] for f in frames for d in f["detections"] if "track" in d}
     return (f"{path}: {len(frames)} {'frame' if len(frames) == 1 else 'frames'}, faces in {sum(1 for c in counts if c)}"
-            f", at most {max(counts, default=0)} per frame")
+            f", at most {max(counts, default=0)} per frame" +
+            (f", {len(tracks)} {'track' if len(tracks) == 1 else 'tracks'}" if tracks else ""))
 
 
 def _video_entry(path: Path, frames: list[dict]) -> dict:
@@ -384,7 +413,12 @@ def _check_crops(paths, crops_dir: Path, overwrite: bool) -> dict[Path, str]:
         folder = crops_dir / name
         if overwrite or not folder.is_dir():
             continue
-        for item in sorted(folder.iterdir()):
+        items = sorted(folder.iterdir())
+        items += [i for track in items if track.is_dir() and track.name.startswith("track_")
+                  for i in sorted(track.iterdir())]
+        for item in items:
+            if item.is_dir() and item.name.startswith("track_"):
+                continue
             if not is_crop_of(item, path):
                 raise PathUsageError(f"{item}: exists and is not blazeconv's crop of {path}; add --overwrite to "
                                      "replace such files, or write the crops into another folder")
@@ -398,7 +432,7 @@ def _crop_writer(outputs: DetectOutputs, names):
     from .detection.cropping import CropWriter
 
     return CropWriter(outputs.crops, names=names, size=outputs.crop_size, margin=outputs.margin,
-                      min_face=outputs.min_face, overwrite=outputs.overwrite)
+                      min_face=outputs.min_face, overwrite=outputs.overwrite, best=outputs.best)
 
 
 def _is_annotation(annotation: Path, source: Path, video: bool) -> bool:

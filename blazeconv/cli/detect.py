@@ -65,13 +65,17 @@ def _tile_sides() -> str:
               help="Write each face as an aligned square PNG (FaceDetector.crop) into this folder: one subfolder per "
                    "input, named as --annotate names files (without the suffix), holding 0.png, 1.png... for a photo "
                    "and f000123_0.png (frame, face) for a video; DIR/index.jsonl links each crop to its source, frame, "
-                   "time, box and score. The folder is created, its parents are not.")
+                   "time, box and score. With --track, a video's faces go one folder per track: DIR/<video>/track_0003/f000123.png. "
+                   "The folder is created, its parents are not.")
 @click.option("--crop-size", type=click.IntRange(1, 4096), default=112, show_default=True, metavar="PX",
               help="With --crops: the crops' side.")
 @click.option("--margin", type=click.FloatRange(0, 10), default=0.25, show_default=True, metavar="F",
               help="With --crops: the margin around the box, as a share of its longer side on each side.")
 @click.option("--min-face", type=click.FloatRange(0), default=0, metavar="PX",
               help="With --crops: skip faces whose box is smaller than PX pixels (its longer side) [default: none].")
+@click.option("--best", type=click.IntRange(1), metavar="N",
+              help="With --crops and --track: keep only the N best crops of each track (the biggest box times the "
+                   "score), in DIR/<video>/track_0003/f000123.png, written when the video is done.")
 @click.option("--every", type=click.IntRange(1), metavar="N", help="Videos: every N-th frame (counted from the first).")
 @click.option("--fps", "sample_fps", type=click.FloatRange(0, min_open=True), metavar="F",
               help="Videos: at most F frames per second, chosen by timestamp.")
@@ -79,6 +83,15 @@ def _tile_sides() -> str:
               help="Videos: N frames evenly spaced over the clip (or --start..--end), first and last included.")
 @click.option("--start", type=click.FloatRange(0), metavar="SECONDS", help="Videos: begin at this time.")
 @click.option("--end", type=click.FloatRange(0), metavar="SECONDS", help="Videos: stop before this time.")
+@click.option("--track", is_flag=True,
+              help="Videos: give each face a 'track' id in the records, the same while the face stays in view (a "
+                   "miss of up to 10 frames keeps it; a face that leaves or a scene cut ends it). Needs "
+                   "blazeconv[track] (README: Tracks).")
+@click.option("--detect-every", type=click.IntRange(1), metavar="N",
+              help="Videos, implies --track: run the model on every N-th frame only (keyframes) and give the frames "
+                   "between the faces of the tracks found on both keyframes around them, interpolated and marked "
+                   "\"filled\": true. A face that comes and goes between two keyframes is missed; 1 detects every "
+                   "frame. Not with --every, --fps, --frames, --annotate or --crops (README: Tracks).")
 @click.option("-r", "--recursive", is_flag=True,
               help="Read the image files of the folders' subfolders too (hidden files and folders are skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-image summary on stdout.")
@@ -112,7 +125,7 @@ def _tile_sides() -> str:
 def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batch_size,
            jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, fast_decode, tile, tile_size,
            tile_overlap, annotate_quality, annotate_size, overwrite, recursive, every, sample_fps, sample_frames, start,
-           end, crops_dir, crop_size, margin, min_face) -> None:
+           end, crops_dir, crop_size, margin, min_face, track, detect_every, best) -> None:
     """Detect faces in images and videos (files, or folders of them) with MediaPipe's pre- and post-processing.
 
     Letterbox to the model input, run the model (--backend), decode with the SSD anchors, weighted
@@ -132,6 +145,8 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
       blazeconv detect photos/ --json faces.json --ray               # on a local Ray cluster (blazeconv[ray])
       blazeconv detect clip.mp4 --fps 5 --jsonl faces.jsonl           # videos: blazeconv[video]
       blazeconv detect clips/ --frames 32 --crops faces/              # 32 frames per clip, aligned face crops
+      blazeconv detect clip.mp4 --track --jsonl faces.jsonl          # a track id per face (blazeconv[track])
+      blazeconv detect clip.mp4 --detect-every 4 --jsonl faces.jsonl # the model on 1 frame in 4, tracks between
 
     A video (MP4, MOV, M4V, MKV, WebM, AVI, recognised by content) gets one record per sampled frame (every frame
     by default: --every, --fps, --frames, --start, --end); GIF and WebP files are read as images (their first frame).
@@ -151,18 +166,26 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
         raise click.UsageError("--frames (evenly spaced) cannot be combined with --every or --fps")
     if start is not None and end is not None and end <= start:
         raise click.UsageError(f"--end ({end:g} s) must be after --start ({start:g} s)")
+    if detect_every is not None and (every is not None or sample_fps is not None or sample_frames is not None):
+        raise click.UsageError("--detect-every (every frame, detected on keyframes) cannot be combined with --every, "
+                               "--fps or --frames")
+    if detect_every is not None and (annotate_dir is not None or crops_dir is not None):
+        raise click.UsageError("--detect-every cannot be combined with --annotate or --crops yet")
     if annotate_dir is None and given_options("annotate_size", "overwrite", "annotate_quality"):
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
+    if best is not None and (crops_dir is None or not track):
+        raise click.UsageError("--best keeps the best crops of each track: it needs --crops and --track")
     if crops_dir is None and given_options("crop_size", "margin", "min_face"):
         raise click.UsageError("--crop-size, --margin and --min-face apply with --crops")
     settings = DetectionSettings(
         model=model or DEFAULT_VARIANT, variant=variant_name, backend=backend, min_score=min_score,
         batch_size=batch_size, tile=tile, tile_size=tile_size,
         tile_overlap=DEFAULT_OVERLAP if tile_overlap is None else tile_overlap, fast_decode=fast_decode,
-        sampling=Sampling(every or 1, sample_fps, sample_frames, start, end))
+        sampling=Sampling(every or 1, sample_fps, sample_frames, start, end), track=track or detect_every is not None,
+        detect_every=detect_every or 1)
     outputs = DetectOutputs(json=json_path, jsonl=jsonl_path, resume=resume, annotate=annotate_dir,
                             annotate_quality=annotate_quality, annotate_size=annotate_size, crops=crops_dir,
-                            crop_size=crop_size, margin=margin, min_face=min_face, overwrite=overwrite)
+                            crop_size=crop_size, margin=margin, min_face=min_face, overwrite=overwrite, best=best)
     ray = None if ray_address is None else RayOptions(ray_address, ray_actors, ray_actor_cpus)
     run = DetectRun(inputs, settings, outputs, recursive=recursive, ray=ray)
     summary = not quiet and "-" not in (str(json_path), str(jsonl_path))

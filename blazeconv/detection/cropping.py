@@ -13,6 +13,7 @@ and ``DIR/index.jsonl``, one line per crop saying which file, frame and face it 
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import os
@@ -97,6 +98,11 @@ class CropWriter:
     skipped. Each PNG is written atomically and records whose crop it is (``is_crop_of``); a file of a crop's name
     that is not blazeconv's crop of the same source is a ``PathUsageError`` naming it, unless ``overwrite``.
 
+    A tracked video's faces (``Detection.track`` set) go one folder per track: ``ROOT/<name>/track_0003/f000123.png``,
+    and their index lines carry ``"track"``. ``best`` N keeps only the N best crops of each track, ranked by the box's
+    area in pixels times its score (the biggest, surest views; ties: the earlier frame): they are held in memory
+    (at most N crops per track) and written when the video is done (``finish``) or the writer closes.
+
     After each crop, one line is appended to ``ROOT/index.jsonl`` and flushed (so the index never lists a crop not
     yet on disk): ``{"crop": "<name>/f000123_0.png", "source": "<input path>", "frame": 123 | null, "time": 4.1 |
     null, "box": [xmin, ymin, xmax, ymax] in 0..1 of the image, "score": 0.93}``. A context manager: the index is
@@ -104,8 +110,12 @@ class CropWriter:
     """
 
     def __init__(self, root: str | Path, *, names: dict[Path, str], size: int = 112, margin: float = 0.25,
-                 min_face: float = 0, align: bool = True, overwrite: bool = False):
+                 min_face: float = 0, align: bool = True, overwrite: bool = False, best: int | None = None):
         check_crop_options(size, margin)
+        if best is not None and (not isinstance(best, int) or isinstance(best, bool) or best < 1):
+            raise OptionsError(f"best must be a whole number >= 1, got {best!r}")
+        self.best = best
+        self._held: dict[tuple[Path, int], list] = {}  # (input, track) -> heap of (rank, -frame, crop, line)
         if not (isinstance(min_face, (int, float)) and min_face >= 0 and math.isfinite(min_face)):
             raise OptionsError(f"min_face must be a number of pixels >= 0, got {min_face!r}")
         self.root, self.names = Path(root), {Path(path): name for path, name in names.items()}
@@ -127,6 +137,8 @@ class CropWriter:
         self.close()
 
     def close(self) -> None:
+        if self._index is not None and self._held:
+            self.finish()
         if self._index is not None:
             self._index.close()
             self._index = None
@@ -145,15 +157,50 @@ class CropWriter:
             xmin, ymin, xmax, ymax = detection.box
             if max((xmax - xmin) * width, (ymax - ymin) * height) < self.min_face:
                 continue
-            name = f"{number}.png" if frame is None else f"f{frame:06d}_{number}.png"
+            tracked = detection.track is not None and frame is not None
+            if tracked:
+                name = f"track_{detection.track:04d}/f{frame:06d}.png"
+            else:
+                name = f"{number}.png" if frame is None else f"f{frame:06d}_{number}.png"
             crop = crop_face(image, detection, self.size, self.align, self.margin)
             target = folder / name
-            self._write(target, crop, path)
             line = {"crop": target.relative_to(self.root).as_posix(), "source": str(path), "frame": frame,
                     "time": time, "box": list(detection.box), "score": detection.score}
-            self._append(line)
+            if tracked:
+                line["track"] = detection.track
+            if tracked and self.best is not None:
+                rank = (xmax - xmin) * width * (ymax - ymin) * height * detection.score
+                held = self._held.setdefault((path, detection.track), [])
+                entry = (rank, -frame, crop, line)
+                if len(held) < self.best:
+                    heapq.heappush(held, entry)
+                elif entry[:2] > held[0][:2]:
+                    heapq.heapreplace(held, entry)
+                continue
+            self._put(target, crop, path, line)
             written.append(target)
         return written
+
+    def finish(self, path: str | Path | None = None) -> list[Path]:
+        """Write the best crops held for the tracks of input ``path`` (None: of every input), in frame order; returns
+        the files written."""
+        keys = [key for key in self._held if path is None or key[0] == Path(path)]
+        entries = sorted((entry for key in keys for entry in self._held.pop(key)), key=lambda e: (-e[1], e[3]["crop"]))
+        written = []
+        for _, _, crop, line in entries:
+            target = self.root / line["crop"]
+            self._put(target, crop, Path(line["source"]), line)
+            written.append(target)
+        return written
+
+    def _put(self, target: Path, crop: np.ndarray, source: Path, line: dict) -> None:
+        if not target.parent.is_dir():
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)  # a track's folder, inside ROOT
+            except OSError as exc:
+                raise OutputError(f"{target.parent}: cannot make the folder: {exc.strerror or exc}") from None
+        self._write(target, crop, source)
+        self._append(line)
 
     def _folder(self, path: Path) -> Path:
         """``ROOT/<name>`` of input ``path``, made when missing; a name that would leave ``ROOT`` is refused."""

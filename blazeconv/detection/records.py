@@ -51,11 +51,15 @@ class Detection:
     ``score``: MediaPipe's face score in 0..1; ``box``: a ``Box`` ``(xmin, ymin, xmax, ymax)``; ``keypoints``:
     ``Keypoints``, 6 ``Point`` ``(x, y)`` (right eye, left eye, nose tip, mouth centre, right ear tragion, left ear
     tragion; the subject's sides). Plain tuples given to the constructor are converted; numbers become ``float``.
+    In a tracked video (``detection.tracking``): ``track``, the id of the face's track (an int from 0, unique in the
+    video), and ``filled`` when the detection was interpolated between two detections of its track, not detected.
     """
 
     score: float
     box: Box
     keypoints: Keypoints
+    track: int | None = None
+    filled: bool = False
 
     def __post_init__(self) -> None:
         points = tuple(Point(float(x), float(y)) for x, y in self.keypoints)
@@ -64,6 +68,9 @@ class Detection:
         object.__setattr__(self, "score", float(self.score))
         object.__setattr__(self, "box", Box(*(float(v) for v in self.box)))
         object.__setattr__(self, "keypoints", Keypoints(*points))
+        if self.track is not None:
+            object.__setattr__(self, "track", int(self.track))
+        object.__setattr__(self, "filled", bool(self.filled))
 
     def to_pixels(self, width: float, height: float) -> Detection:
         """The same detection with x multiplied by ``width`` and y by ``height`` (the image's size in pixels)."""
@@ -72,11 +79,20 @@ class Detection:
             self.score,
             (xmin * width, ymin * height, xmax * width, ymax * height),
             tuple((x * width, y * height) for x, y in self.keypoints),
+            self.track,
+            self.filled,
         )
 
     def to_dict(self) -> dict:
-        """``{"score", "box": [xmin, ymin, xmax, ymax], "keypoints": [[x, y] x 6]}``: one entry of ``detect --json``."""
-        return {"score": self.score, "box": list(self.box), "keypoints": [list(point) for point in self.keypoints]}
+        """``{"score", "box": [xmin, ymin, xmax, ymax], "keypoints": [[x, y] x 6]}``: one entry of ``detect --json``;
+        in a tracked video also ``"track": id``, and ``"filled": true`` for an interpolated detection (both keys are
+        absent otherwise, so untracked outputs are unchanged)."""
+        entry = {"score": self.score, "box": list(self.box), "keypoints": [list(point) for point in self.keypoints]}
+        if self.track is not None:
+            entry["track"] = self.track
+        if self.filled:
+            entry["filled"] = True
+        return entry
 
 
 

@@ -87,6 +87,10 @@ class DetectionSettings:
     per forward pass. ``tile``: also run the model on overlapping square tiles of ``tile_size`` pixels (None: about
     3.3 times the model input) sharing ``tile_overlap`` of their side (``detection.tiling``). ``fast_decode``: JPEGs
     decoded with DCT scaling (not bit-exact with MediaPipe). ``sampling``: which frames of a video are detected.
+    ``track``: give each detection of a video a track id, stable while the face stays in view (``detection.tracking``:
+    the ``track`` extra); a tracking option rather than a model one, but it changes a video's records, as sampling does.
+    ``detect_every``: with ``track``, run the model on every N-th frame only (keyframes) and fill the frames between
+    from the tracks (``stream_video``); not with ``sampling``'s ``every``, ``fps`` or ``frames``.
     """
 
     model: Any = DEFAULT_VARIANT
@@ -101,6 +105,8 @@ class DetectionSettings:
     tile_overlap: float = DEFAULT_OVERLAP
     fast_decode: bool = False
     sampling: Sampling = Sampling()
+    track: bool = False
+    detect_every: int = 1
 
     def __post_init__(self) -> None:
         from ..backends import CHOICES
@@ -122,6 +128,15 @@ class DetectionSettings:
             raise OptionsError(f"sampling must be a Sampling, got {self.sampling!r}")
         self.sampling.check()
         object.__setattr__(self, "fast_decode", bool(self.fast_decode))
+        if not isinstance(self.track, bool):
+            raise OptionsError(f"track must be True or False, got {self.track!r}")
+        if not isinstance(self.detect_every, int) or isinstance(self.detect_every, bool) or self.detect_every < 1:
+            raise OptionsError(f"detect_every must be a whole number >= 1, got {self.detect_every!r}")
+        if self.detect_every > 1 and not self.track:
+            raise OptionsError("detect_every fills the frames between keyframes from the tracks: it needs track=True")
+        if self.detect_every > 1 and (self.sampling.every != 1 or self.sampling.fps or self.sampling.frames):
+            raise OptionsError("detect_every (every frame, detected on keyframes) cannot be combined with every, "
+                               "fps or frames")
 
     @classmethod
     def of(cls, settings: DetectionSettings | None = None, **changes: Any) -> DetectionSettings:

@@ -24,6 +24,8 @@ seconds (``start <= time < end``).
 from __future__ import annotations
 
 import bisect
+import collections
+import contextlib
 import dataclasses
 import math
 import queue
@@ -41,6 +43,7 @@ from .files import VIDEO_SUFFIXES, is_video
 from .pipeline import Model, Prepared, _setup, detect_prepared, prepare_image
 from .records import Detection
 from .settings import DetectionSettings, Sampling
+from .tracking import Tracker, interpolated, is_cut, thumbnail
 from .video_source import OpenedVideo, VideoInfo, VideoStopped, _upright, frames_decoded, probe, require_video
 
 # A seek (and the decoding from the keyframe it lands on) costs about as much as decoding this many frames in turn.
@@ -249,6 +252,7 @@ def stream_video(
     keep_images: bool = False,
     after: int | None = None,
     writer: FrameWriter | None = None,
+    first_track: int = 0,
     **options: Any,
 ) -> Iterator[FrameResult]:
     """Detect faces on the sampled frames (``settings.sampling``) of one video file: a ``FrameResult`` per frame,
@@ -265,26 +269,87 @@ def stream_video(
     frame of the video (``path`` an ``OpenedVideo``; the one the writer was made with) as the model's results come,
     so each frame is decoded once for both; the whole video is read whatever the sampling, and decoded frames not
     yet handed to it take at most ``PASS_FRAME_BYTES``.
+
+    With ``settings.track``, each detection carries its ``track`` id (``detection.tracking.Tracker``, ids from
+    ``first_track``; a cut between two sampled frames, ``tracking.is_cut`` on their thumbnails made in the decoding
+    thread, ends every track), the writer's results too. With ``settings.detect_every`` N > 1 the model runs on every
+    N-th frame (keyframes, counted from the first) and every frame gets a result: a frame between two keyframes holds
+    the detections of the tracks found on both, interpolated (``tracking.interpolated``, marked ``filled``; no
+    ``image``); frames after the last keyframe, or before the first one of a resumed run, hold none. No writer.
     """
     if writer is not None and not isinstance(path, OpenedVideo):
         raise OptionsError("stream_video: a writer takes the frames of an OpenedVideo (open_video), not a path")
-    runner, variant, settings = _setup(model, settings, options)
+    settings = DetectionSettings.of(settings, **options)
+    if settings.detect_every > 1:
+        if writer is not None:
+            raise OptionsError("stream_video: detect_every does not take a writer (a blur of keyframes is not done)")
+        return _keyframed(model, path, settings, model_threads, keep_images, after, first_track)
+    runner, variant, settings = _setup(model, settings, {})
     threads = torch_thread_count(runner, model_threads)
     # The decoding thread gets the GIL back sooner while the video streams (tuning).
+    tracker = None
+    if settings.track:
+        tracker = Tracker(first_id=first_track)
     return with_video_switch_interval(_detected(
         runner, path, settings.sampling, after, writer, variant, settings.score_for(variant), settings.iou_threshold,
-        settings.batch_size, settings.tiling, keep_images, threads))
+        settings.batch_size, settings.tiling, keep_images, threads, tracker))
+
+
+class _FrameTimes:
+    """A ``FrameWriter`` that only notes each frame's ``(index, time)``: the frames between keyframes."""
+
+    def __init__(self) -> None:
+        self.frames: collections.deque[tuple[int, float]] = collections.deque()
+
+    def add(self, result: FrameResult) -> None:
+        pass
+
+    def write_frame(self, frame: VideoFrame) -> None:
+        self.frames.append((frame.index, frame.time))
+
+    def write_packet(self, packet) -> None:
+        pass
+
+
+def _keyframed(model, path, settings, model_threads, keep_images, after, first_track):
+    """``stream_video`` with ``detect_every``: the keyframes detected and tracked in one pass that sees every frame,
+    the frames between filled from the tracks once the keyframe after them is known."""
+    inner = settings.replace(sampling=dataclasses.replace(settings.sampling, every=settings.detect_every),
+                             detect_every=1)
+    with contextlib.ExitStack() as stack:
+        video = path if isinstance(path, OpenedVideo) else stack.enter_context(open_video(path, inner.sampling))
+        times = _FrameTimes()
+        previous = None
+        for result in stream_video(model, video, inner, model_threads=model_threads, keep_images=keep_images,
+                                   after=after, writer=times, first_track=first_track):
+            while times.frames and times.frames[0][0] < result.frame:
+                index, time = times.frames.popleft()
+                filled = [] if previous is None else interpolated(
+                    previous.detections, result.detections, (index - previous.frame) / (result.frame - previous.frame))
+                yield FrameResult(result.path, index, time, result.width, result.height, filled)
+            if times.frames and times.frames[0][0] == result.frame:
+                times.frames.popleft()
+            previous = result
+            if not result.last:
+                yield result
+                continue
+            yield dataclasses.replace(result, last=not times.frames)
+            while times.frames:
+                index, time = times.frames.popleft()
+                yield FrameResult(result.path, index, time, result.width, result.height, [], last=not times.frames)
 
 
 class _Decoded(NamedTuple):
     """A frame from the decoding thread: the ``frame`` (its image only when kept: for the caller or a writer), its
-    upright size, its model inputs (None: not sampled, for the writer only) and the bytes it holds in the window."""
+    upright size, its model inputs (None: not sampled, for the writer only), the bytes it holds in the window and,
+    when tracking, the sampled frame's thumbnail (``tracking.thumbnail``: for cuts)."""
 
     frame: VideoFrame
     width: int
     height: int
     prepared: Prepared | None
     kept: int
+    thumb: np.ndarray | None = None
 
 
 class _Ending(NamedTuple):
@@ -319,7 +384,7 @@ class _Window:
 
 
 def _detected(runner, source, sampling, after, writer, variant, min_score, iou_threshold, batch_size, tiling,
-              keep_images, threads):
+              keep_images, threads, tracker=None):
     """``stream_video``'s loop: a decoding thread fills ``ready`` with frames (``_Decoded``: the model inputs of the
     sampled ones), audio packets for the writer and an ``_Ending``; here the model runs on the sampled frames that
     are ready, and everything goes on, in order, to the writer and the caller. An exception of the decoder comes
@@ -356,9 +421,10 @@ def _detected(runner, source, sampling, after, writer, variant, min_score, iou_t
                     return
                 height, width = frame.image.shape[:2]
                 prepared = prepare_image(frame.image, variant.input_size, tiling) if frame.sampled else None
+                thumb = thumbnail(frame.image) if tracker is not None and frame.sampled else None
                 # Only the model inputs wait in the queue unless the frames are kept: a 4K frame is 25 MB.
                 ready.put(_Decoded(frame if kept else dataclasses.replace(frame, image=None), width, height, prepared,
-                                   kept))
+                                   kept, thumb))
                 del frame
             ready.put(_Ending(None))
         except BaseException as exc:  # raised by the consumer, after the frames before it
@@ -371,7 +437,7 @@ def _detected(runner, source, sampling, after, writer, variant, min_score, iou_t
 
     worker = threading.Thread(target=decode, name="blazeconv-video", daemon=True)
     worker.start()
-    held = None
+    held = previous_thumb = None
     try:
         while True:
             batch = [ready.get()]
@@ -396,7 +462,11 @@ def _detected(runner, source, sampling, after, writer, variant, min_score, iou_t
                 frame, kept = item.frame, item.kept
                 result = None
                 if item.prepared is not None:
-                    result = FrameResult(path, frame.index, frame.time, item.width, item.height, next(found),
+                    detections = next(found)
+                    if tracker is not None:
+                        cut = is_cut(previous_thumb, item.thumb)
+                        detections, previous_thumb = tracker.update(detections, frame.index, cut=cut), item.thumb
+                    result = FrameResult(path, frame.index, frame.time, item.width, item.height, detections,
                                          frame.image if keep_images else None)
                 if writer is not None:  # handed over: the writer holds the frame now
                     if result is not None:

@@ -70,6 +70,33 @@ def is_video_annotation_of(path: str | Path, source: str | Path) -> bool:
     return has_mark(path, source_mark(ANNOTATION, source))
 
 
+def along_tracks(samples: list[tuple[int, list]], index: int) -> list:
+    """Frame ``index``'s detections from the ``(frame, detections)`` samples around it (in frame order), following
+    the tracks: for each track, its detection on the frame itself, else its box interpolated between the nearest
+    samples before and after that hold it (``tracking.interpolated``: a miss bridged), else the nearest one alone
+    (held at a track's ends); detections without a track are all kept, as without tracks."""
+    from .tracking import interpolated
+
+    before: dict[int, tuple[int, object]] = {}
+    after: dict[int, tuple[int, object]] = {}
+    loose = []
+    for frame, found in samples:
+        for d in found:
+            if d.track is None:
+                loose.append(d)
+            elif frame <= index:
+                before[d.track] = (frame, d)
+            elif d.track not in after:
+                after[d.track] = (frame, d)
+    chosen = list(loose)
+    for track in sorted(set(before) | set(after)):
+        if track in before and track in after and before[track][0] < index:
+            (start, first), (end, last) = before[track], after[track]
+            chosen += interpolated([first], [last], (index - start) / (end - start))
+        else:
+            chosen.append((before.get(track) or after[track])[1])
+    return chosen
+
 class VideoAnnotation:
     """The annotation of the video ``source``, written to ``target``: see the module docstring.
 
@@ -246,14 +273,18 @@ class VideoAnnotation:
 
     def _detections_for(self, index: int) -> list:
         """Frame ``index``'s detections: the latest sample's at or before it, or with ``hold`` those of every
-        sample within ``hold`` frames of it. Samples no later frame needs are let go."""
+        sample within ``hold`` frames of it (tracked detections: ``along_tracks``). Samples no later frame needs
+        are let go."""
         if self.hold == 0:
             while len(self._samples) > 1 and self._samples[1][0] <= index:
                 self._samples.pop(0)
             return self._samples[0][1] if self._samples and self._samples[0][0] <= index else []
         while self._samples and self._samples[0][0] < index - self.hold:
             self._samples.pop(0)
-        return [d for frame, found in self._samples if frame <= index + self.hold for d in found]
+        near = [(frame, found) for frame, found in self._samples if frame <= index + self.hold]
+        if any(d.track is not None for _, found in near for d in found):
+            return along_tracks(near, index)
+        return [d for _, found in near for d in found]
 
     def _encode_ready(self, final: bool = False) -> None:
         """Encode the frames no later sample can change: up to ``hold`` frames before the latest frame or sample
