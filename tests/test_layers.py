@@ -32,7 +32,7 @@ LAYERS = [
     ("detector: FaceDetector", ["detector"]),
     ("anonymise: faces hidden in photos and videos", ["anonymise"]),
     ("ray: scale-out", ["ray"]),
-    ("runs: whole detect runs over files, for the commands and Python", ["runs"]),
+    ("runs: whole detect and blur runs over files, for the commands and Python", ["runs", "blurring"]),
     ("evaluation: detections scored against labelled faces (pycocotools)", ["evaluation"]),
     ("bench: measurements", ["bench"]),
     ("cli: the commands", ["cli", "__main__"]),

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
+import contextlib
 from pathlib import Path
 
 import click
@@ -80,97 +79,34 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
       blazeconv blur photos/ clips/ -o anonymised/ --style pixelate
       blazeconv blur photo.jpg -o out.jpg --model my_model.tflite --no-tile
     """
-    from .. import anonymise
-    from ..detection.files import find_images, nothing_found_hint
+    from ..blurring import BlurRun
     from ..detection.masking import Masking
-    from ..detection.video import is_video, open_video, require_video
-    from ..errors import ImageError
-    from ..io import atomic_path
 
-    paths = find_images(inputs, recursive=recursive)
-    if not paths:
-        raise click.UsageError("no image or video files found in " + ", ".join(str(i) for i in inputs) +
-                               nothing_found_hint(inputs))
-    videos = {i for i, path in enumerate(paths) if is_video(path)}
-    if videos:
-        require_video()
-    if not videos and hold is not None:
-        raise click.UsageError("--hold applies to videos: none of the inputs is a video")
-    targets = _targets(paths, videos, inputs, output, boxes_jsonl, overwrite, model)
-    masking = Masking(style, shape, mask_scale).check()
     if not tile and (tile_size is not None or tile_overlap is not None):
         raise click.UsageError("--tile-size and --tile-overlap apply with tiles: not with --no-tile")
-    detector = anonymise.detector_for(model=model, variant=variant_name, backend=backend, min_score=min_score,
-                                      tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
-    hold = DEFAULT_HOLD if hold is None else hold
-    failures, lines, stopped = [], [], 0
-    boxes = None
-    # Progress counts the frames written: a photo is one, a video as many as its header announces (an estimate, read
-    # when the video is opened for its pass: the file is opened once), the total corrected to the frames written
-    # when the video ends (a truncated or interrupted one never shows its announced count as done).
-    weights = [1] * len(paths)
-    with progress(len(paths), "frames written") as bar, \
-            (atomic_path(boxes_jsonl) if boxes_jsonl is not None else _Nothing()) as boxes_path:
-        if boxes_path is not None:
-            boxes = open(boxes_path, "w", encoding="utf-8")
-        try:
-            for index, (path, target) in enumerate(zip(paths, targets)):
-                target.parent.mkdir(parents=True, exist_ok=True)  # inside OUT only (checked before any work)
-                counted = [0]
+    run = BlurRun(inputs, output, masking=Masking(style, shape, mask_scale), hold=hold, crf=crf, audio=not no_audio,
+                  keep_metadata=keep_metadata, boxes_jsonl=boxes_jsonl, overwrite=overwrite, recursive=recursive,
+                  model=model, variant=variant_name, backend=backend, min_score=min_score, tile=tile,
+                  tile_size=tile_size, tile_overlap=tile_overlap)
+    # Progress counts the frames written: a photo is one, a video as many as its header announces (read when the
+    # video is opened for its pass), the total corrected to the frames written when the video ends.
+    with progress(0, "frames written") as bar:
+        def on_frames(written: int, announced: int) -> None:
+            _grow(bar, announced)
+            bar.update(written)
 
-                def on_regions(record, counted=counted, index=index):  # per photo or frame (writer's thread)
-                    if boxes is not None:
-                        boxes.write(json.dumps(record) + "\n")
-                    counted[0] += 1
-                    if counted[0] > weights[index]:  # more frames than the header announced
-                        weights[index] += 1
-                        _grow(bar, 1)
-                    bar.update(1)
-
-                try:
-                    if index in videos:
-                        with open_video(path) as video:
-                            weights[index] = _frames_announced(video.info)
-                            _grow(bar, weights[index] - 1)
-                            done = anonymise.blur_video(video, target, detector=detector, masking=masking, hold=hold,
-                                                        crf=crf, on_regions=on_regions, audio=not no_audio)
-                    else:
-                        done = anonymise.blur_photo(path, target, detector=detector, masking=masking,
-                                                    keep_metadata=keep_metadata, on_regions=on_regions)
-                except ImageError as exc:
-                    failures.append(str(exc))
-                    continue
-                finally:
-                    _grow(bar, counted[0] - weights[index])  # announced frames that were not written leave the total
-                if done.error is not None:
-                    failures.append(str(done.error))
-                    stopped += 1
-                line = (f"{path} -> {target}: " + (f"{done.frames} frames, faces hidden in {done.with_faces}"
-                                                    if index in videos else f"{done.regions} face(s) hidden"))
-                lines.append(line)
-                if not quiet:
-                    click.echo(line)
-        finally:
-            if boxes is not None:
-                boxes.close()
+        with contextlib.closing(run.run(on_frames)) as results:
+            for done in results:
+                if not quiet and done.done is not None:
+                    click.echo(f"{done.path} -> {done.target}: " + (
+                        f"{done.done.frames} frames, faces hidden in {done.done.with_faces}" if done.video
+                        else f"{done.done.regions} face(s) hidden"))
     # Errors first, then one summary line: the last error line (exit 6) when an input failed.
-    for message in failures:
+    for message in run.failures:
         click.echo(f"Error: {message}", err=True)
-    failed = len(failures) - stopped
-    summary = (f"{len(lines)} of {len(paths)} input(s) written"
-               + (f", {stopped} of them stopped early" if stopped else "") + (f", {failed} failed" if failed else "")
-               + f"; model {detector.variant.name}, min score {detector.min_score:g}"
-               + (f", hold {hold}" if videos else ""))
-    if failures:
-        raise ImageError(summary)
-    say(summary)
-
-
-def _frames_announced(info) -> int:
-    """The frames a video's header announces (``VideoInfo``: its count, else duration x rate), at least 1."""
-    if info.frame_count:
-        return info.frame_count
-    return max(1, round((info.duration or 0) * (info.fps or 0)))
+    if run.failures:
+        raise run.failure()
+    say(run.summary())
 
 
 def _grow(bar, count: int) -> None:
@@ -179,52 +115,3 @@ def _grow(bar, count: int) -> None:
         bar.length += count
     else:
         bar.total += count
-
-
-class _Nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _targets(paths, videos, inputs, output: Path, boxes_jsonl, overwrite: bool, model=None) -> list[Path]:
-    """Each input's output path, checked before any work: one input file -> ``output`` itself; otherwise ``output``
-    is a folder and each path is mirrored below it. No output may be an input, and an existing file (``-o FILE`` or
-    of a mirrored name) is replaced only when it is a blazeconv blurred output, or with ``overwrite`` (exit 2)."""
-    from ..anonymise import PHOTO_FORMATS, is_blurred_output
-    from ..detection.video_annotation import FORMATS
-    from ..io import PathUsageError, check_folder, mirrored_paths, refuse_overwriting
-
-    single = len(paths) == 1 and len(inputs) == 1 and not Path(inputs[0]).is_dir()
-    if single:
-        if output.is_dir():
-            raise PathUsageError(f"-o {output}: is a folder; for one input file give the file to write")
-        formats = FORMATS if videos else PHOTO_FORMATS
-        if output.suffix.lower() not in formats:
-            kind = "a video" if videos else "a photo"
-            raise PathUsageError(f"-o {output}: {kind} is written as {', '.join(formats)}, not "
-                                 f"{output.suffix or 'a file without a suffix'}")
-        check_folder(output)
-        targets = [output]
-    else:
-        if output.exists() and not output.is_dir():
-            raise PathUsageError(f"-o {output}: not a folder; several inputs are written into a folder")
-        if not output.is_dir():
-            check_folder(output)
-        video_paths = {Path(os.path.abspath(paths[i])) for i in videos}  # mirrored_paths passes absolute paths
-        targets = mirrored_paths(paths, output, lambda p: ".mp4" if p in video_paths else
-                                 (p.suffix.lower() if p.suffix.lower() in PHOTO_FORMATS else ".png"))
-    outputs = [("output", t) for t in targets] + ([("--boxes-jsonl", boxes_jsonl)] if boxes_jsonl else [])
-    if boxes_jsonl is not None:
-        check_folder(boxes_jsonl)
-    model_file = [("--model", model.path)] if model is not None and model.kind != "shipped" else []
-    refuse_overwriting(outputs, [("input", p) for p in paths] + model_file)
-    if not overwrite:
-        elsewhere = "choose another file name" if single else "write into another folder"
-        for target in targets:
-            if target.exists() and not is_blurred_output(target):
-                raise PathUsageError(f"{target}: exists and is not a blazeconv blurred output; add --overwrite to "
-                                     f"replace it, or {elsewhere}")
-    return targets
