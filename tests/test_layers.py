@@ -32,7 +32,7 @@ LAYERS = [
     ("detector: FaceDetector", ["detector"]),
     ("anonymise: faces hidden in photos and videos", ["anonymise"]),
     ("ray: scale-out", ["ray"]),
-    ("runs: whole detect and blur runs over files, for the commands and Python", ["runs", "blurring"]),
+    ("runs: whole detect and blur runs over files, for the commands and Python", ["runs", "run_outputs", "blurring"]),
     ("evaluation: detections scored against labelled faces (pycocotools)", ["evaluation"]),
     ("bench: measurements", ["bench"]),
     ("cli: the commands", ["cli", "__main__"]),
