@@ -332,7 +332,9 @@ def _detected(runner, source, sampling, after, writer, variant, min_score, iou_t
                 raise ending.error
     finally:
         stop.set()
-        worker.join(timeout=5)
+        # Waited for whatever it takes: the decoder stops within a frame once ``stop`` is set, and the caller may
+        # close its ``OpenedVideo`` next, which must not happen under a thread still decoding from it.
+        worker.join()
 
 
 def _inputs(item) -> int:
