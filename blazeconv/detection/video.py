@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import math
 import queue
 import threading
@@ -351,14 +352,14 @@ def stream_video(
     threads = torch_thread_count(runner, model_threads)
     # The decoding thread gets the GIL back sooner while the video streams (tuning).
     return with_video_switch_interval(_detected(runner, Path(path), frames, variant, settings.score_for(variant),
-                                                settings.iou_threshold, settings.batch_size, settings.tiling,
-                                                keep_images, threads))
+                                                settings.iou_threshold, settings.batch_size,
+                                                functools.partial(settings.scales_for, variant), keep_images, threads))
 
 
 _END = object()
 
 
-def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_size, tiling, keep_images, threads):
+def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_size, scales, keep_images, threads):
     """``stream_video``'s loop: a decoding thread fills ``ready`` with (frame, model inputs, kept shares); here the
     model runs on what is ready. An exception of the decoder comes through ``ready`` after the frames before it."""
     ready: queue.Queue = queue.Queue()
@@ -380,7 +381,7 @@ def _detected(runner, path, frames, variant, min_score, iou_threshold, batch_siz
                 if not acquire(room) or not all(acquire(kept) for _ in range(share)):
                     return
                 height, width = frame.image.shape[:2]
-                prepared = prepare_image(frame.image, variant.input_size, tiling)
+                prepared = prepare_image(frame.image, variant.input_size, scales(width, height))
                 # Only the model inputs wait in the queue unless the frames are kept: a 4K frame is 25 MB.
                 ready.put(((frame.index, frame.time, width, height, frame.image if keep_images else None), prepared,
                            share))
