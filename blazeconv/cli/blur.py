@@ -106,9 +106,10 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
         try:
             for index, (path, target) in enumerate(zip(paths, targets)):
                 target.parent.mkdir(parents=True, exist_ok=True)  # inside OUT only (checked before any work)
-                counted = [0]
+                counted, size = [0], []
 
-                def on_regions(record, counted=counted, expected=weights[index]):  # per photo or frame (writer's thread)
+                def on_regions(record, counted=counted, expected=weights[index], size=size):  # per photo or frame
+                    size[:] = [record["width"], record["height"]]  # (on the video writer's thread)
                     if boxes is not None:
                         boxes.write(json.dumps(record) + "\n")
                     if counted[0] < expected:
@@ -134,6 +135,10 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
                 lines.append(line)
                 if not quiet:
                     click.echo(line)
+                hint = detector.settings.small_faces_hint(detector.variant, *size) if size and not done.regions \
+                    and not quiet else None
+                if hint is not None:
+                    say(f"hint: {path}: no face found; {hint}")
         finally:
             if boxes is not None:
                 boxes.close()
