@@ -338,42 +338,69 @@ def test_coreml_interrupted_leaves_no_package_behind(pause_at, signum, replaced,
 # ------------------------------------------------------------------------------------ the mechanism itself
 
 
-def _signal_self(signum: int) -> None:
+# These two send signals to the process they run in: each runs in a fresh interpreter of its own, so that nothing an
+# earlier test of the suite left in this process (native libraries' threads and handlers) stands between the signal
+# and the handler under test. In the full suite, in this process, the SIGTERM of the first one once ended pytest with
+# a segmentation fault that neither test alone nor this file alone shows (not explained yet: see the notes).
+_SIGNAL_SELF = """
+import os, signal, time
+
+def signal_self(signum):
     os.kill(os.getpid(), signum)
     for _ in range(100):  # Python runs the handler between bytecodes of the main thread: give it a few
         time.sleep(0.001)
+"""
 
+_FIRST_SIGNAL_RAISES = _SIGNAL_SELF + """
+from blazeconv.interrupts import Interrupted, handle_signals
 
-def test_the_first_signal_raises_and_later_ones_never_cut_the_clean_up_short():
-    from blazeconv.interrupts import Interrupted, handle_signals
+cleaned, caught = [], None
+with handle_signals():
+    try:
+        try:
+            signal_self(signal.SIGTERM)
+            cleaned.append("not reached")
+        finally:
+            signal_self(signal.SIGINT)  # ignored: the clean-up goes on
+            cleaned.append("cleaned")
+    except Interrupted as exc:
+        caught = exc
+assert cleaned == ["cleaned"], cleaned
+assert caught is not None and caught.exit_code == 143 and str(caught) == "interrupted by SIGTERM", caught
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler before is back
+print("ok")
+"""
 
-    cleaned = []
-    with handle_signals():
-        with pytest.raises(Interrupted) as caught:
-            try:
-                _signal_self(signal.SIGTERM)
-                cleaned.append("not reached")
-            finally:
-                _signal_self(signal.SIGINT)  # ignored: the clean-up goes on
-                cleaned.append("cleaned")
-    assert cleaned == ["cleaned"] and caught.value.exit_code == 143 and str(caught.value) == "interrupted by SIGTERM"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's handler is back
+_DEFERRED_HOLDS = _SIGNAL_SELF + """
+from blazeconv.interrupts import Interrupted, deferred, handle_signals
 
-
-def test_deferred_holds_a_signal_until_the_block_ends():
-    from blazeconv.interrupts import Interrupted, deferred, handle_signals
-
-    steps = []
-    with handle_signals(), pytest.raises(Interrupted) as caught:
+steps, caught = [], None
+with handle_signals():
+    try:
         with deferred():
-            _signal_self(signal.SIGINT)
+            signal_self(signal.SIGINT)
             steps.append("the block finished")
-    assert steps == ["the block finished"] and caught.value.exit_code == 130
-    with pytest.raises(KeyboardInterrupt):  # used as a library: Python's own SIGINT, deferred the same way
-        with deferred():
-            _signal_self(signal.SIGINT)
-            steps.append("finished again")
-    assert steps[-1] == "finished again"
+    except Interrupted as exc:
+        caught = exc
+assert steps == ["the block finished"] and caught is not None and caught.exit_code == 130, (steps, caught)
+try:  # used as a library: Python's own SIGINT, deferred the same way
+    with deferred():
+        signal_self(signal.SIGINT)
+        steps.append("finished again")
+    raise AssertionError("no KeyboardInterrupt")
+except KeyboardInterrupt:
+    pass
+assert steps[-1] == "finished again", steps
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("script", [_FIRST_SIGNAL_RAISES, _DEFERRED_HOLDS], ids=["first-signal", "deferred"])
+def test_the_signal_mechanism(script):
+    """The first signal raises and later ones never cut the clean-up short; ``deferred`` holds a signal until its
+    block ends (also as a library, with Python's own SIGINT)."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 @pytest.mark.slow
