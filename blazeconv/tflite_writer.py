@@ -28,7 +28,7 @@ import numpy as np
 from .convert import Conversion, Parameter, convert_graph
 from .errors import UnsupportedModelError, WeightsError
 from .io import atomic_path, check_folder, refuse_overwriting
-from .network import architecture_of
+from .network.weights import architecture_of, state_dict_problems
 from .sources import load_state_dict, resolve
 from .tflite_reader import buffer_span, read_graph
 from .tflite_sparsity import stored_positions
@@ -156,31 +156,14 @@ def replace_weights(state_dict: Mapping, like: Path, data: bytes, source: str = 
 
 def _check_keys_and_shapes(state_dict: Mapping, conversion: Conversion, like: Path, source: str) -> None:
     """Every key of the file's architecture with its shape and a float dtype, nothing else; all gaps together."""
-    import torch
-
-    expected = conversion.state_dict
-    problems = []
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [str(k) for k in state_dict if k not in expected]
-    if missing:
-        problems.append(f"missing {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected)}")
-    for key, want in expected.items():
-        value = state_dict.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, torch.Tensor):
-            problems.append(f"{key} is a {type(value).__name__}, not a tensor")
-        elif tuple(value.shape) != tuple(want.shape):
-            problems.append(f"{key} has shape {list(value.shape)}, the file's "
-                            f"'{conversion.parameters[key].tensor.name}' needs {list(want.shape)}")
-        elif not value.is_floating_point():
-            problems.append(f"{key} has dtype {value.dtype}, expected a float tensor")
+    expected = {key: tuple(value.shape) for key, value in conversion.state_dict.items()}
+    problems = state_dict_problems(state_dict, expected,
+                                   lambda key: f"the file's '{conversion.parameters[key].tensor.name}' needs")
+    missing_or_unexpected = set(expected) != set(state_dict)
     if problems:
         architecture = conversion.variant.architecture
         theirs = ""
-        if missing or unexpected:
+        if missing_or_unexpected:
             try:
                 found = architecture_of(dict(state_dict), source)
                 theirs = f" (they are {found} weights)" if found != architecture else ""

@@ -47,12 +47,13 @@ def _expected_shapes(cls: type[BlazeFaceBase]) -> dict[str, tuple[int, ...]]:
     return _SHAPES_CACHE[cls]
 
 
-def check_state_dict(state_dict: dict, architecture: str, source: str = "state_dict") -> None:
-    """Raise one ``WeightsError`` listing every missing key, unexpected key and wrong shape together."""
-    expected = _expected_shapes(ARCHITECTURES[architecture])
+def state_dict_problems(state_dict, expected: dict[str, tuple[int, ...]], needs=None) -> list[str]:
+    """Every gap between ``state_dict`` and the ``expected`` key -> shape table, as phrases: missing keys, unexpected
+    keys, values that are no tensor, wrong shapes (``needs(key)``: what to call the expected shape, default
+    ``expected``), non-float dtypes. Empty when it fits."""
     problems = []
     missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
+    unexpected = [str(k) for k in state_dict if k not in expected]
     if missing:
         problems.append(f"missing {', '.join(missing)}")
     if unexpected:
@@ -63,10 +64,16 @@ def check_state_dict(state_dict: dict, architecture: str, source: str = "state_d
             continue
         if not isinstance(value, torch.Tensor):
             problems.append(f"{key} is a {type(value).__name__}, not a tensor")
-        elif tuple(value.shape) != shape:
-            problems.append(f"{key} has shape {list(value.shape)}, expected {list(shape)}")
+        elif tuple(value.shape) != tuple(shape):
+            problems.append(f"{key} has shape {list(value.shape)}, {needs(key) if needs else 'expected'} {list(shape)}")
         elif not value.is_floating_point():
             problems.append(f"{key} has dtype {value.dtype}, expected a float tensor")
+    return problems
+
+
+def check_state_dict(state_dict: dict, architecture: str, source: str = "state_dict") -> None:
+    """Raise one ``WeightsError`` listing every missing key, unexpected key and wrong shape together."""
+    problems = state_dict_problems(state_dict, _expected_shapes(ARCHITECTURES[architecture]))
     if problems:
         raise WeightsError(f"{source}: weights do not fit {architecture}: " + "; ".join(problems))
 
