@@ -16,7 +16,7 @@ CONVERTER := $(addprefix blazeconv/,tflite_reader.py tflite_checks.py tflite_spa
 ANCHORS := $(addprefix blazeconv/,anchors.py variants.py)
 
 .DELETE_ON_ERROR:
-.PHONY: all test test-quick check clean setup docs mediapipe
+.PHONY: all test test-quick check clean setup docs mediapipe onnx-models
 
 all: $(foreach v,$(VARIANTS),$(BUILD)/$(v).pth $(BUILD)/$(v)_anchors.npy)
 
@@ -93,7 +93,7 @@ $(BUILD)/coreml.verified: $(COREML_MODELS) $(COREML_CHECK) $(wildcard tests/data
 	for model in $(COREML_MODELS); do $(BIN)/blazeconv verify $$model tests/data/images/*.png || exit 1; done
 	touch $@
 
-# ONNX (blazeconv onnx, needs the onnx extra): for every variant the network with TFLite's raw outputs, exported
+# ONNX (blazeconv onnx, needs the convert extra): for every variant the network with TFLite's raw outputs, exported
 # from the verified .tflite (its SHA-256 goes into the metadata), and the detections model (decoding and MediaPipe's
 # weighted NMS inside) made from that network without exporting it again.
 ONNX_STAGE := $(addprefix blazeconv/,export/__init__.py export/onnx.py variants.py anchors.py) $(wildcard blazeconv/network/*.py blazeconv/sources/*.py blazeconv/convert/*.py)
@@ -104,4 +104,16 @@ $(BUILD)/%_detections.onnx: $(BUILD)/%.onnx $(ONNX_STAGE) | $(INSTALLED)
 	$(BIN)/blazeconv onnx $< --detections -o $@
 
 $(BUILD)/%.onnx: $(MODELS)/face_detection_%.tflite $(BUILD)/models.verified $(ONNX_STAGE) | $(INSTALLED)
+	$(BIN)/blazeconv onnx $< -o $@
+
+# The shipped models' ONNX networks, package data (committed): the plain install runs them on ONNX Runtime without
+# torch. The export is deterministic, so a rebuild changes them only when the exporter's output changes
+# (tests/test_install.py checks each equals a fresh export, byte for byte).
+SHIPPED_ONNX := $(foreach v,$(VARIANTS),$(MODELS)/face_detection_$(v).onnx)
+
+onnx-models: $(SHIPPED_ONNX)
+
+all: $(SHIPPED_ONNX)
+
+$(MODELS)/face_detection_%.onnx: $(MODELS)/face_detection_%.tflite $(BUILD)/models.verified $(ONNX_STAGE) | $(INSTALLED)
 	$(BIN)/blazeconv onnx $< -o $@

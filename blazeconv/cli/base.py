@@ -69,6 +69,35 @@ def progress(total: int, label: str, plain: bool = False):
     return _PlainProgress(total, label)
 
 
+def needs_extra(extra: str):
+    """Declare the extra a command needs (``errors.EXTRAS``): placed under ``@cli.command()``, it checks before the
+    command's body runs (before any work) and, when a package is missing, ends with exit 8 and one line on stderr
+    naming the command and ``pip install 'blazeconv[EXTRA]'``. The help still works without the extra.
+
+    \b
+        @cli.command()
+        @needs_extra("train")
+        def train(...): ...
+    """
+    from ..errors import EXTRAS
+
+    if extra not in EXTRAS:
+        raise ValueError(f"unknown extra {extra!r}; known: {', '.join(EXTRAS)}")
+
+    def decorate(f):
+        @functools.wraps(f)
+        def command(*args, **kwargs):
+            from ..errors import require_extra
+
+            require_extra(extra, f"blazeconv {click.get_current_context().info_name}")
+            return f(*args, **kwargs)
+
+        command.extra = extra  # what tests/test_install.py reads
+        return command
+
+    return decorate
+
+
 def check_outputs(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path | None]]) -> None:
     """Before any work: each output's folder exists, and no output is (or links to) an input (exit 2).
     Inputs given as None (an option not used) are left out."""

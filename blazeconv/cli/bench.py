@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .base import check_outputs, cli, model_option, output_option, renamed, say
+from .base import check_outputs, cli, model_option, needs_extra, output_option, renamed, say
 
 
 def _counts(quick: bool) -> dict:
@@ -28,6 +28,7 @@ class _CountOption(click.Option):
 
 
 @cli.command()
+@needs_extra("bench")
 @model_option("bench", multiple=True,
               help_text="Measure this model (repeatable): a shipped model name or a .tflite (LiteRT, the reference, "
                         "runs TFLite files) [default: every shipped model].")

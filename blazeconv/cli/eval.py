@@ -17,6 +17,7 @@ from .base import (
     cli,
     given_options,
     model_option,
+    needs_extra,
     progress,
     thresholds_help,
     variant_option,
@@ -28,6 +29,7 @@ _RUN_OPTIONS = ("model", "variant_name", "backend", "batch_size", "fast_decode",
 
 
 @cli.command("eval")
+@needs_extra("eval")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--labels", "labels_path", required=True, type=click.Path(path_type=Path),
               help="The labelled faces: WIDER FACE txt (RetinaFace's 5-landmark variant too), COCO JSON, dlib imglab "
