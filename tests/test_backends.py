@@ -122,7 +122,8 @@ def test_auto_takes_the_first_installed_in_the_measured_order(runner, monkeypatc
     assert make_runner("auto", "short_range").backend == second
 
 
-@pytest.mark.parametrize(("backend", "extra"), [("onnxruntime", "blazeconv[onnx]"), ("openvino", "blazeconv[openvino]")])
+@pytest.mark.parametrize(("backend", "extra"), [("onnxruntime", "onnxruntime"), ("openvino", "blazeconv[openvino]"),
+                                              ("torch", "blazeconv[convert]")])
 def test_a_missing_runtime_names_its_extra(backend, extra, monkeypatch):
     monkeypatch.setitem(sys.modules, backend, None)
     with pytest.raises(MissingDependencyError, match=re.escape(f"pip install '{extra}'")):

@@ -335,7 +335,8 @@ def test_cli_without_onnxscript_names_the_extra(tmp_path, run_cli, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
     code, _, err = run_cli("onnx", "short_range", "-o", tmp_path / "x.onnx")
     assert code == 8
-    assert "pip install 'blazeconv[onnx]'" in err and err.count("\n") == 1
+    assert "blazeconv onnx needs the convert extra (onnxscript not installed): pip install 'blazeconv[convert]'" in err
+    assert err.count("\n") == 1
     assert not (tmp_path / "x.onnx").exists()
 
 

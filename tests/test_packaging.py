@@ -28,6 +28,7 @@ IMAGES = REPO / "tests" / "data" / "images"
 # Files the package must carry, relative to the package folder.
 PACKAGE_DATA = (
     [f"models/{v.tflite_file}" for v in VARIANTS.values()]
+    + [f"models/{Path(v.tflite_file).with_suffix('.onnx')}" for v in VARIANTS.values()]  # run without torch
     + ["models/SHA256SUMS", "models/README.md", "py.typed", "photos/README.md"]
     + ["photos/astronaut.png", "photos/sergey.png", "photos/1face.png"]
 )
