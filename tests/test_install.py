@@ -239,8 +239,10 @@ def fresh_venv(built, tmp_path_factory):  # noqa: F811
     folder = tmp_path_factory.mktemp("venv") / "plain"
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=300)
     python = folder / "bin" / "python"
+    # Not this process's PYTHONPATH: pip would take the checkout on it for blazeconv already installed.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(built["wheel"])], capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return folder
 
