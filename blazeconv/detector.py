@@ -1,7 +1,7 @@
 """``FaceDetector``: MediaPipe's face detection in one line, on whatever image the caller holds.
 
     import blazeconv
-    detector = blazeconv.FaceDetector()              # short_range, converted and cached on first use
+    detector = blazeconv.FaceDetector()              # short_range on ONNX Runtime (its network comes with the package)
     faces = detector("photo.jpg")                    # list[Detection], coordinates in 0..1 of the image
     crop = detector.crop("photo.jpg", faces[0])      # (112, 112, 3) uint8 RGB, eyes level
 
@@ -38,10 +38,10 @@ class FaceDetector:
     architecture. ``min_score``: keep faces scoring at least this (None: MediaPipe's for the variant);
     ``iou_threshold``: weighted NMS overlap (MediaPipe's 0.3); both in [0, 1]. ``device``: where the model runs
     (``"cpu"``; torch and ONNX Runtime ``"cuda"``, OpenVINO ``"gpu"``). ``backend``: ``"torch"``, ``"torch-fast"``
-    (the module compiled for the CPU by ``blazeconv.fast``), ``"onnxruntime"`` or ``"openvino"`` (the model's ONNX
-    export, made once into the cache, or the ``.onnx`` given), or ``"auto"`` (the default, as for ``detect``): the
-    first of the ONNX runtimes that is installed and can run on ``device``, else torch. ``batch_size``: images per
-    forward pass for a list (model inputs, with tiles).
+    (the module compiled for the CPU by ``blazeconv.fast``), ``"onnxruntime"`` or ``"openvino"`` (a shipped model's
+    packaged ONNX network, another model's export made once into the cache, or the ``.onnx`` given), or ``"auto"``
+    (the default, as for ``detect``): the first of the ONNX runtimes that is installed and can run on ``device``, else
+    torch. ``batch_size``: images per forward pass for a list (model inputs, with tiles).
     ``fast_decode``: JPEG files and bytes are decoded with DCT scaling to twice the model's input resolution (much
     faster on big photos; not bit-exact with MediaPipe). ``tile``: also run the model on overlapping square tiles of
     ``tile_size`` pixels (default: about 3.3 times the model input) sharing ``tile_overlap`` of their side, and merge

@@ -118,7 +118,7 @@ def require(package: str, extra: str, purpose: str) -> None:
     """Before any work: ``MissingDependencyError`` (exit 8) naming the extra unless ``package`` can be imported.
 
     ``package`` is the import name (checked without importing it), ``extra`` what to ``pip install``
-    (``blazeconv[onnx]``, or a plain package name), ``purpose`` what needs it (the message's subject).
+    (``blazeconv[eval]``, or a plain package name), ``purpose`` what needs it (the message's subject).
     """
     import importlib.util
 

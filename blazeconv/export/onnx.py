@@ -54,9 +54,9 @@ THRESHOLD_INPUTS = ("min_score", "iou_threshold")
 
 
 def require_onnx(purpose: str = "ONNX export") -> None:
-    """``MissingDependencyError`` (exit 8) naming the ``onnx`` extra unless onnx and onnxscript are installed."""
+    """``MissingDependencyError`` (exit 8) naming the ``convert`` extra unless onnx and onnxscript are installed."""
     for module in ("onnx", "onnxscript"):
-        require(module, "blazeconv[onnx]", purpose)
+        require(module, "blazeconv[convert]", purpose)
 
 
 class DetectionHead(nn.Module):
