@@ -7,10 +7,10 @@ table (docs/bench.md, *Install*). Standard library only; run it with any Python 
     python docs/measure_install.py --wheel dist/blazeconv-0.1.0-py3-none-any.whl --work /tmp/installs \\
         --photo blazeconv/photos/astronaut.png --model blazeconv/models/face_detection_short_range.tflite
 
-Contenders: blazeconv (the plain install), blazeconv[convert] (after the CPU torch, as the Makefile does: size and
-install time only, it runs the same networks), MediaPipe Tasks (``pip install mediapipe``: its FaceDetector on the same
-short_range .tflite, which has no command of its own: a three-line script), deface (``pip install deface``: it
-blurs, no detection-only output).
+Contenders: blazeconv (the plain install), with ``--before WHEEL`` an earlier blazeconv as its plain install was,
+blazeconv[convert] (after the CPU torch, as the Makefile does: size and install time only, it runs the same networks),
+MediaPipe Tasks (``pip install mediapipe``: its FaceDetector on the same short_range .tflite, which has no command of
+its own: a three-line script), deface (``pip install deface``: it blurs, no detection-only output).
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--photo", type=Path, required=True)
     parser.add_argument("--model", type=Path, required=True, help="short_range .tflite for MediaPipe")
+    parser.add_argument("--before", type=Path, help="a wheel of an earlier blazeconv (torch in its plain install), "
+                        "measured as the plain install was then: the CPU torch first, the first detect exporting")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", nargs="*", help="contenders to measure (default: all)")
     args = parser.parse_args()
@@ -88,6 +90,13 @@ def main() -> None:
         "deface": ([["deface"]], None,
                    lambda v: [str(v / "bin" / "deface"), str(photo), "-o", str(out / "deface.png")]),
     }
+    if args.before:
+        before = args.before.resolve()
+        cache = ["env", f"BLAZECONV_CACHE={args.work / 'before-cache'}"]  # empty: its first detect exports the model
+        contenders["blazeconv (before)"] = (
+            [["torch==2.13.0"], [str(before)]],
+            lambda v: [*cache, str(v / "bin" / "blazeconv"), "detect", str(photo), "--json", str(out / "d.json")],
+            lambda v: [*cache, str(v / "bin" / "blazeconv"), "blur", str(photo), "-o", str(out / "before.png")])
     rows = []
     for name, (requirements, detect, blur) in contenders.items():
         if args.only and name not in args.only:
