@@ -193,6 +193,14 @@ def test_detect_and_blur_run_without_torch_and_write_nothing_to_the_cache(varian
     assert not (tmp_path / "cache").exists()
 
 
+def test_a_video_runs_without_torch(tmp_path):
+    video = DATA / "videos" / "asl_again.mkv"
+    found = _plain(tmp_path, "detect", video, "--json", tmp_path / "faces.json")
+    assert found.returncode == 0 and "LOADED []" in found.stderr, found.stderr
+    assert json.loads((tmp_path / "faces.json").read_text())["videos"]
+    assert not (tmp_path / "cache").exists()
+
+
 def test_the_python_api_runs_without_torch(tmp_path):
     code = f"""
 import sys
