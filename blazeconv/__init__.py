@@ -36,12 +36,20 @@ _LAZY = {
     "torch2tflite": "tflite_writer",
 }
 
+# names whose module imports packages of the convert extra: checked first, so a plain install says what to install
+_NEEDS = {"torch2tflite": ("torch", "tflite")}
+
 __all__ = ["BlazeconvError", "__version__", *_LAZY]
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
+
+        from .errors import require
+
+        for package in _NEEDS.get(name, ()):
+            require(package, "blazeconv[convert]", f"blazeconv.{name}")
 
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value

@@ -220,6 +220,32 @@ print(len(faces), detector.backend, crop.shape, hidden.shape, [m for m in {HIDDE
     assert not (tmp_path / "cache").exists()
 
 
+def test_the_python_api_names_the_convert_extra_where_it_needs_torch(tmp_path):
+    """What a plain install cannot do from Python ends in the exit-8 error naming ``convert``, not an ImportError."""
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"not read")
+    code = f"""
+import sys
+for name in {HIDDEN!r}:
+    sys.modules[name] = None
+import blazeconv
+from blazeconv.errors import MissingDependencyError
+calls = [lambda: blazeconv.load_model({str(weights)!r}), lambda: blazeconv.FaceDetector("front", backend="torch"),
+         lambda: blazeconv.FaceDetector({str(weights)!r}), lambda: blazeconv.torch2tflite]
+for call in calls:
+    try:
+        call()
+        print("no error")
+    except MissingDependencyError as exc:
+        print(exc)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "BLAZECONV_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 4 and all(line.endswith("pip install 'blazeconv[convert]'") for line in lines), done.stdout
+
+
 @pytest.mark.parametrize("kind", ["pth", "tflite"])
 def test_a_model_that_needs_a_conversion_names_the_convert_extra(kind, tmp_path):
     if kind == "pth":

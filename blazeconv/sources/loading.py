@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
-from ..errors import ModelFileError, OptionsError, WeightsError, missing_extra, require_extra
+from ..errors import ModelFileError, OptionsError, WeightsError, missing_extra, require, require_extra
 from ..io import sha256_of
 from ..resources import packaged_models_dir
 from ..variants import VARIANTS, Variant, default_variant_for, fit_variant
@@ -26,10 +26,11 @@ def load_state_dict(path: str | Path) -> dict:
 
     ``path`` is resolved in the weights role (``resolve``): a URL is not fetched, a TFLite or ONNX file is named as
     such. A pickle of other Python objects (a whole pickled module, a malicious payload) is refused in one line of
-    our own. Returns ``{name: tensor}``.
+    our own. Returns ``{name: tensor}``. Without torch: ``MissingDependencyError`` (exit 8) naming ``convert``.
     """
     import pickle
 
+    require("torch", "blazeconv[convert]", f"reading the weights {path}")
     import torch
 
     path = resolve(path, role="weights").path
@@ -67,6 +68,7 @@ def load_model(weights_path: str | Path, variant: Variant | str | None = None) -
     ``(B, 3, S, S)`` float32 RGB in [-1, 1] and returns ``(regressors (B, N, 16), classificators (B, N, 1))``, raw
     logits in the TFLite outputs' layout.
     """
+    require("torch", "blazeconv[convert]", f"loading the weights {weights_path}")
     from ..network import model_from_state_dict
 
     state_dict = load_state_dict(weights_path)
@@ -113,6 +115,7 @@ def load_module(argument: Any, variant: Variant | str | None = None):
     with ``variant`` set when given.
     """
     source = resolve(argument)
+    require("torch", "blazeconv[convert]", f"a torch module of {source.describe()}")
     if source.kind == "module":
         module = source.obj
         if variant is not None:
@@ -180,7 +183,8 @@ def load_weights(argument: Any, variant: str | Variant | None = None,
 
 
 def _file_weights(source: ModelSource) -> Weights:
-    """A TFLite file (or a shipped one) converted in memory."""
+    """A TFLite file (or a shipped one) converted in memory (torch and the TFLite reader: the ``convert`` extra)."""
+    _require_converter(source.describe())
     from ..convert import convert_file
     from ..network import Weights
 
@@ -211,8 +215,15 @@ def export_onnx_file(argument: Any, path: str | Path, *, detections: bool = Fals
     return weights
 
 
+def _require_converter(what: str) -> None:
+    """``MissingDependencyError`` (exit 8) naming ``convert`` unless torch and the TFLite reader are installed."""
+    for package in ("torch", "tflite"):
+        require(package, "blazeconv[convert]", f"converting {what} to PyTorch")
+
+
 def cached_weights(variant: Variant) -> Path:
     """Converted weights of the shipped ``variant``, converting once into the cache when needed (``cache_entry``)."""
+    _require_converter(f"the shipped model {variant.name}")
     from ..convert import convert_file, save_state_dict
 
     source = shipped_model(variant)
