@@ -15,7 +15,6 @@ from ..detection.pipeline import (
     DECODE_BUDGET_BYTES,
     Prepared,
     detect_prepared,
-    fast_decode_side,
     prepare_image,
 )
 from ..detection.settings import DetectionSettings
@@ -108,7 +107,8 @@ class DetectFaces:
         from ..detection import as_rgb
 
         detector = self.detector
-        long_side = fast_decode_side(detector.variant.input_size, detector.tiling) if detector.fast_decode else None
+        settings, variant = detector.settings, detector.variant
+        long_side = settings.decode_side_for(variant)
 
         def one(value, path):
             try:
@@ -119,7 +119,8 @@ class DetectFaces:
                     image, size = _load_bytes(value, path, long_side, self.budget)
                 else:
                     image, size = _load_path(str(value), long_side, self.budget)
-                return prepare_image(image, detector.variant.input_size, detector.tiling, size[0]), size
+                scales = settings.scales_for(variant, *size)
+                return prepare_image(image, variant.input_size, scales, size[0]), size
             except ImageError as exc:
                 return f"{path}: {exc}" if source == "image" and path else str(exc)
 
