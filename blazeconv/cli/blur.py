@@ -105,6 +105,9 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
                     click.echo(f"{done.path} -> {done.target}: " + (
                         f"{done.done.frames} frames, faces hidden in {done.done.with_faces}" if done.video
                         else f"{done.done.regions} face(s) hidden"))
+                hint = None if quiet else run.no_face_hint(done)
+                if hint is not None:
+                    say(hint)
     # Errors first, then one summary line: the last error line (exit 6) when an input failed.
     for message in run.failures:
         click.echo(f"Error: {message}", err=True)

@@ -138,7 +138,7 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
     by default: --every, --fps, --frames, --start, --end); GIF and WebP files are read as images (their first frame).
     """
     from ..detection.settings import DetectionSettings, Sampling
-    from ..runs import DetectOutputs, DetectRun, RayOptions, video_summary
+    from ..runs import DetectOutputs, DetectRun, RayOptions, no_face_hint, video_summary
 
     if ray_address is None and given_options("ray_actors", "ray_actor_cpus"):
         raise click.UsageError("--ray-actors and --ray-actor-cpus apply with --ray")
@@ -185,6 +185,9 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
                 found = done.records[0]["detections"]
                 click.echo(f"{done.path}: {len(found)} {'face' if len(found) == 1 else 'faces'}" + "".join(
                     f"\n  score {d['score']:.3f} box " + " ".join(f"{v:.3f}" for v in d["box"]) for d in found))
+            hint = None if quiet else no_face_hint(run, done)
+            if hint is not None:
+                say(hint)  # stderr, never in the JSON on stdout
             bar.update(1)
     report = run.report
     if json_path is not None and str(json_path) == "-":

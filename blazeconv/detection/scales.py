@@ -106,7 +106,7 @@ def plan_scales(width: int, height: int, band: tuple[float, float], min_face: fl
     levels = max(1, math.ceil(math.log(longest / finest) / math.log(1 / step) - 1e-9))
     ratio = (finest / longest) ** (1 / levels)
     shared = min(MAX_OVERLAP, max(MIN_OVERLAP, low / ratio)) if overlap is None else overlap
-    sides = [max(1, math.floor(longest * ratio ** i)) for i in range(1, levels + 1)]
+    sides = [max(1, math.floor(longest * ratio ** i)) for i in range(1, levels)] + [max(1, math.floor(finest))]
     return _levels(longest, sides, shared, band, min_face * KEEP_BELOW)
 
 

@@ -16,9 +16,11 @@ from typing import Any
 
 from ..errors import OptionsError
 from ..variants import DEFAULT_MODEL, NMS_IOU_THRESHOLD, VARIANTS, Variant, get_variant
-from .scales import Scale, check_min_face, check_overlap, decode_side, plan_scales
+from .scales import Scale, check_min_face, check_overlap, decode_side, default_min_face, plan_scales
 
 DEFAULT_BATCH_SIZE = 32
+# A picture with no face gets a hint when the run's smallest face is above this many times the default smallest face.
+HINT_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,25 @@ class DetectionSettings:
             return decode_side(self.scales_for(variant, width, height), variant.input_size, width, height)
 
         return long_side
+
+    def smallest_face(self, variant: Variant, width: int, height: int) -> float:
+        """The smallest face (pixels, box's longer side) this run looks for on a ``width`` x ``height`` picture:
+        the low edge of ``variant``'s band at its finest level."""
+        return min(scale.side for scale in self.scales_for(variant, width, height)) * variant.face_band[0]
+
+    def small_faces_hint(self, variant: Variant, width: int, height: int) -> str | None:
+        """For a picture where nothing was found: what to try when this run cannot see the small faces a default
+        run would look for (``smallest_face`` well above ``scales.default_min_face``), else None."""
+        smallest, default = self.smallest_face(variant, width, height), default_min_face(width, height)
+        if smallest <= HINT_RATIO * default:
+            return None
+        how = ("as MediaPipe runs it (--exact)" if self.exact else "on the whole picture (--no-tile)" if not self.tile
+               else f"with --tile-size {self.tile_size}" if self.tile_size is not None else
+               f"with --min-face {self.min_face:g}")
+        instead = ("run without --exact" if self.exact else "run without --no-tile" if not self.tile
+                   else f"try --min-face {default:.0f}")
+        return (f"{variant.name} {how} looks for faces of about {smallest:.0f} px and larger on this {width}x{height} "
+                f"picture: to find faces down to {default:.0f} px, {instead}")
 
     def score_for(self, variant: Variant) -> float:
         """The score threshold for ``variant``: ``min_score``, else the variant's own."""
