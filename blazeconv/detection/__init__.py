@@ -25,8 +25,8 @@ from .pipeline import (
 )
 from .postprocess import decode, decode_and_suppress, iou_matrix, weighted_nms
 from .records import Box, Detection, Keypoints, Point, detections_to_json
-from .settings import DetectionSettings, Sampling, check_thresholds
 from .scales import Scale, plan_scales
+from .settings import DetectionSettings, Sampling, check_thresholds
 
 __all__ = [
     "Box", "Detection", "DetectionSettings", "FileResult",

@@ -5,14 +5,14 @@ to ``high`` times the input side, measured in docs/bench.md, *Every face*). The 
 input finds faces of ``low * L`` to ``high * L`` pixels (``L``: the picture's longer side); a square tile of side
 ``T`` letterboxed into the input finds them from ``low * T`` up. So, as MTCNN's image pyramid steps down from its
 ``min_face_size`` by a fixed factor, the levels here step down from the whole picture to tiles of side
-``min_face / low`` (where the smallest face that matters sits at the band's low edge), evenly in log scale, each
-level at most ``1 / step`` finer than the one before, so that every face from ``min_face`` up is inside some level's
-band and, being smaller than the coarser level can see, lies whole in one of this level's tiles (neighbours share
-``overlap`` of a side). Tiles may be smaller than the model's input (upscaled): that is what reaches faces below
+``min_face / low`` (where the smallest face that matters sits at the band's low edge), evenly in log scale with as
+few levels as the band allows, so that every face from ``min_face`` up is inside some level's band and, being smaller
+than the coarser level can see, lies whole in one of this level's tiles (neighbours share enough of a side). Tiles may be smaller than the model's input (upscaled): that is what reaches faces below
 the band of the whole input, as on a wide low-resolution video.
 
-The rest is elsewhere and testable alone: cutting the tiles and mapping candidates back (``tiling``,
-``pipeline.prepare_image``), merging every candidate with weighted NMS (``postprocess.weighted_nms``).
+Each level also says which faces it answers for (``Scale.smallest`` / ``largest``), which the merge uses. The rest
+is elsewhere and testable alone: cutting the tiles and mapping candidates back (``tiling``,
+``pipeline.prepare_image``), keeping each piece's own and merging them all with weighted NMS (``merging``).
 """
 
 from __future__ import annotations
@@ -133,5 +133,6 @@ def decode_side(scales: tuple[Scale, ...], input_size: int, width: int, height: 
     return min(longest, math.ceil(DECODE_MARGIN * input_size * longest / min(finest, longest)))
 
 
-__all__ = ["DECODE_MARGIN", "DEFAULT_OVERLAP", "KEEP_ABOVE", "KEEP_BELOW", "MAX_OVERLAP", "MIN_FACE_FLOOR", "MIN_FACE_LIMIT", "MIN_FACE_SHARE", "MIN_OVERLAP", "Scale",
-           "check_min_face", "check_overlap", "decode_side", "default_min_face", "plan_scales"]
+__all__ = ["DECODE_MARGIN", "DEFAULT_OVERLAP", "KEEP_ABOVE", "KEEP_BELOW", "MAX_OVERLAP", "MIN_FACE_FLOOR",
+           "MIN_FACE_LIMIT", "MIN_FACE_SHARE", "MIN_OVERLAP", "Scale", "check_min_face", "check_overlap", "decode_side",
+           "default_min_face", "plan_scales"]
