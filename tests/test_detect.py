@@ -653,7 +653,7 @@ def assert_matches_mediapipe(detections, expected, iou_min, keypoint_atol, score
 def test_short_range_matches_mediapipe(short_range_model, name):
     image = load_image(DATA / "images" / name)
     assert [image.shape[1], image.shape[0]] == REFERENCE[name]["size"]
-    detections = detect_image(short_range_model, image, variant="short_range", min_score=0.5)
+    detections = detect_image(short_range_model, image, variant="short_range", min_score=0.5, exact=True)
     expected = REFERENCE[name]["short_range"]
     assert_matches_mediapipe(detections, expected, iou_min=0.98, keypoint_atol=0.005, score_atol=0.005)
 
@@ -665,7 +665,7 @@ def test_short_range_matches_mediapipe_on_crops_with_rounding_ties(short_range_m
     with Image.open(DATA / "images" / crop["image"]) as source:
         image = np.asarray(source.convert("RGB").crop(tuple(crop["crop"])))
     assert [image.shape[1], image.shape[0]] == crop["size"]
-    detections = detect_image(short_range_model, image, variant="short_range", min_score=0.5)
+    detections = detect_image(short_range_model, image, variant="short_range", min_score=0.5, exact=True)
     assert_matches_mediapipe(detections, crop["short_range"], iou_min=0.999, keypoint_atol=1e-4, score_atol=1e-4)
 
 
@@ -719,7 +719,7 @@ def test_pipeline_maps_an_anchor_back_to_the_original_image():
     anchor = variant.anchors()[index]  # fixed anchor size: w = h = 1
     model = OneFaceModel("short_range", index, 3.0)
     image = np.zeros((100, 200, 3), np.uint8)  # wide: input rows 32..95 hold the image
-    (detection,) = detect_image(model, image, variant="short_range")
+    (detection,) = detect_image(model, image, variant="short_range", exact=True)
     assert model.inputs[0].shape == (1, 3, 128, 128) and model.inputs[0].dtype == torch.float32
     x, y = anchor[0], (anchor[1] - 0.25) / 0.5
     np.testing.assert_allclose(detection.box, [x - 0.125, y - 0.25, x + 0.125, y + 0.25], atol=1e-6)
