@@ -19,6 +19,7 @@ from helpers import DATA, QUICK_VARIANTS, assert_same_faces_as_mediapipe, tiered
 av = pytest.importorskip("av")
 
 from blazeconv import FaceDetector  # noqa: E402 (after the skip)
+from blazeconv.detection.settings import Sampling  # noqa: E402
 from blazeconv.detection.video import stream_video  # noqa: E402
 
 GOLDEN = json.loads((DATA / "mediapipe_video.json").read_text())["clips"]
@@ -63,7 +64,7 @@ def test_frame_k_is_face_detector_on_frame_k(runner, variant, backend, batch_siz
     # The defaults on both sides: the scales each frame needs, a frame's tiles run batch_size at a time.
     detector = FaceDetector(model, variant=variant, batch_size=batch_size)
     frames = decoded_frames(clip)
-    results = list(stream_video(model, clip, batch_size=batch_size, every=5))  # 16 frames of 13 model inputs each
+    results = list(stream_video(model, clip, batch_size=batch_size, sampling=Sampling(every=5)))  # 16 frames, 13 inputs each
     assert [r.frame for r in results] == list(range(0, len(frames), 5))
     for result in results:
         frame = frames[result.frame]
