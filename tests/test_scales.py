@@ -92,7 +92,9 @@ def test_an_experts_tile_size_is_the_one_finer_level():
 def test_decoding_keeps_twice_the_finest_levels_model_resolution():
     band = VARIANTS["full_range"].face_band
     assert decode_side((Scale(4000),), 192, 4000, 3000) == 2 * 192
-    assert decode_side(plan_scales(4000, 3000, band), 192, 4000, 3000) == math.ceil(2 * 192 * 4000 / 1666)
+    finest = plan_scales(4000, 3000, band)[-1].side  # 125 px faces: tiles of 1470 px
+    assert finest == math.floor(125 / band[0])
+    assert decode_side(plan_scales(4000, 3000, band), 192, 4000, 3000) == math.ceil(2 * 192 * 4000 / finest)
     assert decode_side(plan_scales(480, 270, band), 192, 480, 270) == 480  # upscaled tiles: in full
 
 
