@@ -373,3 +373,30 @@ def test_blur_with_no_options_hides_faces_down_to_12_px(low_resolution_clip, tmp
     inside = sum(any(r[0] <= (b[0] + b[2]) / 2 <= r[2] and r[1] <= (b[1] + b[3]) / 2 <= r[3] for r in record["regions"])
                  for record, frame in zip(records, faces) for b in frame)
     assert inside >= RECALL * sum(len(frame) for frame in faces), inside
+
+
+# ------------------------------------------------------------------------------------- one meaning of --min-face
+
+
+def test_min_face_is_the_smallest_face_looked_for_and_the_smallest_cropped(run_cli, tmp_path):
+    from blazeconv.detection.images import load_image
+
+    photo = LABELLED / "2007_007763.jpg"  # 7 faces, BlazeFace's boxes 29-46 px
+    width, height = Image.open(photo).size
+    every = FaceDetector(min_face=20)(photo)
+    sides = sorted(max((d.box[2] - d.box[0]) * width, (d.box[3] - d.box[1]) * height) for d in every)
+    assert len(sides) == 7 and sides[0] < 35 < sides[-1]
+    code, _, err = run_cli("detect", photo, "--min-face", "35", "--crops", tmp_path / "crops", "--jsonl",
+                           tmp_path / "faces.jsonl")
+    assert code == 0, err
+    index = [json.loads(line) for line in (tmp_path / "crops" / "index.jsonl").read_text().splitlines()]
+    cropped = sorted(max((b[2] - b[0]) * width, (b[3] - b[1]) * height) for b in (line["box"] for line in index))
+    assert cropped and min(cropped) >= 35 and len(cropped) < 7  # faces under 35 px do not matter: not cropped
+    settings = json.loads((tmp_path / "faces.jsonl").read_text().splitlines()[0])["blazeconv_settings"]
+    assert settings["scales"]["min_face"] == 35  # ... and are not looked for
+    # A face the photo's edge cuts: its box in the crops' index stays inside the picture.
+    code, _, err = run_cli("detect", DATA / "images" / "sergey_tall.png", "--crops", tmp_path / "edge")
+    assert code == 0, err
+    (line,) = [json.loads(text) for text in (tmp_path / "edge" / "index.jsonl").read_text().splitlines()]
+    assert all(0 <= v <= 1 for v in line["box"]) and line["box"][0] == 0
+    assert load_image(tmp_path / "edge" / "sergey_tall" / "0.png").shape == (112, 112, 3)
