@@ -1,7 +1,7 @@
 """``FaceDetector``: MediaPipe's face detection in one line, on whatever image the caller holds.
 
     import blazeconv
-    detector = blazeconv.FaceDetector()              # short_range, converted and cached on first use
+    detector = blazeconv.FaceDetector()              # full_range_sparse, converted and cached on first use
     faces = detector("photo.jpg")                    # list[Detection], coordinates in 0..1 of the image
     crop = detector.crop("photo.jpg", faces[0])      # (112, 112, 3) uint8 RGB, eyes level
 
