@@ -113,7 +113,7 @@ def _measure_pipeline(subject: BenchModel, model, contenders: dict[str, _Contend
     def post():
         return decode_and_suppress(raw, logits, anchors, variant.input_size, variant.min_score)
 
-    detectors = {label: FaceDetector(c.runner, variant=variant) for label, c in contenders.items() if label != "litert"}
+    detectors = {label: FaceDetector(c.runner, variant=variant, exact=True) for label, c in contenders.items() if label != "litert"}
     faces = {label: len(detector(photo)) for label, detector in detectors.items()}
     alone = time_interleaved({"post": post}, 10 * options.rounds, options.warmup, options.clock)["post"]
     runs: dict[str, Callable[[], object]] = {
