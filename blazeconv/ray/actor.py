@@ -49,7 +49,7 @@ class DetectFaces:
     """A ``Dataset.map_batches`` class: one model per actor, one output row per input row (see the module docstring).
 
     ``settings``: a ``DetectionSettings`` (or its fields as keywords, applied to it: ``model``, ``variant``,
-    ``min_score``, ``backend``, ``batch_size``, ``fast_decode``, ``tile``, ...), as for ``FaceDetector``; its
+    ``min_score``, ``backend``, ``batch_size``, ``exact``, ``min_face``, ...), as for ``FaceDetector``; its
     ``model`` is a shipped variant name (``"short_range"``), or a ``.tflite``, ``.pth`` or ``.onnx`` path readable on
     every worker. ``nested``: the ``detections`` column as Arrow structs instead of a JSON string; ``threads``: the
     model's intra-op threads and this actor's image decoders (None: the CPUs Ray gave the actor, at least 1). Each row is decoded and
