@@ -773,6 +773,19 @@ def test_annotate_draws_on_a_copy(height, width):
     assert annotate(Image.fromarray(image), [edge]).size == (width, height)
 
 
+def test_annotation_markers_are_sized_by_the_face_not_the_image():
+    image = np.full((2000, 2000, 3), 128, np.uint8)
+    small = Detection(0.9, (0.5, 0.5, 0.51, 0.51), tuple((0.502 + 0.001 * k, 0.505) for k in range(6)))  # 20 px
+    big = Detection(0.9, (0.1, 0.1, 0.4, 0.4), tuple((0.15 + 0.04 * k, 0.25) for k in range(6)))  # 600 px
+    drawn = (np.asarray(annotate(image, [small])) != 128).any(axis=2)
+    # Outline, six dots and a 9 px score label: a few hundred pixels, not the 8 px lines and 16 px dots that the
+    # image's size would give.
+    assert drawn.sum() < 4 * 20 * 20 and drawn[:950].sum() == 0 and drawn[1100:].sum() == 0
+    row = np.asarray(annotate(image, [big]))[500]
+    green = np.flatnonzero((row == (0, 220, 0)).all(axis=1))
+    assert 10 <= np.sum(green < 400) <= 20  # the big face's left edge: 600 / 40 = 15 px wide
+
+
 def test_annotation_writer_writes_in_order_each_before_its_callback_and_drops_the_rest_on_an_error(tmp_path):
     from blazeconv.detection.drawing import AnnotationWriter, is_annotation_of
 
