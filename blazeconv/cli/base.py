@@ -310,7 +310,7 @@ def scale_options(*, min_face_help: str):
         click.option("--min-face", type=click.FloatRange(MIN_FACE_LIMIT), metavar="PX",
                      help="The smallest face that matters, in pixels (a face box's longer side): the picture is also "
                           "looked at on overlapping tiles (upscaled where needed) so that faces down to PX are found"
-                          f"{min_face_help} [default: {1 / MIN_FACE_SHARE:g}th of the picture's shorter side, at least "
+                          f"{min_face_help} [default: 1/{1 / MIN_FACE_SHARE:g} of the picture's shorter side, at least "
                           f"{MIN_FACE_FLOOR:g}: 11 px at 480x270, 125 px at 4000x3000]."),
         click.option("--tile-size", type=click.IntRange(16), metavar="PX",
                      help="Expert override: tiles of this side (pixels of the picture) as the one finer level, "
