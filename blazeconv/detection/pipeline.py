@@ -3,7 +3,9 @@
 image (file, bytes, Pillow image, array, tensor) -> ``as_rgb`` / ``load_image`` -> ``letterbox``
 (ImageToTensorCalculator) -> runner -> ``decode`` (TensorsToDetectionsCalculator) -> ``weighted_nms``
 (NonMaxSuppressionCalculator) -> ``remove_letterbox`` (DetectionLetterboxRemovalCalculator) -> ``Detection`` records in
-0..1 of the original image.
+0..1 of the original image. That is one scale, the whole picture (``exact``); by default the picture is also cut
+into the tiles its scales need (``scales`` chooses, ``tiling`` cuts and maps back), each run the same way, and every
+piece's candidates are merged by weighted NMS (``merging``).
 
 The model step is a *runner*: any object with ``run(batch)``, ``batch`` a numpy ``(B, 3, S, S)`` float32 RGB array in
 [-1, 1], returning numpy ``(regressors (B, N, 16), classificators (B, N, 1))`` (the TFLite outputs' layout), and a
