@@ -7,8 +7,9 @@ input finds faces of ``low * L`` to ``high * L`` pixels (``L``: the picture's lo
 ``min_face_size`` by a fixed factor, the levels here step down from the whole picture to tiles of side
 ``min_face / low`` (where the smallest face that matters sits at the band's low edge), evenly in log scale with as
 few levels as the band allows, so that every face from ``min_face`` up is inside some level's band and, being smaller
-than the coarser level can see, lies whole in one of this level's tiles (neighbours share enough of a side). Tiles may be smaller than the model's input (upscaled): that is what reaches faces below
-the band of the whole input, as on a wide low-resolution video.
+than the coarser level can see, lies whole in one of this level's tiles (neighbours share enough of a side). Tiles
+may be smaller than the model's input (upscaled): that is what reaches faces below the band of the whole input, as
+on a wide low-resolution video.
 
 Each level also says which faces it answers for (``Scale.smallest`` / ``largest``), which the merge uses. The rest
 is elsewhere and testable alone: cutting the tiles and mapping candidates back (``tiling``,
