@@ -200,7 +200,7 @@ def stream_files(
     Scales (``settings.scales_for``, ``detection.scales``): each picture whole and, where small faces need them,
     on overlapping tiles, all candidates merged. Reduced decoding (``settings.decode_side_for``): JPEGs are decoded
     with DCT scaling to the smallest size that keeps twice the finest level's model resolution; not bit-exact with
-    MediaPipe, which decodes in full (``exact``; README, *Big photos*).
+    MediaPipe, which decodes in full (``exact``; docs/every_face.md).
 
     For a torch model, torch uses ``model_threads`` intra-op threads while the iterator computes (None: leave the
     setting alone), and the caller's own setting again whenever the caller's code runs (between items, after the
