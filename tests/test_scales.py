@@ -364,6 +364,27 @@ def test_the_defaults_find_faces_down_to_12_px_on_wide_low_resolution_video(low_
     assert _score_frames(exact, faces).recall < 0.5  # MediaPipe's one scale misses them
 
 
+def test_tracked_frames_and_detect_every_keyframes_are_looked_at_on_the_same_scales(low_resolution_clip):
+    """--track and --detect-every's keyframes go through the one video pass, so each frame detected there gets the
+    defaults' scales: the same faces as an untracked run (track ids aside), and keyframes find every face."""
+    pytest.importorskip("scipy", reason="tracks need the track extra")
+    import dataclasses
+
+    path, faces = low_resolution_clip
+    detector = FaceDetector()
+    plain = list(detector.video(path))
+
+    def untracked(result):
+        return [dataclasses.replace(d, track=None) for d in result.detections]
+
+    tracked = list(detector.video(path, track=True))
+    assert [untracked(r) for r in tracked] == [r.detections for r in plain]
+    keyed = list(detector.video(path, track=True, detect_every=2))
+    keyframes = [r for r in keyed if r.frame % 2 == 0]
+    assert [untracked(r) for r in keyframes] == [r.detections for r in plain[::2]]
+    _assert_finds_every_face(_score_frames(keyframes, faces[::2]), "keyframes of detect_every=2")
+
+
 def test_blur_with_no_options_hides_faces_down_to_12_px(low_resolution_clip, tmp_path, run_cli):
     path, faces = low_resolution_clip
     boxes = tmp_path / "regions.jsonl"
