@@ -269,3 +269,17 @@ def test_the_masked_region_covers_a_turned_heads_ear_and_beyond():
     assert bottom == max(525, round(480 + KEYPOINT_MARGIN * 100))
     (left, top, right, bottom), = mask_regions([Detection(0.9, box, frontal)], 1000, 1000, 1.0)
     assert (left, right) == (round(410 - KEYPOINT_MARGIN * 100), round(490 + KEYPOINT_MARGIN * 100))
+
+
+def test_blur_hints_on_stderr_when_nothing_is_found_with_settings_that_miss_small_faces(run_cli, tmp_path):
+    photo = DATA / "labelled" / "2008_002079.jpg"  # faces of 37-109 px in a 500x375 picture
+    narrow = ("--exact", "--model", "short_range", "--min-score", "0.9")  # measured: none found at this threshold
+    code, out, err = run_cli("blur", photo, "-o", tmp_path / "a.jpg", *narrow)
+    assert code == 0, err
+    assert "0 face(s) hidden" in out and "hint:" not in out  # stderr only
+    hints = [line for line in err.splitlines() if line.startswith("hint:")]
+    assert len(hints) == 1 and "2008_002079.jpg: no face found" in hints[0] and "--exact" in hints[0], err
+    code, out, err = run_cli("blur", photo, "-o", tmp_path / "b.jpg", *narrow, "--quiet")
+    assert code == 0 and "hint:" not in err + out
+    code, out, err = run_cli("blur", photo, "-o", tmp_path / "c.jpg")  # the defaults: faces found, no hint
+    assert code == 0 and "hint:" not in err and "0 face(s)" not in out
