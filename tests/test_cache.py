@@ -28,7 +28,7 @@ def test_first_use_says_so_once_and_a_damaged_entry_is_rebuilt(tmp_path):
     cache = tmp_path / "cache"
     first = _detect(cache, "detect", PHOTO, "--quiet", "--backend", "torch")
     assert first.returncode == 0, first.stderr
-    assert "blazeconv: preparing short_range for first use" in first.stderr
+    assert "blazeconv: preparing full_range_sparse for first use" in first.stderr  # the default model
     again = _detect(cache, "detect", PHOTO, "--quiet", "--backend", "torch")
     assert again.returncode == 0 and "preparing" not in again.stderr
     entry = next(p for p in cache.iterdir() if p.suffix == ".pth")
@@ -62,7 +62,7 @@ def test_cache_shows_and_clear_empties_only_blazeconvs_entries(tmp_path):
     assert _detect(cache, "detect", PHOTO, "--quiet", "--backend", "torch").returncode == 0
     (cache / "notes.txt").write_text("mine")
     shown = _detect(cache, "cache")
-    assert shown.returncode == 0 and str(cache) in shown.stdout and "short_range-" in shown.stdout
+    assert shown.returncode == 0 and str(cache) in shown.stdout and "full_range_sparse-" in shown.stdout
     assert "1 entry" in shown.stdout
     cleared = _detect(cache, "cache", "clear")
     assert cleared.returncode == 0 and "removed 2 file(s)" in cleared.stderr

@@ -113,7 +113,8 @@ def test_installed_package_is_the_wheel_not_the_checkout(installed):
 
 @pytest.mark.slow
 def test_installed_detect_runs_outside_the_repository(installed):
-    """`blazeconv detect photo` with no other argument: the packaged short_range model, converted into the cache."""
+    """`blazeconv detect photo` with no other argument: the packaged default model (full_range_sparse), converted into
+    the cache."""
     photo = installed["cwd"] / "photo.png"
     shutil.copyfile(IMAGES / "3faces.png", photo)
     result = _blazeconv(installed, "detect", "photo.png", "--json", "-")
