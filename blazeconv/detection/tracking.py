@@ -167,5 +167,40 @@ def interpolated(before: Sequence[Detection], after: Sequence[Detection], weight
     return filled
 
 
-__all__ = ["CUT_THRESHOLD", "interpolated", "LOST_TRACK_BUFFER", "MIN_IOU", "Tracker", "is_cut", "iou_matrix", "require_tracking",
+def _shifted(detection: Detection, shift: np.ndarray) -> Detection:
+    """``detection`` moved by ``shift`` ``(4,)`` (box corners; keypoints by the mean of the x and of the y shift),
+    marked ``filled``."""
+    dx, dy = (shift[0] + shift[2]) / 2.0, (shift[1] + shift[3]) / 2.0
+    return Detection(detection.score, [float(v + d) for v, d in zip(detection.box, shift)],
+                     [(p[0] + dx, p[1] + dy) for p in detection.keypoints], detection.track, True)
+
+
+def track_at(found: Sequence[tuple[int, Detection]], frame: int) -> list[Detection]:
+    """Where one track's face is on ``frame``, from its detections ``found`` (``(frame, detection)``, in frame
+    order, at least one): its detection on that frame; between two of them, the box interpolated
+    (``interpolated``); before its first or after its last, that detection held *and* moved on by the track's
+    velocity at that end (the change per frame between its two end detections; nothing more with one detection):
+    a face that is moving keeps moving for the frames it was not seen, one that stopped stays, and both are
+    covered. A list of one or two detections, the moved and held ones marked ``filled``."""
+    frames = [f for f, _ in found]
+    for k, (f, d) in enumerate(found):
+        if f == frame:
+            return [d]
+        if f > frame:
+            if k:
+                start, first = found[k - 1]
+                return interpolated([first], [d], (frame - start) / (f - start))
+            break
+    if frame < frames[0]:
+        end, near, other = found[0][0], found[0][1], found[1] if len(found) > 1 else None
+    else:
+        end, near, other = found[-1][0], found[-1][1], found[-2] if len(found) > 1 else None
+    held = replace(near, filled=True)
+    if other is None:
+        return [held]
+    velocity = (np.asarray(near.box, np.float64) - np.asarray(other[1].box, np.float64)) / (end - other[0])
+    return [held, _shifted(near, velocity * (frame - end))]
+
+
+__all__ = ["CUT_THRESHOLD", "interpolated", "track_at", "LOST_TRACK_BUFFER", "MIN_IOU", "Tracker", "is_cut", "iou_matrix", "require_tracking",
            "thumbnail"]
