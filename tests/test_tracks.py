@@ -468,3 +468,23 @@ def test_gif_is_a_photo_for_the_commands_and_a_video_for_python(run_cli, detecto
         assert code == 2 and "--track" in err and "Traceback" not in err
     tracks = _tracks(detector.video(GIF, track=True))
     assert sorted(len(v) for v in tracks.values())[-2] >= 40, {k: len(v) for k, v in tracks.items()}
+
+
+def test_a_small_fast_face_keeps_its_track_when_its_boxes_do_not_overlap():
+    """Sampled every 4th frame, a 0.04-wide face moving 0.015 per frame jumps 1.5 times its size between samples: the
+    IoU pairs nothing, the second pairing (centres within max_shift box sides per frame) keeps one track; with
+    max_shift 0 every sample starts a new one. A second face far away keeps its own."""
+    moving = [face(0.1 + 0.06 * k, 0.3, side=0.04) for k in range(6)]
+    still = [face(0.7, 0.8, side=0.04)] * 6
+    for shift, expected in ((0.5, {0}), (0.0, {0, 2, 3, 4, 5, 6})):
+        tracker = Tracker(max_shift=shift)
+        ids = [tracker.update([m, s], 4 * k) for k, (m, s) in enumerate(zip(moving, still))]
+        assert {found[0].track for found in ids} == expected
+        assert len({found[1].track for found in ids}) == 1
+
+
+def test_max_shift_is_checked():
+    from blazeconv.errors import OptionsError
+
+    with pytest.raises(OptionsError, match="max_shift"):
+        Tracker(max_shift=-1)
