@@ -260,7 +260,7 @@ def test_track_at_detected_interpolated_and_moved_on_past_the_ends():
 
 
 def test_masks_follow_tracks_across_a_miss_and_beyond_the_ends():
-    from blazeconv.detection.video_annotation import along_tracks
+    from blazeconv.detection.video_annotation import SPREAD, along_tracks
 
     a0, a4 = tracked(face(0.1, 0.1), 0), tracked(face(0.3, 0.1), 0)
     loose = face(0.7, 0.7)  # untracked: kept as without tracks
@@ -269,9 +269,10 @@ def test_masks_follow_tracks_across_a_miss_and_beyond_the_ends():
     assert got[0] is loose and len(got) == 2
     assert got[1].filled and list(got[1].box) == pytest.approx([0.2, 0.1, 0.3, 0.2], abs=1e-12)
     assert along_tracks(samples, 4, spread=0) == [loose, a4]  # its own frame: the detection itself
-    # by default the frames next to it too: frame 4's mask covers frame 3's and frame 5's places of the face
-    boxes = sorted(round(d.box.xmin, 6) for d in along_tracks(samples, 4)[1:])
+    # with a spread, the frames next to it too: frame 4's mask covers frame 3's and frame 5's places of the face
+    boxes = sorted(round(d.box.xmin, 6) for d in along_tracks(samples, 4, spread=1)[1:])
     assert boxes == [0.25, 0.3, 0.3, 0.35]  # frame 3 interpolated, 4 detected, 5 held and moved on
+    assert len(along_tracks(samples, 4)) == 1 + 2 * SPREAD + 1 + SPREAD  # by default SPREAD frames each side
     assert [list(d.box) for d in along_tracks([(4, [a4])], 6, spread=0)] == [list(a4.box)]  # one sample: held
 
 
