@@ -54,7 +54,8 @@ class BlurRun:
 
     Everything that can be refused is refused when it is made (exit 2, ``PathUsageError``): no input found, an
     output that would replace an input or the model file, an existing file that is not a blazeconv blurred output
-    (unless ``overwrite``), ``hold``, ``track`` or ``detect_every`` without a video. Iterating runs it, yielding an ``InputBlurred`` per input;
+    (unless ``overwrite``), ``hold``, ``track`` or ``detect_every`` without a video. Iterating runs it, yielding an
+    ``InputBlurred`` per input;
     ``on_frames(written, announced)`` is called as frames are written (a photo is one frame; a video announces what
     its header says when it is opened, and the difference when it ends), for a progress display.
     """

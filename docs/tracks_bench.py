@@ -41,8 +41,7 @@ def main(argv: list[str]) -> None:
     only = set(args.only.split(","))
 
     from blazeconv.bench.anonymise import TRACK_OPTION_SETS, blur_table, measure_blur
-    from blazeconv.bench.tracks import (derived_clip, measure_detect_track, track_counts, track_speed_table,
-                                        tracks_table)
+    from blazeconv.bench.tracks import derived_clip, measure_detect_track, track_counts, track_speed_table, tracks_table
     from blazeconv.detection.video import probe
     from blazeconv.resources import models_dir
     from blazeconv.variants import get_variant

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .hiding import FrameCountMismatch, hidden_share, read_reference
 from .timing import run_measured
-from .tracks import deface_options, frame_count
+from .tracks import deface_options
 
 DEFACE_WORKER = Path(__file__).with_name("deface_worker.py")
 REFERENCE_SCORE = 0.5

@@ -72,8 +72,8 @@ def is_video_annotation_of(path: str | Path, source: str | Path) -> bool:
 
 # Tracked masks cover each face where its track is on the frame and this many frames before and after: a detector
 # places the box of a small, fast face a few pixels behind it, and the neighbours' boxes cover where it really is.
-# Measured on the one-by-one clip and its 384x216 copy (docs/tracks.md): 0 hides 23 of CenterFace's 30 faces, 1 and
-# 3 hide 28 (2: 27; 5: 26, the ellipse of a long merged region misses its ends); on the small copy 3 hides 6 of 7,
+# Measured on the one-by-one clip and its 384x216 copy (docs/tracks.md): 0 hides 24 of CenterFace's 30 faces, 1 to
+# 3 hide 28 (5: 26, the ellipse of a long merged region misses its ends); on the small copy 3 hides 6 of 7,
 # as the union does, 1 hides 5; with keyframes every 3 frames, 3 hides 28 of 30.
 SPREAD = 3
 
