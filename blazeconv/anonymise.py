@@ -193,14 +193,18 @@ def is_blurred_output(path: str | Path) -> bool:
 def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector: FaceDetector,
                masking: Masking = DEFAULT_MASKING, hold: int = DEFAULT_HOLD, crf: float = DEFAULT_CRF,
                on_regions: Callable | None = None, batch_size: int = 32, audio: bool = True,
-               track: bool = False) -> Blurred:
+               track: bool = False, detect_every: int = 1) -> Blurred:
     """Write the video ``source`` with its faces hidden to ``target`` (``.mp4``, ``.m4v``, ``.mov`` or ``.mkv``),
     atomically: every frame detected, each frame masked with the detections of the frames within ``hold`` of it.
     ``on_regions(record)``: per frame, ``{"path", "frame", "time", "width", "height", "regions"}`` (pixels of the
     upright frame). ``audio``: copy the audio streams (False: the output has none; voices identify people too).
     ``track``: the detections are tracked (``detection.tracking``) and each frame's masks follow the tracks
-    (``video_annotation.along_tracks``: interpolated across a miss within ``hold``, held ``hold`` frames at a track's
-    ends) instead of the union of every box within ``hold``. A video that stops early is written with the frames
+    (``video_annotation.along_tracks``: each face where its track is on the frame and the frames next to it,
+    interpolated across a miss within ``hold``, held and moved on by its velocity ``hold`` frames beyond a track's
+    ends) instead of the union of every box within ``hold``. ``detect_every`` N > 1 (implies ``track``): the model
+    runs on every N-th frame only (keyframes, from the first) and the frames between are masked along the tracks,
+    which then reach ``hold + N - 1`` frames beyond a track's ends; a face that comes and goes between two
+    keyframes is not hidden (docs/tracks.md). A video that stops early is written with the frames
     that decoded and the ``VideoStopped`` is in the result's ``error``; one that cannot be read at all raises
     ``ImageError`` and writes nothing.
 
@@ -209,9 +213,14 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
     if not isinstance(source, OpenedVideo):
         with open_video(source) as video:  # ImageError for a file that is not a readable video: nothing is written
             return blur_video(video, target, detector=detector, masking=masking, hold=hold, crf=crf,
-                              on_regions=on_regions, batch_size=batch_size, audio=audio, track=track)
+                              on_regions=on_regions, batch_size=batch_size, audio=audio, track=track,
+                              detect_every=detect_every)
+    if not isinstance(detect_every, int) or isinstance(detect_every, bool) or detect_every < 1:
+        raise OptionsError(f"detect_every must be a whole number >= 1, got {detect_every!r}")
     video, source = source, source.path
     counts = {"frames": 0, "with_faces": 0, "regions": 0}
+    track = track or detect_every > 1
+    reach = hold + detect_every - 1  # frames a mask reaches beyond the samples that found its face
 
     def paint(picture: Image.Image, found: list[Detection], index: int, time: float) -> None:
         regions = mask_regions(found, picture.width, picture.height, masking.scale)
@@ -224,10 +233,10 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
                         "height": picture.height, "regions": [list(r) for r in regions]})
 
     error = None
-    with VideoAnnotation(video, target, crf=crf, paint=paint, hold=hold, mark=BLURRED, audio=audio) as writer:
+    with VideoAnnotation(video, target, crf=crf, paint=paint, hold=reach, mark=BLURRED, audio=audio) as writer:
         try:
             settings = detector.settings.replace(variant=detector.variant, batch_size=batch_size,
-                                                 sampling=Sampling(), track=track)
+                                                 sampling=Sampling(every=detect_every), track=track)
             for _ in stream_video(detector.runner, video, settings, writer=writer):
                 pass  # the pass hands each frame and its detections to the writer
         except VideoStopped as exc:  # what decoded is written, the error reported

@@ -26,7 +26,7 @@ from .anonymise import DEFAULT_HOLD, PHOTO_FORMATS, Blurred, blur_photo, blur_vi
 from .detection.masking import DEFAULT_MASKING, Masking
 from .detection.settings import DetectionSettings
 from .detection.video_annotation import DEFAULT_CRF, FORMATS
-from .errors import ImageError
+from .errors import ImageError, OptionsError
 from .io import PathUsageError
 
 
@@ -50,10 +50,14 @@ class BlurRun:
     with ``settings`` (blur's own by default, ``anonymise.BLUR_SETTINGS``; ``options``: its fields as keywords),
     ``masking``, ``hold`` frames of videos, H.264 at ``crf``, audio copied unless ``audio`` is False, photos'
     metadata kept (the allow-list) with ``keep_metadata``, the masked regions as JSON Lines in ``boxes_jsonl``.
+    ``track``: videos' masks follow the faces' tracks; ``detect_every`` N > 1 (implies ``track``): the model runs on
+    every N-th frame of a video only, the frames between masked along the tracks (``anonymise.blur_video``;
+    docs/tracks.md says what that guarantees and what not).
 
     Everything that can be refused is refused when it is made (exit 2, ``PathUsageError``): no input found, an
     output that would replace an input or the model file, an existing file that is not a blazeconv blurred output
-    (unless ``overwrite``), ``hold`` without a video. Iterating runs it, yielding an ``InputBlurred`` per input;
+    (unless ``overwrite``), ``hold``, ``track`` or ``detect_every`` without a video. Iterating runs it, yielding an
+    ``InputBlurred`` per input;
     ``on_frames(written, announced)`` is called as frames are written (a photo is one frame; a video announces what
     its header says when it is opened, and the difference when it ends), for a progress display.
     """
@@ -61,7 +65,8 @@ class BlurRun:
     def __init__(self, inputs: Sequence[str | Path], output: str | Path, *, settings: DetectionSettings | None = None,
                  masking: Masking = DEFAULT_MASKING, hold: int | None = None, crf: float = DEFAULT_CRF,
                  audio: bool = True, keep_metadata: bool = False, boxes_jsonl: str | Path | None = None,
-                 overwrite: bool = False, recursive: bool = False, **options: Any):
+                 overwrite: bool = False, recursive: bool = False, track: bool = False, detect_every: int = 1,
+                 **options: Any):
         from .detection.files import find_images, nothing_found_hint
         from .detection.video import is_video, require_video
 
@@ -74,6 +79,16 @@ class BlurRun:
             require_video()
         if not self.videos and hold is not None:
             raise PathUsageError("--hold applies to videos: none of the inputs is a video")
+        if not isinstance(detect_every, int) or isinstance(detect_every, bool) or detect_every < 1:
+            raise OptionsError(f"detect_every must be a whole number >= 1, got {detect_every!r}")
+        if not self.videos and (track or detect_every > 1):
+            raise PathUsageError(f"--{'track' if track else 'detect-every'} applies to videos: none of the inputs is "
+                                 "a video")
+        if track or detect_every > 1:
+            from .detection.tracking import require_tracking
+
+            require_tracking()
+        self.track, self.detect_every = track or detect_every > 1, detect_every
         self.boxes_jsonl = None if boxes_jsonl is None else Path(boxes_jsonl)
         model = options.get("model") if options.get("model") is not None else (settings.model if settings else None)
         self.targets = _targets(self.paths, self.videos, inputs, Path(output), self.boxes_jsonl, overwrite, model)
@@ -116,7 +131,8 @@ class BlurRun:
                     announced[0] = _frames_announced(opened.info)
                     report(0, announced[0])
                     done = blur_video(opened, target, detector=self.detector, masking=self.masking, hold=self.hold,
-                                      crf=self.crf, on_regions=on_regions, audio=self.audio)
+                                      crf=self.crf, on_regions=on_regions, audio=self.audio, track=self.track,
+                                      detect_every=self.detect_every)
             else:
                 report(0, 1)
                 done = blur_photo(path, target, detector=self.detector, masking=self.masking,
@@ -149,7 +165,9 @@ class BlurRun:
                 + (f", {self.stopped} of them stopped early" if self.stopped else "")
                 + (f", {failed} failed" if failed else "")
                 + f"; model {self.detector.variant.name}, min score {self.detector.min_score:g}"
-                + (f", hold {self.hold}" if self.videos else ""))
+                + (f", hold {self.hold}" if self.videos else "")
+                + (", masks along tracks" if self.videos and self.track else "")
+                + (f", detected every {self.detect_every} frames" if self.videos and self.detect_every > 1 else ""))
 
     def failure(self) -> ImageError | None:
         """The ``ImageError`` (exit 6) that ends a run with failures, worded as ``summary``; None without failures."""

@@ -134,9 +134,10 @@ class DetectRun:
         if self.videos:
             self.results.settings["video_sampling"] = self.settings.sampling.settings()
         if self.videos and self.settings.track:
-            from .detection.tracking import LOST_TRACK_BUFFER, MIN_IOU
+            from .detection.tracking import LOST_TRACK_BUFFER, MAX_SHIFT, MIN_IOU
 
             self.results.settings["video_tracking"] = {"lost_track_buffer": LOST_TRACK_BUFFER, "min_iou": MIN_IOU,
+                                                       "max_shift": MAX_SHIFT,
                                                        "detect_every": self.settings.detect_every}
 
     def __iter__(self) -> Iterator[InputDone]:

@@ -202,3 +202,49 @@ def test_bench_takes_a_shipped_name_or_a_tflite(kind, accepted, run_cli, monkeyp
     assert model.variant.name == "back" and model.name == ("back" if kind == "shipped" else "mine.tflite")
     assert model.path.read_bytes() == model_path("back").read_bytes()
     assert asked[0].batch_size == 3 and "blazeconv: --batch is deprecated and will go: use --batch-size" in err
+
+
+# ------------------------------------------------------------------------------------------ tracks (bench.tracks)
+
+
+def test_deface_gets_its_own_advice_for_big_frames():
+    from blazeconv.bench.tracks import deface_options
+
+    assert deface_options(480) == () and deface_options(719) == ()
+    assert deface_options(720) == ("--scale", "640x360") and deface_options(2160) == ("--scale", "640x360")
+
+
+def test_derived_clip_is_the_frame_range_scaled_and_made_once(tmp_path):
+    """frames 10..19 of a real clip at 320x240, each frame's time kept (shifted to start at 0); a second call reuses
+    the file."""
+    pytest.importorskip("av")
+    from helpers import pyav_frames
+
+    from blazeconv.bench.tracks import derived_clip, frame_count
+
+    source = DATA / "videos" / "asl_again.mkv"
+    clip = derived_clip(source, tmp_path, (320, 240), first=10, count=10)
+    frames = pyav_frames(clip)
+    assert frame_count(clip) == 10 and frames[0][1].shape == (240, 320, 3)
+    times = [t for t, _ in pyav_frames(source)[10:20]]
+    assert [t for t, _ in frames] == pytest.approx([t - times[0] for t in times], abs=1e-3)
+    stamp = clip.stat().st_mtime_ns
+    assert derived_clip(source, tmp_path, (320, 240), first=10, count=10) == clip
+    assert clip.stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == [clip.name]  # no partial file left
+
+
+def test_track_counts_and_tables():
+    pytest.importorskip("av")
+    pytest.importorskip("scipy")
+    from blazeconv.bench.tracks import TrackSpeedRow, track_counts, track_speed_table, tracks_table
+
+    counted = track_counts(DATA / "videos" / "asl_book.mkv", people=1)
+    assert counted.frames == 109 and counted.longest[0] >= 90 and counted.people == 1
+    assert counted.fragments <= counted.tracks
+    table = tracks_table([counted])
+    assert table[2].startswith("| asl_book.mkv | 109 |")
+    row = TrackSpeedRow("c.mp4", 100, 2.0, 300.0, 5.0, 200.0)
+    assert row.ratio == pytest.approx(2.5, abs=1e-12)
+    assert "2.50×" in track_speed_table([row])[2]
+    assert "—" in track_speed_table([TrackSpeedRow("c.mp4", 100, 2.0, 300.0, None, None)])[2]

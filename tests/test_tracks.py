@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -238,18 +239,41 @@ def test_best_needs_crops_and_track(run_cli, tmp_path):
     assert code == 2 and "--best" in err
 
 
-def test_masks_follow_tracks_across_a_miss_and_hold_at_the_ends():
-    from blazeconv.detection.video_annotation import along_tracks
+def tracked(d: Detection, track: int) -> Detection:
+    return Detection(d.score, d.box, d.keypoints, track=track)
 
-    a0, a4 = face(0.1, 0.1), face(0.3, 0.1)
-    a0, a4 = (Detection(d.score, d.box, d.keypoints, track=0) for d in (a0, a4))
+
+def test_track_at_detected_interpolated_and_moved_on_past_the_ends():
+    from blazeconv.detection.tracking import track_at
+
+    found = [(2, tracked(face(0.10, 0.1), 0)), (4, tracked(face(0.14, 0.1), 0)), (8, tracked(face(0.30, 0.1), 0))]
+    assert track_at(found, 4) == [found[1][1]]  # its own frame: the detection itself
+    (mid,) = track_at(found, 6)  # between two detections: interpolated
+    assert mid.filled and list(mid.box) == pytest.approx([0.22, 0.1, 0.32, 0.2], abs=1e-12)
+    held, moved = track_at(found, 10)  # after the last: held there, and moved on at 0.04 per frame
+    assert held.filled and list(held.box) == list(found[2][1].box)
+    assert list(moved.box) == pytest.approx([0.38, 0.1, 0.48, 0.2], abs=1e-12)
+    assert moved.keypoints[0] == pytest.approx((0.08, 0.0), abs=1e-12)
+    held, moved = track_at(found, 0)  # before the first: moved back at 0.02 per frame
+    assert list(moved.box) == pytest.approx([0.06, 0.1, 0.16, 0.2], abs=1e-12)
+    assert track_at(found[:1], 5) == [replace(found[0][1], filled=True)]  # one detection: held only
+
+
+def test_masks_follow_tracks_across_a_miss_and_beyond_the_ends():
+    from blazeconv.detection.video_annotation import SPREAD, along_tracks
+
+    a0, a4 = tracked(face(0.1, 0.1), 0), tracked(face(0.3, 0.1), 0)
     loose = face(0.7, 0.7)  # untracked: kept as without tracks
     samples = [(0, [a0, loose]), (4, [a4])]  # track 0 missed on frames 1..3
-    (mid, kept) = sorted(along_tracks(samples, 2), key=lambda d: d.track is None)
-    assert mid.filled and list(mid.box) == pytest.approx([0.2, 0.1, 0.3, 0.2], abs=1e-12)
-    assert kept is loose
-    assert along_tracks(samples, 4) == [loose, a4]  # its own frame: the detection itself
-    assert along_tracks([(4, [a4])], 6) == [a4]  # after the track's last sample: held
+    got = along_tracks(samples, 2, spread=0)
+    assert got[0] is loose and len(got) == 2
+    assert got[1].filled and list(got[1].box) == pytest.approx([0.2, 0.1, 0.3, 0.2], abs=1e-12)
+    assert along_tracks(samples, 4, spread=0) == [loose, a4]  # its own frame: the detection itself
+    # with a spread, the frames next to it too: frame 4's mask covers frame 3's and frame 5's places of the face
+    boxes = sorted(round(d.box.xmin, 6) for d in along_tracks(samples, 4, spread=1)[1:])
+    assert boxes == [0.25, 0.3, 0.3, 0.35]  # frame 3 interpolated, 4 detected, 5 held and moved on
+    assert len(along_tracks(samples, 4)) == 1 + 2 * SPREAD + 1 + SPREAD  # by default SPREAD frames each side
+    assert [list(d.box) for d in along_tracks([(4, [a4])], 6, spread=0)] == [list(a4.box)]  # one sample: held
 
 
 def test_blur_along_tracks_hides_as_the_union_does(tmp_path):
@@ -283,3 +307,185 @@ def test_resumed_video_continues_track_ids(run_cli, tmp_path):
     early = {d["track"] for r in records[:40] for d in r["detections"]}
     late = {d["track"] for r in records[40:] for d in r["detections"]}
     assert late and min(late) > max(early)
+
+
+# ------------------------------------------------------------------------------------ blur --track / --detect-every
+
+
+def _boxes_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.mark.parametrize("options", [["--track"], ["--detect-every", "3"]])
+def test_blur_track_and_keyframes_cli(run_cli, tmp_path, options):
+    """Every frame of a clip with a face in each is written with a mask; the summary says how it was masked."""
+    pytest.importorskip("av")
+    out, boxes = tmp_path / "b.mp4", tmp_path / "b.jsonl"
+    code, stdout, err = run_cli("blur", VIDEOS / "asl_again.mkv", "-o", out, "--boxes-jsonl", boxes, *options)
+    assert code == 0, err
+    records = _boxes_jsonl(boxes)
+    assert [r["frame"] for r in records] == list(range(77))
+    assert all(r["regions"] for r in records)
+    assert "masks along tracks" in err + stdout
+    if "--detect-every" in options:
+        assert "detected every 3 frames" in err + stdout
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--track"], "--track applies to videos"),
+    (["--detect-every", "2"], "--detect-every applies to videos"),
+    (["--detect-every", "0"], "--detect-every"),
+])
+def test_blur_track_refused(run_cli, tmp_path, options, message):
+    code, out, err = run_cli("blur", DATA / "images" / "1face.png", "-o", tmp_path / "x.png", *options)
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_blur_detect_every_needs_a_whole_number():
+    from blazeconv.anonymise import blur_video, detector_for
+    from blazeconv.errors import OptionsError
+
+    with pytest.raises(OptionsError, match="detect_every"):
+        blur_video(VIDEOS / "asl_again.mkv", "/nonexistent/x.mp4", detector=detector_for(), detect_every=0)
+
+
+def _face_between_keyframes(tmp_path) -> Path:
+    """9 frames: a face on frames 1 and 2 only, a plain grey picture on the others (keyframes 0, 4, 8 of N = 4)."""
+    frames = pyav_frames(VIDEOS / "asl_again.mkv")
+    face_frame = frames[0][1]
+    grey = np.full_like(face_frame, 128)
+    clip = tmp_path / "between.mp4"
+    write_clip(clip, [face_frame if k in (1, 2) else grey for k in range(9)], [round(k * 1000 / 30) for k in range(9)])
+    return clip
+
+
+def test_a_face_between_two_keyframes_is_hidden_only_when_every_frame_is_looked_at(run_cli, tmp_path):
+    """The privacy meaning of --detect-every (docs/tracks.md): a face that appears and leaves between two keyframes
+    is never seen, so not hidden; --detect-every 1 (the default) hides it."""
+    pytest.importorskip("av")
+    clip = _face_between_keyframes(tmp_path)
+    masked = {}
+    for every in (1, 4):
+        boxes = tmp_path / f"{every}.jsonl"
+        code, _, err = run_cli("blur", clip, "-o", tmp_path / f"{every}.mp4", "--detect-every", str(every),
+                               "--boxes-jsonl", boxes, "-q")
+        assert code == 0, err
+        masked[every] = [bool(r["regions"]) for r in _boxes_jsonl(boxes)]
+    assert masked[1][1] and masked[1][2]
+    assert not any(masked[4])
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def test_variable_frame_rate_keyframes_keep_each_frames_time(detector, tmp_path):
+    """Irregular timestamps: every frame gets its record with its own time; frames between keyframes are filled
+    (interpolated by frame index, not by time)."""
+    stamps = [0, 33, 50, 200, 210, 1000, 1033]  # ms
+    frames = [image for _, image in pyav_frames(VIDEOS / "asl_again.mkv")[: len(stamps)]]
+    clip = tmp_path / "vfr.mp4"
+    write_clip(clip, frames, stamps)
+    results = list(detector.video(clip, track=True, detect_every=3))
+    assert [round(r.time * 1000) for r in results] == stamps
+    assert [r.frame for r in results] == list(range(7))
+    for r in results:
+        assert all(d.filled == (r.frame % 3 != 0) for d in r.detections)
+    assert all(r.detections for r in results)
+
+
+def test_rotated_clip_is_tracked_upright(detector, tmp_path):
+    """A clip stored sideways with a display rotation: one long track, its boxes those of the upright frames."""
+    import av
+
+    frames = [image for _, image in pyav_frames(VIDEOS / "asl_again.mkv")[:20]]
+    clip = tmp_path / "rotated.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[0], frames[0].shape[1], "yuv420p"
+        stream.set_display_rotation(90)
+        for image in frames:  # stored turned clockwise: a 90-degree display rotation turns it back
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(image, -1)), format="rgb24")))
+        out.mux(stream.encode(None))
+    results = list(detector.video(clip, track=True))
+    assert (results[0].width, results[0].height) == (640, 480)
+    tracks = _tracks(results)
+    assert max(len(v) for v in tracks.values()) >= 19, tracks
+
+
+def _truncated(tmp_path) -> Path:
+    data = (VIDEOS / "asl_again.mkv").read_bytes()
+    path = tmp_path / "cut.mkv"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def test_truncated_clip_tracks_what_decoded(run_cli, tmp_path):
+    """detect --track and --detect-every on a truncated clip: exit 6, the frames that decoded recorded with their
+    tracks; blur --track writes them masked."""
+    pytest.importorskip("av")
+    clip = _truncated(tmp_path)
+    for options in (["--track"], ["--detect-every", "4"]):
+        jsonl = tmp_path / f"t{len(options)}.jsonl"
+        code, _, err = run_cli("detect", clip, "--jsonl", jsonl, "-q", *options)
+        assert code == 6 and "stopped at frame" in err
+        frames = [r for r in jsonl_records(jsonl) if "frame" in r]
+        assert [r["frame"] for r in frames] == list(range(len(frames))) and 10 < len(frames) < 77
+        assert sum(1 for r in frames if any(d["track"] == 0 for d in r["detections"])) >= 0.8 * len(frames)
+    boxes = tmp_path / "b.jsonl"
+    code, _, err = run_cli("blur", clip, "-o", tmp_path / "cut.mp4", "--track", "--boxes-jsonl", boxes, "-q")
+    assert code == 6 and "stopped at frame" in err
+    records = _boxes_jsonl(boxes)
+    assert 10 < len(records) < 77 and all(r["regions"] for r in records)
+    assert len(pyav_frames(tmp_path / "cut.mp4")) == len(records)
+
+
+def test_one_frame_video(run_cli, detector, tmp_path):
+    """A video of one frame: one record, a keyframe, tracked; blurred with its face hidden."""
+    pytest.importorskip("av")
+    clip = tmp_path / "one.mp4"
+    write_clip(clip, [pyav_frames(VIDEOS / "asl_again.mkv")[0][1]], [0])
+    (result,) = list(detector.video(clip, track=True, detect_every=4))
+    assert result.last and result.frame == 0 and [d.track for d in result.detections] == [0]
+    assert not result.detections[0].filled
+    boxes = tmp_path / "b.jsonl"
+    code, _, err = run_cli("blur", clip, "-o", tmp_path / "b.mp4", "--detect-every", "4", "--boxes-jsonl", boxes)
+    assert code == 0, err
+    (record,) = _boxes_jsonl(boxes)
+    assert record["regions"]
+
+
+GIF = SHARED / "head-pose-face-detection-female-and-male.gif"
+
+
+@pytest.mark.skipif(not GIF.is_file(), reason="the shared GIF (/work/shared/videos) is not on this machine")
+def test_gif_is_a_photo_for_the_commands_and_a_video_for_python(run_cli, detector, tmp_path):
+    """An animated GIF is read as a photo (its first frame) by detect and blur, so --track is refused there;
+    ``FaceDetector.video`` reads its frames, and its two people are two long tracks."""
+    for command in ("detect", "blur"):
+        extra = ["-o", tmp_path / "g.png"] if command == "blur" else []
+        code, _, err = run_cli(command, GIF, "--track", *extra)
+        assert code == 2 and "--track" in err and "Traceback" not in err
+    tracks = _tracks(detector.video(GIF, track=True))
+    assert sorted(len(v) for v in tracks.values())[-2] >= 40, {k: len(v) for k, v in tracks.items()}
+
+
+def test_a_small_fast_face_keeps_its_track_when_its_boxes_do_not_overlap():
+    """Sampled every 4th frame, a 0.04-wide face moving 0.015 per frame jumps 1.5 times its size between samples: the
+    IoU pairs nothing, the second pairing (centres within max_shift box sides per frame) keeps one track; with
+    max_shift 0 every sample starts a new one. A second face far away keeps its own."""
+    moving = [face(0.1 + 0.06 * k, 0.3, side=0.04) for k in range(6)]
+    still = [face(0.7, 0.8, side=0.04)] * 6
+    for shift, expected in ((0.5, {0}), (0.0, {0, 2, 3, 4, 5, 6})):
+        tracker = Tracker(max_shift=shift)
+        ids = [tracker.update([m, s], 4 * k) for k, (m, s) in enumerate(zip(moving, still))]
+        assert {found[0].track for found in ids} == expected
+        assert len({found[1].track for found in ids}) == 1
+
+
+def test_max_shift_is_checked():
+    from blazeconv.errors import OptionsError
+
+    with pytest.raises(OptionsError, match="max_shift"):
+        Tracker(max_shift=-1)

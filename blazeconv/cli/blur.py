@@ -42,6 +42,14 @@ from .base import (
 @click.option("--hold", type=click.IntRange(0, 1000), metavar="N",
               help="Videos: a face stays hidden N frames after it was last found and N frames before it is first "
                    f"found (faces missed for a frame or two stay hidden) [default: {DEFAULT_HOLD}].")
+@click.option("--track", is_flag=True,
+              help="Videos: masks follow each face's track (where it is on the frame and the frames next to it, "
+                   "interpolated across a miss, held and moved on past its ends) instead of covering every box "
+                   "within --hold. Needs blazeconv[track] (docs/tracks.md).")
+@click.option("--detect-every", type=click.IntRange(1), default=1, show_default=True, metavar="N",
+              help="Videos, implies --track: run the model on every N-th frame only (keyframes) and mask the frames "
+                   "between along the tracks. Faster, but a face that appears and leaves between two keyframes is "
+                   "not hidden; 1 looks at every frame (docs/tracks.md).")
 @click.option("--crf", type=click.FloatRange(0, 51), default=20, show_default=True,
               help="Videos: H.264 quality (lower is better and bigger; 18 is visually lossless).")
 @click.option("--no-audio", "no_audio", is_flag=True,
@@ -63,7 +71,8 @@ from .base import (
 @click.option("-r", "--recursive", is_flag=True, help="Read the folders' subfolders too (hidden ones skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-input summary on stdout.")
 def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_score, exact, tile, min_face, tile_size,
-         tile_overlap, fast_decode, backend, hold, crf, no_audio, keep_metadata, boxes_jsonl, overwrite, recursive,
+         tile_overlap, fast_decode, backend, hold, track, detect_every, crf, no_audio, keep_metadata, boxes_jsonl,
+         overwrite, recursive,
          quiet) -> None:
     """Hide the faces in photos and videos (files or folders of them): blur, pixelate or fill each face's region.
 
@@ -82,6 +91,7 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
       blazeconv blur photos/ clips/ -o anonymised/ --style pixelate
       blazeconv blur photo.jpg -o out.jpg --model my_model.tflite --no-tile
       blazeconv blur classroom.mp4 -o hidden.mp4 --min-face 8              # faces down to 8 px
+      blazeconv blur clip.mp4 -o clip_blurred.mp4 --track                  # masks follow the faces
     """
     from ..blurring import BlurRun
     from ..detection.masking import Masking
@@ -89,6 +99,7 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
     check_scale_options(exact, tile, min_face, tile_size, tile_overlap, fast_decode)
     run = BlurRun(inputs, output, masking=Masking(style, shape, mask_scale), hold=hold, crf=crf, audio=not no_audio,
                   keep_metadata=keep_metadata, boxes_jsonl=boxes_jsonl, overwrite=overwrite, recursive=recursive,
+                  track=track, detect_every=detect_every,
                   model=model, variant=variant_name, backend=backend, min_score=min_score, exact=exact or None,
                   tile=tile, min_face=min_face, tile_size=tile_size, tile_overlap=tile_overlap,
                   fast_decode=fast_decode)
