@@ -281,7 +281,7 @@ def backend_option():
     described = "; ".join(f"{b.name}: {b.summary}" for b in BACKENDS.values())
     return click.option("--backend", type=click.Choice(CHOICES), default="auto", show_default=True,
                         help=f"Where the model runs. {described}; auto: the first installed of "
-                             f"{', '.join(AUTO_ORDER)} (fastest first, README: Speed).")
+                             f"{', '.join(AUTO_ORDER)} (fastest first, docs/bench.md: Speed).")
 
 
 # ------------------------------------------------------------------------------------ shared options

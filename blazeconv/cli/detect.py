@@ -79,12 +79,12 @@ from .base import (
 @click.option("--track", is_flag=True,
               help="Videos: give each face a 'track' id in the records, the same while the face stays in view (a "
                    "miss of up to 10 frames keeps it; a face that leaves or a scene cut ends it). Needs "
-                   "blazeconv[track] (README: Tracks).")
+                   "blazeconv[track] (docs/crops-tracks.md: Tracks).")
 @click.option("--detect-every", type=click.IntRange(1), metavar="N",
               help="Videos, implies --track: run the model on every N-th frame only (keyframes) and give the frames "
                    "between the faces of the tracks found on both keyframes around them, interpolated and marked "
                    "\"filled\": true. A face that comes and goes between two keyframes is missed; 1 detects every "
-                   "frame. Not with --every, --fps, --frames, --annotate or --crops (README: Tracks).")
+                   "frame. Not with --every, --fps, --frames, --annotate or --crops (docs/crops-tracks.md: Tracks).")
 @click.option("-r", "--recursive", is_flag=True,
               help="Read the image files of the folders' subfolders too (hidden files and folders are skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-image summary on stdout.")
