@@ -15,6 +15,7 @@ Python API::
 
     model = blazeconv.load_model("short_range.pth")      # eval-mode torch.nn.Module; model.variant: a Variant
     regressors, classificators = model(x)                 # x: (B, 3, S, S) float32 RGB in [-1, 1]
+    blazeconv.train("labels.jsonl", model="full_range_sparse", output="tuned.pth", epochs=5)  # fine-tune (.pth)
     blazeconv.torch2tflite("tuned.pth", like="short_range", output="tuned.tflite")  # back into MediaPipe's file
 
 Public names are imported on first use, so ``import blazeconv`` (and ``blazeconv --help``) does not load torch.
@@ -34,6 +35,7 @@ _LAZY = {
     "blur_video": "anonymise",
     "evaluate": "evaluation",
     "torch2tflite": "tflite_writer",
+    "train": "training",
 }
 
 __all__ = ["BlazeconvError", "__version__", *_LAZY]
