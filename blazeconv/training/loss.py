@@ -79,7 +79,7 @@ def loss(regressors: torch.Tensor, logits: torch.Tensor, targets: BatchTargets,
     zero = torch.zeros((), dtype=regressors.dtype, device=regressors.device)
     box = F.smooth_l1_loss(difference[:, :4], torch.zeros_like(difference[:, :4]), beta=weights.beta,
                            reduction="sum") / count if positive.any() else zero
-    points = difference[:, 4:].reshape(len(difference), -1, 2)  # (P, K, 2)
+    points = difference[:, 4:].reshape(len(difference), (difference.shape[1] - 4) // 2, 2)  # (P, K, 2)
     labelled = targets.labelled[positive]  # (P, K)
     if labelled.any():
         keypoints = F.smooth_l1_loss(points[labelled], torch.zeros_like(points[labelled]), beta=weights.beta,
