@@ -230,6 +230,7 @@ def test_resume_with_other_options_is_refused(self_labels, tmp_path):
         _train(self_labels["short_range"], tmp_path / "out.pth", epochs=2, learning_rate=5e-3, resume=True)
 
 
+@pytest.mark.slow
 def test_a_sparse_model_keeps_its_zeros_and_goes_back_into_its_tflite(self_labels, tmp_path):
     from blazeconv import torch2tflite
     from blazeconv.sources import load_module
@@ -288,6 +289,7 @@ def test_a_loss_that_turns_nan_stops_and_keeps_the_last_good_checkpoint(self_lab
 # ------------------------------------------------------------------------------------------ the command and bad input
 
 
+@pytest.mark.slow
 def test_the_command_writes_weights_every_command_takes(self_labels, tmp_path, run_cli):
     out = tmp_path / "tuned.pth"
     code, _, err = run_cli("train", "--labels", self_labels["short_range"], "--images", DATA / "images", "-o", out,
