@@ -274,7 +274,7 @@ def run(model: torch.nn.Module, samples: list[Sample], output: Path, options: Tr
         raise
     seconds = time.perf_counter() - began
     model.eval()
-    state_dict = {k: v.detach().to("cpu").float().contiguous() for k, v in model.state_dict().items()}
+    state_dict = {k: v.detach().to("cpu").float().clone() for k, v in model.state_dict().items()}  # not views
     rounding, score_change = _float16_effect(model, state_dict, first_inputs, device)
     with atomic_path(output) as tmp:
         save_state_dict(state_dict, tmp)

