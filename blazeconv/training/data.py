@@ -96,9 +96,10 @@ def read_samples(labels: str | Path, images: str | Path | Sequence[str | Path] |
     """Every labelled picture of ``labels`` as a ``Sample``.
 
     ``labels``: any file ``blazeconv eval`` reads (``evaluation.labels.FORMATS``); ``images``: where the pictures
-    are (as for ``eval``; None: the labels file's folder, and the folders of absolute paths it names). Checked before any training, with eval's errors
-    (``LabelsError``, exit 2, naming the file and line): a file in no known format, a picture not found, a box
-    outside its picture, a keypoint list of the wrong length. Boxes crossing the picture's edge are clipped.
+    are (as for ``eval``; None: the labels file's folder, and the folders of absolute paths it names). Checked
+    before any training, with eval's errors (``LabelsError``, exit 2, naming the file and line): a file in no known
+    format, a picture not found, a box outside its picture, a keypoint list of the wrong length. Boxes crossing the
+    picture's edge are clipped.
     """
     box_file = read_boxes(labels, labels_format)
     if images is None:  # beside the labels, and the folders of the absolute paths they name
