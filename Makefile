@@ -16,7 +16,7 @@ CONVERTER := $(addprefix blazeconv/,tflite_reader.py tflite_checks.py tflite_spa
 ANCHORS := $(addprefix blazeconv/,anchors.py variants.py)
 
 .DELETE_ON_ERROR:
-.PHONY: all test test-quick check clean setup docs mediapipe
+.PHONY: all test test-quick check clean setup docs docs-site mediapipe onnx-models
 
 all: $(foreach v,$(VARIANTS),$(BUILD)/$(v).pth $(BUILD)/$(v)_anchors.npy)
 
@@ -68,11 +68,28 @@ check: test
 clean:
 	rm -rf $(BUILD)
 
-# The README's picture of what the models find on one photo.
-docs: docs/model_comparison.png
+# The pictures of the README and the guides (docs/images/, committed), made from shipped inputs, and the
+# command-line reference generated from the click commands (docs/cli.md; tests/test_docs.py fails when it is stale).
+# `make docs-site` builds the site strictly into build/site (tests/test_docs.py runs the same build).
+PICTURES := $(addprefix docs/images/,detect.png blur.png crops.png overview.png bench.png model_comparison.png)
+PICTURE_INPUTS := docs/make_pictures.py $(wildcard blazeconv/photos/*.png) tests/data/images/3faces.png tests/data/videos/asl_again.mkv
 
-docs/model_comparison.png: docs/compare_models.py tests/data/images/astronaut_wide.png | $(INSTALLED)
+docs: $(PICTURES) docs/cli.md
+
+docs/images/%.png: $(PICTURE_INPUTS) | $(INSTALLED)
+	$(BIN)/python docs/make_pictures.py $* $@
+
+docs/images/bench.png: docs/make_pictures.py docs/bench.md | $(INSTALLED)
+	$(BIN)/python docs/make_pictures.py bench $@
+
+docs/images/model_comparison.png: docs/compare_models.py tests/data/images/astronaut_wide.png | $(INSTALLED)
 	$(BIN)/python docs/compare_models.py tests/data/images/astronaut_wide.png $@ short_range back full_range_sparse
+
+docs/cli.md: docs/gen_cli_reference.py $(wildcard blazeconv/cli/*.py) | $(INSTALLED)
+	$(BIN)/python docs/gen_cli_reference.py
+
+docs-site: $(INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir $(BUILD)/site
 
 # Core ML (blazeconv coreml): for every variant the Vision pipeline (detector + NonMaximumSuppression) and the
 # landmarks model (weighted NMS inside), as float16 ML programs; then each is evaluated operation by operation
@@ -93,7 +110,7 @@ $(BUILD)/coreml.verified: $(COREML_MODELS) $(COREML_CHECK) $(wildcard tests/data
 	for model in $(COREML_MODELS); do $(BIN)/blazeconv verify $$model tests/data/images/*.png || exit 1; done
 	touch $@
 
-# ONNX (blazeconv onnx, needs the onnx extra): for every variant the network with TFLite's raw outputs, exported
+# ONNX (blazeconv onnx, needs the convert extra): for every variant the network with TFLite's raw outputs, exported
 # from the verified .tflite (its SHA-256 goes into the metadata), and the detections model (decoding and MediaPipe's
 # weighted NMS inside) made from that network without exporting it again.
 ONNX_STAGE := $(addprefix blazeconv/,export/__init__.py export/onnx.py variants.py anchors.py) $(wildcard blazeconv/network/*.py blazeconv/sources/*.py blazeconv/convert/*.py)
@@ -104,4 +121,16 @@ $(BUILD)/%_detections.onnx: $(BUILD)/%.onnx $(ONNX_STAGE) | $(INSTALLED)
 	$(BIN)/blazeconv onnx $< --detections -o $@
 
 $(BUILD)/%.onnx: $(MODELS)/face_detection_%.tflite $(BUILD)/models.verified $(ONNX_STAGE) | $(INSTALLED)
+	$(BIN)/blazeconv onnx $< -o $@
+
+# The shipped models' ONNX networks, package data (committed): the plain install runs them on ONNX Runtime without
+# torch. The export is deterministic, so a rebuild changes them only when the exporter's output changes
+# (tests/test_install.py checks each equals a fresh export, byte for byte).
+SHIPPED_ONNX := $(foreach v,$(VARIANTS),$(MODELS)/face_detection_$(v).onnx)
+
+onnx-models: $(SHIPPED_ONNX)
+
+all: $(SHIPPED_ONNX)
+
+$(MODELS)/face_detection_%.onnx: $(MODELS)/face_detection_%.tflite $(BUILD)/models.verified $(ONNX_STAGE) | $(INSTALLED)
 	$(BIN)/blazeconv onnx $< -o $@

@@ -3,7 +3,8 @@
 Python API::
 
     import blazeconv
-    detector = blazeconv.FaceDetector()                   # short_range; or "full_range", "model.tflite", "w.pth"
+    detector = blazeconv.FaceDetector()                   # full_range_sparse at every scale the picture needs
+    exact = blazeconv.FaceDetector("short_range", exact=True)   # MediaPipe's own answers, one scale
     faces = detector("photo.jpg")                         # list[Detection]: score, box, keypoints (0..1)
     faces[0].keypoints.right_eye, faces[0].to_pixels(width, height), faces[0].to_dict()
     crop = detector.crop("photo.jpg", faces[0])           # (112, 112, 3) uint8 RGB, eyes level
@@ -11,7 +12,7 @@ Python API::
         ...
     hidden = blazeconv.blur(frame_bgr, channels="bgr")    # the faces hidden, numpy in and out
     blazeconv.blur_video("clip.mp4", "clip_blurred.mp4", detector=blazeconv.anonymise.detector_for())
-    scores = blazeconv.evaluate("photos/", "labels.xml", model="full_range_sparse")  # recall, precision, ap50
+    scores = blazeconv.evaluate("photos/", "labels.xml")   # recall, precision, ap50 of the defaults
 
     model = blazeconv.load_model("short_range.pth")      # eval-mode torch.nn.Module; model.variant: a Variant
     regressors, classificators = model(x)                 # x: (B, 3, S, S) float32 RGB in [-1, 1]
@@ -38,12 +39,20 @@ _LAZY = {
     "train": "training",
 }
 
+# names whose module imports packages of the convert extra: checked first, so a plain install says what to install
+_NEEDS = {"torch2tflite": ("torch", "tflite")}
+
 __all__ = ["BlazeconvError", "__version__", *_LAZY]
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
+
+        from .errors import require
+
+        for package in _NEEDS.get(name, ()):
+            require(package, "blazeconv[convert]", f"blazeconv.{name}")
 
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value

@@ -1,9 +1,9 @@
 """Faces hidden in photos and videos: ``blazeconv blur`` and ``blazeconv.blur``.
 
-Detection is the photo and video pipeline (``FaceDetector``, ``stream_video``) with defaults chosen to protect:
-a model that sees small faces, a threshold below MediaPipe's, tiles sized by the picture (``tiling_for``), and a
-``hold`` that keeps a face masked a few frames before it is first found and after it is last found (docs/bench.md,
-*Anonymise*, has the measurements behind them).
+Detection is the photo and video pipeline (``FaceDetector``, ``stream_video``) with the scales every run has
+(``detection.scales``: the whole picture and tiles sized for the smallest face that matters), a threshold below
+MediaPipe's, and a ``hold`` that keeps a face masked a few frames before it is first found and after it is last
+found (docs/bench.md, *Anonymise* and *Every face*, has the measurements behind them).
 Each face's region (``masking``) is hidden in the pixels; the output says it is a blazeconv blurred output
 (``marks.BLURRED`` in a JPEG/PNG comment or the video's ``comment`` tag: the same words for every output, nothing
 of its source), so a later run may replace it and nothing else.
@@ -36,30 +36,25 @@ from .detection.masking import DEFAULT_MASKING, Masking, hide_faces, hide_region
 from .detection.pipeline import detect_images
 from .detection.records import Detection
 from .detection.settings import DetectionSettings, Sampling
-from .detection.tiling import Tiling
 from .detection.video import OpenedVideo, VideoStopped, open_video, stream_video
 from .detection.video_annotation import DEFAULT_CRF, VideoAnnotation
 from .detector import FaceDetector
 from .errors import ImageError, OptionsError
 from .io import atomic_path
 from .marks import BLURRED, has_mark, photo_save_options
+from .variants import DEFAULT_MODEL
 
-# The defaults of ``blur`` and ``blazeconv blur``, chosen from measurements (docs/bench.md, Anonymise).
-DEFAULT_MODEL = "full_range_sparse"
+# The defaults of ``blur`` and ``blazeconv blur``, chosen from measurements (docs/bench.md, Anonymise): detect's model
+# and scales, a lower threshold (a face left visible costs more than a patch of wall blurred).
 DEFAULT_MIN_SCORE = 0.4
 DEFAULT_HOLD = 5
-DEFAULT_TILE = True
-# Blur's tiles are a share of the picture, not of the model input: the side is the picture's shorter side over
-# TILE_SHARE, at least MIN_TILE pixels (faces of a few per cent of a frame are found in any resolution).
-TILE_SHARE = 2.25
-MIN_TILE = 320
 PHOTO_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
                  ".bmp": "BMP"}
 _ORIENTATION = 0x0112
 
 
 # What ``blur`` detects with unless told otherwise (docs/bench.md, Anonymise).
-BLUR_SETTINGS = DetectionSettings(model=DEFAULT_MODEL, min_score=DEFAULT_MIN_SCORE, tile=DEFAULT_TILE)
+BLUR_SETTINGS = DetectionSettings(model=DEFAULT_MODEL, min_score=DEFAULT_MIN_SCORE)
 
 
 @functools.lru_cache(maxsize=4)
@@ -69,8 +64,7 @@ def _detector(settings: DetectionSettings) -> FaceDetector:
 
 def detector_for(settings: DetectionSettings | None = None, **options: Any) -> FaceDetector:
     """The ``FaceDetector`` ``blur`` uses: ``settings`` (default ``BLUR_SETTINGS``) with ``options`` (its fields as
-    keywords) applied, made once per process and settings. With tiles and no ``tile_size``, each picture's tiles
-    are sized by ``tiling_for`` when blurring."""
+    keywords) applied, made once per process and settings."""
     settings = DetectionSettings.of(settings or BLUR_SETTINGS, **options)
     try:
         return _detector(settings)
@@ -78,27 +72,9 @@ def detector_for(settings: DetectionSettings | None = None, **options: Any) -> F
         return FaceDetector(settings=settings)
 
 
-def tiling_for(detector: FaceDetector, width: int, height: int) -> Tiling | None:
-    """The tiles blur runs on a ``width`` x ``height`` picture: the detector's own when it has a tile size, else
-    ``max(MIN_TILE, shorter side / TILE_SHARE)`` pixels, with the detector's overlap; None without tiles."""
-    tiling = detector.tiling
-    if tiling is None or tiling.size is not None:
-        return tiling
-    return Tiling(max(MIN_TILE, round(min(width, height) / TILE_SHARE)), tiling.overlap)
-
-
-def settings_for(detector: FaceDetector, width: int, height: int) -> DetectionSettings:
-    """``detector``'s settings for a ``width`` x ``height`` picture, with blur's tiles (``tiling_for``)."""
-    settings = detector.settings.replace(variant=detector.variant)
-    tiling = tiling_for(detector, width, height)
-    if tiling is None:
-        return settings
-    return settings.replace(tile=True, tile_size=tiling.size, tile_overlap=tiling.overlap)
-
-
 def _faces(detector: FaceDetector, rgb: np.ndarray) -> list[Detection]:
-    """``detector``'s faces on ``rgb`` with blur's tiles."""
-    return detect_images(detector.runner, [rgb], settings_for(detector, rgb.shape[1], rgb.shape[0]))[0]
+    """``detector``'s faces on ``rgb`` (at its scales)."""
+    return detect_images(detector.runner, [rgb], detector.settings.replace(variant=detector.variant))[0]
 
 
 def blur(image: Any, *, detector: FaceDetector | None = None, style: str = "blur", shape: str = "ellipse",
@@ -250,8 +226,8 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
     error = None
     with VideoAnnotation(video, target, crf=crf, paint=paint, hold=hold, mark=BLURRED, audio=audio) as writer:
         try:
-            settings = settings_for(detector, video.info.width, video.info.height)
-            settings = settings.replace(batch_size=batch_size, sampling=Sampling(), track=track)
+            settings = detector.settings.replace(variant=detector.variant, batch_size=batch_size,
+                                                 sampling=Sampling(), track=track)
             for _ in stream_video(detector.runner, video, settings, writer=writer):
                 pass  # the pass hands each frame and its detections to the writer
         except VideoStopped as exc:  # what decoded is written, the error reported
@@ -259,5 +235,5 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
     return Blurred(Path(target), counts["frames"], counts["with_faces"], counts["regions"], error)
 
 
-__all__ = ["DEFAULT_HOLD", "DEFAULT_MIN_SCORE", "DEFAULT_MODEL", "DEFAULT_TILE", "PHOTO_FORMATS", "Blurred", "blur",
-           "blur_photo", "blur_video", "detector_for", "is_blurred_output", "tiling_for"]
+__all__ = ["DEFAULT_HOLD", "DEFAULT_MIN_SCORE", "DEFAULT_MODEL", "PHOTO_FORMATS", "Blurred", "blur", "blur_photo",
+           "blur_video", "detector_for", "is_blurred_output"]

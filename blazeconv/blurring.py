@@ -33,13 +33,15 @@ from .io import PathUsageError
 @dataclass(frozen=True)
 class InputBlurred:
     """One input done: its ``path``, the ``target`` written (or not, with ``error``), whether it is a ``video``, and
-    what ``blur_photo`` / ``blur_video`` did (``done``; None when the input could not be read)."""
+    what ``blur_photo`` / ``blur_video`` did (``done``; None when the input could not be read), and the picture's
+    upright ``(width, height)`` (``size``; None when nothing was written)."""
 
     path: Path
     target: Path
     video: bool
     done: Blurred | None
     error: str | None = None
+    size: tuple[int, int] | None = None
 
 
 class BlurRun:
@@ -96,9 +98,10 @@ class BlurRun:
         from .detection.video import open_video
 
         target.parent.mkdir(parents=True, exist_ok=True)  # inside the output folder only (checked before any work)
-        counted, announced = [0], [1]
+        counted, announced, size = [0], [1], []
 
         def on_regions(record):  # per photo or frame (the writer's thread)
+            size[:] = [record["width"], record["height"]]
             if boxes is not None:
                 boxes.write(json.dumps(record) + "\n")
             counted[0] += 1
@@ -126,9 +129,18 @@ class BlurRun:
         if done.error is not None:
             self.failures.append(str(done.error))
             self.stopped += 1
-        result = InputBlurred(path, target, video, done, None if done.error is None else str(done.error))
+        result = InputBlurred(path, target, video, done, None if done.error is None else str(done.error),
+                              tuple(size) or None)
         self.written.append(result)
         return result
+
+    def no_face_hint(self, done: InputBlurred) -> str | None:
+        """``hint: PATH: no face found; ...`` for an input written with no face hidden while the run cannot see the
+        small faces a default run looks for (``DetectionSettings.small_faces_hint``), else None."""
+        if done.done is None or done.done.regions or done.size is None:
+            return None
+        hint = self.detector.settings.small_faces_hint(self.detector.variant, *done.size)
+        return None if hint is None else f"hint: {done.path}: no face found; {hint}"
 
     def summary(self) -> str:
         """One line: the inputs written, stopped early and failed; the model, its threshold and the hold."""

@@ -1,7 +1,7 @@
 """``FaceDetector``: MediaPipe's face detection in one line, on whatever image the caller holds.
 
     import blazeconv
-    detector = blazeconv.FaceDetector()              # short_range, converted and cached on first use
+    detector = blazeconv.FaceDetector()              # full_range_sparse on ONNX Runtime, at the picture's scales
     faces = detector("photo.jpg")                    # list[Detection], coordinates in 0..1 of the image
     crop = detector.crop("photo.jpg", faces[0])      # (112, 112, 3) uint8 RGB, eyes level
 
@@ -30,24 +30,26 @@ class FaceDetector:
     """A BlazeFace detector with MediaPipe's pre- and post-processing.
 
     Made from a ``DetectionSettings`` (``settings``) or from its fields as keywords (applied to ``settings`` when
-    both are given): ``model``, a shipped variant name (``short_range``, ``front``, ``back``, ``full_range``,
-    ``full_range_sparse``), a path to a ``.tflite``, a ``.pth`` state_dict (variant: the shipped model with identical
-    weights, else the architecture's default) or a network ``.onnx`` blazeconv exported (files recognised by their
-    content, ``blazeconv.sources``), a torch module, or a runner. ``variant``: which model the weights are
-    (anchors, input size, default threshold), overriding what was inferred; it must be of the weights'
-    architecture. ``min_score``: keep faces scoring at least this (None: MediaPipe's for the variant);
+    both are given): ``model``, a shipped variant name (``full_range_sparse``, the default; ``full_range``,
+    ``short_range``, ``front``, ``back``), a path to a ``.tflite``, a ``.pth`` state_dict (variant: the shipped model
+    with identical weights, else the architecture's default) or a network ``.onnx`` blazeconv exported (files
+    recognised by their content, ``blazeconv.sources``), a torch module, or a runner. ``variant``: which model the
+    weights are (anchors, input size, default threshold, face band), overriding what was inferred; it must be of the
+    weights' architecture. ``min_score``: keep faces scoring at least this (None: MediaPipe's for the variant);
     ``iou_threshold``: weighted NMS overlap (MediaPipe's 0.3); both in [0, 1]. ``device``: where the model runs
     (``"cpu"``; torch and ONNX Runtime ``"cuda"``, OpenVINO ``"gpu"``). ``backend``: ``"torch"``, ``"torch-fast"``
-    (the module compiled for the CPU by ``blazeconv.fast``), ``"onnxruntime"`` or ``"openvino"`` (the model's ONNX
-    export, made once into the cache, or the ``.onnx`` given), or ``"auto"`` (the default, as for ``detect``): the
-    first of the ONNX runtimes that is installed and can run on ``device``, else torch. ``batch_size``: images per
-    forward pass for a list (model inputs, with tiles).
-    ``fast_decode``: JPEG files and bytes are decoded with DCT scaling to twice the model's input resolution (much
-    faster on big photos; not bit-exact with MediaPipe). ``tile``: also run the model on overlapping square tiles of
-    ``tile_size`` pixels (default: about 3.3 times the model input) sharing ``tile_overlap`` of their side, and merge
-    everything with weighted NMS: small faces in big pictures (``detection.tiling``). ``sampling``: the frames of a
-    video ``video`` detects. ``channels``: the default channel order of arrays and tensors, ``"rgb"`` or ``"bgr"``
-    (OpenCV frames).
+    (the module compiled for the CPU by ``blazeconv.fast``), ``"onnxruntime"`` or ``"openvino"`` (a shipped model's
+    packaged ONNX network, another model's export made once into the cache, or the ``.onnx`` given), or ``"auto"``
+    (the default, as for ``detect``): the first of the ONNX runtimes that is installed and can run on ``device``, else
+    torch. ``batch_size``: model inputs per forward pass for a list (tiles included).
+
+    Scales (``detection.scales``): each picture is looked at whole and, where faces down to ``min_face`` pixels
+    (default: a share of the picture's shorter side) are too small for the model there, on overlapping tiles sized
+    for them; every candidate is merged by weighted NMS. ``tile=False``: the whole picture only; ``tile_size`` and
+    ``tile_overlap``: the expert's fixed tiles. ``exact=True``: the model on the whole picture decoded in full, as
+    MediaPipe runs it (its answers exactly). ``fast_decode``: JPEG files and bytes decoded with DCT scaling to twice
+    the finest level's model resolution (default: unless ``exact``). ``sampling``: the frames of a video ``video``
+    detects. ``channels``: the default channel order of arrays and tensors, ``"rgb"`` or ``"bgr"`` (OpenCV frames).
     """
 
     def __init__(
@@ -69,13 +71,23 @@ class FaceDetector:
     iou_threshold = property(lambda self: self.settings.iou_threshold)
     batch_size = property(lambda self: self.settings.batch_size)
     device = property(lambda self: self.settings.device)
-    fast_decode = property(lambda self: self.settings.fast_decode)
-    tiling = property(lambda self: self.settings.tiling)
+    fast_decode = property(lambda self: self.settings.decodes_reduced)
+    exact = property(lambda self: self.settings.exact)
+
+    def scales(self, width: int, height: int):
+        """The levels a ``width`` x ``height`` picture is looked at (``DetectionSettings.scales_for``)."""
+        return self.settings.scales_for(self.variant, width, height)
 
     def __repr__(self) -> str:
-        extras = (", fast_decode=True" if self.fast_decode else "") + (
-            f", tile=True, tile_size={self.tiling.side(self.variant.input_size)}, tile_overlap={self.tiling.overlap:g}"
-            if self.tiling else "")
+        settings = self.settings
+        if settings.exact:
+            extras = ", exact=True"
+        elif not settings.tile:
+            extras = ", tile=False"
+        else:
+            extras = "".join(f", {name}={getattr(settings, name)!r}" for name in ("min_face", "tile_size", "tile_overlap")
+                             if getattr(settings, name) is not None)
+        extras += "" if settings.fast_decode is None else f", fast_decode={settings.fast_decode}"
         return (f"FaceDetector(variant={self.variant.name!r}, backend={self.backend!r}, device={self.device!r}, "
                 f"min_score={self.min_score:g}, iou_threshold={self.iou_threshold:g}{extras})")
 

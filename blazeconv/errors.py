@@ -77,11 +77,48 @@ def notice(message: str) -> None:
     logging.getLogger("blazeconv.notice").warning(message)
 
 
+# What each extra of ``pip install 'blazeconv[EXTRA]'`` brings, by import name (pyproject.toml lists the
+# distributions; tests/test_install.py checks the two agree). The plain install (numpy, Pillow, click, ONNX Runtime,
+# PyAV) detects, blurs, crops and reads videos on the ONNX networks that travel in the package; whatever converts or
+# exports a model needs torch and the TFLite reader.
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "convert": ("torch", "tflite", "onnx", "onnxscript"),  # tflite2torch, torch2tflite, onnx, the torch backends
+    "coreml": ("torch", "tflite", "coremltools"),  # coreml, verify
+    "train": ("torch", "tflite"),  # training starts from a shipped model's converted weights
+    "bench": ("torch", "tflite", "onnx", "onnxscript", "ai_edge_litert"),  # compares with LiteRT and the torch backends
+    "video": ("av",),  # in the plain install too; the extra stays for installs that name it
+    "eval": ("pycocotools",),
+    "track": ("scipy",),
+    "ray": ("ray",),
+    "openvino": ("openvino",),
+}
+
+
+def missing_extra(extra: str) -> list[str]:
+    """The import names of ``EXTRAS[extra]`` that cannot be imported (checked without importing them)."""
+    import importlib.util
+
+    return [package for package in EXTRAS[extra] if importlib.util.find_spec(package) is None]
+
+
+def require_extra(extra: str, purpose: str) -> None:
+    """Before any work: ``MissingDependencyError`` (exit 8) unless every package of ``EXTRAS[extra]`` is installed.
+
+    One line naming what needs it, what is missing and the install line, e.g.
+    ``blazeconv tflite2torch needs the convert extra (torch, tflite not installed): pip install 'blazeconv[convert]'``.
+    A command declares its extra with ``cli.base.needs_extra``; library code calls this at its entry.
+    """
+    missing = missing_extra(extra)
+    if missing:
+        raise MissingDependencyError(f"{purpose} needs the {extra} extra ({', '.join(missing)} not installed): "
+                                     f"pip install 'blazeconv[{extra}]'")
+
+
 def require(package: str, extra: str, purpose: str) -> None:
     """Before any work: ``MissingDependencyError`` (exit 8) naming the extra unless ``package`` can be imported.
 
     ``package`` is the import name (checked without importing it), ``extra`` what to ``pip install``
-    (``blazeconv[onnx]``, or a plain package name), ``purpose`` what needs it (the message's subject).
+    (``blazeconv[eval]``, or a plain package name), ``purpose`` what needs it (the message's subject).
     """
     import importlib.util
 

@@ -19,6 +19,12 @@ def models_dir() -> Path:
     return Path(configured) if configured else _package_folder("models")
 
 
+def packaged_models_dir() -> Path:
+    """The ``models/`` package data itself, whatever ``$BLAZECONV_MODELS`` says: the ONNX networks exported from the
+    shipped ``.tflite`` files travel there (``sources.shipped_onnx``)."""
+    return _package_folder("models")
+
+
 def photos_dir() -> Path:
     """The small photos that ship with the package (``verify``'s and ``bench``'s defaults; licences in its README)."""
     return _package_folder("photos")

@@ -123,6 +123,9 @@ class DetectRun:
         self.noun = NOUN_INPUTS if self.videos else NOUN_IMAGES  # what the counts in messages count
         self.report: RunReport | None = None
         self.todo = list(range(len(self.paths)))
+        if (self.annotations or self.crop_names) and self.settings.fast_decode is None:
+            # Annotations and crops are made of the decoded pictures: photos are decoded in full for them.
+            self.settings = self.settings.replace(fast_decode=False)
         self.runner = self.settings.make_runner()
         self.variant = self.runner.variant
         self.settings = self.settings.replace(variant=self.variant)
@@ -251,6 +254,16 @@ def _renumbered(result, offset: int):
                                                    for d in result.detections])
 
 
+def no_face_hint(run: DetectRun, done: InputDone) -> str | None:
+    """``hint: PATH: no face found; ...`` for an input (a photo, or a video in none of whose frames) where nothing
+    was found while the run cannot see the small faces a default run looks for (``small_faces_hint``), else None."""
+    records = done.records
+    if done.error is not None or not records or any(r["detections"] for r in records):
+        return None
+    hint = run.settings.small_faces_hint(run.variant, records[0]["width"], records[0]["height"])
+    return None if hint is None else f"hint: {done.path}: no face found; {hint}"
+
+
 def video_summary(path: Path, frames: list[dict]) -> str:
     """``clip.mp4: 275 frames, faces in 270, at most 2 per frame`` (and ``, 3 tracks`` when tracked)."""
     counts = [len(f["detections"]) for f in frames]
@@ -337,4 +350,4 @@ def _ray_inputs(paths, todo, videos, after, settings: DetectionSettings, runner,
             yield index, next(by_photo)
 
 
-__all__ = ["DetectOutputs", "DetectRun", "InputDone", "RayOptions", "RunReport", "video_summary"]
+__all__ = ["DetectOutputs", "DetectRun", "InputDone", "RayOptions", "RunReport", "no_face_hint", "video_summary"]

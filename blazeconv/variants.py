@@ -33,6 +33,8 @@ class Variant:
     ``min_score`` is MediaPipe's default ``min_score_thresh`` for this model, ``min_score_source`` says where
     that number comes from; ``tflite_file`` is the upstream file name shipped in ``blazeconv/models/`` and ``sha256`` its
     checksum; ``weight_storage`` is how that file stores its weights (it tells variants of one architecture apart).
+    ``face_band``: ``(low, high)``, the face sizes (a face box's longer side) the model finds reliably, as shares of
+    its input side (measured: docs/bench.md, *Every face*); the scale policy (``detection.scales``) reads it.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Variant:
     sha256: str
     weight_storage: str
     description: str
+    face_band: tuple[float, float] = (0.16, 0.9)
 
     def anchors(self) -> np.ndarray:
         """``(num_anchors, 4)`` float32 anchors ``(x_center, y_center, w, h)``."""
@@ -87,6 +90,7 @@ VARIANTS: dict[str, Variant] = {
             sha256="a31cce739e9f5b9b08a15ef5ff90c500a46e96bd2c87f329d58a008dfd6c42ff",
             weight_storage="float32",
             description="front camera (2019), 128x128, float32 weights: selfie-distance faces",
+            face_band=(0.15, 1.0),
         ),
         Variant(
             name="short_range",
@@ -100,6 +104,7 @@ VARIANTS: dict[str, Variant] = {
             sha256="bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
             weight_storage="float16",
             description="short range, 128x128, float16 weights: faces within about 2 m",
+            face_band=(0.17, 0.9),
         ),
         Variant(
             name="back",
@@ -113,6 +118,7 @@ VARIANTS: dict[str, Variant] = {
             sha256="e376cf6b168d5ece8a3cedb94acc4eb168a136aede125ccc3d903ef38f5beda8",
             weight_storage="float16",
             description="back camera, 256x256, float16 weights: smaller faces further away",
+            face_band=(0.08, 0.6),
         ),
         Variant(
             name="full_range",
@@ -126,6 +132,7 @@ VARIANTS: dict[str, Variant] = {
             sha256="99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
             weight_storage="float16",
             description="full range, 192x192, dense float16 weights: faces up to about 5 m",
+            face_band=(0.085, 0.45),
         ),
         Variant(
             name="full_range_sparse",
@@ -139,11 +146,15 @@ VARIANTS: dict[str, Variant] = {
             sha256="2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
             weight_storage="float16/sparse float16",
             description="full range, 192x192, sparse float16 weights (DENSIFY): MediaPipe's full-range choice",
+            face_band=(0.085, 0.4),
         ),
     )
 }
 
 DEFAULT_VARIANT = "short_range"
+# The model a run uses when none is given (detect, blur, eval, FaceDetector, Ray): chosen by recall against labelled
+# faces and speed (docs/bench.md, *Every face*). DEFAULT_VARIANT stays the architecture's default for a bare .pth.
+DEFAULT_MODEL = "full_range_sparse"
 
 
 def get_variant(name: str) -> Variant:

@@ -137,7 +137,7 @@ def test_video_rows_count_the_frames_detect_reads(tmp_path):
     options = default_options(["short_range"], videos=(clip,))
     results = _measure_videos(options.models[0], "onnxruntime", None, options, notes)
     rows = results["asl_again.mkv (77 frames, 640×480)"]
-    assert [r.contender for r in rows] == ["detect", "annotate", "blur"] == list(VIDEO_MODES), notes
+    assert [r.contender for r in rows] == ["detect", "exact", "annotate", "blur"] == list(VIDEO_MODES), notes
     assert all(r.images == 77 and r.seconds > 0 and r.peak_mib > 0 and r.decoded == 77 for r in rows)
 
 

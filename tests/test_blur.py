@@ -46,7 +46,8 @@ def test_blur_hides_every_face_of_a_photo_numpy_in_numpy_out(tmp_path):
     hidden = blazeconv.blur(rgb)
     assert hidden.shape == rgb.shape and hidden.dtype == np.uint8 and not np.array_equal(hidden, rgb)
     assert np.array_equal(rgb, np.asarray(Image.open(PHOTO).convert("RGB")))  # the input is not changed
-    assert FaceDetector("short_range")(hidden) == [] and len(FaceDetector("full_range")(rgb)) == 3
+    # MediaPipe's own models, as it runs them, find the three faces before and none after.
+    assert FaceDetector("short_range", exact=True)(hidden) == [] and len(FaceDetector("full_range", exact=True)(rgb)) == 3
     Image.fromarray(hidden).save(tmp_path / "hidden.png")
     share = hidden_share(PHOTO, tmp_path / "hidden.png", [reference_boxes([(0, rgb)])[0]])
     assert share["hidden"] == share["boxes"] == 3
@@ -97,7 +98,7 @@ def test_hold_keeps_a_face_hidden_through_frames_where_it_is_missed(run_cli, tmp
     for hold in (0, 5):
         boxes = tmp_path / f"hold{hold}.jsonl"
         code, _, err = run_cli("blur", source, "-o", tmp_path / f"hold{hold}.mp4", "--hold", hold, "--boxes-jsonl", boxes,
-                               "--model", "short_range", "--min-score", "0.5")
+                               "--model", "short_range", "--min-score", "0.5", "--exact")
         assert code == 0, err
         regions[hold] = [json.loads(line)["regions"] for line in boxes.read_text().splitlines()]
     assert [bool(r) for r in regions[0][38:45]] == [True, True, False, False, False, True, True]
@@ -231,13 +232,13 @@ def test_blur_takes_detects_backend_and_tile_options(run_cli, tmp_path):
 
     detector = detector_for(model="short_range", min_score=0.5, tile=True, tile_overlap=0.4, backend="torch",
                             variant="front")
-    assert detector.backend == "torch" and detector.tiling.overlap == 0.4 and detector.variant.name == "front"
+    assert detector.backend == "torch" and detector.settings.tile_overlap == 0.4 and detector.variant.name == "front"
     code, _, err = run_cli("blur", PHOTO, "-o", tmp_path / "a.png", "--backend", "torch", "--tile-overlap", "0.4",
                            "--model", "short_range", "--variant", "front")
     assert code == 0, err
     assert "model front, min score 0.4" in err
     code, _, err = run_cli("blur", PHOTO, "-o", tmp_path / "b.png", "--no-tile", "--tile-overlap", "0.4")
-    assert code == 2 and "--tile-size and --tile-overlap apply with tiles: not with --no-tile" in err
+    assert code == 2 and "--tile-overlap: apply with tiles, not with --no-tile" in err
     assert not (tmp_path / "b.png").exists()
 
 
@@ -268,3 +269,17 @@ def test_the_masked_region_covers_a_turned_heads_ear_and_beyond():
     assert bottom == max(525, round(480 + KEYPOINT_MARGIN * 100))
     (left, top, right, bottom), = mask_regions([Detection(0.9, box, frontal)], 1000, 1000, 1.0)
     assert (left, right) == (round(410 - KEYPOINT_MARGIN * 100), round(490 + KEYPOINT_MARGIN * 100))
+
+
+def test_blur_hints_on_stderr_when_nothing_is_found_with_settings_that_miss_small_faces(run_cli, tmp_path):
+    photo = DATA / "labelled" / "2008_002079.jpg"  # faces of 37-109 px in a 500x375 picture
+    narrow = ("--exact", "--model", "short_range", "--min-score", "0.9")  # measured: none found at this threshold
+    code, out, err = run_cli("blur", photo, "-o", tmp_path / "a.jpg", *narrow)
+    assert code == 0, err
+    assert "0 face(s) hidden" in out and "hint:" not in out  # stderr only
+    hints = [line for line in err.splitlines() if line.startswith("hint:")]
+    assert len(hints) == 1 and "2008_002079.jpg: no face found" in hints[0] and "--exact" in hints[0], err
+    code, out, err = run_cli("blur", photo, "-o", tmp_path / "b.jpg", *narrow, "--quiet")
+    assert code == 0 and "hint:" not in err + out
+    code, out, err = run_cli("blur", photo, "-o", tmp_path / "c.jpg")  # the defaults: faces found, no hint
+    assert code == 0 and "hint:" not in err and "0 face(s)" not in out

@@ -1,4 +1,7 @@
-"""The cache of converted weights and ONNX exports heals itself, never stops a run, and can be shown and emptied."""
+"""The cache of converted weights and ONNX exports heals itself, never stops a run, and can be shown and emptied.
+
+The shipped models' ONNX networks travel in the package, so the default run (ONNX Runtime) writes nothing here; the
+torch backend's converted weights show the cache at work."""
 
 from __future__ import annotations
 
@@ -23,17 +26,24 @@ def _detect(env_cache, *args, tmp=None):
 @pytest.mark.slow
 def test_first_use_says_so_once_and_a_damaged_entry_is_rebuilt(tmp_path):
     cache = tmp_path / "cache"
-    first = _detect(cache, "detect", PHOTO, "--quiet")
+    first = _detect(cache, "detect", PHOTO, "--quiet", "--backend", "torch")
     assert first.returncode == 0, first.stderr
-    assert "blazeconv: preparing short_range for first use" in first.stderr
-    again = _detect(cache, "detect", PHOTO, "--quiet")
+    assert "blazeconv: preparing full_range_sparse for first use" in first.stderr  # the default model
+    again = _detect(cache, "detect", PHOTO, "--quiet", "--backend", "torch")
     assert again.returncode == 0 and "preparing" not in again.stderr
-    entry = next(p for p in cache.iterdir() if p.suffix == ".onnx")
+    entry = next(p for p in cache.iterdir() if p.suffix == ".pth")
     entry.write_bytes(entry.read_bytes()[:1000])  # a disk that filled up, a copy cut short
-    healed = _detect(cache, "detect", PHOTO, "--json", "-")
+    healed = _detect(cache, "detect", PHOTO, "--json", "-", "--backend", "torch")
     assert healed.returncode == 0, healed.stderr
     assert f"the cache entry {entry} is truncated or altered" in healed.stderr and "rebuilding it" in healed.stderr
-    assert healed.stdout == _detect(cache, "detect", PHOTO, "--json", "-").stdout
+    assert healed.stdout == _detect(cache, "detect", PHOTO, "--json", "-", "--backend", "torch").stdout
+
+
+def test_the_default_run_uses_the_packaged_network_and_caches_nothing(tmp_path):
+    cache = tmp_path / "cache"
+    done = _detect(cache, "detect", PHOTO, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "preparing" not in done.stderr and not cache.exists()
 
 
 def test_a_cache_that_cannot_be_made_is_a_notice_not_a_failure(tmp_path):
@@ -49,10 +59,10 @@ def test_a_cache_that_cannot_be_made_is_a_notice_not_a_failure(tmp_path):
 @pytest.mark.slow
 def test_cache_shows_and_clear_empties_only_blazeconvs_entries(tmp_path):
     cache = tmp_path / "cache"
-    assert _detect(cache, "detect", PHOTO, "--quiet").returncode == 0
+    assert _detect(cache, "detect", PHOTO, "--quiet", "--backend", "torch").returncode == 0
     (cache / "notes.txt").write_text("mine")
     shown = _detect(cache, "cache")
-    assert shown.returncode == 0 and str(cache) in shown.stdout and "short_range-" in shown.stdout
+    assert shown.returncode == 0 and str(cache) in shown.stdout and "full_range_sparse-" in shown.stdout
     assert "1 entry" in shown.stdout
     cleared = _detect(cache, "cache", "clear")
     assert cleared.returncode == 0 and "removed 2 file(s)" in cleared.stderr

@@ -653,7 +653,7 @@ def assert_matches_mediapipe(detections, expected, iou_min, keypoint_atol, score
 def test_short_range_matches_mediapipe(short_range_model, name):
     image = load_image(DATA / "images" / name)
     assert [image.shape[1], image.shape[0]] == REFERENCE[name]["size"]
-    detections = detect_image(short_range_model, image, variant="short_range", min_score=0.5)
+    detections = detect_image(short_range_model, image, variant="short_range", min_score=0.5, exact=True)
     expected = REFERENCE[name]["short_range"]
     assert_matches_mediapipe(detections, expected, iou_min=0.98, keypoint_atol=0.005, score_atol=0.005)
 
@@ -665,7 +665,7 @@ def test_short_range_matches_mediapipe_on_crops_with_rounding_ties(short_range_m
     with Image.open(DATA / "images" / crop["image"]) as source:
         image = np.asarray(source.convert("RGB").crop(tuple(crop["crop"])))
     assert [image.shape[1], image.shape[0]] == crop["size"]
-    detections = detect_image(short_range_model, image, variant="short_range", min_score=0.5)
+    detections = detect_image(short_range_model, image, variant="short_range", min_score=0.5, exact=True)
     assert_matches_mediapipe(detections, crop["short_range"], iou_min=0.999, keypoint_atol=1e-4, score_atol=1e-4)
 
 
@@ -719,7 +719,7 @@ def test_pipeline_maps_an_anchor_back_to_the_original_image():
     anchor = variant.anchors()[index]  # fixed anchor size: w = h = 1
     model = OneFaceModel("short_range", index, 3.0)
     image = np.zeros((100, 200, 3), np.uint8)  # wide: input rows 32..95 hold the image
-    (detection,) = detect_image(model, image, variant="short_range")
+    (detection,) = detect_image(model, image, variant="short_range", exact=True)
     assert model.inputs[0].shape == (1, 3, 128, 128) and model.inputs[0].dtype == torch.float32
     x, y = anchor[0], (anchor[1] - 0.25) / 0.5
     np.testing.assert_allclose(detection.box, [x - 0.125, y - 0.25, x + 0.125, y + 0.25], atol=1e-6)
@@ -771,6 +771,19 @@ def test_annotate_draws_on_a_copy(height, width):
     assert (drawn != 128).any(axis=2).mean() < 0.5
     edge = Detection(0.5, (-0.2, -0.2, 0.3, 1.2), detection.keypoints)  # a box past the borders still draws
     assert annotate(Image.fromarray(image), [edge]).size == (width, height)
+
+
+def test_annotation_markers_are_sized_by_the_face_not_the_image():
+    image = np.full((2000, 2000, 3), 128, np.uint8)
+    small = Detection(0.9, (0.5, 0.5, 0.51, 0.51), tuple((0.502 + 0.001 * k, 0.505) for k in range(6)))  # 20 px
+    big = Detection(0.9, (0.1, 0.1, 0.4, 0.4), tuple((0.15 + 0.04 * k, 0.25) for k in range(6)))  # 600 px
+    drawn = (np.asarray(annotate(image, [small])) != 128).any(axis=2)
+    # Outline, six dots and a 9 px score label: a few hundred pixels, not the 8 px lines and 16 px dots that the
+    # image's size would give.
+    assert drawn.sum() < 4 * 20 * 20 and drawn[:950].sum() == 0 and drawn[1100:].sum() == 0
+    row = np.asarray(annotate(image, [big]))[500]
+    green = np.flatnonzero((row == (0, 220, 0)).all(axis=1))
+    assert 10 <= np.sum(green < 400) <= 20  # the big face's left edge: 600 / 40 = 15 px wide
 
 
 def test_annotation_writer_writes_in_order_each_before_its_callback_and_drops_the_rest_on_an_error(tmp_path):

@@ -44,6 +44,12 @@ def detector():
 
 
 @pytest.fixture(scope="module")
+def mediapipe_short():
+    """MediaPipe's short range as it runs it: the crops' geometry is checked on its faces (eyes inside the photo)."""
+    return FaceDetector("short_range", exact=True, backend="torch")
+
+
+@pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> dict[str, Path]:
     """Real photos in the forms a user has them: RGB, RGBA (MediaPipe's sergey.png), grey, and a camera JPEG whose
     pixels are stored sideways with an EXIF orientation that turns them upright."""
@@ -111,7 +117,7 @@ def test_a_detector_made_for_bgr_frames_reads_arrays_as_bgr(photos, expected):
     frame = np.ascontiguousarray(_rgb_array(photos["rgb"])[:, :, ::-1])
     assert [f.to_dict() for f in bgr(frame)] == expected["rgb"]
     assert [f.to_dict() for f in bgr(photos["rgb"])] == expected["rgb"]  # files carry their own order
-    assert len(bgr(frame, channels="rgb")) < len(expected["rgb"])  # BGR read as RGB loses faces
+    assert [f.to_dict() for f in bgr(frame, channels="rgb")] != expected["rgb"]  # BGR read as RGB: other answers
 
 
 def test_lists_are_batched_like_detect_on_many_files(detector, photos):
@@ -181,10 +187,15 @@ def test_to_pixels_and_to_dict(detector):
     image = load_image(IMAGES / "sergey_tall.png")  # 360 x 600: x and y scale differently
     height, width = image.shape[:2]
     (face,) = detector(image)
-    pixels = face.to_pixels(width, height)
+    pixels = face.to_pixels(width, height, clip=False)
     assert pixels.score == face.score
     np.testing.assert_allclose(pixels.box, np.array(face.box) * [width, height, width, height], rtol=1e-12, atol=0)
     np.testing.assert_allclose(pixels.keypoints, np.array(face.keypoints) * [width, height], rtol=1e-12, atol=0)
+    assert face.box.xmin < 0  # the face is cut by the photo's left edge: the model's box reaches past it
+    clipped = face.to_pixels(width, height)  # pixel outputs stay inside the picture
+    np.testing.assert_allclose(clipped.box, np.clip(pixels.box, 0, [width, height, width, height]), rtol=1e-12, atol=0)
+    assert clipped.keypoints == pixels.keypoints
+    np.testing.assert_allclose(face.clipped(), np.clip(face.box, 0, 1), rtol=1e-12, atol=0)
     assert json.loads(json.dumps(face.to_dict())) == face.to_dict()
     assert detections_to_json("a.png", width, height, [face])["detections"] == [face.to_dict()]
 
@@ -207,9 +218,10 @@ def _marker_centre(crop: np.ndarray, colour) -> np.ndarray:
 
 @pytest.mark.parametrize(("name", "angle"), [("astronaut.png", 0), ("sergey.png", 0), ("3faces.png", 0),
                                              ("astronaut.png", 25), ("sergey.png", -40), ("1face.png", 25)])
-def test_aligned_crop_puts_the_eyes_level_and_symmetric(detector, name, angle):
+def test_aligned_crop_puts_the_eyes_level_and_symmetric(mediapipe_short, name, angle):
     # Paint a marker on each detected eye of a real (and rotated) photo, crop, and find the markers in the crop: this
     # checks the crop's geometry and Pillow's sampling convention, whatever the detector's keypoint accuracy.
+    detector = mediapipe_short
     photo = _rotated(name, angle)
     size = 128
     for face in detector(photo):
@@ -294,7 +306,11 @@ def test_min_score_nan_on_the_command_line_is_exit_7(run_cli):
 
 
 def test_options_of_the_detector(detector):
-    assert detector.variant is VARIANTS["short_range"] and detector.min_score == 0.5
+    assert detector.variant is VARIANTS["full_range_sparse"] and detector.min_score == 0.6  # the defaults
+    assert not detector.exact and detector.fast_decode and len(detector.scales(640, 480)) > 1
+    exact = FaceDetector("short_range", exact=True, backend="torch")
+    assert exact.min_score == 0.5 and not exact.fast_decode and [s.side for s in exact.scales(640, 480)] == [640]
+    assert repr(exact).endswith("min_score=0.5, iou_threshold=0.3, exact=True)")
     strict = FaceDetector(min_score=0.9999, backend="torch")
     assert len(strict(IMAGES / "3faces.png")) < len(detector(IMAGES / "3faces.png"))
     with pytest.raises(OptionsError, match="unknown backend 'tensorflow'; choices: .*torch"):
@@ -387,12 +403,12 @@ def test_old_signatures_and_the_models_own_variant(converted):
 )
 def test_models_in_another_dtype(converted, dtype, atol):
     photo = load_image(IMAGES / "astronaut.png")
-    want = FaceDetector(backend="torch")(photo)
+    want = FaceDetector("short_range", backend="torch", exact=True)(photo)
     module = load_model_from(converted, "short_range").to(dtype)
     seen = []
     module.register_forward_pre_hook(lambda _, args: seen.append(args[0].dtype))
     try:
-        got = FaceDetector(module)(photo)
+        got = FaceDetector(module, exact=True)(photo)
     except RuntimeError as exc:  # a CPU without half-precision kernels
         pytest.skip(f"{dtype} does not run here: {exc}")
     assert seen == [dtype]
@@ -433,12 +449,12 @@ def test_a_numpy_runner_never_imports_torch(tmp_path):
         from blazeconv.detection import detect_files, detect_images
         photo = {str(IMAGES / "1face.png")!r}
         runner = OneFace()
-        detector = blazeconv.FaceDetector(runner)
+        detector = blazeconv.FaceDetector(runner, exact=True)  # one model input per photo: the calls are counted
         assert detector.variant.name == "short_range"
         one = detector(photo)
         assert len(one) == 1 and detector([photo, photo]) == [one, one]
-        assert detect_images(runner, [photo]) == [one]
-        assert [d for _, _, d in detect_files(runner, [photo, photo], workers=1)] == [one, one]
+        assert detect_images(runner, [photo], exact=True) == [one]
+        assert [d for _, _, d in detect_files(runner, [photo, photo], workers=1, exact=True)] == [one, one]
         assert len(detector.crop(photo, one[0])) == 112
         assert OneFace.calls == 4  # one batch per call
         assert "torch" not in sys.modules, "torch was imported"
@@ -457,23 +473,23 @@ def test_detect_files_gives_the_caller_its_own_torch_threads(converted):
         torch.set_num_threads(3)
         paths = [IMAGES / "1face.png", IMAGES / "3faces.png", IMAGES / "sergey.png"]
         seen = []
-        for _ in detect_files(module, paths, batch_size=1, workers=1):
+        for _ in detect_files(module, paths, batch_size=1, workers=1, tile=False):  # one model input per photo
             seen.append(torch.get_num_threads())  # the caller's code between items
             torch.set_num_threads(2)  # the caller changes its mind mid-loop: that stays the caller's
         assert seen == [3, 2, 2] and inside == [1, 1, 1]
         assert torch.get_num_threads() == 2
 
-        stream = detect_files(module, paths, batch_size=1, workers=1)
+        stream = detect_files(module, paths, batch_size=1, workers=1, tile=False)
         next(stream)
         stream.close()  # a loop left early
         assert torch.get_num_threads() == 2
 
         inside.clear()
-        FaceDetector(module)(paths)  # a list of paths streams through detect_files
+        FaceDetector(module, tile=False)(paths)  # a list of paths streams through detect_files
         assert inside == [1] and torch.get_num_threads() == 2
         # In-memory images run with detect's one thread too (the thread count can change a convolution's last bits),
         # and the caller gets its own setting back.
-        FaceDetector(module)(load_image(paths[0]))
+        FaceDetector(module, tile=False)(load_image(paths[0]))
         assert inside == [1, 1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

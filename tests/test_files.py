@@ -106,7 +106,8 @@ def folder(tmp_path):
 
 
 def _detect(*args, cwd=None):
-    return [sys.executable, "-m", "blazeconv", "detect", *map(str, args)]
+    """``blazeconv detect ARGS`` on MediaPipe's short range at one scale: these runs are about files, kept short."""
+    return [sys.executable, "-m", "blazeconv", "detect", *map(str, args), "--model", "short_range", "--exact"]
 
 
 @pytest.mark.slow
@@ -151,11 +152,14 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path, run_cli):
     out = tmp_path / "faces.jsonl"
     assert run_cli("detect", PHOTO, "--jsonl", out)[0] == 0
     settings = json.loads(out.read_text().splitlines()[0])["blazeconv_settings"]
-    assert settings["model"] == "short_range" and settings["min_score"] == 0.5 and "blazeconv" in settings
+    assert settings["model"] == "full_range_sparse" and settings["min_score"] == 0.6 and "blazeconv" in settings
+    assert settings["exact"] is False and settings["scales"] == {"min_face": None, "tile_size": None, "overlap": None}
     code, _, err = run_cli("detect", PHOTO, IMAGES / "3faces.png", "--jsonl", out, "--resume", "--model",
-                           "full_range_sparse", "--min-score", "0.7")
+                           "short_range", "--min-score", "0.7")
     assert_one_line_error(code, err, out, 2)
-    assert "model 'short_range' in the file, 'full_range_sparse' now" in err and "min_score 0.5" in err
+    assert "model 'full_range_sparse' in the file, 'short_range' now" in err and "min_score 0.6" in err
+    code, _, err = run_cli("detect", PHOTO, "--jsonl", out, "--resume", "--min-face", "30")
+    assert code == 2 and "scales" in err  # other scales, other results: refused
     assert len(jsonl_records(out)) == 1
 
 

@@ -241,9 +241,10 @@ def test_sigint_at_moments_spread_over_start_up(delay, tmp, tmp_path, weights):
 def test_sigterm_mid_folder_keeps_the_finished_images_and_resume_completes_the_run(tmp, tmp_path, weights, photos,
                                                                                    run_cli):
     jsonl, document, annotated = tmp_path / "d.jsonl", tmp_path / "d.json", tmp_path / "annotated"
-    args = ["detect", photos, *weights, "--batch-size", "4", "--jsonl", jsonl, "--json", document,
+    args = ["detect", photos, *weights, "--exact", "--batch-size", "4", "--jsonl", jsonl, "--json", document,
             "--annotate", annotated]
-    # Stopped in the model on the third batch: two batches (8 images) are detected; an image's line is written once
+    # --exact: one model input per image. Stopped in the model on the third batch: two batches (8 images) are
+    # detected; an image's line is written once
     # its annotation is (drawn on a thread of their own, at most two ahead): 6 to 8 are done.
     code, stdout, err = interrupt(args, tmp, "call:blazeconv.detection.pipeline.detect_prepared#3", signal.SIGTERM)
     lines = jsonl_records(jsonl)
@@ -259,7 +260,7 @@ def test_sigterm_mid_folder_keeps_the_finished_images_and_resume_completes_the_r
     resumed = jsonl_records(jsonl)
     assert resumed[:len(lines)] == lines and sorted(r["path"] for r in resumed) == sorted(str(p) for p in photos.iterdir())
     assert json.loads(document.read_text())["images"] == resumed  # --json covers the whole run
-    code, _, err = run_cli("detect", photos, *weights, "--jsonl", tmp_path / "straight.jsonl")
+    code, _, err = run_cli("detect", photos, *weights, "--exact", "--jsonl", tmp_path / "straight.jsonl")
     assert code == 0, err
     straight = jsonl_records(tmp_path / "straight.jsonl")
     assert sorted(resumed, key=lambda r: r["path"]) == sorted(straight, key=lambda r: r["path"])

@@ -82,9 +82,9 @@ def test_every_command_output_gets_the_umask_mode(tmp_path, umask, run_cli, weig
     assert run_cli("tflite2torch", model_path("front"), "-o", outputs[0])[0] == 0
     assert run_cli("anchors", "--variant", "front", "-o", outputs[1])[0] == 0
     code, _, err = run_cli("detect", PHOTOS / "1face.png", "--json", outputs[2], "--jsonl", outputs[3],
-                           "--annotate", tmp_path / "ann")
+                           "--annotate", tmp_path / "ann", "--backend", "torch")
     assert code == 0, err
-    cached = list((tmp_path / "cache").iterdir())  # the shipped model converted on first use (.pth or .onnx)
+    cached = list((tmp_path / "cache").iterdir())  # the shipped model converted on first use for the torch backend
     assert cached
     for path in [*outputs, tmp_path / "ann" / "1face.png", *cached]:
         assert mode_of(path) == 0o644, path

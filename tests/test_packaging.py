@@ -28,6 +28,7 @@ IMAGES = REPO / "tests" / "data" / "images"
 # Files the package must carry, relative to the package folder.
 PACKAGE_DATA = (
     [f"models/{v.tflite_file}" for v in VARIANTS.values()]
+    + [f"models/{Path(v.tflite_file).with_suffix('.onnx')}" for v in VARIANTS.values()]  # run without torch
     + ["models/SHA256SUMS", "models/README.md", "py.typed", "photos/README.md"]
     + ["photos/astronaut.png", "photos/sergey.png", "photos/1face.png"]
 )
@@ -112,7 +113,8 @@ def test_installed_package_is_the_wheel_not_the_checkout(installed):
 
 @pytest.mark.slow
 def test_installed_detect_runs_outside_the_repository(installed):
-    """`blazeconv detect photo` with no other argument: the packaged short_range model, converted into the cache."""
+    """`blazeconv detect photo` with no other argument: the packaged default model (full_range_sparse), converted into
+    the cache."""
     photo = installed["cwd"] / "photo.png"
     shutil.copyfile(IMAGES / "3faces.png", photo)
     result = _blazeconv(installed, "detect", "photo.png", "--json", "-")

@@ -1,5 +1,6 @@
 """Real photo collections: big JPEGs decoded fast, small faces found with tiles, memory that does not grow with the
 photos, and the JPEG variants phones and cameras write (EXIF-rotated, progressive, CMYK, 16-bit, truncated).
+(The scale policy itself, and recall against labelled faces, are tests/test_scales.py's.)
 
 The big photos are the repository's own photographs scaled up to phone size and saved as JPEG (quality 90); the
 collages paste the faces of those photographs, small, onto a 4K canvas.
@@ -20,12 +21,18 @@ from blazeconv import FaceDetector
 from blazeconv.detection import pipeline as pipeline_module
 from blazeconv.detection import stream_files
 from blazeconv.detection.images import MAX_DECODED_BYTES, load_reduced
-from blazeconv.detection.pipeline import fast_decode_side
-from blazeconv.detection.tiling import Tiling, tile_regions
+from blazeconv.detection.settings import DetectionSettings
+from blazeconv.detection.tiling import tile_regions
 from blazeconv.errors import ImageError, OptionsError
+from blazeconv.variants import VARIANTS
 
 IMAGES = DATA / "images"
 PHONE_WIDTH = 4032
+
+
+def _decode_side(variant: str, **options):
+    """``load_reduced``'s ``long_side`` of a run with reduced decoding (``DetectionSettings.decode_side_for``)."""
+    return DetectionSettings(fast_decode=True, **options).decode_side_for(VARIANTS[variant])
 
 
 def _scaled(name: str, width: int = PHONE_WIDTH) -> Image.Image:
@@ -64,8 +71,8 @@ def big(tmp_path_factory):
 ])
 def test_fast_decoding_finds_the_same_faces(model, photo, big):
     path = big(photo)
-    exact = FaceDetector(model)(path)
-    fast = FaceDetector(model, fast_decode=True)(path)
+    exact = FaceDetector(model, exact=True)(path)
+    fast = FaceDetector(model, tile=False, fast_decode=True)(path)
     # Measured on these 7 photos (10 faces): box IoU 0.906-0.997 (the worst full_range_sparse on astronaut_wide),
     # scores within 0.028. The bounds leave about half as much again: 1 - IoU up to 0.15, scores within 0.05.
     assert_same_faces(fast, exact, min_iou=0.85, max_score_difference=0.05)
@@ -74,26 +81,30 @@ def test_fast_decoding_finds_the_same_faces(model, photo, big):
 def test_fast_decoding_keeps_twice_the_model_input_and_reports_the_full_size(big):
     path = big("sergey.png")
     full_width, full_height = Image.open(path).size
-    for input_size in (128, 192, 256):
-        image, size = load_reduced(path, fast_decode_side(input_size))
+    for variant in ("short_range", "full_range", "back"):
+        image, size = load_reduced(path, _decode_side(variant, tile=False))
         assert size == (full_width, full_height)
+        input_size = VARIANTS[variant].input_size
         assert 2 * input_size <= max(image.shape[:2]) < max(full_width, full_height)
-    tiled, _ = load_reduced(path, fast_decode_side(192, Tiling(640)))
+    tiled, _ = load_reduced(path, _decode_side("full_range", tile_size=640))
     assert max(tiled.shape[:2]) >= 2 * 192 * full_width / 640  # every tile keeps twice the input's resolution
-    png, size = load_reduced(IMAGES / "sergey.png", fast_decode_side(128))  # only JPEGs decode smaller
+    scaled, _ = load_reduced(path, _decode_side("full_range"))  # the default scales: twice the finest level's
+    finest = min(s.side for s in DetectionSettings().scales_for(VARIANTS["full_range"], full_width, full_height))
+    assert 2 * 192 * full_width / finest <= max(scaled.shape[:2]) < full_width
+    png, size = load_reduced(IMAGES / "sergey.png", _decode_side("short_range"))  # only JPEGs decode smaller
     assert png.shape[1::-1] == size == Image.open(IMAGES / "sergey.png").size
 
 
 def test_detect_records_are_in_the_full_images_size_with_fast_decoding(big, run_cli, tmp_path):
     path = big("astronaut.png")
     documents = []
-    for options in ((), ("--fast-decode",)):
+    for options in (("--exact",), ("--fast-decode",), ()):
         out = tmp_path / f"{len(documents)}.json"
         code, _, err = run_cli("detect", path, "--json", out, *options)
         assert code == 0, err
         documents.append(json.loads(out.read_text())["images"][0])
     width, height = Image.open(path).size
-    assert [(d["width"], d["height"]) for d in documents] == [(width, height)] * 2
+    assert [(d["width"], d["height"]) for d in documents] == [(width, height)] * 3
 
 
 # ------------------------------------------------------------------------------- what phones and cameras write
@@ -116,13 +127,13 @@ def test_jpeg_variants_give_the_same_faces_with_and_without_fast_decoding(varian
     path = {"exif-rotated": lambda: _rotated_phone_jpeg(upright, tmp_path),
             "progressive": lambda: big("sergey_tall.png", progressive=True),
             "cmyk": lambda: big("sergey_tall.png", cmyk=True)}[variant]()
-    reference = FaceDetector("full_range_sparse")(upright)
+    reference = FaceDetector("full_range_sparse", exact=True)(upright)
     for fast in (False, True):
-        found = FaceDetector("full_range_sparse", fast_decode=fast)(path)
+        found = FaceDetector("full_range_sparse", tile=False, fast_decode=fast)(path)
         # Measured against the upright photo: box IoU 0.978-1.0, scores within 0.008 (fast or not); the bounds
         # are twice that: 1 - IoU up to 0.05, scores within 0.02.
         assert_same_faces(found, reference, min_iou=0.95, max_score_difference=0.02)
-    image, size = load_reduced(path, fast_decode_side(192))
+    image, size = load_reduced(path, _decode_side("full_range_sparse"))
     assert size == Image.open(upright).size and image.shape[1] < image.shape[0]  # upright: taller than wide
 
 
@@ -132,7 +143,7 @@ def test_a_16_bit_tiff_is_read_alike_in_both_modes(tmp_path):
     path = tmp_path / "scan.tif"
     Image.fromarray(grey).save(path)  # mode I;16
     assert Image.open(path).mode == "I;16"
-    found = [FaceDetector("full_range_sparse", fast_decode=fast)(path) for fast in (False, True)]
+    found = [FaceDetector("full_range_sparse", tile=False, fast_decode=fast)(path) for fast in (False, True)]
     assert found[0] == found[1] and len(found[0]) == 1
 
 
@@ -141,7 +152,7 @@ def test_a_truncated_big_jpeg_is_one_error_line(fast, big, tmp_path, run_cli):
     data = big("astronaut.png").read_bytes()
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(data[: len(data) // 2])
-    code, out, err = run_cli("detect", cut, *(["--fast-decode"] if fast else []))
+    code, out, err = run_cli("detect", cut, "--fast-decode" if fast else "--full-decode")
     assert_one_line_error(code, err, cut, 6)
     assert "cannot decode" in err and out == ""
 
@@ -187,11 +198,11 @@ def test_the_loaders_pass_on_model_inputs_and_kept_images_bound_a_batch(monkeypa
 
     paths = [IMAGES / "sergey.png"] * 6
     runner = _CountingRunner(VARIANTS["short_range"])
-    results = list(stream_files(runner, paths, batch_size=4, workers=2))
+    results = list(stream_files(runner, paths, batch_size=4, workers=2, tile=False))  # one input per photo
     assert runner.calls == [4, 2] and all(r.image is None and r.width > 0 for r in results)
     monkeypatch.setattr(pipeline_module, "KEPT_IMAGE_BYTES", 1)  # any kept image fills a batch
     runner.calls.clear()
-    kept = list(stream_files(runner, paths, batch_size=4, workers=2, keep_images=True))
+    kept = list(stream_files(runner, paths, batch_size=4, workers=2, keep_images=True, tile=False))
     assert runner.calls == [1] * 6 and all(r.image is not None for r in kept)
 
 
@@ -220,7 +231,7 @@ def test_a_stream_reuses_pillows_freed_blocks_and_restores_the_setting_after(tmp
 
 def _faces() -> list[Image.Image]:
     """The faces of the repository's photographs, each cropped with a margin of 0.6 of its box."""
-    finder, crops = FaceDetector("full_range_sparse"), []
+    finder, crops = FaceDetector("full_range_sparse", exact=True), []
     for name in ("astronaut.png", "sergey.png", "3faces.png", "4faces.png", "1face.png"):
         image = Image.open(IMAGES / name).convert("RGB")
         for face in finder(image):
@@ -262,21 +273,22 @@ def _found_and_duplicates(detections, crops: np.ndarray) -> tuple[int, int]:
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_tiles_find_small_faces_the_whole_picture_misses(backend, collage):
     path, crops = collage
-    plain, _ = _found_and_duplicates(FaceDetector("full_range_sparse", backend=backend)(path), crops)
-    found, extra = _found_and_duplicates(FaceDetector("full_range_sparse", backend=backend, tile=True)(path), crops)
-    # Measured on both backends: 8 of 8 faces found with tiles and none without, no duplicate; one miss is allowed
-    # (0.9 of 8 demanded all eight, no margin).
-    assert plain <= 1 and found >= len(crops) - 1 and extra == 0, (plain, found, extra)
+    plain, _ = _found_and_duplicates(FaceDetector("full_range_sparse", backend=backend, exact=True)(path), crops)
+    for options in ({}, {"tile_size": 640}):  # the default scales, an expert's tiles
+        found, extra = _found_and_duplicates(FaceDetector("full_range_sparse", backend=backend, **options)(path), crops)
+        # Measured on both backends with tile_size 640 (main's tiles then): 8 of 8 faces found with tiles and none
+        # without, no duplicate; one miss is allowed (0.9 of 8 demanded all eight, no margin).
+        assert plain <= 1 and found >= len(crops) - 1 and extra == 0, (options, plain, found, extra)
 
 
 @pytest.mark.slow
 def test_tiled_batches_equal_single_calls_and_json_keeps_its_format(collage, run_cli, tmp_path):
     path, _ = collage
-    detector = FaceDetector("full_range_sparse", tile=True, batch_size=8)
+    detector = FaceDetector("full_range_sparse", batch_size=8)
     single = detector(path)
     assert detector([path, IMAGES / "sergey.png", path]) == [single, detector(IMAGES / "sergey.png"), single]
     out = tmp_path / "faces.json"
-    code, _, err = run_cli("detect", path, "--model", "full_range_sparse", "--tile", "--json", out)
+    code, _, err = run_cli("detect", path, "--model", "full_range_sparse", "--json", out)
     assert code == 0, err
     record = json.loads(out.read_text())["images"][0]
     assert (record["width"], record["height"]) == (3840, 2160)
@@ -299,11 +311,21 @@ def test_tiles_cover_the_image_within_its_edges_and_overlap(width, height, side,
 
 
 def test_tile_options_are_checked(run_cli):
-    with pytest.raises(OptionsError, match="tile_size and tile_overlap apply with tile=True"):
-        FaceDetector(tile_size=500)
+    with pytest.raises(OptionsError, match="tile_size apply with tiles"):
+        FaceDetector(tile=False, tile_size=500)
     with pytest.raises(OptionsError, match="tile size must be an integer"):
-        FaceDetector(tile=True, tile_size=4)
+        FaceDetector(tile_size=4)
     with pytest.raises(OptionsError, match="tile overlap must be a number from 0 to 0.9"):
-        FaceDetector(tile=True, tile_overlap=0.95)
-    code, _, err = run_cli("detect", IMAGES / "1face.png", "--tile-size", "500")
-    assert code == 2 and "--tile-size and --tile-overlap apply with --tile" in err
+        FaceDetector(tile_overlap=0.95)
+    with pytest.raises(OptionsError, match="min_face must be a number of pixels >= 4"):
+        FaceDetector(min_face=2)
+    with pytest.raises(OptionsError, match="exact runs the model .* not with min_face, fast_decode"):
+        FaceDetector(exact=True, min_face=20, fast_decode=True)
+    with pytest.raises(OptionsError, match="give one of them"):
+        FaceDetector(min_face=20, tile_size=300)
+    for options, message in ((("--no-tile", "--tile-size", "500"), "--tile-size: apply with tiles, not with --no-tile"),
+                             (("--exact", "--min-face", "20"), "--exact runs the model as MediaPipe does: not with "
+                                                              "--min-face"),
+                             (("--min-face", "20", "--tile-size", "300"), "give one of them")):
+        code, _, err = run_cli("detect", IMAGES / "1face.png", *options)
+        assert code == 2 and message in err, (options, err)

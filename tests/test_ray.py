@@ -22,8 +22,8 @@ import pytest
 import ray
 from helpers import DATA, IMAGE_PATHS, REPO, jsonl_records
 
-from blazeconv.backends import make_runner
 from blazeconv.detection import detect_files, detect_images, detections_to_json, load_image
+from blazeconv.detection.settings import DetectionSettings
 from blazeconv.errors import BlazeconvError, ModelFileError, OptionsError, WeightsError
 from blazeconv.ray import DetectFaces, detect_paths, map_batches_options
 
@@ -82,12 +82,13 @@ def photos(tmp_path_factory) -> Path:
     return folder
 
 
-def _reference(paths: list[Path], backend: str = "auto", batch_size: int = 32, keyed: bool = True):
-    """The single-process pipeline (``detect``'s ``detect_files``): path -> ``--json`` entry, or ``{"error"}``
-    (a list in the order of ``paths`` unless ``keyed``)."""
+def _reference(paths: list[Path], backend: str = "auto", batch_size: int = 32, keyed: bool = True, **options):
+    """The single-process pipeline (``detect``'s ``detect_files``) with ``detect``'s defaults (``options``: other
+    settings): path -> ``--json`` entry, or ``{"error"}`` (a list in the order of ``paths`` unless ``keyed``)."""
     results = []
-    runner = make_runner(backend, "short_range")
-    for path, image, found in detect_files(runner, paths, variant="short_range", batch_size=batch_size):
+    settings = DetectionSettings(backend=backend, batch_size=batch_size, **options)
+    runner = settings.make_runner()
+    for path, image, found in detect_files(runner, paths, settings.replace(variant=runner.variant)):
         if found is None:
             results.append((str(path), {"error": str(image)}))
         else:
@@ -104,17 +105,22 @@ def _as_entry(row: dict) -> dict:
     return {"path": row["path"], "width": row["width"], "height": row["height"], "detections": detections}
 
 
+# The 210-photo runs use MediaPipe's short range at its one scale (one model input per photo, cheap); the scales of
+# the defaults are checked on Ray by the image-column, detect_paths and local-cluster tests and the video test.
+EXACT = {"model": "short_range", "exact": True}
+
+
 @pytest.fixture(scope="module")
 def bytes_run(cluster, photos):
-    """``read_binary_files`` -> ``DetectFaces`` (default backend) over the folder, materialised once."""
+    """``read_binary_files`` -> ``DetectFaces`` (default backend, ``EXACT``) over the folder, materialised once."""
     dataset = ray.data.read_binary_files(str(photos), include_paths=True)
-    mapped = dataset.map_batches(DetectFaces, **map_batches_options(batch_size=32))
+    mapped = dataset.map_batches(DetectFaces, fn_constructor_kwargs=EXACT, **map_batches_options(batch_size=32))
     return mapped.materialize()
 
 
 def test_bytes_column_equals_detect(bytes_run, photos):
     rows = bytes_run.take_all()
-    expected = _reference(sorted(photos.iterdir()))
+    expected = _reference(sorted(photos.iterdir()), **EXACT)
     assert len(rows) == len(expected) == 7 * COPIES + 2
     got = {str(Path(row["path"])): _as_entry(row) for row in rows}
     assert got.keys() == expected.keys()
@@ -146,7 +152,7 @@ def test_path_column_nested_torch(cluster, photos):
     items = [{"path": str(p), "id": i} for i, p in enumerate(paths)]
     missing = str(photos / "missing.png")
     items += [{"path": missing, "id": len(items)}, {"path": paths[0].as_uri(), "id": len(items) + 1}]
-    constructor = {"backend": "torch", "nested": True}
+    constructor = {"backend": "torch", "nested": True, **EXACT}  # one input per photo: batches of one make-up
     mapped = ray.data.from_items(items).map_batches(
         DetectFaces, fn_constructor_kwargs=constructor, **map_batches_options(batch_size=8)
     )
@@ -154,7 +160,7 @@ def test_path_column_nested_torch(cluster, photos):
     assert [row["id"] for row in rows] == list(range(len(items)))
     # The same images in one batch of the same make-up (the URI's file read from its path): torch's sums can move
     # in the last bit with the batch's size.
-    expected = _reference([*paths, Path(missing), paths[0]], backend="torch", batch_size=8, keyed=False)
+    expected = _reference([*paths, Path(missing), paths[0]], backend="torch", batch_size=8, keyed=False, **EXACT)
     for row, path, want in zip(rows[:-1], [*paths, Path(missing)], expected):
         assert row["path"] == str(path)
         assert _as_entry(row) == want, path
@@ -167,8 +173,9 @@ def test_image_column_from_read_images(cluster):
     """``read_images(mode="RGB")`` arrays (the repository's photos carry no EXIF rotation): ``detect``'s answers."""
     dataset = ray.data.read_images(str(REPO / "tests" / "data" / "images"), mode="RGB", include_paths=True)
     rows = dataset.map_batches(DetectFaces, **map_batches_options(batch_size=4)).take_all()
-    runner = make_runner("auto", "short_range")
-    expected = detect_images(runner, [load_image(p) for p in IMAGE_PATHS], variant="short_range")
+    settings = DetectionSettings()  # the defaults, as DetectFaces has them: every scale the photos need
+    runner = settings.make_runner()
+    expected = detect_images(runner, [load_image(p) for p in IMAGE_PATHS], settings.replace(variant=runner.variant))
     by_name = {Path(row["path"]).name: row for row in rows}
     assert sorted(by_name) == [p.name for p in IMAGE_PATHS]
     for path, found in zip(IMAGE_PATHS, expected):
@@ -201,7 +208,8 @@ def test_cli_ray_equals_plain_detect(cluster, photos, tmp_path, run_cli, extra):
     for mode in ("plain", "ray"):
         (tmp_path / mode).mkdir()
         arguments = [a.format(tmp=tmp_path / mode) for a in extra]
-        command = ["detect", *inputs, "--json", tmp_path / mode / "out.json", "--quiet", *arguments]
+        command = ["detect", *inputs, "--json", tmp_path / mode / "out.json", "--quiet", "--model", "short_range",
+                   "--exact", *arguments]
         code, stdout, stderr = run_cli(*command, *(["--ray"] if mode == "ray" else []))
         assert code == 6, stderr  # the broken and missing files are reported, not fatal
         assert stdout == ""
@@ -213,7 +221,8 @@ def test_cli_ray_equals_plain_detect(cluster, photos, tmp_path, run_cli, extra):
         lines = outputs["ray"][1].splitlines()
         jsonl = tmp_path / "ray" / "out.jsonl"
         jsonl.write_text("\n".join(lines[:101]) + "\n" + lines[101][:20])  # the settings, 100 records, a torn one
-        code, _, stderr = run_cli("detect", *inputs, "--jsonl", jsonl, "--resume", "--quiet", "--ray")
+        code, _, stderr = run_cli("detect", *inputs, "--jsonl", jsonl, "--resume", "--quiet", "--model", "short_range",
+                                  "--exact", "--ray")
         assert code == 6 and "100 of 214 images already done" in stderr, stderr
         assert jsonl.read_text() == outputs["plain"][1]
 

@@ -6,7 +6,7 @@
   name, which the next write of the same artifact removes.
 - ``make`` deletes a target whose recipe failed (``.DELETE_ON_ERROR``) and stops before converting models that do
   not match ``models/SHA256SUMS``.
-- Every failure a user can cause is one ``Error:`` line naming the file, with the exit code the README lists;
+- Every failure a user can cause is one ``Error:`` line naming the file, with the exit code docs/design.md lists;
   ``--debug`` adds the traceback.
 """
 
@@ -266,7 +266,7 @@ def test_every_user_error_is_one_line_with_a_documented_code(case, tmp_path, run
     if case == "output-folder-is-a-file":  # the conversion's own progress line comes first
         err = err.splitlines()[-1]
     assert_one_line_error(exit_code, err, culprit(tmp_path), code)
-    assert f" {code} " in _readme_exit_codes() or code == 1
+    assert f" {code} " in _documented_exit_codes() or code == 1
 
 
 def test_debug_adds_the_traceback_to_the_same_error_line(tmp_path, run_cli):
@@ -313,18 +313,18 @@ def test_a_closed_stdout_ends_quietly():
     assert result.returncode == 1 and result.stderr == ""
 
 
-def _readme_exit_codes() -> str:
-    text = (REPO / "README.md").read_text()
+def _documented_exit_codes() -> str:
+    text = (REPO / "docs" / "design.md").read_text()
     section = text.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     return " " + " ".join(section.split()) + " "
 
 
-def test_readme_lists_every_exit_code():
-    documented = _readme_exit_codes()
+def test_the_design_notes_list_every_exit_code():
+    documented = _documented_exit_codes()
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.BlazeconvError)]
     codes = {c.exit_code for c in classes} | {2, INTERNAL_ERROR_EXIT, 130}
     for code in sorted(codes):
-        assert re.search(rf"[ ·(]{code} ", documented), f"exit code {code} is not in the README's Exit codes section"
+        assert re.search(rf"[ ·(]{code} ", documented), f"exit code {code} is not in docs/design.md's Exit codes section"
     for cls in classes:
         if cls is not errors.BlazeconvError:
             assert cls.__doc__, cls

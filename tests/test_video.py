@@ -29,7 +29,8 @@ def reference():
 
 @pytest.fixture(scope="module")
 def detector():
-    return FaceDetector("short_range", backend="onnxruntime")
+    """MediaPipe's short range as it runs it: one model input per frame (these tests are about the frames)."""
+    return FaceDetector("short_range", exact=True, backend="onnxruntime")
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -106,7 +107,8 @@ def test_a_clip_with_audio_and_several_video_streams_reads_the_first_video_strea
 def test_cli_writes_one_line_per_sampled_frame_and_one_entry_per_video(run_cli, tmp_path, reference, detector):
     jsonl, document = tmp_path / "v.jsonl", tmp_path / "v.json"
     photo = DATA / "images" / "1face.png"
-    code, out, err = run_cli("detect", CLIP, photo, "--every", "4", "--jsonl", jsonl, "--json", document)
+    code, out, err = run_cli("detect", CLIP, photo, "--every", "4", "--jsonl", jsonl, "--json", document,
+                             "--model", "short_range", "--exact")
     assert code == 0, err
     lines = jsonl_records(jsonl)
     frames = [r for r in lines if "frame" in r]

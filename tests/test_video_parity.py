@@ -19,6 +19,7 @@ from helpers import DATA, QUICK_VARIANTS, assert_same_faces_as_mediapipe, tiered
 av = pytest.importorskip("av")
 
 from blazeconv import FaceDetector  # noqa: E402 (after the skip)
+from blazeconv.detection.settings import Sampling  # noqa: E402
 from blazeconv.detection.video import stream_video  # noqa: E402
 
 GOLDEN = json.loads((DATA / "mediapipe_video.json").read_text())["clips"]
@@ -40,7 +41,7 @@ def decoded_frames(path) -> list[np.ndarray]:
                                               for case in CASES])
 def test_stream_video_matches_mediapipe_video_mode(runner, clip, variant, backend):
     expected = GOLDEN[clip][variant]
-    results = list(stream_video(runner(backend, variant), DATA / "videos" / clip))
+    results = list(stream_video(runner(backend, variant), DATA / "videos" / clip, exact=True))
     assert [r.frame for r in results] == list(range(len(expected)))
     for result, theirs in zip(results, expected):
         assert_same_faces_as_mediapipe(result.detections, theirs, result.width, result.height, f"{clip} frame {result.frame}",
@@ -60,11 +61,13 @@ def test_the_golden_file_has_faces_to_compare():
 def test_frame_k_is_face_detector_on_frame_k(runner, variant, backend, batch_size):
     clip = DATA / "videos" / "asl_again.mkv"
     model = runner(backend, variant)
-    detector = FaceDetector(model, variant=variant)
+    # The defaults on both sides: the scales each frame needs, a frame's tiles run batch_size at a time.
+    detector = FaceDetector(model, variant=variant, batch_size=batch_size)
     frames = decoded_frames(clip)
-    results = list(stream_video(model, clip, batch_size=batch_size))
-    assert len(results) == len(frames)
-    for result, frame in zip(results, frames):
+    results = list(stream_video(model, clip, batch_size=batch_size, sampling=Sampling(every=5)))  # 16 frames, 13 inputs each
+    assert [r.frame for r in results] == list(range(0, len(frames), 5))
+    for result in results:
+        frame = frames[result.frame]
         assert (result.width, result.height) == (frame.shape[1], frame.shape[0])
         assert result.detections == detector(frame), f"frame {result.frame}"
 
@@ -91,9 +94,9 @@ def rotated_clip(tmp_path_factory):
 
 def test_a_rotated_clip_is_detected_upright(runner, rotated_clip):
     model = runner("onnxruntime", "short_range")
-    detector = FaceDetector(model, variant="short_range")
+    detector = FaceDetector(model, variant="short_range", exact=True)
     stored = decoded_frames(rotated_clip)  # (640, 480, 3): as stored, sideways
-    results = list(stream_video(model, rotated_clip))
+    results = list(stream_video(model, rotated_clip, exact=True))
     assert len(results) == len(stored) == 12
     for result, frame in zip(results, stored):
         assert (result.width, result.height) == (frame.shape[0], frame.shape[1]) == (640, 480)

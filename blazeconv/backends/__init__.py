@@ -6,9 +6,10 @@ A runner follows ``backends.runner.Runner``: ``run(batch)`` on numpy, TFLite's r
 * ``torch``: the PyTorch module (``backends.torch.TorchRunner``);
 * ``torch-fast``: the PyTorch module compiled for the CPU by ``blazeconv.fast`` (``backends.torch_fast``; a second
   or so to start, then faster per call; never chosen by ``auto``);
-* ``onnxruntime`` (extra ``blazeconv[onnx]``) and ``openvino`` (extra ``blazeconv[openvino]``): an ONNX file given
-  as the model, or the model's ONNX export (``sources.cached_onnx``: exported once into the cache, never again
-  while up to date). Neither imports torch when the ONNX file is already cached;
+* ``onnxruntime`` (in the plain install) and ``openvino`` (extra ``blazeconv[openvino]``): an ONNX file given as the
+  model, the packaged ONNX network of a shipped model (``sources.shipped_onnx``), or another model's ONNX export
+  (``sources.cached_onnx``: exported once into the cache, which needs ``blazeconv[convert]``). Neither imports torch
+  when the ONNX file is packaged or already cached;
 * ``auto``: the first of ``AUTO_ORDER`` that is installed and can be built, fastest first by measurement
   (README, *Speed*).
 
@@ -69,11 +70,12 @@ def register(backend: Backend) -> Backend:
     return backend
 
 
-register(Backend("torch", f"{__name__}.torch", "torch", "torch", (*FILE_KINDS, "module"), "the PyTorch module"))
-register(Backend("torch-fast", f"{__name__}.torch_fast", "torch", "torch", (*FILE_KINDS, "module"),
+register(Backend("torch", f"{__name__}.torch", "torch", "blazeconv[convert]", (*FILE_KINDS, "module"), "the PyTorch module"))
+register(Backend("torch-fast", f"{__name__}.torch_fast", "torch", "blazeconv[convert]", (*FILE_KINDS, "module"),
                  "the PyTorch module compiled for the CPU (blazeconv.fast; 1-3 s to start, then faster per call)"))
-register(Backend("onnxruntime", f"{__name__}.onnxruntime", "onnxruntime", "blazeconv[onnx]", (*FILE_KINDS, "onnx"),
-                 "ONNX Runtime on the model's ONNX export (made once into the cache) or an .onnx given"))
+register(Backend("onnxruntime", f"{__name__}.onnxruntime", "onnxruntime", "onnxruntime", (*FILE_KINDS, "onnx"),
+                 "ONNX Runtime on the packaged ONNX network of a shipped model, another model's export (made once "
+                 "into the cache; extra blazeconv[convert]) or an .onnx given"))
 register(Backend("openvino", f"{__name__}.openvino", "openvino", "blazeconv[openvino]", (*FILE_KINDS, "onnx"),
                  "OpenVINO on the same ONNX file (extra blazeconv[openvino])"))
 
@@ -126,7 +128,7 @@ def make_runner(
 
 def _auto(model: ModelSource, variant, device, threads) -> Runner:
     """The first backend of ``AUTO_ORDER`` that is installed, runs this kind of model and builds a runner."""
-    skipped = []
+    skipped, missing = [], []
     for name in installed_backends():
         if not BACKENDS[name].runs(model.kind):
             continue  # a torch module has no ONNX file to run elsewhere; an ONNX file no torch module
@@ -134,6 +136,7 @@ def _auto(model: ModelSource, variant, device, threads) -> Runner:
             runner = make_runner(name, model, variant, device, threads=threads)
         except MissingDependencyError as exc:  # e.g. the model is not exported yet and the exporter is missing
             skipped.append(f"{name}: {exc}")
+            missing.append(exc)
             continue
         except OptionsError as exc:  # e.g. device="cuda" without the runtime's GPU build: the next one may have it
             if name == "torch":
@@ -142,8 +145,10 @@ def _auto(model: ModelSource, variant, device, threads) -> Runner:
             continue
         log.info("backend auto: %s", name)
         return runner
+    if missing and len(missing) == len(skipped):  # each runtime lacks the same extra: say it once, as the first did
+        raise missing[0]
     detail = "; ".join(skipped) or "none of " + ", ".join(AUTO_ORDER) + " is installed"
-    raise MissingDependencyError(f"no backend can run the model ({detail}): pip install 'blazeconv[onnx]'")
+    raise MissingDependencyError(f"no backend can run the model ({detail}): pip install onnxruntime")
 
 
 __all__ = ["AUTO_ORDER", "BACKENDS", "CHOICES", "Backend", "Runner", "installed_backends", "is_runner", "make_runner", "register"]

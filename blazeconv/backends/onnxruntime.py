@@ -1,10 +1,10 @@
-"""ONNX Runtime backend: the model's ONNX export on an ``InferenceSession`` (extra ``blazeconv[onnx]``).
+"""ONNX Runtime backend (in the plain install): the model's ONNX network on an ``InferenceSession``.
 
 Session settings, chosen by measurement (docs/bench.md, *Design figures*): one intra-op and one inter-op thread,
 sequential execution, every graph optimisation. BlazeFace at batch 1 is too small to gain from more threads, and in
 ``detect_files`` the other cores decode and letterbox the next images. On the CPU a batch runs as a loop of batch-1
-calls, which is faster per image than one call on the whole batch. No torch import: the ONNX file comes from the
-cache (``sources.onnx_network``).
+calls, which is faster per image than one call on the whole batch. No torch import: the ONNX file comes with the
+package for a shipped model, else from the cache (``sources.onnx_network``).
 """
 
 from __future__ import annotations
@@ -77,5 +77,6 @@ def _providers(device: str, available: list[str]) -> list[str]:
 
 
 def make(source: ModelSource, variant: Variant | str | None, device: str, threads: int) -> OnnxRuntimeRunner:
-    """The runner of ``source``: an ONNX file as it is, any other model's export (made and cached on first use)."""
+    """The runner of ``source``: an ONNX file as it is, a shipped model's packaged network, any other model's export
+    (made and cached on first use)."""
     return OnnxRuntimeRunner(onnx_network(source), variant, device, threads, source)

@@ -82,5 +82,6 @@ def _device(device: str, available: list[str]) -> str:
 
 
 def make(source: ModelSource, variant: Variant | str | None, device: str, threads: int) -> OpenVinoRunner:
-    """The runner of ``source``: an ONNX file as it is, any other model's export (made and cached on first use)."""
+    """The runner of ``source``: an ONNX file as it is, a shipped model's packaged network, any other model's export
+    (made and cached on first use)."""
     return OpenVinoRunner(onnx_network(source), variant, device, threads, source)

@@ -150,7 +150,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = lambda me
     report.backends = ["litert", "eager", "fast", *onnx]
     missing = [name for name in ONNX_BACKENDS if name not in onnx]
     if missing:
-        report.notes.append(f"not installed, not measured: {', '.join(missing)} (pip install 'blazeconv[onnx]', "
+        report.notes.append(f"not installed, not measured: {', '.join(missing)} (pip install 'blazeconv[convert]', "
                             "'blazeconv[openvino]')")
     mediapipe = _mediapipe_python(options, report.notes)
     report.fast_init_s = _fast_initialisation()

@@ -22,7 +22,7 @@ DEFACE_WORKER = Path(__file__).with_name("deface_worker.py")
 REFERENCE_SCORE = 0.5
 # (label, blazeconv blur options): the defaults first, then the other settings the README reports.
 OPTION_SETS = (
-    ("default (full_range_sparse, 0.4, tiles, hold 5)", ()),
+    ("default (full_range_sparse, 0.4, the scales min face needs, hold 5)", ()),
     ("--no-tile", ("--no-tile",)),
     ("--no-tile --hold 0", ("--no-tile", "--hold", "0")),
     ("short_range 0.5, --no-tile --hold 0", ("--model", "short_range", "--min-score", "0.5", "--no-tile", "--hold", "0")),

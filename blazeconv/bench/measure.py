@@ -113,7 +113,7 @@ def _measure_pipeline(subject: BenchModel, model, contenders: dict[str, _Contend
     def post():
         return decode_and_suppress(raw, logits, anchors, variant.input_size, variant.min_score)
 
-    detectors = {label: FaceDetector(c.runner, variant=variant) for label, c in contenders.items() if label != "litert"}
+    detectors = {label: FaceDetector(c.runner, variant=variant, exact=True) for label, c in contenders.items() if label != "litert"}
     faces = {label: len(detector(photo)) for label, detector in detectors.items()}
     alone = time_interleaved({"post": post}, 10 * options.rounds, options.warmup, options.clock)["post"]
     runs: dict[str, Callable[[], object]] = {
@@ -151,10 +151,9 @@ def _measure_pipeline(subject: BenchModel, model, contenders: dict[str, _Contend
     )
 
 
-def _detect_command(subject: BenchModel, backend: str, inputs: Sequence[str | Path]) -> list[str]:
+def _detect_command(subject: BenchModel, backend: str, inputs: Sequence[str | Path], *options: str) -> list[str]:
     return [sys.executable, "-m", "blazeconv", "detect", *map(str, inputs), "--model", subject.argument(),
-            "--backend", backend,
-            "--quiet"]
+            "--backend", backend, "--quiet", *options]
 
 
 def _measure_one_photo(subject: BenchModel, backends: list[str], options: BenchOptions) -> list[ProcessRow]:
@@ -167,11 +166,11 @@ def _measure_one_photo(subject: BenchModel, backends: list[str], options: BenchO
         with Image.open(options.photo) as image:
             image.convert("RGB").save(one, quality=95)
         for backend in backends:
-            run_measured(_detect_command(subject, backend, [one]))
+            run_measured(_detect_command(subject, backend, [one], "--exact"))
         runs: dict[str, list[ProcessRow]] = {backend: [] for backend in backends}
         for _ in range(options.one_photo_runs):
             for backend in backends:
-                runs[backend].append(run_measured(_detect_command(subject, backend, [one])))
+                runs[backend].append(run_measured(_detect_command(subject, backend, [one], "--exact")))
     return [
         ProcessRow(backend, 1, statistics.median(r.seconds for r in rows), statistics.median(r.cpu_seconds for r in rows),
                    max(r.peak_mib for r in rows))
@@ -198,7 +197,7 @@ def _measure_folder(subject: BenchModel, backends: list[str], mediapipe: Path | 
             paths.append(link)
         listing = Path(folder) / "files.txt"
         listing.write_text("\n".join(map(str, paths)) + "\n")
-        commands = {backend: _detect_command(subject, backend, [files]) for backend in backends}
+        commands = {backend: _detect_command(subject, backend, [files], "--exact") for backend in backends}
         if mediapipe is not None:
             commands["mediapipe"] = mediapipe_command(mediapipe, subject.path, variant.min_score, "files",
                                                       str(listing))
@@ -212,8 +211,7 @@ def _measure_folder(subject: BenchModel, backends: list[str], mediapipe: Path | 
 BIG_SIZES = (("12 MP", 4000, 3000), ("37 MP", 7008, 5256))
 # ANNOTATIONS stands for a fresh folder for --annotate.
 ANNOTATIONS = "{annotations}"
-BIG_MODES = {"exact": (), "annotate": ("--annotate", ANNOTATIONS), "fast-decode": ("--fast-decode",), "tile": ("--tile",),
-             "tile + fast-decode": ("--tile", "--fast-decode")}
+BIG_MODES = {"exact": ("--exact",), "default": (), "annotate": ("--annotate", ANNOTATIONS), "no-tile": ("--no-tile",)}
 
 
 def _measure_big_photos(subject: BenchModel, backend: str, mediapipe: Path | None, options: BenchOptions) -> dict[str, list[ProcessRow]]:
@@ -264,10 +262,11 @@ def _cover(image, width: int, height: int):
     return resized.crop((left, top, left + width, top + height))
 
 
-# Videos: what is measured on each clip: the detect options, or the blur command's (OUTPUT: a fresh path for the
+# Videos: what is measured on each clip: the detect options (detect's defaults; --exact: MediaPipe's processing),
+# or the blur command's (OUTPUT: a fresh path for the
 # output; blur runs with its own defaults).
 OUTPUT = "{output}"
-VIDEO_MODES = {"detect": ("detect",), "annotate": ("detect", "--annotate", OUTPUT),
+VIDEO_MODES = {"detect": ("detect",), "exact": ("detect", "--exact"), "annotate": ("detect", "--annotate", OUTPUT),
                "blur": ("blur", "-o", OUTPUT + ".mp4", "-q")}
 # ``python -c`` this with COUNT_FILE ARGS...: ``blazeconv ARGS``, then the frames the process decoded
 # (``video.frames_decoded``) written to COUNT_FILE as it exits.

@@ -111,9 +111,9 @@ def format_report(report: BenchReport) -> str:
             "",
             f"Big photos: `blazeconv detect FOLDER` ({backend}) on {o.big_photos} JPEGs per size, made from the photos "
             "(scaled up to cover the size, quality 90), whole process, one process each, in turn; MediaPipe: its "
-            "FaceDetector over the same files one after another. exact: MediaPipe's own processing; annotate: exact "
-            "and --annotate (a JPEG with boxes per photo, quality 90); fast-decode: "
-            "JPEG DCT scaling; tile: tiles as well as the whole picture.",
+            "FaceDetector over the same files one after another. exact: MediaPipe's own processing (--exact); "
+            "default: detect's defaults (the scales the picture needs, JPEG DCT scaling); annotate: the defaults and "
+            "--annotate (a JPEG with boxes per photo, quality 90); no-tile: the whole picture only, DCT scaling.",
             "",
         ]
         lines += _process_table("size", "images/s", ".1f", report.big_photos, "mediapipe")
@@ -168,7 +168,8 @@ def _video_lines(report: BenchReport) -> list[str]:
     lines = [
         "",
         "Videos: `blazeconv detect CLIP --quiet` (the fastest installed backend), whole process (start-up, decoding "
-        "and writing included), one process each, in turn; detect: every frame; annotate: the same with --annotate "
+        "and writing included), one process each, in turn; detect: every frame, detect's defaults (the scales the "
+        "frame needs); exact: --exact (MediaPipe's processing); annotate: the defaults with --annotate "
         "DIR (what detect writes there for a video); blur: `blazeconv blur CLIP -o OUT.mp4` with its defaults; "
         "MediaPipe: its FaceDetector in VIDEO mode (`detect_for_video`) over the same PyAV frames (decoded with frame "
         "threading, RGB, turned upright), one after another. Decoded: the video frames the process decoded "

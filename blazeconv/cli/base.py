@@ -69,6 +69,35 @@ def progress(total: int, label: str, plain: bool = False):
     return _PlainProgress(total, label)
 
 
+def needs_extra(extra: str):
+    """Declare the extra a command needs (``errors.EXTRAS``): placed under ``@cli.command()``, it checks before the
+    command's body runs (before any work) and, when a package is missing, ends with exit 8 and one line on stderr
+    naming the command and ``pip install 'blazeconv[EXTRA]'``. The help still works without the extra.
+
+    \b
+        @cli.command()
+        @needs_extra("train")
+        def train(...): ...
+    """
+    from ..errors import EXTRAS
+
+    if extra not in EXTRAS:
+        raise ValueError(f"unknown extra {extra!r}; known: {', '.join(EXTRAS)}")
+
+    def decorate(f):
+        @functools.wraps(f)
+        def command(*args, **kwargs):
+            from ..errors import require_extra
+
+            require_extra(extra, f"blazeconv {click.get_current_context().info_name}")
+            return f(*args, **kwargs)
+
+        command.extra = extra  # what tests/test_install.py reads
+        return command
+
+    return decorate
+
+
 def check_outputs(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path | None]]) -> None:
     """Before any work: each output's folder exists, and no output is (or links to) an input (exit 2).
     Inputs given as None (an option not used) are left out."""
@@ -288,3 +317,59 @@ def max_faces_option(help_text: str):
 def source_argument(name: str = "source"):
     """A model argument: a file or a shipped variant name (``sources.resolve`` says which)."""
     return click.argument(name, metavar=name.upper(), type=click.Path(path_type=Path, dir_okay=False))
+
+
+# ------------------------------------------------------------------------------------ scales
+
+
+def scale_options(*, min_face_help: str):
+    """The scale options every detecting command shares (``DetectionSettings``, ``detection.scales``): ``--exact``,
+    ``--tile/--no-tile``, ``--min-face`` (its meaning for the command's own outputs in ``min_face_help``),
+    ``--tile-size``, ``--tile-overlap`` and ``--fast-decode/--full-decode``. Parameters: ``exact``, ``tile`` (None:
+    not given), ``min_face``, ``tile_size``, ``tile_overlap``, ``fast_decode`` (None: not given)."""
+    from ..detection.scales import MIN_FACE_FLOOR, MIN_FACE_LIMIT, MIN_FACE_SHARE
+
+    options = [
+        click.option("--exact", is_flag=True,
+                     help="MediaPipe's answers exactly: the model on the whole picture decoded in full, as MediaPipe "
+                          "runs it (at --min-score, default the model's own). Faces smaller than about a tenth of the "
+                          "picture are missed. Not with the other scale options."),
+        click.option("--tile/--no-tile", default=None,
+                     help="--no-tile: the whole picture only (faster; misses small faces) [default: tiles where faces "
+                          "down to --min-face need them]."),
+        click.option("--min-face", type=click.FloatRange(MIN_FACE_LIMIT), metavar="PX",
+                     help="The smallest face that matters, in pixels (a face box's longer side): the picture is also "
+                          "looked at on overlapping tiles (upscaled where needed) so that faces down to PX are found"
+                          f"{min_face_help} [default: 1/{1 / MIN_FACE_SHARE:g} of the picture's shorter side, at least "
+                          f"{MIN_FACE_FLOOR:g}: 11 px at 480x270, 125 px at 4000x3000]."),
+        click.option("--tile-size", type=click.IntRange(16), metavar="PX",
+                     help="Expert override: tiles of this side (pixels of the picture) as the one finer level, "
+                          "instead of tiles chosen from --min-face."),
+        click.option("--tile-overlap", type=click.FloatRange(0, 0.9), metavar="F",
+                     help="Expert override: the share of a tile's side its neighbours overlap [default: what each "
+                          "level needs to keep its faces whole in one tile]."),
+        click.option("--fast-decode/--full-decode", "fast_decode", default=None,
+                     help="--fast-decode: decode JPEGs with DCT scaling to twice the finest level's model resolution "
+                          "(several times faster on big photos, not bit-exact with MediaPipe); --full-decode: decode "
+                          "in full [default: fast, full with --exact]. Other formats decode in full."),
+    ]
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def check_scale_options(exact: bool, tile, min_face, tile_size, tile_overlap, fast_decode) -> None:
+    """Usage errors (exit 2) for scale options that cannot go together, named as the user gave them."""
+    given = [name for name, value in (("--min-face", min_face), ("--tile-size", tile_size),
+                                      ("--tile-overlap", tile_overlap)) if value is not None]
+    if exact and (given or tile is not None or fast_decode):
+        names = given + (["--tile/--no-tile"] if tile is not None else []) + (["--fast-decode"] if fast_decode else [])
+        raise click.UsageError(f"--exact runs the model as MediaPipe does: not with {', '.join(names)}")
+    if tile is False and given:
+        raise click.UsageError(f"{', '.join(given)}: apply with tiles, not with --no-tile")
+    if min_face is not None and tile_size is not None:
+        raise click.UsageError("--tile-size fixes the tiles, --min-face chooses them: give one of them")

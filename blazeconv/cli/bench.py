@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .base import check_outputs, cli, model_option, output_option, renamed, say
+from .base import check_outputs, cli, model_option, needs_extra, output_option, renamed, say
 
 
 def _counts(quick: bool) -> dict:
@@ -28,6 +28,7 @@ class _CountOption(click.Option):
 
 
 @cli.command()
+@needs_extra("bench")
 @model_option("bench", multiple=True,
               help_text="Measure this model (repeatable): a shipped model name or a .tflite (LiteRT, the reference, "
                         "runs TFLite files) [default: every shipped model].")
@@ -45,11 +46,12 @@ class _CountOption(click.Option):
               help="Whole-process 'detect one.jpg' runs per backend, 0 to skip")
 @click.option("--big-photos", cls=_CountOption, type=click.IntRange(0, 10000),
               help="JPEGs per size (12 MP and 37 MP, made from the photos) for the whole-process big-photo runs "
-                   "(exact, --annotate, --fast-decode, --tile, MediaPipe), 0 to skip")
+                   "(--exact, the defaults, --annotate, --no-tile, MediaPipe), 0 to skip")
 @click.option("--video", "videos", multiple=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="A clip for the whole-process video runs (repeatable): 'detect CLIP', with --annotate, and 'blur "
-                   "CLIP' (seconds, peak memory, frames decoded), against MediaPipe's FaceDetector in VIDEO mode over "
-                   "the same frames; needs PyAV (blazeconv[video]) [default: none, skipped].")
+              help="A clip for the whole-process video runs (repeatable): 'detect CLIP', with --exact and with "
+                   "--annotate, and 'blur CLIP' (seconds, peak memory, frames decoded), against MediaPipe's "
+                   "FaceDetector in VIDEO mode over the same frames; needs PyAV (blazeconv[video]) [default: none, "
+                   "skipped].")
 @click.option("--blur-clip", "blur_clips", multiple=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A clip for 'blazeconv blur' against deface (repeatable): each option set and deface's own CLI, "
                    "whole process, and the share of deface's faces hidden in each output [default: none, skipped].")
@@ -78,10 +80,10 @@ def bench(model, rounds, warmup, batch_size, threads, throughput_images, one_pho
     NMS per image; FaceDetector end to end on the decoded 512x512 photo per backend, against MediaPipe's own
     FaceDetector on the same array (short_range); each conversion stage. Then whole processes: detect over
     --throughput-images files per backend and MediaPipe over the same files, with peak memory, 'detect
-    one.jpg', big photos (12 and 37 MP JPEGs: exact, --annotate, --fast-decode and --tile against MediaPipe), and
-    with --video, 'detect CLIP' (plain, annotated) and 'blur CLIP' against MediaPipe's VIDEO mode; with --blur-clip,
-    'blur CLIP' against deface. Medians after warm-up, contenders interleaved round by round; the speed targets at
-    the end.
+    one.jpg' (both --exact), big photos (12 and 37 MP JPEGs: --exact, the defaults, --annotate and --no-tile
+    against MediaPipe), and with --video, 'detect CLIP' (the defaults, --exact, annotated) and 'blur CLIP' against
+    MediaPipe's VIDEO mode; with --blur-clip, 'blur CLIP' against deface. Medians after warm-up, contenders
+    interleaved round by round; the speed targets at the end.
     Needs LiteRT (pip install 'blazeconv[bench]').
 
     \b

@@ -7,10 +7,19 @@ from pathlib import Path
 
 import click
 
-from ..anonymise import DEFAULT_HOLD, DEFAULT_MIN_SCORE, DEFAULT_MODEL, DEFAULT_TILE, MIN_TILE, TILE_SHARE
+from ..anonymise import DEFAULT_HOLD, DEFAULT_MIN_SCORE, DEFAULT_MODEL
 from ..detection.masking import DEFAULT_SCALE, SHAPES, STYLES
-from ..detection.tiling import DEFAULT_OVERLAP
-from .base import FRACTION, backend_option, cli, model_option, progress, say, variant_option
+from .base import (
+    FRACTION,
+    backend_option,
+    check_scale_options,
+    cli,
+    model_option,
+    progress,
+    say,
+    scale_options,
+    variant_option,
+)
 
 
 @cli.command()
@@ -24,18 +33,11 @@ from .base import FRACTION, backend_option, cli, model_option, progress, say, va
 @click.option("--shape", type=click.Choice(SHAPES), default="ellipse", show_default=True, help="The masked region's shape.")
 @click.option("--mask-scale", type=click.FloatRange(1, 10), default=DEFAULT_SCALE, show_default=True, metavar="F",
               help="The masked region's side over the detected box's (the box stops at the brows and the chin).")
-@model_option("blur", default=f"{DEFAULT_MODEL}, which sees small faces")
+@model_option("blur", default=DEFAULT_MODEL)
 @variant_option()
 @click.option("--min-score", type=FRACTION,
               help=f"Hide detections scoring at least this [default: {DEFAULT_MIN_SCORE:g}, below MediaPipe's].")
-@click.option("--tile/--no-tile", default=DEFAULT_TILE, show_default=True,
-              help="Also detect on overlapping tiles of each picture (small and distant faces; --no-tile is several "
-                   "times faster and misses them).")
-@click.option("--tile-size", type=click.IntRange(16), metavar="PX",
-              help=f"With tiles: their side [default: the picture's shorter side / {TILE_SHARE:g}, at least "
-                   f"{MIN_TILE}].")
-@click.option("--tile-overlap", type=click.FloatRange(0, 0.9), metavar="F",
-              help=f"With tiles: the share of a tile's side its neighbours overlap [default: {DEFAULT_OVERLAP}].")
+@scale_options(min_face_help="")
 @backend_option()
 @click.option("--hold", type=click.IntRange(0, 1000), metavar="N",
               help="Videos: a face stays hidden N frames after it was last found and N frames before it is first "
@@ -60,8 +62,9 @@ from .base import FRACTION, backend_option, cli, model_option, progress, say, va
                    "blazeconv's blurred outputs.")
 @click.option("-r", "--recursive", is_flag=True, help="Read the folders' subfolders too (hidden ones skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-input summary on stdout.")
-def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_score, tile, tile_size, tile_overlap,
-         backend, hold, crf, no_audio, keep_metadata, boxes_jsonl, overwrite, recursive, quiet) -> None:
+def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_score, exact, tile, min_face, tile_size,
+         tile_overlap, fast_decode, backend, hold, crf, no_audio, keep_metadata, boxes_jsonl, overwrite, recursive,
+         quiet) -> None:
     """Hide the faces in photos and videos (files or folders of them): blur, pixelate or fill each face's region.
 
     Videos keep every frame with its timestamp, the size, the rotation and the audio streams (copied, not
@@ -78,16 +81,17 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
       blazeconv blur clip.mp4 -o clip_blurred.mp4 --boxes-jsonl boxes.jsonl
       blazeconv blur photos/ clips/ -o anonymised/ --style pixelate
       blazeconv blur photo.jpg -o out.jpg --model my_model.tflite --no-tile
+      blazeconv blur classroom.mp4 -o hidden.mp4 --min-face 8              # faces down to 8 px
     """
     from ..blurring import BlurRun
     from ..detection.masking import Masking
 
-    if not tile and (tile_size is not None or tile_overlap is not None):
-        raise click.UsageError("--tile-size and --tile-overlap apply with tiles: not with --no-tile")
+    check_scale_options(exact, tile, min_face, tile_size, tile_overlap, fast_decode)
     run = BlurRun(inputs, output, masking=Masking(style, shape, mask_scale), hold=hold, crf=crf, audio=not no_audio,
                   keep_metadata=keep_metadata, boxes_jsonl=boxes_jsonl, overwrite=overwrite, recursive=recursive,
-                  model=model, variant=variant_name, backend=backend, min_score=min_score, tile=tile,
-                  tile_size=tile_size, tile_overlap=tile_overlap)
+                  model=model, variant=variant_name, backend=backend, min_score=min_score, exact=exact or None,
+                  tile=tile, min_face=min_face, tile_size=tile_size, tile_overlap=tile_overlap,
+                  fast_decode=fast_decode)
     # Progress counts the frames written: a photo is one, a video as many as its header announces (read when the
     # video is opened for its pass), the total corrected to the frames written when the video ends.
     with progress(0, "frames written") as bar:
@@ -101,6 +105,9 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
                     click.echo(f"{done.path} -> {done.target}: " + (
                         f"{done.done.frames} frames, faces hidden in {done.done.with_faces}" if done.video
                         else f"{done.done.regions} face(s) hidden"))
+                hint = None if quiet else run.no_face_hint(done)
+                if hint is not None:
+                    say(hint)
     # Errors first, then one summary line: the last error line (exit 6) when an input failed.
     for message in run.failures:
         click.echo(f"Error: {message}", err=True)

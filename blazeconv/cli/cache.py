@@ -12,7 +12,8 @@ from .base import cli, say
 def cache(ctx: click.Context) -> None:
     """Show the cache folder: where it is, the entries in it and their size.
 
-    blazeconv converts each shipped model (and exports it to ONNX for the ONNX backends) once, on first use,
+    The shipped models' ONNX networks come with the package; blazeconv converts a shipped model for the torch
+    backends, and exports any other model to ONNX for the ONNX backends, once, on first use (extra convert),
     into $BLAZECONV_CACHE, else $XDG_CACHE_HOME/blazeconv, else ~/.cache/blazeconv. Entries are checked against
     the size and SHA-256 recorded when they were written, and rebuilt when damaged; a cache that cannot be
     written is replaced by a temporary folder for the run.

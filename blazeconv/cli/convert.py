@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from ..variants import get_variant
-from .base import VARIANT, check_outputs, cli, output_option, say, source_argument
+from .base import VARIANT, check_outputs, cli, needs_extra, output_option, say, source_argument
 
 
 @cli.command()
+@needs_extra("convert")
 @source_argument("model")
 @output_option("Where to write the state_dict [default: MODEL with suffix .pth; for a variant name, <name>.pth].")
 def tflite2torch(model: Path, output: Path | None) -> None:
@@ -44,6 +45,7 @@ def tflite2torch(model: Path, output: Path | None) -> None:
 
 
 @cli.command()
+@needs_extra("convert")
 @click.argument("weights", metavar="WEIGHTS", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--like", "like", metavar="SOURCE", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="The .tflite to copy (a BlazeFace file tflite2torch reads, or a shipped variant name): everything "

@@ -8,31 +8,26 @@ from pathlib import Path
 import click
 
 from ..detection.settings import DEFAULT_BATCH_SIZE
-from ..detection.tiling import DEFAULT_OVERLAP, TILE_FACTOR
-from ..variants import DEFAULT_VARIANT, VARIANTS
+from ..variants import DEFAULT_MODEL
 from .base import (
     FRACTION,
     backend_option,
+    check_scale_options,
     cli,
     given_options,
     model_option,
     progress,
     renamed,
     say,
+    scale_options,
     thresholds_help,
     variant_option,
 )
 
 
-def _tile_sides() -> str:
-    """``427 for 128 px models, 640 for 192 px, 853 for 256 px``: the default tile side per model input size."""
-    sizes = sorted({v.input_size for v in VARIANTS.values()})
-    return ", ".join(f"{round(size * TILE_FACTOR)} for {size} px models" for size in sizes)
-
-
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@model_option("detect", default=DEFAULT_VARIANT)
+@model_option("detect", default=DEFAULT_MODEL)
 @variant_option()
 @click.option("--min-score", type=FRACTION,
               help=f"Keep detections scoring at least this [default: MediaPipe's for the model: {thresholds_help()}].")
@@ -47,7 +42,7 @@ def _tile_sides() -> str:
 @click.option("--resume", is_flag=True,
               help="With --jsonl FILE: skip the images already in FILE (the same files, however their paths are "
                    "written) and append the rest; a line cut short by a kill is redone. Refused when FILE was "
-                   "written with other settings (model, backend, thresholds, --fast-decode, --tile, version).")
+                   "written with other settings (model, backend, thresholds, scale and decoding options, version).")
 @click.option("--annotate", "annotate_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Write each image with boxes, keypoints and scores drawn into this folder, named by the image's "
                    "path relative to the deepest folder holding all inputs: a JPEG input as .jpg, any other as .png "
@@ -71,8 +66,6 @@ def _tile_sides() -> str:
               help="With --crops: the crops' side.")
 @click.option("--margin", type=click.FloatRange(0, 10), default=0.25, show_default=True, metavar="F",
               help="With --crops: the margin around the box, as a share of its longer side on each side.")
-@click.option("--min-face", type=click.FloatRange(0), default=0, metavar="PX",
-              help="With --crops: skip faces whose box is smaller than PX pixels (its longer side) [default: none].")
 @click.option("--best", type=click.IntRange(1), metavar="N",
               help="With --crops and --track: keep only the N best crops of each track (the biggest box times the "
                    "score), in DIR/<video>/track_0003/f000123.png, written when the video is done.")
@@ -96,19 +89,8 @@ def _tile_sides() -> str:
               help="Read the image files of the folders' subfolders too (hidden files and folders are skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-image summary on stdout.")
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1, 1024),
-              help="Images per forward pass (model inputs, with --tile).")
-@click.option("--fast-decode", is_flag=True,
-              help="Decode JPEGs with DCT scaling to the smallest size that keeps twice the model's input resolution "
-                   "(with --tile: per tile): several times faster on big photos, the same faces, but not bit-exact with "
-                   "MediaPipe, which decodes in full (README: Big photos). Other formats decode as usual.")
-@click.option("--tile/--no-tile", default=False, show_default=True,
-              help="Also run the model on overlapping square tiles of the image and merge all detections with "
-                   "MediaPipe's weighted NMS: finds small faces in big pictures, at the cost of one model run per tile.")
-@click.option("--tile-size", type=click.IntRange(16), metavar="PX",
-              help=f"With --tile: the tile's side in pixels of the image [default: {TILE_FACTOR:.3g}x the model input: "
-                   f"{_tile_sides()}].")
-@click.option("--tile-overlap", type=click.FloatRange(0, 0.9), metavar="F",
-              help=f"With --tile: the share of a tile's side its neighbours overlap [default: {DEFAULT_OVERLAP}].")
+              help="Model inputs per forward pass (a picture's tiles count one each).")
+@scale_options(min_face_help="; with --crops, smaller faces are not cropped")
 @backend_option()
 @renamed("--fast/--no-fast", "backend", to=lambda value: "torch-fast", is_flag=True, default=False)
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", metavar="[ADDRESS]",
@@ -123,20 +105,24 @@ def _tile_sides() -> str:
 @click.option("--ray-actor-cpus", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               metavar="CPUS", help="With --ray: CPUs each actor reserves (its model threads and decoders).")
 def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batch_size,
-           jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, fast_decode, tile, tile_size,
-           tile_overlap, annotate_quality, annotate_size, overwrite, recursive, every, sample_fps, sample_frames, start,
-           end, crops_dir, crop_size, margin, min_face, track, detect_every, best) -> None:
+           jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, exact, tile, min_face,
+           tile_size, tile_overlap, fast_decode, annotate_quality, annotate_size, overwrite, recursive, every,
+           sample_fps, sample_frames, start, end, crops_dir, crop_size, margin, track, detect_every, best) -> None:
     """Detect faces in images and videos (files, or folders of them) with MediaPipe's pre- and post-processing.
 
-    Letterbox to the model input, run the model (--backend), decode with the SSD anchors, weighted
-    non-maximum suppression (IoU 0.3), and coordinates mapped back to each image (0..1 of its width
-    and height). A summary per image is printed on stdout (not with --quiet, or when --json or --jsonl
-    write to stdout); progress and notices go to stderr. Keypoints come in MediaPipe's order (right eye,
-    left eye, nose tip, mouth centre, right ear tragion, left ear tragion; the subject's right and left).
+    Each picture is letterboxed to the model input whole and, where faces down to --min-face are too small
+    for the model there, on overlapping tiles sized for them; the model runs (--backend), its outputs are
+    decoded with the SSD anchors, every candidate is merged by weighted non-maximum suppression (IoU 0.3),
+    and coordinates are mapped back to each image (0..1 of its width and height). --exact gives MediaPipe's
+    own answers (one scale). A summary per image is printed on stdout (not with --quiet, or when --json or
+    --jsonl write to stdout); progress and notices go to stderr. Keypoints come in MediaPipe's order (right
+    eye, left eye, nose tip, mouth centre, right ear tragion, left ear tragion; the subject's right and left).
 
     \b
     Examples:
       blazeconv detect photo.jpg
+      blazeconv detect photo.jpg --model short_range --exact         # MediaPipe's short-range answers
+      blazeconv detect crowd.jpg --min-face 20 --annotate annotated/  # faces down to 20 px
       blazeconv detect photos/ --model back --json detections.json --annotate annotated/
       blazeconv detect photo.jpg --model build/short_range.pth --min-score 0.6 --json -
       blazeconv detect photo.jpg --model my_model.tflite --backend torch-fast
@@ -152,7 +138,7 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
     by default: --every, --fps, --frames, --start, --end); GIF and WebP files are read as images (their first frame).
     """
     from ..detection.settings import DetectionSettings, Sampling
-    from ..runs import DetectOutputs, DetectRun, RayOptions, video_summary
+    from ..runs import DetectOutputs, DetectRun, RayOptions, no_face_hint, video_summary
 
     if ray_address is None and given_options("ray_actors", "ray_actor_cpus"):
         raise click.UsageError("--ray-actors and --ray-actor-cpus apply with --ray")
@@ -160,8 +146,7 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
         raise click.UsageError("--resume continues the file of --jsonl FILE; give both")
     if json_path is not None and jsonl_path is not None and str(json_path) == str(jsonl_path) == "-":
         raise click.UsageError("only one of --json and --jsonl can write to stdout")
-    if not tile and (tile_size is not None or tile_overlap is not None):
-        raise click.UsageError("--tile-size and --tile-overlap apply with --tile")
+    check_scale_options(exact, tile, min_face, tile_size, tile_overlap, fast_decode)
     if sample_frames is not None and (every is not None or sample_fps is not None):
         raise click.UsageError("--frames (evenly spaced) cannot be combined with --every or --fps")
     if start is not None and end is not None and end <= start:
@@ -175,17 +160,18 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
     if best is not None and (crops_dir is None or not track):
         raise click.UsageError("--best keeps the best crops of each track: it needs --crops and --track")
-    if crops_dir is None and given_options("crop_size", "margin", "min_face"):
-        raise click.UsageError("--crop-size, --margin and --min-face apply with --crops")
+    if crops_dir is None and given_options("crop_size", "margin"):
+        raise click.UsageError("--crop-size and --margin apply with --crops")
     settings = DetectionSettings(
-        model=model or DEFAULT_VARIANT, variant=variant_name, backend=backend, min_score=min_score,
-        batch_size=batch_size, tile=tile, tile_size=tile_size,
-        tile_overlap=DEFAULT_OVERLAP if tile_overlap is None else tile_overlap, fast_decode=fast_decode,
+        model=model or DEFAULT_MODEL, variant=variant_name, backend=backend, min_score=min_score,
+        batch_size=batch_size, exact=exact, tile=tile is not False, min_face=min_face, tile_size=tile_size,
+        tile_overlap=tile_overlap, fast_decode=fast_decode,
         sampling=Sampling(every or 1, sample_fps, sample_frames, start, end), track=track or detect_every is not None,
         detect_every=detect_every or 1)
     outputs = DetectOutputs(json=json_path, jsonl=jsonl_path, resume=resume, annotate=annotate_dir,
                             annotate_quality=annotate_quality, annotate_size=annotate_size, crops=crops_dir,
-                            crop_size=crop_size, margin=margin, min_face=min_face, overwrite=overwrite, best=best)
+                            crop_size=crop_size, margin=margin, min_face=min_face or 0.0, overwrite=overwrite,
+                            best=best)
     ray = None if ray_address is None else RayOptions(ray_address, ray_actors, ray_actor_cpus)
     run = DetectRun(inputs, settings, outputs, recursive=recursive, ray=ray)
     summary = not quiet and "-" not in (str(json_path), str(jsonl_path))
@@ -199,6 +185,9 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
                 found = done.records[0]["detections"]
                 click.echo(f"{done.path}: {len(found)} {'face' if len(found) == 1 else 'faces'}" + "".join(
                     f"\n  score {d['score']:.3f} box " + " ".join(f"{v:.3f}" for v in d["box"]) for d in found))
+            hint = None if quiet else no_face_hint(run, done)
+            if hint is not None:
+                say(hint)  # stderr, never in the JSON on stdout
             bar.update(1)
     report = run.report
     if json_path is not None and str(json_path) == "-":

@@ -8,26 +8,30 @@ from pathlib import Path
 import click
 
 from ..detection.settings import DEFAULT_BATCH_SIZE
-from ..detection.tiling import DEFAULT_OVERLAP
-from ..variants import DEFAULT_VARIANT
+from ..variants import DEFAULT_MODEL
 from .base import (
     FRACTION,
     backend_option,
     check_outputs,
+    check_scale_options,
     cli,
     given_options,
     model_option,
+    needs_extra,
     progress,
+    scale_options,
     thresholds_help,
     variant_option,
 )
 
 _FORMATS = click.Choice(["auto", "wider", "coco", "dlib", "blazeconv"])
 # The options of a model run, as detect has them: given with --detections, they are refused.
-_RUN_OPTIONS = ("model", "variant_name", "backend", "batch_size", "fast_decode", "tile", "tile_size", "tile_overlap")
+_RUN_OPTIONS = ("model", "variant_name", "backend", "batch_size", "exact", "tile", "tile_size", "tile_overlap",
+                "fast_decode")
 
 
 @cli.command("eval")
+@needs_extra("eval")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--labels", "labels_path", required=True, type=click.Path(path_type=Path),
               help="The labelled faces: WIDER FACE txt (RetinaFace's 5-landmark variant too), COCO JSON, dlib imglab "
@@ -39,7 +43,7 @@ _RUN_OPTIONS = ("model", "variant_name", "backend", "batch_size", "fast_decode",
                    "instead of running a model.")
 @click.option("--detections-format", type=_FORMATS, default="auto", show_default=True,
               help="The format of --detections (auto: by its content).")
-@model_option("eval", default=DEFAULT_VARIANT)
+@model_option("eval", default=DEFAULT_MODEL)
 @variant_option()
 @backend_option()
 @click.option("--min-score", type=FRACTION,
@@ -47,23 +51,18 @@ _RUN_OPTIONS = ("model", "variant_name", "backend", "batch_size", "fast_decode",
                    " With --detections: leave out those scoring less [default: keep all].")
 @click.option("--batch-size", type=click.IntRange(1, 1024),
               help=f"Model inputs per forward pass [default: {DEFAULT_BATCH_SIZE}].")
-@click.option("--fast-decode", is_flag=True, help="Decode JPEGs with DCT scaling, as for detect.")
-@click.option("--tile", is_flag=True, help="Also run the model on overlapping tiles, as for detect.")
-@click.option("--tile-size", type=click.IntRange(16), metavar="PX", help="With --tile: the tile's side, as for detect.")
-@click.option("--tile-overlap", type=click.FloatRange(0, 0.9), metavar="F",
-              help=f"With --tile: the share of a tile's side its neighbours overlap [default: {DEFAULT_OVERLAP}].")
+@scale_options(min_face_help=" (with a model); labelled faces under PX, and detections under PX that match no label, "
+                             "are not counted (COCO's area-range rule; with --detections, only that) [default for "
+                             "counting: every face]")
 @click.option("--iou", type=FRACTION, default=0.5, show_default=True,
               help="A detection matches a labelled face at IoU >= this (0 excluded); AP50 is always at 0.5.")
-@click.option("--min-face", type=click.FloatRange(0), default=0, metavar="PX",
-              help="Ignore labelled faces whose longer side is under PX pixels, and detections under PX that match "
-                   "no label (COCO's area-range rule) [default: count every face].")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
               help="Also write the figures as JSON (recall, precision, ap50, ap, counts, bands) to this file, or - "
                    "for stdout (then without the table).")
 @click.option("-q", "--quiet", is_flag=True, help="No table on stdout.")
 def eval_command(images, labels_path, labels_format, detections_path, detections_format, model, variant_name,
-                 backend, min_score, batch_size, fast_decode, tile, tile_size, tile_overlap, iou, min_face, json_path,
-                 quiet) -> None:
+                 backend, min_score, batch_size, exact, tile, min_face, tile_size, tile_overlap, fast_decode, iou,
+                 json_path, quiet) -> None:
     """Score face detections against labelled faces: recall, precision and average precision at IoU 0.5 (--iou),
     for all faces and per face size, computed by pycocotools' COCOeval (pip install 'blazeconv[eval]').
 
@@ -81,7 +80,7 @@ def eval_command(images, labels_path, labels_format, detections_path, detections
     \b
     Examples:
       blazeconv eval photos/ --labels photos/training.xml
-      blazeconv eval photos/ --labels training.xml --model full_range_sparse --tile --json scores.json
+      blazeconv eval photos/ --labels training.xml --model short_range --exact --json scores.json
       blazeconv eval WIDER_val/images --labels wider_face_val_bbx_gt.txt --min-face 16
       blazeconv eval photos/ --labels training.xml --detections other_detector.jsonl --min-score 0.5
     """
@@ -92,8 +91,7 @@ def eval_command(images, labels_path, labels_format, detections_path, detections
     if detections_path is not None and given:
         names = ", ".join("--" + name.replace("_name", "").replace("_", "-") for name in given)
         raise click.UsageError(f"{names}: options of a model run, not of --detections")
-    if not tile and (tile_size is not None or tile_overlap is not None):
-        raise click.UsageError("--tile-size and --tile-overlap apply with --tile")
+    check_scale_options(exact, tile, None, tile_size, tile_overlap, fast_decode)  # --min-face also counts: any run
     if json_path is not None and str(json_path) != "-":
         check_outputs([("--json", json_path)], [("--labels", labels_path), ("--detections", detections_path),
                                                 *(("IMAGES", Path(i)) for i in images)])
@@ -101,7 +99,8 @@ def eval_command(images, labels_path, labels_format, detections_path, detections
     if detections_path is None:
         settings = DetectionSettings.of(
             model=model, variant=variant_name, backend=backend, min_score=min_score, batch_size=batch_size,
-            fast_decode=fast_decode or None, tile=tile or None, tile_size=tile_size, tile_overlap=tile_overlap)
+            exact=exact or None, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, fast_decode=fast_decode,
+            min_face=min_face if tile is not False and not exact and tile_size is None else None)
     bar = []  # made at the first picture, when the count is known
 
     def advance(path, done, total):
@@ -111,7 +110,7 @@ def eval_command(images, labels_path, labels_format, detections_path, detections
 
     try:
         result = evaluate(images, labels_path, detections=detections_path, settings=settings, iou=iou,
-                          min_face=min_face, min_score=min_score if detections_path is not None else None,
+                          min_face=min_face or 0.0, min_score=min_score if detections_path is not None else None,
                           labels_format=labels_format, detections_format=detections_format, on_picture=advance)
     finally:
         if bar:

@@ -14,6 +14,7 @@ from .base import (
     max_faces_option,
     model_argument,
     model_option,
+    needs_extra,
     output_option,
     renamed,
     say,
@@ -27,6 +28,7 @@ from .base import (
 
 
 @cli.command()
+@needs_extra("coreml")
 @model_argument("coreml")
 @output_option("Where to write the model [default: MODEL with suffix .mlpackage (mlprogram) or .mlmodel "
                    "(neuralnetwork); with --landmarks, <stem>_landmarks.<suffix>].", dir_okay=True)
@@ -73,7 +75,7 @@ def coreml(model, output, landmarks, model_format, precision, iou_threshold, min
       blazeconv coreml build/back.pth --landmarks -o build/back_landmarks.mlpackage
       blazeconv coreml build/front.pth --format neuralnetwork --precision float16 -o front.mlmodel
     """
-    from ..errors import OptionsError, require
+    from ..errors import OptionsError
     from ..export.coreml import CoreMLOptions, build_coreml, coreml_source, default_output, save_coreml
     from ..sources import load_weights
 
@@ -85,7 +87,6 @@ def coreml(model, output, landmarks, model_format, precision, iou_threshold, min
         score_threshold=min_score,
         max_faces=max_faces,
     )
-    require("coremltools", "blazeconv[coreml]", "blazeconv coreml")
     path = model.path
     output = output or default_output(Path(model.variant.name) if model.kind == "shipped" else path, options)
     if output.suffix.lower() != options.suffix:
@@ -104,6 +105,7 @@ def coreml(model, output, landmarks, model_format, precision, iou_threshold, min
 
 
 @cli.command()
+@needs_extra("convert")
 @model_argument("onnx")
 @output_option("Where to write the model [default: MODEL with suffix .onnx; with --detections, "
                "<stem>_detections.onnx; for a variant name, in the current folder].")
@@ -134,12 +136,10 @@ def onnx(model, output, detections, min_score, iou_threshold, max_faces, variant
       blazeconv onnx short_range.onnx --detections    # the same, from the network
       blazeconv onnx build/back.pth --detections --min-score 0.7 -o back_faces.onnx
     """
-    from ..errors import OptionsError, require
+    from ..errors import OptionsError
     from ..export.onnx import OPSET, default_output, export_detections
     from ..sources import export_onnx_file
 
-    for package in ("onnx", "onnxscript"):
-        require(package, "blazeconv[onnx]", "blazeconv onnx")
     path = model.path
     output = output or default_output(Path(f"{model.variant.name}.onnx") if model.kind == "shipped" else path, detections)
     check_outputs([("-o", output)], [("the model", path), ("--source-tflite", source_tflite)])
@@ -166,6 +166,7 @@ def onnx(model, output, detections, min_score, iou_threshold, max_faces, variant
 
 
 @cli.command()
+@needs_extra("coreml")
 @click.argument("coreml_model", metavar="COREML_MODEL", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
 @model_option("verify", help_text="The model the Core ML model was built from: a shipped model name, a .tflite or a "

@@ -105,8 +105,8 @@ class CropWriter:
 
     After each crop, one line is appended to ``ROOT/index.jsonl`` and flushed (so the index never lists a crop not
     yet on disk): ``{"crop": "<name>/f000123_0.png", "source": "<input path>", "frame": 123 | null, "time": 4.1 |
-    null, "box": [xmin, ymin, xmax, ymax] in 0..1 of the image, "score": 0.93}``. A context manager: the index is
-    opened (``ROOT`` made, its parent must exist) on entering and closed on leaving.
+    null, "box": [xmin, ymin, xmax, ymax] in 0..1 of the image (clipped to it), "score": 0.93}``. A context manager:
+    the index is opened (``ROOT`` made, its parent must exist) on entering and closed on leaving.
     """
 
     def __init__(self, root: str | Path, *, names: dict[Path, str], size: int = 112, margin: float = 0.25,
@@ -165,7 +165,7 @@ class CropWriter:
             crop = crop_face(image, detection, self.size, self.align, self.margin)
             target = folder / name
             line = {"crop": target.relative_to(self.root).as_posix(), "source": str(path), "frame": frame,
-                    "time": time, "box": list(detection.box), "score": detection.score}
+                    "time": time, "box": list(detection.clipped()), "score": detection.score}
             if tracked:
                 line["track"] = detection.track
             if tracked and self.best is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import itertools
 from collections.abc import Sequence
@@ -13,18 +14,23 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..marks import ANNOTATION, has_mark, photo_save_options, source_mark
-from .records import Detection
+from .records import Detection, clip_box
 
 _BOX_COLOUR = (0, 220, 0)
-# One colour per keypoint, in KEYPOINT_NAMES order.
-_KEYPOINT_COLOURS = ((255, 60, 60), (60, 120, 255), (255, 220, 0), (255, 0, 255), (255, 140, 0), (0, 220, 255))
+# One colour per keypoint, in KEYPOINT_NAMES order (the README's legend lists them: keep the two together).
+KEYPOINT_COLOURS = ((255, 60, 60), (60, 120, 255), (255, 220, 0), (255, 0, 255), (255, 140, 0), (0, 220, 255))
+KEYPOINT_COLOUR_NAMES = ("red", "blue", "yellow", "magenta", "orange", "cyan")
+# Markers are sized by the face (its box's longer side, pixels): lines 1/40 of it, keypoint dots of radius 1/30, the
+# score's text 1/5 (at least 9 px, so a small face's score stays readable; at most 48).
+_LINE_SHARE, _DOT_SHARE, _TEXT_SHARE = 1 / 40, 1 / 30, 1 / 5
 
 
 def annotate(image: np.ndarray | Image.Image, detections: Sequence[Detection]) -> Image.Image:
     """A copy of ``image`` (``(H, W, 3)`` uint8 RGB or a Pillow image) with each detection drawn on it.
 
-    Box outline, the keypoints as dots (colours in ``KEYPOINT_NAMES`` order) and the score above the box;
-    line width and font size scale with the image so they stay readable on small and large images.
+    Box outline (clipped to the image), the keypoints as dots (``KEYPOINT_COLOURS`` in ``KEYPOINT_NAMES`` order) and
+    the score above the box; line width, dot size and text size follow each face's size, so a small face is not
+    buried under its markers and a big one's stay visible.
     """
     canvas = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
     _draw(canvas, detections)
@@ -35,27 +41,31 @@ def _draw(canvas: Image.Image, detections: Sequence[Detection]) -> None:
     """``annotate``'s drawing, on ``canvas`` (an RGB Pillow image) itself."""
     width, height = canvas.size
     draw = ImageDraw.Draw(canvas)
-    line = max(1, round(min(width, height) / 250))
-    radius = max(1.5, line * 2)
-    font = _font(max(9, round(min(width, height) / 32)))
     for detection in detections:
         xmin, ymin, xmax, ymax = detection.box
-        rectangle = (xmin * width, ymin * height, xmax * width, ymax * height)
+        face = max((xmax - xmin) * width, (ymax - ymin) * height)
+        line = max(1, round(face * _LINE_SHARE))
+        radius = max(1.0, face * _DOT_SHARE)
+        font = _font(min(48, max(9, round(face * _TEXT_SHARE))))
+        rectangle = clip_box((xmin * width, ymin * height, xmax * width, ymax * height), width - 1, height - 1)
         draw.rectangle(rectangle, outline=_BOX_COLOUR, width=line)
-        for (x, y), colour in zip(detection.keypoints, itertools.cycle(_KEYPOINT_COLOURS)):
+        for (x, y), colour in zip(detection.keypoints, itertools.cycle(KEYPOINT_COLOURS)):
             cx, cy = x * width, y * height
-            draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour, outline=(0, 0, 0))
+            draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour,
+                         outline=(0, 0, 0) if radius >= 2 else None)
         label = f"{detection.score:.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
-        label_width, label_height = right - left + 2 * line, bottom - top + 2 * line
+        pad = max(1, line)
+        label_width, label_height = right - left + 2 * pad, bottom - top + 2 * pad
         # Above the box's top-left corner when there is room, else just inside it; always within the image.
-        text_y = rectangle[1] - label_height - line if rectangle[1] - label_height - line >= 0 else rectangle[1] + line
+        text_y = rectangle[1] - label_height if rectangle[1] - label_height >= 0 else rectangle[1] + line
         text_x = min(max(rectangle[0], 0), max(width - label_width, 0))
         text_y = min(max(text_y, 0), max(height - label_height, 0))
         draw.rectangle((text_x, text_y, text_x + label_width, text_y + label_height), fill=_BOX_COLOUR)
-        draw.text((text_x + line - left, text_y + line - top), label, fill=(0, 0, 0), font=font)
+        draw.text((text_x + pad - left, text_y + pad - top), label, fill=(0, 0, 0), font=font)
 
 
+@functools.lru_cache(maxsize=64)
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)

@@ -3,7 +3,9 @@
 image (file, bytes, Pillow image, array, tensor) -> ``as_rgb`` / ``load_image`` -> ``letterbox``
 (ImageToTensorCalculator) -> runner -> ``decode`` (TensorsToDetectionsCalculator) -> ``weighted_nms``
 (NonMaxSuppressionCalculator) -> ``remove_letterbox`` (DetectionLetterboxRemovalCalculator) -> ``Detection`` records in
-0..1 of the original image.
+0..1 of the original image. That is one scale, the whole picture (``exact``); by default the picture is also cut
+into the tiles its scales need (``scales`` chooses, ``tiling`` cuts and maps back), each run the same way, and every
+piece's candidates are merged by weighted NMS (``merging``).
 
 The model step is a *runner*: any object with ``run(batch)``, ``batch`` a numpy ``(B, 3, S, S)`` float32 RGB array in
 [-1, 1], returning numpy ``(regressors (B, N, 16), classificators (B, N, 1))`` (the TFLite outputs' layout), and a
@@ -17,8 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,12 @@ from ..tuning import reused_decode_memory, torch_thread_count, torch_threads, wi
 from ..variants import Variant, fit_variant, get_variant
 from .images import DecodeBudget, as_rgb, load_reduced
 from .letterboxing import Letterbox, letterbox, remove_letterbox
-from .postprocess import candidates, decode_and_suppress, weighted_nms
+from .merging import merge
+from .postprocess import candidates, decode_and_suppress
 from .records import Detection
+from .scales import Scale
 from .settings import DetectionSettings
-from .tiling import Tiling, tile_regions
+from .tiling import Piece, scale_pieces, to_picture
 
 # With ``keep_images`` a batch stops growing once its decoded images take this much (a 37-MP photo: 111 MB).
 KEPT_IMAGE_BYTES = 192 * 1024 * 1024
@@ -84,32 +87,32 @@ def _setup(model, settings: DetectionSettings | None, options: dict):
 
 @dataclass(frozen=True)
 class Prepared:
-    """One image as model inputs: the whole image letterboxed, then (with tiling) each tile letterboxed.
+    """One image as model inputs: the whole image letterboxed, then (with tiles) each tile letterboxed.
 
-    ``tensors``: ``(3, S, S)`` float32 in [-1, 1] each; ``boxes``: their ``Letterbox``; ``regions``: where each
-    input lies in the image, ``(x0, y0, w, h)`` in 0..1 of its width and height (the whole image: ``(0, 0, 1, 1)``).
+    ``tensors``: ``(3, S, S)`` float32 in [-1, 1] each; ``boxes``: their ``Letterbox``; ``pieces``: where each input
+    lies in the image and what it answers for (``tiling.Piece``, pixels of the image as decoded, ``size``: its
+    ``(width, height)``); the first is the whole image.
     """
 
     tensors: list[np.ndarray]
     boxes: list[Letterbox]
-    regions: list[tuple[float, float, float, float]]
+    pieces: list[Piece]
+    size: tuple[int, int]
 
 
-def prepare_image(image: np.ndarray, input_size: int, tiling: Tiling | None = None,
+def prepare_image(image: np.ndarray, input_size: int, scales: Sequence[Scale] = (),
                   full_width: int | None = None) -> Prepared:
-    """``image`` ``(H, W, 3)`` uint8 RGB as model inputs (``Prepared``). ``full_width``: the width of the image as
-    stored, when ``image`` was decoded smaller (the tile side is in pixels of the stored image)."""
+    """``image`` ``(H, W, 3)`` uint8 RGB as model inputs (``Prepared``): the whole image, then the tiles of
+    ``scales`` (``tiling.scale_pieces``; none: the whole image only, as MediaPipe). ``full_width``: the width of
+    the image as stored, when ``image`` was decoded smaller (the scales are in pixels of the stored image)."""
     height, width = image.shape[:2]
-    tensor, box = letterbox(image, input_size)
-    prepared = Prepared([tensor], [box], [(0.0, 0.0, 1.0, 1.0)])
-    if tiling is None:
-        return prepared
-    side = max(1, round(tiling.side(input_size) * width / (full_width or width)))  # in decoded pixels
-    for x0, y0, w, h in tile_regions(width, height, side, tiling.overlap):
-        tensor, box = letterbox(np.ascontiguousarray(image[y0 : y0 + h, x0 : x0 + w]), input_size)
+    prepared = Prepared([], [], scale_pieces(width, height, scales, full_width), (width, height))
+    for piece in prepared.pieces:
+        x0, y0, w, h = piece.region
+        whole = (w, h) == (width, height)
+        tensor, box = letterbox(image if whole else np.ascontiguousarray(image[y0 : y0 + h, x0 : x0 + w]), input_size)
         prepared.tensors.append(tensor)
         prepared.boxes.append(box)
-        prepared.regions.append((x0 / width, y0 / height, w / width, h / height))
     return prepared
 
 
@@ -129,33 +132,34 @@ def detect_images(
     ``images``: anything ``as_rgb`` takes (paths, bytes, Pillow images, uint8 arrays and tensors; ``channels`` for
     arrays and tensors). ``settings`` (``DetectionSettings``; ``options``: its fields as keywords, applied to it):
     ``variant`` (None: the model's own), ``min_score`` (None: the variant's), ``iou_threshold``, ``batch_size``,
-    tiling and ``fast_decode``; ``settings.model`` is not used here (``model`` runs). Detections with score >=
+    the scales and decoding options; ``settings.model`` is not used here (``model`` runs). Detections with score >=
     ``min_score`` are kept, as MediaPipe does; each image's list is in descending score order. A torch model runs
     with ``model_threads`` intra-op threads (None: the caller's setting), as in ``stream_files``: the thread count
     can change the last bits of a convolution's sums, and both give the numbers of ``detect``.
     """
     runner, variant, settings = _setup(model, settings, options)
-    tiling, batch_size = settings.tiling, settings.batch_size
-    long_side = fast_decode_side(variant.input_size, tiling) if settings.fast_decode else None
+    batch_size = settings.batch_size
     images = list(images)
     results: list[list[Detection]] = []
     for start in range(0, len(images), batch_size):
-        prepared = [_prepare_any(i, channels, variant.input_size, tiling, long_side)
-                    for i in images[start : start + batch_size]]
+        prepared = [_prepare_any(i, channels, variant, settings) for i in images[start : start + batch_size]]
         with torch_threads(torch_thread_count(runner, model_threads)):
             results += detect_prepared(runner, prepared, variant, settings.score_for(variant), settings.iou_threshold,
                                        batch_size)
     return results
 
 
-def _prepare_any(image: Any, channels: str, input_size: int, tiling: Tiling | None, long_side) -> Prepared:
-    """Any image ``as_rgb`` takes as model inputs; an encoded file (path, bytes, file object) is decoded with
-    ``load_reduced`` so that ``long_side`` (fast decoding) applies to it."""
+def _prepare_any(image: Any, channels: str, variant: Variant, settings: DetectionSettings) -> Prepared:
+    """Any image ``as_rgb`` takes as model inputs at the scales of ``settings``; an encoded file (path, bytes, file
+    object) is decoded with ``load_reduced`` so that reduced decoding (``settings.decode_side_for``) applies."""
+    long_side = settings.decode_side_for(variant)
     if long_side is not None and (isinstance(image, (str, Path, bytes, bytearray, memoryview))
                                   or callable(getattr(image, "read", None))):
-        array, (width, _) = load_reduced(image, long_side)
-        return prepare_image(array, input_size, tiling, width)
-    return prepare_image(as_rgb(image, channels), input_size, tiling)
+        array, (width, height) = load_reduced(image, long_side)
+        return prepare_image(array, variant.input_size, settings.scales_for(variant, width, height), width)
+    array = as_rgb(image, channels)
+    height, width = array.shape[:2]
+    return prepare_image(array, variant.input_size, settings.scales_for(variant, width, height))
 
 
 @dataclass(frozen=True)
@@ -171,19 +175,6 @@ class FileResult:
     detections: list[Detection] | None
     error: ImageError | None = None
     image: np.ndarray | None = field(default=None, repr=False)
-
-
-def fast_decode_side(input_size: int, tiling: Tiling | None = None) -> Callable[[int, int], int]:
-    """``load_reduced``'s ``long_side`` for fast decoding: the decoded image keeps at least twice the model input's
-    resolution where the model looks, over the whole image or, with ``tiling``, over each tile."""
-
-    def long_side(width: int, height: int) -> int:
-        longest = max(width, height)
-        if tiling is not None and tiling.side(input_size) < longest:
-            return math.ceil(2 * input_size * longest / tiling.side(input_size))
-        return 2 * input_size
-
-    return long_side
 
 
 def stream_files(
@@ -206,9 +197,10 @@ def stream_files(
     to about ``KEPT_IMAGE_BYTES`` of them (batches of big photos are then smaller), and one per worker being
     prepared. A file that cannot be read yields a result with its ``ImageError`` and the run goes on.
 
-    ``fast_decode``: JPEGs are decoded with DCT scaling to the smallest size that keeps twice the model input's
-    resolution (``fast_decode_side``); not bit-exact with MediaPipe, which decodes in full (README, *Big photos*).
-    Tiling: also run the model on overlapping tiles (``detection.tiling``).
+    Scales (``settings.scales_for``, ``detection.scales``): each picture whole and, where small faces need them,
+    on overlapping tiles, all candidates merged. Reduced decoding (``settings.decode_side_for``): JPEGs are decoded
+    with DCT scaling to the smallest size that keeps twice the finest level's model resolution; not bit-exact with
+    MediaPipe, which decodes in full (``exact``; docs/every_face.md).
 
     For a torch model, torch uses ``model_threads`` intra-op threads while the iterator computes (None: leave the
     setting alone), and the caller's own setting again whenever the caller's code runs (between items, after the
@@ -218,10 +210,10 @@ def stream_files(
     import os
 
     runner, variant, settings = _setup(model, settings, options)
-    tiling, batch_size = settings.tiling, settings.batch_size
+    batch_size = settings.batch_size
     workers = workers or os.cpu_count() or 1
     threads = torch_thread_count(runner, model_threads)
-    long_side = fast_decode_side(variant.input_size, tiling) if settings.fast_decode else None
+    long_side = settings.decode_side_for(variant)
     budget = DecodeBudget(DECODE_BUDGET_BYTES)
 
     def prepare(path: Path):
@@ -229,11 +221,11 @@ def stream_files(
             image, (width, height) = load_reduced(path, long_side, budget)
         except ImageError as exc:
             return FileResult(path, 0, 0, None, exc), None
-        prepared = prepare_image(image, variant.input_size, tiling, width)
+        prepared = prepare_image(image, variant.input_size, settings.scales_for(variant, width, height), width)
         return FileResult(path, width, height, None, None, image if keep_images else None), prepared
 
     # Whole decoded images, or a tiled image's many inputs, are held by few files at a time.
-    window = max(2, workers) if keep_images or tiling is not None else 2 * batch_size
+    window = max(2, workers) if keep_images or settings.multi_scale else 2 * batch_size
     stream = _stream(runner, [Path(p) for p in paths], prepare, variant, settings.score_for(variant),
                      settings.iou_threshold, batch_size, workers, window, keep_images)
     return with_torch_threads(stream, threads)
@@ -339,18 +331,16 @@ def _run(runner: Any, tensors: list[np.ndarray], variant: Variant, num_anchors: 
 
 
 def _merge_tiles(raw, logits, anchors, input_size, image: Prepared, min_score, iou_threshold) -> list[Detection]:
-    """Each input's candidates (score >= ``min_score``, before NMS) in 0..1 of the whole image, then one weighted
-    NMS over all of them. IoU does not change when x and y are scaled apart, so it is computed in those units."""
-    boxes, keypoints, scores = [], [], []
-    for regressors, classificators, box, (x0, y0, w, h) in zip(raw, logits, image.boxes, image.regions):
-        found_boxes, found_keypoints, found_scores = candidates(regressors, classificators, anchors, input_size, min_score)
-        found_boxes, found_keypoints = remove_letterbox(found_boxes, found_keypoints, box)
-        origin, scale = np.array([x0, y0], np.float32), np.array([w, h], np.float32)
-        boxes.append((found_boxes.reshape(-1, 2, 2) * scale + origin).reshape(-1, 4))
-        keypoints.append(found_keypoints * scale + origin)
-        scores.append(found_scores)
-    merged = weighted_nms(np.concatenate(boxes), np.concatenate(keypoints), np.concatenate(scores), iou_threshold)
-    return [Detection(s, b, k.tolist()) for s, b, k in zip(merged[2].tolist(), merged[0].tolist(), merged[1])]
+    """Each input's candidates (score >= ``min_score``, before NMS) in 0..1 of the whole image
+    (``tiling.to_picture``), each piece's own merged with all the others' (``merging.merge``)."""
+    width, height = image.size
+    found = []
+    for regressors, classificators, box, piece in zip(raw, logits, image.boxes, image.pieces):
+        boxes, keypoints, scores = candidates(regressors, classificators, anchors, input_size, min_score)
+        boxes, keypoints = remove_letterbox(boxes, keypoints, box)
+        found.append((*to_picture(boxes, keypoints, piece.region, width, height), scores))
+    boxes, keypoints, scores = merge(found, image.pieces, width, height, iou_threshold)
+    return [Detection(s, b, k.tolist()) for s, b, k in zip(scores.tolist(), boxes.tolist(), keypoints)]
 
 
 def detect_image(

@@ -72,16 +72,20 @@ class Detection:
             object.__setattr__(self, "track", int(self.track))
         object.__setattr__(self, "filled", bool(self.filled))
 
-    def to_pixels(self, width: float, height: float) -> Detection:
-        """The same detection with x multiplied by ``width`` and y by ``height`` (the image's size in pixels)."""
+    def to_pixels(self, width: float, height: float, *, clip: bool = True) -> Detection:
+        """The same detection in pixels of a ``width`` x ``height`` image: x multiplied by ``width``, y by
+        ``height``; the box clipped to the image (0..width, 0..height) unless ``clip`` is False (the model's box
+        may reach past the image's edge: a face cut by it). Keypoints are not clipped (an ear may lie outside)."""
         xmin, ymin, xmax, ymax = self.box
-        return Detection(
-            self.score,
-            (xmin * width, ymin * height, xmax * width, ymax * height),
-            tuple((x * width, y * height) for x, y in self.keypoints),
-            self.track,
-            self.filled,
-        )
+        box = (xmin * width, ymin * height, xmax * width, ymax * height)
+        if clip:
+            box = clip_box(box, width, height)
+        return Detection(self.score, box, tuple((x * width, y * height) for x, y in self.keypoints), self.track,
+                         self.filled)
+
+    def clipped(self) -> Box:
+        """The box clipped to the image, in 0..1 (``box`` is the model's, which may reach past the edges)."""
+        return Box(*clip_box(self.box, 1.0, 1.0))
 
     def to_dict(self) -> dict:
         """``{"score", "box": [xmin, ymin, xmax, ymax], "keypoints": [[x, y] x 6]}``: one entry of ``detect --json``;
@@ -96,6 +100,13 @@ class Detection:
 
 
 
+
+
+def clip_box(box: Sequence[float], width: float, height: float) -> tuple[float, float, float, float]:
+    """``(xmin, ymin, xmax, ymax)`` clipped to ``0..width`` x ``0..height``."""
+    xmin, ymin, xmax, ymax = box
+    return (min(max(xmin, 0.0), width), min(max(ymin, 0.0), height), min(max(xmax, 0.0), width),
+            min(max(ymax, 0.0), height))
 
 
 def detections_to_json(path: str | Path, width: int, height: int, detections: Sequence[Detection]) -> dict:

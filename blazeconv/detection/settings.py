@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import OptionsError
-from ..variants import DEFAULT_VARIANT, NMS_IOU_THRESHOLD, VARIANTS, Variant, get_variant
-from .tiling import DEFAULT_OVERLAP, Tiling
+from ..variants import DEFAULT_MODEL, NMS_IOU_THRESHOLD, VARIANTS, Variant, get_variant
+from .scales import Scale, check_min_face, check_overlap, decode_side, default_min_face, plan_scales
 
 DEFAULT_BATCH_SIZE = 32
+# A picture with no face gets a hint when the run's smallest face is above this many times the default smallest face.
+HINT_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -80,30 +82,40 @@ class DetectionSettings:
     """Every option of a detection run, checked when the value is made (``OptionsError``).
 
     ``model``: any model argument (``sources.resolve``: a shipped name, a ``.tflite``, ``.pth`` or ``.onnx`` path, a
-    torch module or a runner). ``variant``: which model the weights are (anchors, input size, default threshold),
-    overriding what the model says (a name or a ``Variant``). ``backend``: a ``backends.CHOICES`` name;
-    ``device``: ``"cpu"`` or the runtime's accelerator. ``min_score``: keep faces scoring at least this (None: the
-    variant's, MediaPipe's); ``iou_threshold``: weighted NMS overlap (MediaPipe's 0.3). ``batch_size``: model inputs
-    per forward pass. ``tile``: also run the model on overlapping square tiles of ``tile_size`` pixels (None: about
-    3.3 times the model input) sharing ``tile_overlap`` of their side (``detection.tiling``). ``fast_decode``: JPEGs
-    decoded with DCT scaling (not bit-exact with MediaPipe). ``sampling``: which frames of a video are detected.
+    torch module or a runner); by default ``DEFAULT_MODEL``. ``variant``: which model the weights are (anchors, input
+    size, default threshold, face band), overriding what the model says (a name or a ``Variant``). ``backend``: a
+    ``backends.CHOICES`` name; ``device``: ``"cpu"`` or the runtime's accelerator. ``min_score``: keep faces scoring
+    at least this (None: the variant's, MediaPipe's); ``iou_threshold``: weighted NMS overlap (MediaPipe's 0.3).
+    ``batch_size``: model inputs per forward pass.
+
+    Scales (``detection.scales``): by default each picture is looked at whole and, where faces as small as
+    ``min_face`` pixels (None: ``scales.default_min_face``, a share of the picture's shorter side) are below what
+    the model sees of the whole picture, on overlapping square tiles sized for them, every candidate merged by
+    weighted NMS. ``tile=False``: the whole picture only. ``tile_size``: the expert's override, tiles of that side
+    (pixels of the picture) as the one finer level; ``tile_overlap``: the share of a tile's side its neighbours
+    share (None: what each level needs). ``exact``: the model on the whole picture, decoded in full, as MediaPipe
+    runs it (its answers exactly; ``min_score`` still applies; not with the scale options). ``fast_decode``: JPEGs
+    decoded with DCT scaling to twice the finest level's model resolution (None: unless ``exact``; not bit-exact
+    with MediaPipe, which decodes in full). ``sampling``: which frames of a video are detected.
     ``track``: give each detection of a video a track id, stable while the face stays in view (``detection.tracking``:
     the ``track`` extra); a tracking option rather than a model one, but it changes a video's records, as sampling does.
     ``detect_every``: with ``track``, run the model on every N-th frame only (keyframes) and fill the frames between
     from the tracks (``stream_video``); not with ``sampling``'s ``every``, ``fps`` or ``frames``.
     """
 
-    model: Any = DEFAULT_VARIANT
+    model: Any = DEFAULT_MODEL
     variant: Variant | str | None = None
     backend: str = "auto"
     device: str = "cpu"
     min_score: float | None = None
     iou_threshold: float = NMS_IOU_THRESHOLD
     batch_size: int = DEFAULT_BATCH_SIZE
-    tile: bool = False
+    exact: bool = False
+    tile: bool = True
+    min_face: float | None = None
     tile_size: int | None = None
-    tile_overlap: float = DEFAULT_OVERLAP
-    fast_decode: bool = False
+    tile_overlap: float | None = None
+    fast_decode: bool | None = None
     sampling: Sampling = Sampling()
     track: bool = False
     detect_every: int = 1
@@ -119,15 +131,29 @@ class DetectionSettings:
             get_variant(self.variant)  # an unknown name: the options error with the shipped names
         elif self.variant is not None and not isinstance(self.variant, Variant):
             raise OptionsError(f"variant must be a name ({', '.join(VARIANTS)}) or a Variant, got {self.variant!r}")
-        if not isinstance(self.tile, bool):
-            raise OptionsError(f"tile must be True or False, got {self.tile!r}")
-        if not self.tile and (self.tile_size is not None or self.tile_overlap != DEFAULT_OVERLAP):
-            raise OptionsError("tile_size and tile_overlap apply with tile=True")
-        Tiling(self.tile_size, self.tile_overlap)  # checks both
+        for name in ("exact", "tile"):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionsError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.fast_decode is not None and not isinstance(self.fast_decode, bool):
+            raise OptionsError(f"fast_decode must be True, False or None, got {self.fast_decode!r}")
+        check_min_face(self.min_face)
+        if self.tile_size is not None and (not isinstance(self.tile_size, int) or isinstance(self.tile_size, bool)
+                                           or self.tile_size < 16):
+            raise OptionsError(f"tile size must be an integer of at least 16 pixels, got {self.tile_size!r}")
+        if self.tile_overlap is not None:
+            check_overlap(self.tile_overlap)
+        scale_options = [name for name in ("min_face", "tile_size", "tile_overlap") if getattr(self, name) is not None]
+        if self.exact and (scale_options or self.fast_decode):
+            given = ", ".join(scale_options + ["fast_decode"] * bool(self.fast_decode))
+            raise OptionsError(f"exact runs the model on the whole picture decoded in full, as MediaPipe does: "
+                               f"not with {given}")
+        if not self.tile and scale_options:
+            raise OptionsError(f"{', '.join(scale_options)} apply with tiles (tile=True)")
+        if self.min_face is not None and self.tile_size is not None:
+            raise OptionsError("tile_size fixes the tiles, min_face chooses them: give one of them")
         if not isinstance(self.sampling, Sampling):
             raise OptionsError(f"sampling must be a Sampling, got {self.sampling!r}")
         self.sampling.check()
-        object.__setattr__(self, "fast_decode", bool(self.fast_decode))
         if not isinstance(self.track, bool):
             raise OptionsError(f"track must be True or False, got {self.track!r}")
         if not isinstance(self.detect_every, int) or isinstance(self.detect_every, bool) or self.detect_every < 1:
@@ -156,9 +182,52 @@ class DetectionSettings:
         return dataclasses.replace(self, **changes)
 
     @property
-    def tiling(self) -> Tiling | None:
-        """The ``Tiling`` of ``tile``/``tile_size``/``tile_overlap``, None without tiles."""
-        return Tiling(self.tile_size, self.tile_overlap) if self.tile else None
+    def decodes_reduced(self) -> bool:
+        """Whether JPEGs are decoded with DCT scaling (``fast_decode``; None: unless ``exact``)."""
+        return not self.exact if self.fast_decode is None else self.fast_decode
+
+    @property
+    def multi_scale(self) -> bool:
+        """Whether a picture may be looked at on tiles as well as whole (not ``exact``, ``tile``)."""
+        return self.tile and not self.exact
+
+    def scales_for(self, variant: Variant, width: int, height: int) -> tuple[Scale, ...]:
+        """The levels a ``width`` x ``height`` picture (upright, as stored) is looked at with ``variant``:
+        ``scales.plan_scales`` with this run's options; the whole picture alone when not ``multi_scale``."""
+        if not self.multi_scale:
+            return (Scale(max(width, height)),)
+        return plan_scales(width, height, variant.face_band, self.min_face, overlap=self.tile_overlap,
+                           tile_size=self.tile_size)
+
+    def decode_side_for(self, variant: Variant):
+        """``images.load_reduced``'s ``long_side(width, height)`` for this run: the decoded longer side that keeps
+        twice the finest level's model resolution (``scales.decode_side``); None when decoding in full."""
+        if not self.decodes_reduced:
+            return None
+
+        def long_side(width: int, height: int) -> int:
+            return decode_side(self.scales_for(variant, width, height), variant.input_size, width, height)
+
+        return long_side
+
+    def smallest_face(self, variant: Variant, width: int, height: int) -> float:
+        """The smallest face (pixels, box's longer side) this run looks for on a ``width`` x ``height`` picture:
+        the low edge of ``variant``'s band at its finest level."""
+        return min(scale.side for scale in self.scales_for(variant, width, height)) * variant.face_band[0]
+
+    def small_faces_hint(self, variant: Variant, width: int, height: int) -> str | None:
+        """For a picture where nothing was found: what to try when this run cannot see the small faces a default
+        run would look for (``smallest_face`` well above ``scales.default_min_face``), else None."""
+        smallest, default = self.smallest_face(variant, width, height), default_min_face(width, height)
+        if smallest <= HINT_RATIO * default:
+            return None
+        how = ("as MediaPipe runs it (--exact)" if self.exact else "on the whole picture (--no-tile)" if not self.tile
+               else f"with --tile-size {self.tile_size}" if self.tile_size is not None else
+               f"with --min-face {self.min_face:g}")
+        instead = ("run without --exact" if self.exact else "run without --no-tile" if not self.tile
+                   else f"try --min-face {default:.0f}")
+        return (f"{variant.name} {how} looks for faces of about {smallest:.0f} px and larger on this {width}x{height} "
+                f"picture: to find faces down to {default:.0f} px, {instead}")
 
     def score_for(self, variant: Variant) -> float:
         """The score threshold for ``variant``: ``min_score``, else the variant's own."""
@@ -178,12 +247,13 @@ class DetectionSettings:
 
         source = resolve(self.model)
         weights = None if source.kind == "shipped" else source.portable() if source.path else source.describe()
-        tiling = self.tiling
+        scales = None
+        if self.multi_scale:
+            scales = {"min_face": self.min_face, "tile_size": self.tile_size, "overlap": self.tile_overlap}
         return {
             "blazeconv": __version__, "model": variant.name, "weights": weights, "backend": backend,
             "min_score": self.score_for(variant), "iou_threshold": float(self.iou_threshold),
-            "fast_decode": self.fast_decode,
-            "tile": None if tiling is None else {"size": tiling.side(variant.input_size), "overlap": tiling.overlap},
+            "exact": self.exact, "fast_decode": self.decodes_reduced, "scales": scales,
         }
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import queue
 import threading
 from collections.abc import Iterator
@@ -134,7 +135,7 @@ def stream_video(
         tracker = Tracker(first_id=first_track)
     return with_video_switch_interval(_detected(
         runner, path, settings.sampling, after, writer, variant, settings.score_for(variant), settings.iou_threshold,
-        settings.batch_size, settings.tiling, keep_images, threads, tracker))
+        settings.batch_size, functools.partial(settings.scales_for, variant), keep_images, threads, tracker))
 
 
 class _FrameTimes:
@@ -225,7 +226,7 @@ class _Window:
                 self._changed.notify_all()
 
 
-def _detected(runner, source, sampling, after, writer, variant, min_score, iou_threshold, batch_size, tiling,
+def _detected(runner, source, sampling, after, writer, variant, min_score, iou_threshold, batch_size, scales,
               keep_images, threads, tracker=None):
     """``stream_video``'s loop: a decoding thread fills ``ready`` with frames (``_Decoded``: the model inputs of the
     sampled ones), audio packets for the writer and an ``_Ending``; here the model runs on the sampled frames that
@@ -262,7 +263,7 @@ def _detected(runner, source, sampling, after, writer, variant, min_score, iou_t
                 if not acquire(room) or not window.acquire(kept, stop):
                     return
                 height, width = frame.image.shape[:2]
-                prepared = prepare_image(frame.image, variant.input_size, tiling) if frame.sampled else None
+                prepared = prepare_image(frame.image, variant.input_size, scales(width, height)) if frame.sampled else None
                 thumb = thumbnail(frame.image) if tracker is not None and frame.sampled else None
                 # Only the model inputs wait in the queue unless the frames are kept: a 4K frame is 25 MB.
                 ready.put(_Decoded(frame if kept else dataclasses.replace(frame, image=None), width, height, prepared,

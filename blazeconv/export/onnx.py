@@ -54,9 +54,9 @@ THRESHOLD_INPUTS = ("min_score", "iou_threshold")
 
 
 def require_onnx(purpose: str = "ONNX export") -> None:
-    """``MissingDependencyError`` (exit 8) naming the ``onnx`` extra unless onnx and onnxscript are installed."""
+    """``MissingDependencyError`` (exit 8) naming the ``convert`` extra unless onnx and onnxscript are installed."""
     for module in ("onnx", "onnxscript"):
-        require(module, "blazeconv[onnx]", purpose)
+        require(module, "blazeconv[convert]", purpose)
 
 
 class DetectionHead(nn.Module):
@@ -282,7 +282,7 @@ def _export_network(model: nn.Module, size: int):
             )
     except Exception as exc:  # the exporter's own errors are long; the first line says what failed
         raise _export_failure(model, exc) from exc
-    return program.model_proto
+    return _without_build_traces(program.model_proto)
 
 
 def _export_head(head: DetectionHead, num_anchors: int, network):
@@ -307,9 +307,31 @@ def _export_head(head: DetectionHead, num_anchors: int, network):
             )
     except Exception as exc:
         raise _export_failure(head, exc) from exc
-    proto = onnx.load_model_from_string(buffer.getvalue())
+    proto = _without_build_traces(onnx.load_model_from_string(buffer.getvalue()))
     proto.ir_version = network.ir_version
     return proto
+
+
+def _without_build_traces(proto):
+    """``proto`` without the exporters' debugging records: each node's stack trace (the absolute paths of the
+    machine that exported it), FX node, scopes and rewrite rules, and the exported program's signature. An export
+    then reveals nothing of where it was made, and the same weights give the same bytes on every machine."""
+    _clear_graph(proto.graph)
+    return proto
+
+
+def _clear_graph(graph) -> None:
+    del graph.metadata_props[:]
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        del value.metadata_props[:]
+    for node in graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+        for attribute in node.attribute:  # a Loop's body (reading .g of another attribute would create one)
+            if attribute.HasField("g"):
+                _clear_graph(attribute.g)
+            for body in attribute.graphs:
+                _clear_graph(body)
 
 
 def _join(network, head):

@@ -15,7 +15,6 @@ from ..detection.pipeline import (
     DECODE_BUDGET_BYTES,
     Prepared,
     detect_prepared,
-    fast_decode_side,
     prepare_image,
 )
 from ..detection.settings import DetectionSettings
@@ -50,7 +49,7 @@ class DetectFaces:
     """A ``Dataset.map_batches`` class: one model per actor, one output row per input row (see the module docstring).
 
     ``settings``: a ``DetectionSettings`` (or its fields as keywords, applied to it: ``model``, ``variant``,
-    ``min_score``, ``backend``, ``batch_size``, ``fast_decode``, ``tile``, ...), as for ``FaceDetector``; its
+    ``min_score``, ``backend``, ``batch_size``, ``exact``, ``min_face``, ...), as for ``FaceDetector``; its
     ``model`` is a shipped variant name (``"short_range"``), or a ``.tflite``, ``.pth`` or ``.onnx`` path readable on
     every worker. ``nested``: the ``detections`` column as Arrow structs instead of a JSON string; ``threads``: the
     model's intra-op threads and this actor's image decoders (None: the CPUs Ray gave the actor, at least 1). Each row is decoded and
@@ -108,7 +107,8 @@ class DetectFaces:
         from ..detection import as_rgb
 
         detector = self.detector
-        long_side = fast_decode_side(detector.variant.input_size, detector.tiling) if detector.fast_decode else None
+        settings, variant = detector.settings, detector.variant
+        long_side = settings.decode_side_for(variant)
 
         def one(value, path):
             try:
@@ -119,7 +119,8 @@ class DetectFaces:
                     image, size = _load_bytes(value, path, long_side, self.budget)
                 else:
                     image, size = _load_path(str(value), long_side, self.budget)
-                return prepare_image(image, detector.variant.input_size, detector.tiling, size[0]), size
+                scales = settings.scales_for(variant, *size)
+                return prepare_image(image, variant.input_size, scales, size[0]), size
             except ImageError as exc:
                 return f"{path}: {exc}" if source == "image" and path else str(exc)
 

@@ -50,6 +50,12 @@ def cache_entry(name: str, what: str | None, build: Callable[[Path], None]) -> P
     return target
 
 
+def cached_entry_exists(name: str) -> bool:
+    """True when the cache folder holds the entry ``name`` (damaged or not: ``cache_entry`` checks it on use)."""
+    folder, _ = cache_location()
+    return any((place / name).is_file() for place in (folder, *_private_folder))
+
+
 def _damage(target: Path, record: Path) -> str | None:
     """What is wrong with a cache entry (None: it is as it was written)."""
     try:

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
-from ..errors import ModelFileError, OptionsError, WeightsError
+from ..errors import ModelFileError, OptionsError, WeightsError, missing_extra, require, require_extra
 from ..io import sha256_of
+from ..resources import packaged_models_dir
 from ..variants import VARIANTS, Variant, default_variant_for, fit_variant
-from .cache import cache_entry
+from .cache import cache_entry, cached_entry_exists
 from .kinds import FILE_KINDS, ModelSource, require_kind, resolve, shipped_model
 
 if TYPE_CHECKING:
@@ -25,10 +26,11 @@ def load_state_dict(path: str | Path) -> dict:
 
     ``path`` is resolved in the weights role (``resolve``): a URL is not fetched, a TFLite or ONNX file is named as
     such. A pickle of other Python objects (a whole pickled module, a malicious payload) is refused in one line of
-    our own. Returns ``{name: tensor}``.
+    our own. Returns ``{name: tensor}``. Without torch: ``MissingDependencyError`` (exit 8) naming ``convert``.
     """
     import pickle
 
+    require("torch", "blazeconv[convert]", f"reading the weights {path}")
     import torch
 
     path = resolve(path, role="weights").path
@@ -66,6 +68,7 @@ def load_model(weights_path: str | Path, variant: Variant | str | None = None) -
     ``(B, 3, S, S)`` float32 RGB in [-1, 1] and returns ``(regressors (B, N, 16), classificators (B, N, 1))``, raw
     logits in the TFLite outputs' layout.
     """
+    require("torch", "blazeconv[convert]", f"loading the weights {weights_path}")
     from ..network import model_from_state_dict
 
     state_dict = load_state_dict(weights_path)
@@ -112,6 +115,7 @@ def load_module(argument: Any, variant: Variant | str | None = None):
     with ``variant`` set when given.
     """
     source = resolve(argument)
+    require("torch", "blazeconv[convert]", f"a torch module of {source.describe()}")
     if source.kind == "module":
         module = source.obj
         if variant is not None:
@@ -179,7 +183,8 @@ def load_weights(argument: Any, variant: str | Variant | None = None,
 
 
 def _file_weights(source: ModelSource) -> Weights:
-    """A TFLite file (or a shipped one) converted in memory."""
+    """A TFLite file (or a shipped one) converted in memory (torch and the TFLite reader: the ``convert`` extra)."""
+    _require_converter(source.describe())
     from ..convert import convert_file
     from ..network import Weights
 
@@ -195,6 +200,7 @@ def export_onnx_file(argument: Any, path: str | Path, *, detections: bool = Fals
                      iou_threshold: float | None = None, max_faces: int | None = None) -> Weights:
     """Export a shipped name, a TFLite file or a ``.pth`` to ONNX at ``path`` (``export.onnx.export_onnx``);
     options are checked before any work. Returns the ``Weights`` exported (variant, SHA-256, how it was decided)."""
+    require_extra("convert", f"exporting {resolve(argument).describe()} to ONNX")
     from ..export import DEFAULT_MAX_FACES, check_options
     from ..export.onnx import export_onnx, require_onnx
     from ..variants import NMS_IOU_THRESHOLD
@@ -209,8 +215,15 @@ def export_onnx_file(argument: Any, path: str | Path, *, detections: bool = Fals
     return weights
 
 
+def _require_converter(what: str) -> None:
+    """``MissingDependencyError`` (exit 8) naming ``convert`` unless torch and the TFLite reader are installed."""
+    for package in ("torch", "tflite"):
+        require(package, "blazeconv[convert]", f"converting {what} to PyTorch")
+
+
 def cached_weights(variant: Variant) -> Path:
     """Converted weights of the shipped ``variant``, converting once into the cache when needed (``cache_entry``)."""
+    _require_converter(f"the shipped model {variant.name}")
     from ..convert import convert_file, save_state_dict
 
     source = shipped_model(variant)
@@ -230,6 +243,8 @@ def cached_onnx(argument: Any, *, detections: bool = False) -> Path:
     kind = "_detections" if detections else ""
     entry = f"{name}-{digest[:16]}-{__version__}{kind}.onnx"
     what = name if source.kind == "shipped" else None  # the user's own files are exported without a notice
+    if missing_extra("convert") and not cached_entry_exists(entry):  # exit 8 before any notice or work
+        require_extra("convert", f"exporting {source.describe()} to ONNX")
     if detections:  # from the cached network: only the decoding and NMS are exported
         from ..export.onnx import export_detections
 
@@ -255,7 +270,32 @@ def _entry_name(source: ModelSource, digest: str) -> str:
 # A cache entry's record beside it: "SIZE SHA256" of the entry as it was written.
 
 
-def onnx_network(argument: Any) -> Path:
-    """The raw ONNX network the ONNX backends run: an ONNX file as it is, any other file kind's cached export."""
+def shipped_onnx_file(variant: Variant) -> Path:
+    """Where the raw ONNX network of the shipped ``variant`` travels in the package: ``face_detection_<name>.onnx``
+    beside the ``.tflite`` it was exported from (``make onnx-models``; tests/test_install.py checks it equals a fresh
+    export), in the package's own ``models/`` whatever ``$BLAZECONV_MODELS`` says."""
+    return packaged_models_dir() / Path(variant.tflite_file).with_suffix(".onnx").name
+
+
+def shipped_onnx(argument: Any) -> Path | None:
+    """The packaged ONNX network of a shipped name or of a ``.tflite`` whose content (SHA-256) is a shipped model's,
+    None for anything else or when the package lacks it. Reads the file's checksum only: no torch, no export."""
     source = resolve(argument)
-    return source.path if source.kind == "onnx" else cached_onnx(source)
+    if source.kind not in ("shipped", "tflite"):
+        return None
+    digest = sha256_of(source.path)
+    variant = next((v for v in VARIANTS.values() if v.sha256 == digest), None)
+    if variant is None:
+        return None
+    path = shipped_onnx_file(variant)
+    return path if path.is_file() else None
+
+
+def onnx_network(argument: Any) -> Path:
+    """The raw ONNX network the ONNX backends run: an ONNX file as it is; the packaged network of a shipped model (or
+    of a copy of its ``.tflite``, ``shipped_onnx``); any other file kind's cached export, which needs the ``convert``
+    extra the first time (``MissingDependencyError``, exit 8, before any work, when torch is missing)."""
+    source = resolve(argument)
+    if source.kind == "onnx":
+        return source.path
+    return shipped_onnx(source) or cached_onnx(source)
