@@ -31,7 +31,7 @@ def _self_labels(variant: str, paths, folder: Path) -> Path:
     """A ``detect --json`` document of ``variant``'s own detections on ``paths`` (boxes and keypoints)."""
     from blazeconv import FaceDetector
 
-    detector = FaceDetector(variant, backend="torch")
+    detector = FaceDetector(variant, backend="torch", exact=True)  # the whole picture, as MediaPipe runs it
     images = []
     for path, faces in zip(paths, detector(list(paths))):
         from PIL import Image
@@ -71,7 +71,7 @@ def test_encode_is_the_inverse_of_decode(variant):
 def test_labels_from_the_models_own_detections_are_what_it_already_outputs(self_labels):
     """On its own detections, the matched anchors that fire (score > 0.5) already output the targets: box values
     within 3 % of the face's size on average (what is left is weighted NMS averaging 1-3 anchors into the label),
-    against the 20 % of the same faces moved by a fifth of their size; no anchor that fires is trained as a
+    against 10 % (the mean over x, y, w, h) for the same faces moved by a fifth of their size; no anchor that fires is trained as a
     negative. (measured: 0.7-1.6 % for full_range_sparse, 1.3-1.7 % for short_range)"""
     from blazeconv.sources import load_module
 
@@ -88,7 +88,7 @@ def test_labels_from_the_models_own_detections_are_what_it_already_outputs(self_
             shift = (t.boxes[:, 2:3] - t.boxes[:, 0:1]) / 5  # (M, 1)
             moved.append(type(t)(t.boxes + shift, t.keypoints + shift[:, :, None], t.labelled, t.ignore))
         shifted = batch_targets(moved, variant, anchors, Matching())
-        for targets, bound in ((exact, (0, 0.03)), (shifted, (0.1, 1.0))):
+        for targets, bound in ((exact, (0, 0.03)), (shifted, (0.05, 1.0))):
             chosen = targets.positive & fired
             assert chosen.sum() >= 4, name
             error = ((regressors - targets.raw)[..., :4].abs() / targets.size[..., None])[chosen].mean()
