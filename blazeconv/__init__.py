@@ -16,6 +16,7 @@ Python API::
 
     model = blazeconv.load_model("short_range.pth")      # eval-mode torch.nn.Module; model.variant: a Variant
     regressors, classificators = model(x)                 # x: (B, 3, S, S) float32 RGB in [-1, 1]
+    blazeconv.train("labels.jsonl", model="full_range_sparse", output="tuned.pth", epochs=5)  # fine-tune (.pth)
     blazeconv.torch2tflite("tuned.pth", like="short_range", output="tuned.tflite")  # back into MediaPipe's file
 
 Public names are imported on first use, so ``import blazeconv`` (and ``blazeconv --help``) does not load torch.
@@ -35,6 +36,7 @@ _LAZY = {
     "blur_video": "anonymise",
     "evaluate": "evaluation",
     "torch2tflite": "tflite_writer",
+    "train": "training",
 }
 
 # names whose module imports packages of the convert extra: checked first, so a plain install says what to install

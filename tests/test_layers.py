@@ -34,6 +34,7 @@ LAYERS = [
     ("ray: scale-out", ["ray"]),
     ("runs: whole detect and blur runs over files, for the commands and Python", ["runs", "run_outputs", "blurring"]),
     ("evaluation: detections scored against labelled faces (pycocotools)", ["evaluation"]),
+    ("training: fine-tuning on labelled faces (blazeconv train)", ["training"]),
     ("bench: measurements", ["bench"]),
     ("cli: the commands", ["cli", "__main__"]),
     ("api: the package's names", ["__init__"]),

@@ -46,6 +46,8 @@ MATRIX = {
     # The converter reads its argument as a TFLite file whatever it is, and names what is wrong inside (exit 3).
     "tflite2torch": {"shipped": "runs", "tflite": "runs", "pth": (3, NOT_TFLITE), "onnx": (3, NOT_TFLITE)},
     "eval": dict.fromkeys(KINDS, "runs"),
+    "train": {**dict.fromkeys(KINDS[:3], "runs"),
+              "onnx": (7, f"blazeconv train {TAKES_FILES} (it fine-tunes the weights), not the ONNX model")},
     "FaceDetector": dict.fromkeys(KINDS, "runs"),
     "blazeconv.blur": dict.fromkeys(KINDS, "runs"),
     "ray.DetectFaces": dict.fromkeys(KINDS, "runs"),
@@ -152,7 +154,9 @@ def test_every_kind_of_model_with_every_entry_point(command, kind, models, run_c
                            PHOTOS[0], "--model", model),
                 "onnx": ("onnx", model, "-o", tmp_path / "x.onnx"),
                 "bench": ("bench", "--model", model),
-                "tflite2torch": ("tflite2torch", model, "-o", tmp_path / "x.pth")}[command]
+                "tflite2torch": ("tflite2torch", model, "-o", tmp_path / "x.pth"),
+                "train": ("train", "--labels", LABELLED / "training.xml", "--model", model, "-o", tmp_path / "x.pth")
+                }[command]
         code, out, err = run_cli(*args)
         exit_code, words = expected
         assert_one_line_error(code, err, model, exit_code)
@@ -214,6 +218,20 @@ def test_every_kind_of_model_with_every_entry_point(command, kind, models, run_c
         found, expected = scores(model), scores("short_range")
         for key in ("recall", "precision", "ap50"):
             np.testing.assert_allclose(found[key], expected[key], atol=SAME_MODEL_ATOL, rtol=0)
+    elif command == "train":  # one step that moves no weight by more than 1e-30: the model it started from, as a .pth
+        import torch
+
+        from blazeconv.sources import load_model
+
+        code, _, err = run_cli("train", "--labels", LABELLED / "training.xml", "--model", model, "-o",
+                               tmp_path / "x.pth", "--epochs", "1", "--batch-size", "4", "--lr", "1e-30",
+                               "--no-augment", "-q")
+        assert code == 0, err
+        assert "wrote" in err and "short_range" in err
+        tuned, theirs = load_model(tmp_path / "x.pth"), torch.load(models["pth"], weights_only=True)
+        assert tuned.variant is SHORT_RANGE
+        for key in theirs:  # Adam's first step moves a weight by at most the learning rate: 1e-30
+            torch.testing.assert_close(tuned.state_dict()[key], theirs[key], atol=1e-29, rtol=0)
     elif command == "FaceDetector":
         from blazeconv import FaceDetector
 

@@ -1,7 +1,7 @@
 """The ``blazeconv`` command line: parses arguments, calls one stage, prints a summary. Nothing else.
 
 One module per command group (``convert``: tflite2torch, anchors; ``export``: coreml, onnx, verify; ``detect``; ``blur``; ``eval``;
-``cache``; ``bench``), options they share in ``base``; here the entry point that turns every failure into one ``Error:``
+``cache``; ``bench``; ``train``), options they share in ``base``; here the entry point that turns every failure into one ``Error:``
 line and a documented exit code.
 """
 
@@ -16,7 +16,7 @@ import traceback
 import click
 
 from ..errors import BlazeconvError
-from . import bench, blur, cache, convert, detect, eval, export  # noqa: F401 (each registers its commands)
+from . import bench, blur, cache, convert, detect, eval, export, train  # noqa: F401 (each registers its commands)
 from .base import cli
 
 INTERNAL_ERROR_EXIT = 70

@@ -186,6 +186,7 @@ MODEL_KINDS = {
     "verify": (("shipped", "tflite", "weights"), "the weights the Core ML model was built from"),
     "bench": (("shipped", "tflite", "weights", "onnx"), ""),  # bench.bench_model refuses what LiteRT cannot run
     "eval": (("shipped", "tflite", "weights", "onnx"), ""),
+    "train": (("shipped", "tflite", "weights"), "it fine-tunes the weights"),
 }
 
 

@@ -19,7 +19,10 @@ document (its line is found only when an error needs it: ``BoxFile.line``)."""
 class FileBox:
     """One box as the file gives it: ``(x, y, w, h)`` with ``(x, y)`` its top left corner, in pixels, or in 0..1 of
     the picture's width and height when its ``FileImage`` is ``relative``. ``score``: None where the format has
-    none. ``ignore``: an ignore region (matched detections are neither right nor wrong, ``metrics``)."""
+    none. ``ignore``: an ignore region (matched detections are neither right nor wrong, ``metrics``).
+    ``keypoints``: None where the format gives none, else one entry per keypoint in MediaPipe's order
+    (``variants.KEYPOINT_NAMES``, the subject's sides), each ``(x, y)`` in the box's units or None where that point is
+    not labelled (eval ignores them; ``training`` learns the labelled ones)."""
 
     x: float
     y: float
@@ -28,6 +31,7 @@ class FileBox:
     score: float | None
     ignore: bool
     where: Where
+    keypoints: tuple | None = None
 
 
 @dataclass
@@ -98,12 +102,26 @@ def stated_size(value, where: Where, what: str) -> int | None:
     return int(number)
 
 
-def file_box(x, y, w, h, where: Where, *, score=None, ignore=False) -> FileBox:
-    """A ``FileBox`` from the file's values: numbers checked finite, a negative width or height refused."""
+def file_box(x, y, w, h, where: Where, *, score=None, ignore=False, keypoints=None) -> FileBox:
+    """A ``FileBox`` from the file's values: numbers checked finite, a negative width or height refused;
+    ``keypoints``: None, or a sequence of ``[x, y]`` pairs or None (not labelled), checked finite."""
     x, y, w, h = (finite(v, where, name) for v, name in ((x, "x"), (y, "y"), (w, "the width"), (h, "the height")))
     if w < 0 or h < 0:
         raise BadEntry(where, f"a box of negative size ({w:g} x {h:g})")
-    return FileBox(x, y, w, h, None if score is None else finite(score, where, "the score"), bool(ignore), where)
+    if keypoints is not None:
+        if not isinstance(keypoints, (list, tuple)):
+            raise BadEntry(where, f"keypoints are {keypoints!r}, not a list of [x, y] pairs")
+        points = []
+        for point in keypoints:
+            if point is None:
+                points.append(None)
+            elif isinstance(point, (list, tuple)) and len(point) == 2:
+                points.append((finite(point[0], where, "a keypoint's x"), finite(point[1], where, "a keypoint's y")))
+            else:
+                raise BadEntry(where, f"a keypoint is {point!r}, not [x, y] or null")
+        keypoints = tuple(points)
+    return FileBox(x, y, w, h, None if score is None else finite(score, where, "the score"), bool(ignore), where,
+                   keypoints)
 
 
 

@@ -133,7 +133,8 @@ def read_blazeconv(path: Path, document) -> tuple[list[FileImage], bool]:
             if not isinstance(box, list) or len(box) != 4:
                 raise BadEntry(inner, f"{record['path']}: a detection's 'box' is {box!r}, not [xmin, ymin, xmax, ymax]")
             xmin, ymin, xmax, ymax = (finite(v, inner, "a box value") for v in box)
-            image.boxes.append(file_box(xmin, ymin, xmax - xmin, ymax - ymin, inner, score=detection.get("score")))
+            image.boxes.append(file_box(xmin, ymin, xmax - xmin, ymax - ymin, inner, score=detection.get("score"),
+                                        ignore=bool(detection.get("ignore")), keypoints=detection.get("keypoints")))
         images.append(image)
     if not images and records:
         raise BadEntry(records[0][0], "no photo records (video frames are not scored)")

@@ -16,8 +16,9 @@ What each format is, as read here (pixels unless said otherwise; ``(x, y)`` the 
 - ``dlib``: ``<dataset><images><image file=… [width=… height=…]><box top=… left=… width=… height=… [ignore='1']/>``
   (dlib's ``tools/imglab``); ``ignore`` boxes are ignore regions.
 - ``blazeconv``: ``detect --json``'s document (``images``: ``path``, ``width``, ``height``, ``detections``:
-  ``score``, ``box`` ``[xmin, ymin, xmax, ymax]`` in 0..1 of the picture) or ``--jsonl``'s records (the settings
-  record and video frames are left out). Any detector's output written this way can serve as labels.
+  ``score``, ``box`` ``[xmin, ymin, xmax, ymax]`` in 0..1 of the picture, optional ``keypoints`` (``[x, y]`` or
+  null each) and ``"ignore": true`` for an ignore region) or ``--jsonl``'s records (the settings record and video
+  frames are left out). Any detector's output written this way can serve as labels.
 
 Nothing here opens the pictures: ``evaluation.pictures`` finds them, checks the boxes against their size and turns
 ``relative`` boxes into pixels. Every error is a ``LabelsError`` (exit 2) naming the file and the line.

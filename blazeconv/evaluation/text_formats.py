@@ -38,7 +38,23 @@ def _face_line(number: int, line: str) -> FileBox | None:
     invalid = len(values) == 10 and values[_INVALID] != 0
     if invalid and (values[2] == 0 or values[3] == 0):
         return None
-    return file_box(*values[:4], number, score=values[4] if len(values) == 5 else None, ignore=invalid)
+    keypoints = _retinaface_keypoints(values[4:19]) if len(values) == 20 else None
+    return file_box(*values[:4], number, score=values[4] if len(values) == 5 else None, ignore=invalid,
+                    keypoints=keypoints)
+
+
+def _retinaface_keypoints(values: list[float]) -> list | None:
+    """RetinaFace's 5 landmarks (``x y flag`` each; -1 where not labelled) in the image's order (left eye, right eye,
+    nose, left and right mouth corner; the image's left eye is the subject's right) as MediaPipe's 6 keypoints:
+    right eye, left eye, nose tip, mouth centre (the corners' mean), and no ear tragions (None)."""
+    points = [(values[3 * i], values[3 * i + 1]) if values[3 * i] >= 0 and values[3 * i + 1] >= 0 else None
+              for i in range(5)]
+    if not any(points):
+        return None
+    mouth = None
+    if points[3] is not None and points[4] is not None:
+        mouth = ((points[3][0] + points[4][0]) / 2, (points[3][1] + points[4][1]) / 2)
+    return [points[0], points[1], points[2], mouth, None, None]
 
 
 def _read_plain_wider(lines: list[tuple[int, str]]) -> list[FileImage]:
