@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..variants import DEFAULT_VARIANT
+from ..variants import DEFAULT_MODEL
 from .base import cli, model_option, say, variant_option
 
 _FORMATS = click.Choice(["auto", "wider", "coco", "dlib", "blazeconv"])
@@ -22,7 +22,7 @@ _FORMATS = click.Choice(["auto", "wider", "coco", "dlib", "blazeconv"])
               help="Where the labelled pictures are (a folder, or files; repeatable) [default: the labels' folder].")
 @click.option("--labels-format", type=_FORMATS, default="auto", show_default=True,
               help="The format of --labels (auto: by its content).")
-@model_option("train", default=DEFAULT_VARIANT)
+@model_option("train", default=DEFAULT_MODEL)
 @variant_option()
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Where to write the tuned weights (.pth: a state_dict every command takes).")
@@ -58,8 +58,8 @@ def train_command(labels_path, images, labels_format, model, variant_name, outpu
 
     SSD training in the model's own terms: anchors matched to each face near its centre, box and keypoint
     regression in the decoder's offsets (keypoints only where labelled), classification with hard-negative
-    mining or focal loss, horizontal flips that swap left and right keypoints, and scale jitter covering the tiles
-    detect --tile feeds the model. Sparse models (full_range_sparse) keep their zeros, so torch2tflite can write the
+    mining or focal loss, horizontal flips that swap left and right keypoints, and scale jitter covering the scales
+    detect's tiles feed the model. Sparse models (full_range_sparse) keep their zeros, so torch2tflite can write the
     result back into the original .tflite; the float16 rounding that file applies is reported.
 
     Losses go to stderr; a checkpoint is written after every epoch (--resume continues from it). A loss that is
@@ -91,7 +91,7 @@ def train_command(labels_path, images, labels_format, model, variant_name, outpu
         elif progress.step == progress.steps:
             say(line)
 
-    result = train(labels_path, list(images) or None, output=output, model=model or DEFAULT_VARIANT,
+    result = train(labels_path, list(images) or None, output=output, model=model or DEFAULT_MODEL,
                    variant=variant_name, options=options, labels_format=labels_format,
                    on_step=None if quiet else show)
     if result.history:

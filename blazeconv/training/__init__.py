@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OptionsError
-from ..variants import DEFAULT_VARIANT
+from ..variants import DEFAULT_MODEL
 from .data import Augmentation, Sample, model_input, read_samples
 from .loop import Progress, TrainingError, TrainingOptions, TrainingResult
 from .loss import LossWeights
@@ -33,7 +33,7 @@ def train(
     images: str | Path | Sequence[str | Path] | None = None,
     *,
     output: str | Path,
-    model: Any = DEFAULT_VARIANT,
+    model: Any = DEFAULT_MODEL,
     variant: str | None = None,
     options: TrainingOptions | None = None,
     labels_format: str = "auto",
