@@ -39,8 +39,8 @@ _LAZY = {
     "train": "training",
 }
 
-# names whose module imports packages of the convert extra: checked first, so a plain install says what to install
-_NEEDS = {"torch2tflite": ("torch", "tflite")}
+# names whose module imports packages of an extra (errors.EXTRAS): checked first, so a plain install says what to install
+_NEEDS = {"torch2tflite": "convert", "train": "train"}
 
 __all__ = ["BlazeconvError", "__version__", *_LAZY]
 
@@ -49,10 +49,11 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        from .errors import require
+        from .errors import EXTRAS, require
 
-        for package in _NEEDS.get(name, ()):
-            require(package, "blazeconv[convert]", f"blazeconv.{name}")
+        extra = _NEEDS.get(name)
+        for package in EXTRAS.get(extra, ()):
+            require(package, f"blazeconv[{extra}]", f"blazeconv.{name}")
 
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value

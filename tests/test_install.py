@@ -49,7 +49,7 @@ HIDDEN = ("torch", "tflite", "onnx", "onnxscript")
 COMMAND_EXTRAS = {
     "detect": None, "blur": None, "anchors": None, "cache": None,
     "tflite2torch": "convert", "torch2tflite": "convert", "onnx": "convert",
-    "coreml": "coreml", "verify": "coreml", "bench": "bench", "eval": "eval",
+    "coreml": "coreml", "verify": "coreml", "bench": "bench", "eval": "eval", "train": "train",
 }
 
 
@@ -137,6 +137,7 @@ def _arguments(command: str, tmp: Path) -> list:
         "verify": [tmp / "in.mlpackage"],
         "bench": ["--quick", "--model", "short_range", "-o", tmp / "out.json"],
         "eval": [DATA / "labelled", "--labels", DATA / "labelled" / "training.xml", "--json", tmp / "out.json"],
+        "train": ["--labels", DATA / "labelled" / "training.xml", "-o", tmp / "tuned.pth", "--epochs", "1"],
     }[command]
 
 
@@ -222,8 +223,8 @@ print(len(faces), detector.backend, crop.shape, hidden.shape, [m for m in {HIDDE
     assert not (tmp_path / "cache").exists()
 
 
-def test_the_python_api_names_the_convert_extra_where_it_needs_torch(tmp_path):
-    """What a plain install cannot do from Python ends in the exit-8 error naming ``convert``, not an ImportError."""
+def test_the_python_api_names_the_extra_where_it_needs_torch(tmp_path):
+    """What a plain install cannot do from Python ends in the exit-8 error naming its extra, not an ImportError."""
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"not read")
     code = f"""
@@ -233,7 +234,7 @@ for name in {HIDDEN!r}:
 import blazeconv
 from blazeconv.errors import MissingDependencyError
 calls = [lambda: blazeconv.load_model({str(weights)!r}), lambda: blazeconv.FaceDetector("front", backend="torch"),
-         lambda: blazeconv.FaceDetector({str(weights)!r}), lambda: blazeconv.torch2tflite]
+         lambda: blazeconv.FaceDetector({str(weights)!r}), lambda: blazeconv.torch2tflite, lambda: blazeconv.train]
 for call in calls:
     try:
         call()
@@ -245,7 +246,9 @@ for call in calls:
                           env={**os.environ, "BLAZECONV_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 4 and all(line.endswith("pip install 'blazeconv[convert]'") for line in lines), done.stdout
+    assert len(lines) == 5, done.stdout
+    assert all(line.endswith("pip install 'blazeconv[convert]'") for line in lines[:4]), done.stdout
+    assert lines[4].endswith("pip install 'blazeconv[train]'"), done.stdout
 
 
 @pytest.mark.parametrize("kind", ["pth", "tflite"])

@@ -8,12 +8,13 @@ from pathlib import Path
 import click
 
 from ..variants import DEFAULT_MODEL
-from .base import cli, model_option, say, variant_option
+from .base import cli, model_option, needs_extra, say, variant_option
 
 _FORMATS = click.Choice(["auto", "wider", "coco", "dlib", "blazeconv"])
 
 
 @cli.command("train")
+@needs_extra("train")
 @click.option("--labels", "labels_path", required=True, type=click.Path(path_type=Path),
               help="The labelled faces, in any format eval reads: WIDER FACE txt (RetinaFace's variant with landmarks "
                    "too), COCO JSON, dlib imglab XML, or blazeconv detect --json/--jsonl output (with keypoints). A "
