@@ -4,7 +4,8 @@ The annotation holds every frame of the source's first video stream, in presenta
 timestamps (pts in the source stream's time base; a muxer may store them in another time base, the times stay),
 its stored size and its display rotation. Each frame is decoded to ``(H, W, 3)`` uint8 RGB, turned upright (as
 ``video.read_frames`` shows it), drawn on with ``drawing._draw`` (coordinates in 0..1 of the upright frame), turned
-back to the stored orientation and encoded with libx264 (``crf``, preset ``veryfast``; 8-bit ``yuv420p``, or
+back to the stored orientation and encoded with libx264 (``crf``, preset ``veryfast``, a 2-frame lookahead and one
+B-frame: ``_ENCODER_OPTIONS``, for memory; 8-bit ``yuv420p``, or
 ``yuv444p`` when the width or the height is odd, which 4:2:0 cannot hold). Every audio stream is copied packet for
 packet, not re-encoded (PyAV's ``examples/basics/remux.py``), with its language tag and no other (``audio=False``:
 none is); no container tag, chapter or other stream tag of the source is copied; subtitle, data and attachment
@@ -15,7 +16,10 @@ Frames are paired with results by index: frame k is the k-th frame the decoder g
 drawn with the detections of the latest sampled frame before it, a frame before the first sample with none. A frame
 without a timestamp is left out, as ``read_frames`` leaves it out; a decoding error (a truncated file) ends the
 annotation with the frames before it. Frames are drawn and encoded as the results come, a few at a time, so memory
-stays bounded whatever the video's length.
+stays bounded whatever the video's length. The frames waiting for later results (``hold``) wait converted to the
+encoder's pixel format (4:2:0: half an RGB frame's bytes); when one is painted, its pixels are turned back to RGB
+for ``paint`` and only the box where the painted picture differs is converted again, so every other pixel is encoded
+from exactly the conversion the encoder would have made of the decoded RGB frame.
 
 Made from an ``OpenedVideo``, the annotation is written in the same pass as the detection: ``stream_video(video,
 writer=annotation)`` hands it every decoded frame and audio packet, so each frame is decoded once. Made from a path,
@@ -39,6 +43,7 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -46,6 +51,7 @@ from PIL import Image
 from ..errors import ImageError, MissingDependencyError, OptionsError, notice
 from ..io import atomic_path
 from ..marks import ANNOTATION, has_mark, mark_container, source_mark
+from ..tuning import map_frame_buffers
 from .drawing import _draw
 from .records import Detection
 from .video import FrameResult, OpenedVideo, Sampling, VideoFrame, _walk, open_video, require_video
@@ -55,8 +61,21 @@ from .video import FrameResult, OpenedVideo, Sampling, VideoFrame, _walk, open_v
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 DEFAULT_CRF = 20
 _PRESET = "veryfast"
+# libx264's own frame buffers, chosen by measurement (docs/bench.md, "Blur memory at 1080p and 4K"): each frame x264
+# holds at 4K takes about 45 MB (the picture, its half-pixel planes, the lookahead's lowres copy), and veryfast's
+# defaults (rc-lookahead 10, 3 B-frames) hold about a dozen: decoding and encoding a 30-frame 4K clip alone peaked at
+# 694 MiB, with these at 414 MiB. A 2-frame lookahead keeps MB-tree on (0 turns it off: +79 % bytes at the same
+# CRF). One B-frame, not 0: without B-frames the first video timestamp is not negative and the MP4 muxer drops an
+# audio packet before 0 (AAC's priming; tests/test_video_outputs.py). Same CRF, same frames and times; on that clip
+# 3.6 % fewer bytes and 1.8 dB less Y-PSNR against the source (52.8 instead of 54.5 dB). FFmpeg calls B-frames "bf".
+_ENCODER_OPTIONS = {"rc-lookahead": "2", "bf": "1"}
 _LANGUAGE = re.compile("[a-z]{3}")  # an ISO 639-2 code, the only stream tag an audio copy keeps
-_QUEUED = 4  # samples, frames and audio packets waiting for the writer thread, at most
+# Samples, frames and audio packets waiting for the writer thread, at most: each frame waits as RGB (24 MB at 4K);
+# 4 instead of 2 held 25 MiB more at 4K for no speed (docs/bench.md, "Blur memory at 1080p and 4K").
+_QUEUED = 2
+# A painted frame's pixels replace the held ones in the box where they changed, this many pixels wider on each side
+# (even, so that 4:2:0 chroma samples are recomputed whole).
+_PATCH_MARGIN = 4
 
 
 def annotation_suffix(source: str | Path) -> str:
@@ -141,7 +160,7 @@ class VideoAnnotation:
         self.crf, self.audio = crf, audio
         self._stack: contextlib.ExitStack | None = None
         self._samples: list[tuple[int, list]] = []  # (frame, detections) of the sampled frames still needed
-        self._pending: collections.deque[VideoFrame] = collections.deque()  # frames come, not yet encoded
+        self._pending: collections.deque[_Held] = collections.deque()  # frames come, not yet encoded
         self._own = None  # without a pass: the source's frames and audio packets, decoded here
         self._known = -1  # every sample up to this frame has come
         self._last = -1  # the last sampled frame given to ``add``
@@ -155,6 +174,7 @@ class VideoAnnotation:
         import av
 
         require_video()
+        map_frame_buffers()  # frames freed go back to the system, not to a thread's heap (tuning)
         with contextlib.ExitStack() as stack:
             video = self.video
             if video is None:  # ImageError naming the source before anything is written
@@ -187,8 +207,9 @@ class VideoAnnotation:
                     self._samples.append((item.frame, list(item.detections)))
                     self._known = max(self._known, item.frame)
                 elif isinstance(item, VideoFrame):  # from a pass: no sample for it comes after it
-                    self._pending.append(item)
+                    self._pending.append(self._held(item))
                     self._known = max(self._known, item.index)
+                    item = None  # its RGB image goes now
                 else:
                     self._copy_audio(item)
                     continue
@@ -222,7 +243,7 @@ class VideoAnnotation:
         stream.time_base = stream.codec_context.time_base = source.time_base
         if source.average_rate:
             stream.codec_context.framerate = source.average_rate  # a hint for rate control; times come from pts
-        stream.options = {"crf": f"{self.crf:g}", "preset": _PRESET}
+        stream.options = {"crf": f"{self.crf:g}", "preset": _PRESET, **_ENCODER_OPTIONS}
         if rotation:
             stream.set_display_rotation(rotation)
         return stream
@@ -299,7 +320,7 @@ class VideoAnnotation:
                 if item is None:
                     return
                 if isinstance(item, VideoFrame):
-                    self._pending.append(item)
+                    self._pending.append(self._held(item))
                 else:
                     self._copy_audio(item)
                 continue
@@ -317,15 +338,31 @@ class VideoAnnotation:
             self._own = iter(())
             return None
 
-    def _painted(self, frame: VideoFrame, detections):
-        """``frame`` painted (on its upright image) with ``detections``, as a new frame to encode."""
+    def _held(self, frame: VideoFrame) -> _Held:
+        """``frame`` as it waits for its detections: turned back as stored and converted to the encoder's pixel
+        format, as the encoder converts an RGB frame (same scaler, same defaults)."""
         import av
 
-        canvas = Image.fromarray(frame.image)  # a copy: the upright image may be the caller's too (FrameResult.image)
-        self.paint(canvas, detections, frame.index, frame.time)
-        rgb = np.ascontiguousarray(np.rot90(np.asarray(canvas), -self._turns))  # back as stored
-        picture = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        picture.pts, picture.time_base = frame.pts, self._video.time_base
+        rgb = np.ascontiguousarray(np.rot90(frame.image, -self._turns))  # (H, W, 3) as stored
+        picture = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=self._encoder.pix_fmt)
+        return _Held(frame.index, frame.time, frame.pts, picture)
+
+    def _painted(self, held: _Held, detections):
+        """``held`` painted (on its upright image) with ``detections``, as the frame to encode: the held picture
+        with the box where the painted pixels differ converted again from them (``_PATCH_MARGIN`` wider)."""
+        import av
+
+        rgb = held.picture.to_ndarray(format="rgb24")  # (H, W, 3) as stored
+        canvas = Image.fromarray(np.ascontiguousarray(np.rot90(rgb, self._turns)))  # upright, a copy
+        self.paint(canvas, detections, held.index, held.time)
+        painted = np.rot90(np.asarray(canvas), -self._turns)  # back as stored
+        box = _changed_box(rgb, painted, _PATCH_MARGIN)
+        picture = held.picture
+        if box is not None:
+            x0, y0, x1, y1 = box
+            patch = av.VideoFrame.from_ndarray(np.ascontiguousarray(painted[y0:y1, x0:x1]), format="rgb24")
+            _paste(picture, patch.reformat(format=picture.format.name), x0, y0)
+        picture.pts, picture.time_base = held.pts, self._video.time_base
         return picture
 
     def close(self) -> None:
@@ -358,6 +395,43 @@ class VideoAnnotation:
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
         self._worker.join()
+
+
+class _Held(NamedTuple):
+    """A frame waiting in the writer: its ``index``, ``time`` and ``pts`` and its ``picture`` (a PyAV frame as
+    stored, in the encoder's pixel format)."""
+
+    index: int
+    time: float
+    pts: int | None
+    picture: object
+
+
+def _changed_box(before: np.ndarray, after: np.ndarray, margin: int) -> tuple[int, int, int, int] | None:
+    """The box ``(x0, y0, x1, y1)`` (pixels, end exclusive) holding every pixel where the ``(H, W, 3)`` arrays
+    differ, ``margin`` wider on each side and its corners on even pixels (within the frame); None where none does.
+    Compared a band of rows at a time, so that no frame-sized mask is made."""
+    height, width = before.shape[:2]
+    rows, columns = np.zeros(height, bool), np.zeros(width, bool)
+    for y in range(0, height, 128):
+        changed = (before[y : y + 128] != after[y : y + 128]).any(axis=2)  # (band, W)
+        rows[y : y + 128] = changed.any(axis=1)
+        columns |= changed.any(axis=0)
+    if not rows.any():
+        return None
+    ys, xs = np.flatnonzero(rows), np.flatnonzero(columns)
+    x0, y0 = max(0, int(xs[0]) - margin) // 2 * 2, max(0, int(ys[0]) - margin) // 2 * 2
+    x1, y1 = min(width, (int(xs[-1]) + 1 + margin + 1) // 2 * 2), min(height, (int(ys[-1]) + 1 + margin + 1) // 2 * 2)
+    return x0, y0, x1, y1
+
+
+def _paste(picture, patch, x: int, y: int) -> None:
+    """Copy the PyAV frame ``patch`` into ``picture`` (the same planar pixel format) at pixel ``(x, y)`` (even)."""
+    for plane, source in zip(picture.planes, patch.planes):
+        step_x, step_y = picture.width // plane.width, picture.height // plane.height  # 2 for 4:2:0 chroma, else 1
+        into = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        part = np.frombuffer(source, np.uint8).reshape(-1, source.line_size)[: source.height, : source.width]
+        into[y // step_y : y // step_y + part.shape[0], x // step_x : x // step_x + part.shape[1]] = part
 
 
 def _closing(container):
