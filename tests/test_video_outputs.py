@@ -26,8 +26,8 @@ from blazeconv.detection import Detection, annotate, cropping, load_image
 from blazeconv.detection.cropping import CropWriter, crop_face, is_crop_of
 from blazeconv.detection.drawing import _draw
 from blazeconv.detection.video import Sampling, VideoStopped, frames_decoded, open_video, read_frames, stream_video
-from blazeconv.detection.video_annotation import (_ENCODER_OPTIONS, VideoAnnotation, annotation_suffix,
-                                                  is_video_annotation_of)
+from blazeconv.detection.video_annotation import (_ENCODER_OPTIONS, VideoAnnotation, _turned_corner,
+                                                  annotation_suffix, is_video_annotation_of)
 from blazeconv.errors import ImageError, OptionsError, OutputError
 from blazeconv.io import PathUsageError
 
@@ -190,6 +190,17 @@ def test_the_encoder_options_chosen_for_memory_are_those_x264_wrote_with(runner,
     for name, value in _ENCODER_OPTIONS.items():
         assert written[_X264_NAMES[name]] == value, name
     assert float(written["crf"]) == 20
+
+
+@pytest.mark.parametrize("turns", [-3, -2, -1, 0, 1, 2, 3])
+def test_a_painted_box_is_put_back_where_the_turned_picture_has_it(turns):
+    """The writer repaints a held frame (stored orientation) only in the box that changed on the upright picture:
+    ``_turned_corner`` must say where ``np.rot90`` puts that box."""
+    picture = np.zeros((6, 10), np.uint8)  # height 6, width 10
+    picture[2:4, 4:8] = 1  # the box (4, 2, 8, 4)
+    turned = np.rot90(picture, turns)
+    ys, xs = np.nonzero(turned)
+    assert _turned_corner((4, 2, 8, 4), 10, 6, turns) == (xs.min(), ys.min())
 
 
 @pytest.mark.parametrize(("clip", "suffix", "sampling"), [

@@ -76,6 +76,7 @@ _QUEUED = 2
 # A painted frame's pixels replace the held ones in the box where they changed, this many pixels wider on each side
 # (even, so that 4:2:0 chroma samples are recomputed whole).
 _PATCH_MARGIN = 4
+_BAND_ROWS = 128  # rows of a painted picture compared with the held one at a time
 
 
 def annotation_suffix(source: str | Path) -> str:
@@ -349,19 +350,20 @@ class VideoAnnotation:
 
     def _painted(self, held: _Held, detections):
         """``held`` painted (on its upright image) with ``detections``, as the frame to encode: the held picture
-        with the box where the painted pixels differ converted again from them (``_PATCH_MARGIN`` wider)."""
+        with the box where the painted pixels differ converted again from them (``_PATCH_MARGIN`` wider). The
+        painted picture is read back a band of rows at a time and only within that box, not whole."""
         import av
 
-        rgb = held.picture.to_ndarray(format="rgb24")  # (H, W, 3) as stored
-        canvas = Image.fromarray(np.ascontiguousarray(np.rot90(rgb, self._turns)))  # upright, a copy
+        upright = np.rot90(held.picture.to_ndarray(format="rgb24"), self._turns)  # (H, W, 3) upright, a view
+        canvas = Image.fromarray(np.ascontiguousarray(upright))  # a copy
         self.paint(canvas, detections, held.index, held.time)
-        painted = np.rot90(np.asarray(canvas), -self._turns)  # back as stored
-        box = _changed_box(rgb, painted, _PATCH_MARGIN)
+        box = _changed_box(upright, canvas, _PATCH_MARGIN)
         picture = held.picture
         if box is not None:
-            x0, y0, x1, y1 = box
-            patch = av.VideoFrame.from_ndarray(np.ascontiguousarray(painted[y0:y1, x0:x1]), format="rgb24")
-            _paste(picture, patch.reformat(format=picture.format.name), x0, y0)
+            patch = np.ascontiguousarray(np.rot90(np.asarray(canvas.crop(box)), -self._turns))  # as stored
+            x, y = _turned_corner(box, canvas.width, canvas.height, -self._turns)
+            _paste(picture, av.VideoFrame.from_ndarray(patch, format="rgb24").reformat(format=picture.format.name),
+                   x, y)
         picture.pts, picture.time_base = held.pts, self._video.time_base
         return picture
 
@@ -407,15 +409,16 @@ class _Held(NamedTuple):
     picture: object
 
 
-def _changed_box(before: np.ndarray, after: np.ndarray, margin: int) -> tuple[int, int, int, int] | None:
-    """The box ``(x0, y0, x1, y1)`` (pixels, end exclusive) holding every pixel where the ``(H, W, 3)`` arrays
-    differ, ``margin`` wider on each side and its corners on even pixels (within the frame); None where none does.
-    Compared a band of rows at a time, so that no frame-sized mask is made."""
+def _changed_box(before: np.ndarray, after: Image.Image, margin: int) -> tuple[int, int, int, int] | None:
+    """The box ``(x0, y0, x1, y1)`` (pixels, end exclusive) holding every pixel where the RGB picture ``after`` differs
+    from the ``(H, W, 3)`` array ``before``, ``margin`` wider on each side with its corners on even pixels (within
+    the picture); None where no pixel differs. Read a band of rows at a time, so that no frame-sized copy is made."""
     height, width = before.shape[:2]
     rows, columns = np.zeros(height, bool), np.zeros(width, bool)
-    for y in range(0, height, 128):
-        changed = (before[y : y + 128] != after[y : y + 128]).any(axis=2)  # (band, W)
-        rows[y : y + 128] = changed.any(axis=1)
+    for y in range(0, height, _BAND_ROWS):
+        band = np.asarray(after.crop((0, y, width, min(height, y + _BAND_ROWS))))  # (rows, W, 3)
+        changed = (before[y : y + _BAND_ROWS] != band).any(axis=2)  # (rows, W)
+        rows[y : y + _BAND_ROWS] = changed.any(axis=1)
         columns |= changed.any(axis=0)
     if not rows.any():
         return None
@@ -423,6 +426,17 @@ def _changed_box(before: np.ndarray, after: np.ndarray, margin: int) -> tuple[in
     x0, y0 = max(0, int(xs[0]) - margin) // 2 * 2, max(0, int(ys[0]) - margin) // 2 * 2
     x1, y1 = min(width, (int(xs[-1]) + 1 + margin + 1) // 2 * 2), min(height, (int(ys[-1]) + 1 + margin + 1) // 2 * 2)
     return x0, y0, x1, y1
+
+
+def _turned_corner(box: tuple[int, int, int, int], width: int, height: int, turns: int) -> tuple[int, int]:
+    """The top-left corner that ``box`` (pixels of a ``width`` x ``height`` picture) has once the picture is turned
+    as ``np.rot90(picture, turns)`` turns it (a quarter turn counter-clockwise each; negative: clockwise). Even
+    corners of a picture of even size stay even."""
+    x0, y0, x1, y1 = box
+    for _ in range(turns % 4):  # a quarter turn counter-clockwise: (x, y) -> (y, width - 1 - x)
+        x0, y0, x1, y1 = y0, width - x1, y1, width - x0
+        width, height = height, width
+    return x0, y0
 
 
 def _paste(picture, patch, x: int, y: int) -> None:
