@@ -142,7 +142,8 @@ class VideoAnnotation:
     def __init__(self, source: str | Path | OpenedVideo, target: str | Path, *, crf: float = DEFAULT_CRF, paint=None,
                  hold: int = 0, mark: str | None = None, audio: bool = True):
         """``paint(picture, detections, index, time)``: what is done to each upright frame (a Pillow RGB image,
-        changed in place) with the detections it gets (default: drawn). ``hold``: frame k gets the detections of
+        changed in place) with the detections it gets (default: drawn); it may return the pixel boxes ``(left, top,
+        right, bottom)`` outside which it changed nothing (else the painted frame is compared with the held one). ``hold``: frame k gets the detections of
         every sampled frame within ``hold`` frames of it (before and after: the results are awaited that far ahead)
         instead of the latest sample's. ``mark``: what the container's ``comment`` tag says the file is (``marks``;
         default: the annotation of ``source``). ``audio``: copy the source's audio streams (False: none is written)."""
@@ -350,14 +351,19 @@ class VideoAnnotation:
 
     def _painted(self, held: _Held, detections):
         """``held`` painted (on its upright image) with ``detections``, as the frame to encode: the held picture
-        with the box where the painted pixels differ converted again from them (``_PATCH_MARGIN`` wider). The
-        painted picture is read back a band of rows at a time and only within that box, not whole."""
+        with the box that holds every changed pixel converted again from the painted one (``_PATCH_MARGIN``
+        wider). The box: around those ``paint`` says it painted, else found by comparing the pictures."""
         import av
 
         upright = np.rot90(held.picture.to_ndarray(format="rgb24"), self._turns)  # (H, W, 3) upright, a view
         canvas = Image.fromarray(np.ascontiguousarray(upright))  # a copy
-        self.paint(canvas, detections, held.index, held.time)
-        box = _changed_box(upright, canvas, _PATCH_MARGIN)
+        painted = self.paint(canvas, detections, held.index, held.time)
+        if painted is None:
+            box = _changed_box(upright, np.asarray(canvas), _PATCH_MARGIN)
+        else:
+            boxes = [b for b in painted if b[2] > b[0] and b[3] > b[1]]
+            box = _box_around(min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                              max(b[3] for b in boxes), _PATCH_MARGIN, canvas.width, canvas.height) if boxes else None
         picture = held.picture
         if box is not None:
             patch = np.ascontiguousarray(np.rot90(np.asarray(canvas.crop(box)), -self._turns))  # as stored
@@ -409,22 +415,29 @@ class _Held(NamedTuple):
     picture: object
 
 
-def _changed_box(before: np.ndarray, after: Image.Image, margin: int) -> tuple[int, int, int, int] | None:
-    """The box ``(x0, y0, x1, y1)`` (pixels, end exclusive) holding every pixel where the RGB picture ``after`` differs
-    from the ``(H, W, 3)`` array ``before``, ``margin`` wider on each side with its corners on even pixels (within
-    the picture); None where no pixel differs. Read a band of rows at a time, so that no frame-sized copy is made."""
+def _changed_box(before: np.ndarray, after: np.ndarray, margin: int) -> tuple[int, int, int, int] | None:
+    """The box around every pixel where the ``(H, W, 3)`` arrays differ (``_box_around``), None where none does;
+    compared a band of rows at a time, so that no frame-sized mask is made."""
     height, width = before.shape[:2]
     rows, columns = np.zeros(height, bool), np.zeros(width, bool)
     for y in range(0, height, _BAND_ROWS):
-        band = np.asarray(after.crop((0, y, width, min(height, y + _BAND_ROWS))))  # (rows, W, 3)
-        changed = (before[y : y + _BAND_ROWS] != band).any(axis=2)  # (rows, W)
-        rows[y : y + _BAND_ROWS] = changed.any(axis=1)
-        columns |= changed.any(axis=0)
+        changed = before[y : y + _BAND_ROWS] != after[y : y + _BAND_ROWS]  # (rows, W, 3)
+        rows[y : y + _BAND_ROWS] = changed.reshape(len(changed), -1).any(axis=1)
+        if rows[y : y + _BAND_ROWS].any():
+            columns |= changed.reshape(-1, width * 3).any(axis=0).reshape(width, 3).any(axis=1)
     if not rows.any():
         return None
     ys, xs = np.flatnonzero(rows), np.flatnonzero(columns)
-    x0, y0 = max(0, int(xs[0]) - margin) // 2 * 2, max(0, int(ys[0]) - margin) // 2 * 2
-    x1, y1 = min(width, (int(xs[-1]) + 1 + margin + 1) // 2 * 2), min(height, (int(ys[-1]) + 1 + margin + 1) // 2 * 2)
+    return _box_around(int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1, margin, width, height)
+
+
+def _box_around(left: int, top: int, right: int, bottom: int, margin: int, width: int,
+                height: int) -> tuple[int, int, int, int]:
+    """The box ``(x0, y0, x1, y1)`` (pixels, end exclusive) around ``left..right`` x ``top..bottom`` (end
+    exclusive), ``margin`` wider on each side with its corners on even pixels, within the ``width`` x ``height``
+    picture."""
+    x0, y0 = max(0, left - margin) // 2 * 2, max(0, top - margin) // 2 * 2
+    x1, y1 = min(width, (right + margin + 1) // 2 * 2), min(height, (bottom + margin + 1) // 2 * 2)
     return x0, y0, x1, y1
 
 
