@@ -28,14 +28,6 @@ setting that changes them.
   (``mallopt`` only sets them, and setting them turns its dynamic threshold off for good), so this one cannot be
   put back: it stays for the rest of the process, at the cost of keeping up to 1 GiB of freed memory.
 
-* **glibc's mmap threshold while a video is written** (``map_frame_buffers``, applied by
-  ``video_annotation.VideoAnnotation``): blocks of ``FRAME_MMAP_BYTES`` and more (decoded, painted and converted
-  frames) are mapped and unmapped on their own instead of coming from a thread's heap. glibc raises its dynamic
-  threshold to the size of the first mapped block freed, after which every frame comes from the heaps of the
-  decoding, model and writer threads, which keep what they held: at 4K that kept about 190 MiB more at the peak
-  (docs/bench.md, *Blur memory at 1080p and 4K*). Like ``keep_freed_memory`` it cannot be put back, and it gives
-  way to it: once a ``fast.FastModel`` has asked for the heap to be kept, it is left so.
-
 Settings held by several streams at once (threads, nested streams) are applied by the first and put back by the
 last (``_SharedSetting``); torch's thread count is saved and put back around each stretch of computing.
 """
@@ -56,8 +48,6 @@ REUSED_BLOCKS = 16
 # After decoding more than this many bytes of pixels, glibc's freed memory is handed back to the system.
 TRIM_ABOVE_BYTES = 32 * 1024 * 1024
 _MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
-# While a video is written, blocks of this size and more are mapped on their own (a 1080p RGB frame: 6.2 MB).
-FRAME_MMAP_BYTES = 4 << 20
 _TRIM_THRESHOLD_BYTES = 1 << 30
 
 
@@ -228,23 +218,6 @@ def keep_freed_memory() -> bool:
                                                                                    _TRIM_THRESHOLD_BYTES))
 
 
-@functools.cache
-def map_frame_buffers() -> bool:
-    """Make glibc's malloc map every block of ``FRAME_MMAP_BYTES`` or more on its own, so that a freed video frame
-    goes back to the system instead of staying in the heap of the thread that made it (process-wide, for the rest
-    of the process: see the module docstring). Left as it is once ``keep_freed_memory`` has been applied. Returns
-    whether the setting took (False off Linux/glibc)."""
-    if keep_freed_memory.cache_info().currsize or not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    m_mmap_threshold = -3  # malloc.h
-    return bool(mallopt(m_mmap_threshold, FRAME_MMAP_BYTES))
-
-
-__all__ = ["FRAME_MMAP_BYTES", "REUSED_BLOCKS", "TRIM_ABOVE_BYTES", "VIDEO_SWITCH_INTERVAL", "dedicate_torch_threads",
-           "keep_freed_memory", "map_frame_buffers", "release_after_decoding", "reused_decode_memory", "runs_on_torch",
-           "torch_thread_count", "torch_threads", "video_switch_interval", "with_torch_threads",
-           "with_video_switch_interval"]
+__all__ = ["REUSED_BLOCKS", "TRIM_ABOVE_BYTES", "VIDEO_SWITCH_INTERVAL", "dedicate_torch_threads", "keep_freed_memory",
+           "release_after_decoding", "reused_decode_memory", "runs_on_torch", "torch_thread_count", "torch_threads",
+           "video_switch_interval", "with_torch_threads", "with_video_switch_interval"]

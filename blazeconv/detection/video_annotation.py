@@ -51,7 +51,6 @@ from PIL import Image
 from ..errors import ImageError, MissingDependencyError, OptionsError, notice
 from ..io import atomic_path
 from ..marks import ANNOTATION, has_mark, mark_container, source_mark
-from ..tuning import map_frame_buffers
 from .drawing import _draw
 from .records import Detection
 from .video import FrameResult, OpenedVideo, Sampling, VideoFrame, _walk, open_video, require_video
@@ -176,7 +175,6 @@ class VideoAnnotation:
         import av
 
         require_video()
-        map_frame_buffers()  # frames freed go back to the system, not to a thread's heap (tuning)
         with contextlib.ExitStack() as stack:
             video = self.video
             if video is None:  # ImageError naming the source before anything is written
