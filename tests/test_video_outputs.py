@@ -26,8 +26,13 @@ from blazeconv.detection import Detection, annotate, cropping, load_image
 from blazeconv.detection.cropping import CropWriter, crop_face, is_crop_of
 from blazeconv.detection.drawing import _draw
 from blazeconv.detection.video import Sampling, VideoStopped, frames_decoded, open_video, read_frames, stream_video
-from blazeconv.detection.video_annotation import (_ENCODER_OPTIONS, VideoAnnotation, _turned_corner,
-                                                  annotation_suffix, is_video_annotation_of)
+from blazeconv.detection.video_annotation import (
+    _ENCODER_OPTIONS,
+    VideoAnnotation,
+    _turned_corner,
+    annotation_suffix,
+    is_video_annotation_of,
+)
 from blazeconv.errors import ImageError, OptionsError, OutputError
 from blazeconv.io import PathUsageError
 

@@ -18,8 +18,8 @@ without a timestamp is left out, as ``read_frames`` leaves it out; a decoding er
 annotation with the frames before it. Frames are drawn and encoded as the results come, a few at a time, so memory
 stays bounded whatever the video's length. The frames waiting for later results (``hold``) wait converted to the
 encoder's pixel format (4:2:0: half an RGB frame's bytes); when one is painted, its pixels are turned back to RGB
-for ``paint`` and only the box where the painted picture differs is converted again, so every other pixel is encoded
-from exactly the conversion the encoder would have made of the decoded RGB frame.
+for ``paint`` and only the box around what it painted (the boxes ``paint`` returns, else where the pictures differ)
+is converted again, so every other pixel is encoded from exactly the conversion the encoder made of the RGB frame.
 
 Made from an ``OpenedVideo``, the annotation is written in the same pass as the detection: ``stream_video(video,
 writer=annotation)`` hands it every decoded frame and audio packet, so each frame is decoded once. Made from a path,
@@ -142,10 +142,11 @@ class VideoAnnotation:
                  hold: int = 0, mark: str | None = None, audio: bool = True):
         """``paint(picture, detections, index, time)``: what is done to each upright frame (a Pillow RGB image,
         changed in place) with the detections it gets (default: drawn); it may return the pixel boxes ``(left, top,
-        right, bottom)`` outside which it changed nothing (else the painted frame is compared with the held one). ``hold``: frame k gets the detections of
-        every sampled frame within ``hold`` frames of it (before and after: the results are awaited that far ahead)
-        instead of the latest sample's. ``mark``: what the container's ``comment`` tag says the file is (``marks``;
-        default: the annotation of ``source``). ``audio``: copy the source's audio streams (False: none is written)."""
+        right, bottom)`` outside which it changed nothing (else the painted frame is compared with the held one).
+        ``hold``: frame k gets the detections of every sampled frame within ``hold`` frames of it (before and after:
+        the results are awaited that far ahead) instead of the latest sample's. ``mark``: what the container's
+        ``comment`` tag says the file is (``marks``; default: the annotation of ``source``). ``audio``: copy the
+        source's audio streams (False: none is written)."""
         self.video = source if isinstance(source, OpenedVideo) else None  # a pass's frames, or decoded here
         source = source.path if self.video is not None else source
         self.source, self.target = Path(source), Path(target)

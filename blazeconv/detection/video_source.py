@@ -20,7 +20,6 @@ import numpy as np
 
 from ..errors import ImageError, require
 
-
 # FFmpeg's decoding threads, at most: each frame thread holds a frame of its own (12 MB at 4K), and FFmpeg's own
 # choice is a thread more than the cores. On 2 cores, 2 instead of 3 held 24 MiB less while blurring a 4K clip in the
 # same time (docs/bench.md, "Blur memory at 1080p and 4K"); 4 decode 4K far faster than the model detects it.
