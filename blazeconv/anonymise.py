@@ -222,7 +222,7 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
     track = track or detect_every > 1
     reach = hold + detect_every - 1  # frames a mask reaches beyond the samples that found its face
 
-    def paint(picture: Image.Image, found: list[Detection], index: int, time: float) -> None:
+    def paint(picture: Image.Image, found: list[Detection], index: int, time: float) -> list:
         regions = mask_regions(found, picture.width, picture.height, masking.scale)
         hide_regions(picture, regions, masking)
         counts["frames"] += 1
@@ -231,6 +231,7 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
         if on_regions is not None:
             on_regions({"path": str(source), "frame": index, "time": round(time, 6), "width": picture.width,
                         "height": picture.height, "regions": [list(r) for r in regions]})
+        return regions  # the only pixels changed: the writer converts these again, not the whole frame
 
     error = None
     with VideoAnnotation(video, target, crf=crf, paint=paint, hold=reach, mark=BLURRED, audio=audio) as writer:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,7 +26,13 @@ from blazeconv.detection import Detection, annotate, cropping, load_image
 from blazeconv.detection.cropping import CropWriter, crop_face, is_crop_of
 from blazeconv.detection.drawing import _draw
 from blazeconv.detection.video import Sampling, VideoStopped, frames_decoded, open_video, read_frames, stream_video
-from blazeconv.detection.video_annotation import VideoAnnotation, annotation_suffix, is_video_annotation_of
+from blazeconv.detection.video_annotation import (
+    _ENCODER_OPTIONS,
+    VideoAnnotation,
+    _turned_corner,
+    annotation_suffix,
+    is_video_annotation_of,
+)
 from blazeconv.errors import ImageError, OptionsError, OutputError
 from blazeconv.io import PathUsageError
 
@@ -168,6 +175,37 @@ def test_the_annotation_has_every_frame_at_its_time_size_and_rotation(runner, cl
     assert annotation["rotation"] == source["rotation"]
     assert annotation["pix_fmt"] == ("yuv444p" if clip == "odd" else "yuv420p")
     assert is_video_annotation_of(target, clips[clip])
+
+
+# x264's name in its options string for each option of ``_ENCODER_OPTIONS`` (FFmpeg's names).
+_X264_NAMES = {"rc-lookahead": "rc_lookahead", "bf": "bframes"}
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_the_encoder_options_chosen_for_memory_are_those_x264_wrote_with(runner, clips, tmp_path, suffix):
+    """x264 writes the settings it encoded with into the stream (an SEI message: ``x264 - core ... options: ...``);
+    those ``_ENCODER_OPTIONS`` set (a short lookahead, few B-frames: the memory they save is in docs/bench.md) and
+    the CRF must be there, not lost on the way to the encoder."""
+    assert set(_ENCODER_OPTIONS) == set(_X264_NAMES)
+    target = tmp_path / f"annotated{suffix}"
+    _annotate(runner, clips["asl_again"], target)
+    found = re.search(rb"x264 - core [^\x00]*? options: ([^\x00]*)", target.read_bytes())
+    assert found is not None, "no x264 options string in the stream"
+    written = dict(item.split("=", 1) for item in found.group(1).decode().split() if "=" in item)
+    for name, value in _ENCODER_OPTIONS.items():
+        assert written[_X264_NAMES[name]] == value, name
+    assert float(written["crf"]) == 20
+
+
+@pytest.mark.parametrize("turns", [-3, -2, -1, 0, 1, 2, 3])
+def test_a_painted_box_is_put_back_where_the_turned_picture_has_it(turns):
+    """The writer repaints a held frame (stored orientation) only in the box that changed on the upright picture:
+    ``_turned_corner`` must say where ``np.rot90`` puts that box."""
+    picture = np.zeros((6, 10), np.uint8)  # height 6, width 10
+    picture[2:4, 4:8] = 1  # the box (4, 2, 8, 4)
+    turned = np.rot90(picture, turns)
+    ys, xs = np.nonzero(turned)
+    assert _turned_corner((4, 2, 8, 4), 10, 6, turns) == (xs.min(), ys.min())
 
 
 @pytest.mark.parametrize(("clip", "suffix", "sampling"), [

@@ -4,7 +4,8 @@ The annotation holds every frame of the source's first video stream, in presenta
 timestamps (pts in the source stream's time base; a muxer may store them in another time base, the times stay),
 its stored size and its display rotation. Each frame is decoded to ``(H, W, 3)`` uint8 RGB, turned upright (as
 ``video.read_frames`` shows it), drawn on with ``drawing._draw`` (coordinates in 0..1 of the upright frame), turned
-back to the stored orientation and encoded with libx264 (``crf``, preset ``veryfast``; 8-bit ``yuv420p``, or
+back to the stored orientation and encoded with libx264 (``crf``, preset ``veryfast``, a 2-frame lookahead and one
+B-frame: ``_ENCODER_OPTIONS``, for memory; 8-bit ``yuv420p``, or
 ``yuv444p`` when the width or the height is odd, which 4:2:0 cannot hold). Every audio stream is copied packet for
 packet, not re-encoded (PyAV's ``examples/basics/remux.py``), with its language tag and no other (``audio=False``:
 none is); no container tag, chapter or other stream tag of the source is copied; subtitle, data and attachment
@@ -15,7 +16,10 @@ Frames are paired with results by index: frame k is the k-th frame the decoder g
 drawn with the detections of the latest sampled frame before it, a frame before the first sample with none. A frame
 without a timestamp is left out, as ``read_frames`` leaves it out; a decoding error (a truncated file) ends the
 annotation with the frames before it. Frames are drawn and encoded as the results come, a few at a time, so memory
-stays bounded whatever the video's length.
+stays bounded whatever the video's length. The frames waiting for later results (``hold``) wait converted to the
+encoder's pixel format (4:2:0: half an RGB frame's bytes); when one is painted, its pixels are turned back to RGB
+for ``paint`` and only the box around what it painted (the boxes ``paint`` returns, else where the pictures differ)
+is converted again, so every other pixel is encoded from exactly the conversion the encoder made of the RGB frame.
 
 Made from an ``OpenedVideo``, the annotation is written in the same pass as the detection: ``stream_video(video,
 writer=annotation)`` hands it every decoded frame and audio packet, so each frame is decoded once. Made from a path,
@@ -39,6 +43,7 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -55,8 +60,22 @@ from .video import FrameResult, OpenedVideo, Sampling, VideoFrame, _walk, open_v
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 DEFAULT_CRF = 20
 _PRESET = "veryfast"
+# libx264's own frame buffers, chosen by measurement (docs/bench.md, "Blur memory at 1080p and 4K"): each frame x264
+# holds at 4K takes about 45 MB (the picture, its half-pixel planes, the lookahead's lowres copy), and veryfast's
+# defaults (rc-lookahead 10, 3 B-frames) hold about a dozen: decoding and encoding a 30-frame 4K clip alone peaked at
+# 694 MiB, with these at 414 MiB. A 2-frame lookahead keeps MB-tree on (0 turns it off: +79 % bytes at the same
+# CRF). One B-frame, not 0: without B-frames the first video timestamp is not negative and the MP4 muxer drops an
+# audio packet before 0 (AAC's priming; tests/test_video_outputs.py). Same CRF, same frames and times; on that clip
+# 3.6 % fewer bytes and 1.8 dB less Y-PSNR against the source (52.8 instead of 54.5 dB). FFmpeg calls B-frames "bf".
+_ENCODER_OPTIONS = {"rc-lookahead": "2", "bf": "1"}
 _LANGUAGE = re.compile("[a-z]{3}")  # an ISO 639-2 code, the only stream tag an audio copy keeps
-_QUEUED = 4  # samples, frames and audio packets waiting for the writer thread, at most
+# Samples, frames and audio packets waiting for the writer thread, at most: each frame waits as RGB (24 MB at 4K);
+# 4 instead of 2 held 25 MiB more at 4K for no speed (docs/bench.md, "Blur memory at 1080p and 4K").
+_QUEUED = 2
+# A painted frame's pixels replace the held ones in the box where they changed, this many pixels wider on each side
+# (even, so that 4:2:0 chroma samples are recomputed whole).
+_PATCH_MARGIN = 4
+_BAND_ROWS = 128  # rows of a painted picture compared with the held one at a time
 
 
 def annotation_suffix(source: str | Path) -> str:
@@ -122,10 +141,12 @@ class VideoAnnotation:
     def __init__(self, source: str | Path | OpenedVideo, target: str | Path, *, crf: float = DEFAULT_CRF, paint=None,
                  hold: int = 0, mark: str | None = None, audio: bool = True):
         """``paint(picture, detections, index, time)``: what is done to each upright frame (a Pillow RGB image,
-        changed in place) with the detections it gets (default: drawn). ``hold``: frame k gets the detections of
-        every sampled frame within ``hold`` frames of it (before and after: the results are awaited that far ahead)
-        instead of the latest sample's. ``mark``: what the container's ``comment`` tag says the file is (``marks``;
-        default: the annotation of ``source``). ``audio``: copy the source's audio streams (False: none is written)."""
+        changed in place) with the detections it gets (default: drawn); it may return the pixel boxes ``(left, top,
+        right, bottom)`` outside which it changed nothing (else the painted frame is compared with the held one).
+        ``hold``: frame k gets the detections of every sampled frame within ``hold`` frames of it (before and after:
+        the results are awaited that far ahead) instead of the latest sample's. ``mark``: what the container's
+        ``comment`` tag says the file is (``marks``; default: the annotation of ``source``). ``audio``: copy the
+        source's audio streams (False: none is written)."""
         self.video = source if isinstance(source, OpenedVideo) else None  # a pass's frames, or decoded here
         source = source.path if self.video is not None else source
         self.source, self.target = Path(source), Path(target)
@@ -141,7 +162,7 @@ class VideoAnnotation:
         self.crf, self.audio = crf, audio
         self._stack: contextlib.ExitStack | None = None
         self._samples: list[tuple[int, list]] = []  # (frame, detections) of the sampled frames still needed
-        self._pending: collections.deque[VideoFrame] = collections.deque()  # frames come, not yet encoded
+        self._pending: collections.deque[_Held] = collections.deque()  # frames come, not yet encoded
         self._own = None  # without a pass: the source's frames and audio packets, decoded here
         self._known = -1  # every sample up to this frame has come
         self._last = -1  # the last sampled frame given to ``add``
@@ -187,8 +208,9 @@ class VideoAnnotation:
                     self._samples.append((item.frame, list(item.detections)))
                     self._known = max(self._known, item.frame)
                 elif isinstance(item, VideoFrame):  # from a pass: no sample for it comes after it
-                    self._pending.append(item)
+                    self._pending.append(self._held(item))
                     self._known = max(self._known, item.index)
+                    item = None  # its RGB image goes now
                 else:
                     self._copy_audio(item)
                     continue
@@ -222,7 +244,7 @@ class VideoAnnotation:
         stream.time_base = stream.codec_context.time_base = source.time_base
         if source.average_rate:
             stream.codec_context.framerate = source.average_rate  # a hint for rate control; times come from pts
-        stream.options = {"crf": f"{self.crf:g}", "preset": _PRESET}
+        stream.options = {"crf": f"{self.crf:g}", "preset": _PRESET, **_ENCODER_OPTIONS}
         if rotation:
             stream.set_display_rotation(rotation)
         return stream
@@ -299,7 +321,7 @@ class VideoAnnotation:
                 if item is None:
                     return
                 if isinstance(item, VideoFrame):
-                    self._pending.append(item)
+                    self._pending.append(self._held(item))
                 else:
                     self._copy_audio(item)
                 continue
@@ -317,15 +339,37 @@ class VideoAnnotation:
             self._own = iter(())
             return None
 
-    def _painted(self, frame: VideoFrame, detections):
-        """``frame`` painted (on its upright image) with ``detections``, as a new frame to encode."""
+    def _held(self, frame: VideoFrame) -> _Held:
+        """``frame`` as it waits for its detections: turned back as stored and converted to the encoder's pixel
+        format, as the encoder converts an RGB frame (same scaler, same defaults)."""
         import av
 
-        canvas = Image.fromarray(frame.image)  # a copy: the upright image may be the caller's too (FrameResult.image)
-        self.paint(canvas, detections, frame.index, frame.time)
-        rgb = np.ascontiguousarray(np.rot90(np.asarray(canvas), -self._turns))  # back as stored
-        picture = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        picture.pts, picture.time_base = frame.pts, self._video.time_base
+        rgb = np.ascontiguousarray(np.rot90(frame.image, -self._turns))  # (H, W, 3) as stored
+        picture = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=self._encoder.pix_fmt)
+        return _Held(frame.index, frame.time, frame.pts, picture)
+
+    def _painted(self, held: _Held, detections):
+        """``held`` painted (on its upright image) with ``detections``, as the frame to encode: the held picture
+        with the box that holds every changed pixel converted again from the painted one (``_PATCH_MARGIN``
+        wider). The box: around those ``paint`` says it painted, else found by comparing the pictures."""
+        import av
+
+        upright = np.rot90(held.picture.to_ndarray(format="rgb24"), self._turns)  # (H, W, 3) upright, a view
+        canvas = Image.fromarray(np.ascontiguousarray(upright))  # a copy
+        painted = self.paint(canvas, detections, held.index, held.time)
+        if painted is None:
+            box = _changed_box(upright, np.asarray(canvas), _PATCH_MARGIN)
+        else:
+            boxes = [b for b in painted if b[2] > b[0] and b[3] > b[1]]
+            box = _box_around(min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                              max(b[3] for b in boxes), _PATCH_MARGIN, canvas.width, canvas.height) if boxes else None
+        picture = held.picture
+        if box is not None:
+            patch = np.ascontiguousarray(np.rot90(np.asarray(canvas.crop(box)), -self._turns))  # as stored
+            x, y = _turned_corner(box, canvas.width, canvas.height, -self._turns)
+            _paste(picture, av.VideoFrame.from_ndarray(patch, format="rgb24").reformat(format=picture.format.name),
+                   x, y)
+        picture.pts, picture.time_base = held.pts, self._video.time_base
         return picture
 
     def close(self) -> None:
@@ -358,6 +402,62 @@ class VideoAnnotation:
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
         self._worker.join()
+
+
+class _Held(NamedTuple):
+    """A frame waiting in the writer: its ``index``, ``time`` and ``pts`` and its ``picture`` (a PyAV frame as
+    stored, in the encoder's pixel format)."""
+
+    index: int
+    time: float
+    pts: int | None
+    picture: object
+
+
+def _changed_box(before: np.ndarray, after: np.ndarray, margin: int) -> tuple[int, int, int, int] | None:
+    """The box around every pixel where the ``(H, W, 3)`` arrays differ (``_box_around``), None where none does;
+    compared a band of rows at a time, so that no frame-sized mask is made."""
+    height, width = before.shape[:2]
+    rows, columns = np.zeros(height, bool), np.zeros(width, bool)
+    for y in range(0, height, _BAND_ROWS):
+        changed = before[y : y + _BAND_ROWS] != after[y : y + _BAND_ROWS]  # (rows, W, 3)
+        rows[y : y + _BAND_ROWS] = changed.reshape(len(changed), -1).any(axis=1)
+        if rows[y : y + _BAND_ROWS].any():
+            columns |= changed.reshape(-1, width * 3).any(axis=0).reshape(width, 3).any(axis=1)
+    if not rows.any():
+        return None
+    ys, xs = np.flatnonzero(rows), np.flatnonzero(columns)
+    return _box_around(int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1, margin, width, height)
+
+
+def _box_around(left: int, top: int, right: int, bottom: int, margin: int, width: int,
+                height: int) -> tuple[int, int, int, int]:
+    """The box ``(x0, y0, x1, y1)`` (pixels, end exclusive) around ``left..right`` x ``top..bottom`` (end
+    exclusive), ``margin`` wider on each side with its corners on even pixels, within the ``width`` x ``height``
+    picture."""
+    x0, y0 = max(0, left - margin) // 2 * 2, max(0, top - margin) // 2 * 2
+    x1, y1 = min(width, (right + margin + 1) // 2 * 2), min(height, (bottom + margin + 1) // 2 * 2)
+    return x0, y0, x1, y1
+
+
+def _turned_corner(box: tuple[int, int, int, int], width: int, height: int, turns: int) -> tuple[int, int]:
+    """The top-left corner that ``box`` (pixels of a ``width`` x ``height`` picture) has once the picture is turned
+    as ``np.rot90(picture, turns)`` turns it (a quarter turn counter-clockwise each; negative: clockwise). Even
+    corners of a picture of even size stay even."""
+    x0, y0, x1, y1 = box
+    for _ in range(turns % 4):  # a quarter turn counter-clockwise: (x, y) -> (y, width - 1 - x)
+        x0, y0, x1, y1 = y0, width - x1, y1, width - x0
+        width, height = height, width
+    return x0, y0
+
+
+def _paste(picture, patch, x: int, y: int) -> None:
+    """Copy the PyAV frame ``patch`` into ``picture`` (the same planar pixel format) at pixel ``(x, y)`` (even)."""
+    for plane, source in zip(picture.planes, patch.planes):
+        step_x, step_y = picture.width // plane.width, picture.height // plane.height  # 2 for 4:2:0 chroma, else 1
+        into = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        part = np.frombuffer(source, np.uint8).reshape(-1, source.line_size)[: source.height, : source.width]
+        into[y // step_y : y // step_y + part.shape[0], x // step_x : x // step_x + part.shape[1]] = part
 
 
 def _closing(container):
