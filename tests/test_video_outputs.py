@@ -235,12 +235,14 @@ def test_one_pass_decodes_each_frame_once_and_writes_what_a_second_decoding_writ
 
 
 def test_a_pass_with_room_for_one_frame_at_a_time_holds_and_writes_every_frame(runner, clips, tmp_path, monkeypatch):
-    """The pass's window (``PASS_FRAME_BYTES``, ``FRAMES_AHEAD``) bounds the frames decoded ahead, not the writer's
-    ``hold``: with room for one frame, a hold of 20 frames still paints what a second decoding paints."""
+    """The pass's windows (``PASS_FRAME_BYTES``, ``FRAMES_AHEAD``, ``INPUTS_AHEAD_BYTES``) bound the frames decoded
+    and the model inputs prepared ahead, not the writer's ``hold``: with room for one frame and its inputs, a hold of
+    20 frames still paints what a second decoding paints."""
     import blazeconv.detection.video as video_module
 
     monkeypatch.setattr(video_module, "PASS_FRAME_BYTES", 1)
     monkeypatch.setattr(video_module, "FRAMES_AHEAD", 1)
+    monkeypatch.setattr(video_module, "INPUTS_AHEAD_BYTES", 1)
     painted_once, painted_twice = [], []
     with open_video(clips["asl_again"]) as video, \
             VideoAnnotation(video, tmp_path / "pass.mkv", hold=20, paint=_recording(painted_once)) as annotation:

@@ -54,6 +54,10 @@ KEPT_FRAME_BYTES = 192 * 1024 * 1024
 # are bigger (a 1080p RGB frame: 6.2 MB; so that decoding goes on while the model runs); the writer holds its own
 # few more (``hold`` and a short queue).
 PASS_FRAME_BYTES = 16 * 1024 * 1024
+# Model inputs prepared ahead of the model take at most this many bytes (beside FRAMES_AHEAD): at the defaults' scales
+# a 640x360 frame is 16 inputs of 192 px (7 MB), and 48 such frames ahead held 340 MB. 32 MiB is 75 inputs of 192 px,
+# more than two batches of 32: the model never waits for them (docs/bench.md, Blur memory).
+INPUTS_AHEAD_BYTES = 32 * 1024 * 1024
 PASS_FRAMES = 2
 
 
@@ -193,6 +197,7 @@ class _Decoded(NamedTuple):
     prepared: Prepared | None
     kept: int
     thumb: np.ndarray | None = None
+    inputs_bytes: int = 0
 
 
 class _Ending(NamedTuple):
@@ -202,8 +207,8 @@ class _Ending(NamedTuple):
 
 
 class _Window:
-    """Bytes of decoded frames held at once: ``acquire`` waits while they would pass ``capacity`` (a frame alone
-    may), ``release`` gives them back."""
+    """Bytes held at once (decoded frames, or prepared model inputs): ``acquire`` waits while they would pass
+    ``capacity`` (one item alone may), ``release`` gives them back."""
 
     def __init__(self, capacity: int):
         self.capacity, self.used = capacity, 0
@@ -241,6 +246,7 @@ def _detected(runner, source, sampling, after, writer, variant, min_score, iou_t
     room = threading.Semaphore(FRAMES_AHEAD)
     frame_bytes = video.info.width * video.info.height * 3
     window = _Window(max(PASS_FRAME_BYTES, PASS_FRAMES * frame_bytes) if writer is not None else KEPT_FRAME_BYTES)
+    inputs = _Window(INPUTS_AHEAD_BYTES)
     stop = threading.Event()
 
     def acquire(semaphore: threading.Semaphore) -> bool:
@@ -265,9 +271,12 @@ def _detected(runner, source, sampling, after, writer, variant, min_score, iou_t
                 height, width = frame.image.shape[:2]
                 prepared = prepare_image(frame.image, variant.input_size, scales(width, height)) if frame.sampled else None
                 thumb = thumbnail(frame.image) if tracker is not None and frame.sampled else None
+                inputs_bytes = sum(t.nbytes for t in prepared.tensors) if prepared is not None else 0
+                if not inputs.acquire(inputs_bytes, stop):
+                    return
                 # Only the model inputs wait in the queue unless the frames are kept: a 4K frame is 25 MB.
                 ready.put(_Decoded(frame if kept else dataclasses.replace(frame, image=None), width, height, prepared,
-                                   kept, thumb))
+                                   kept, thumb, inputs_bytes))
                 del frame
             ready.put(_Ending(None))
         except BaseException as exc:  # raised by the consumer, after the frames before it
@@ -302,6 +311,7 @@ def _detected(runner, source, sampling, after, writer, variant, min_score, iou_t
                     writer.write_packet(item)
                     continue
                 room.release()
+                inputs.release(item.inputs_bytes)
                 frame, kept = item.frame, item.kept
                 result = None
                 if item.prepared is not None:
@@ -346,6 +356,6 @@ def _inputs(item) -> int:
 _END = object()
 
 
-__all__ = ["FRAMES_AHEAD", "PASS_FRAME_BYTES", "PASS_FRAMES", "VIDEO_SUFFIXES", "FrameResult", "FrameWriter",
+__all__ = ["FRAMES_AHEAD", "INPUTS_AHEAD_BYTES", "PASS_FRAME_BYTES", "PASS_FRAMES", "VIDEO_SUFFIXES", "FrameResult", "FrameWriter",
            "OpenedVideo", "Sampling", "VideoFrame", "VideoInfo", "VideoStopped", "frames_decoded", "is_video",
            "open_video", "probe", "read_frames", "require_video", "stream_video"]
