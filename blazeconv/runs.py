@@ -136,7 +136,8 @@ class DetectRun:
         if self.videos and self.settings.tracked:
             from .detection.tracking import LOST_TRACK_BUFFER, MAX_SHIFT, MIN_IOU
 
-            self.results.settings["video_tracking"] = {"lost_track_buffer": LOST_TRACK_BUFFER, "min_iou": MIN_IOU,
+            lost = LOST_TRACK_BUFFER + (self.settings.fine_every - 1) * self.settings.sampling.every
+            self.results.settings["video_tracking"] = {"lost_track_buffer": lost, "min_iou": MIN_IOU,
                                                        "max_shift": MAX_SHIFT,
                                                        "detect_every": self.settings.detect_every,
                                                        "fine_every": self.settings.fine_every}

@@ -66,6 +66,7 @@ def measure_detect(clip: Path, fine: list[int], rounds: int, folder: Path, progr
         for k in (fine if round_ % 2 == 0 else fine[::-1]):
             progress(f"detect: {clip.name}: --fine-every {k} (round {round_ + 1})")
             out = folder / f"{clip.stem}.k{k}.jsonl"
+            out.unlink(missing_ok=True)
             row = run_measured([sys.executable, "-m", "blazeconv", "detect", str(clip), "--jsonl", str(out), "-q",
                                 *(("--fine-every", str(k)) if k > 1 else ())])
             seconds[k].append(row.seconds)
