@@ -181,7 +181,8 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
         model=model or DEFAULT_MODEL, variant=variant_name, backend=backend, min_score=min_score,
         batch_size=batch_size, exact=exact, tile=tile is not False, min_face=min_face, tile_size=tile_size,
         tile_overlap=tile_overlap, fast_decode=fast_decode,
-        sampling=Sampling(every or 1, sample_fps, sample_frames, start, end), track=track or detect_every is not None or (fine_every or 1) > 1,
+        sampling=Sampling(every or 1, sample_fps, sample_frames, start, end),
+        track=track or detect_every is not None or (fine_every or 1) > 1,
         detect_every=detect_every or 1, fine_every=fine_every or 1)
     outputs = DetectOutputs(json=json_path, jsonl=jsonl_path, resume=resume, annotate=annotate_dir,
                             annotate_quality=annotate_quality, annotate_size=annotate_size, crops=crops_dir,
