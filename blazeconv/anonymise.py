@@ -204,7 +204,9 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
     ends) instead of the union of every box within ``hold``. ``detect_every`` N > 1 (implies ``track``): the model
     runs on every N-th frame only (keyframes, from the first) and the frames between are masked along the tracks,
     which then reach ``hold + N - 1`` frames beyond a track's ends; a face that comes and goes between two
-    keyframes is not hidden (docs/tracks.md). A video that stops early is written with the frames
+    keyframes is not hidden (docs/tracks.md). The detector's ``settings.fine_every`` K > 1 (implies ``track``):
+    every frame is looked at whole and every K-th at every level too, the faces only the tiles find masked along
+    their tracks between (which reach ``hold + N * K - 1`` frames). A video that stops early is written with the frames
     that decoded and the ``VideoStopped`` is in the result's ``error``; one that cannot be read at all raises
     ``ImageError`` and writes nothing.
 
@@ -219,8 +221,9 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
         raise OptionsError(f"detect_every must be a whole number >= 1, got {detect_every!r}")
     video, source = source, source.path
     counts = {"frames": 0, "with_faces": 0, "regions": 0}
-    track = track or detect_every > 1
-    reach = hold + detect_every - 1  # frames a mask reaches beyond the samples that found its face
+    fine_every = detector.settings.fine_every
+    track = track or detect_every > 1 or fine_every > 1
+    reach = hold + detect_every * fine_every - 1  # frames a mask reaches beyond the samples that found its face
 
     def paint(picture: Image.Image, found: list[Detection], index: int, time: float) -> list:
         regions = mask_regions(found, picture.width, picture.height, masking.scale)

@@ -84,7 +84,10 @@ class BlurRun:
         if not self.videos and (track or detect_every > 1):
             raise PathUsageError(f"--{'track' if track else 'detect-every'} applies to videos: none of the inputs is "
                                  "a video")
-        if track or detect_every > 1:
+        fine = options.get("fine_every") or (settings.fine_every if settings else 1)
+        if not self.videos and fine > 1:
+            raise PathUsageError("--fine-every applies to videos: none of the inputs is a video")
+        if track or detect_every > 1 or fine > 1:
             from .detection.tracking import require_tracking
 
             require_tracking()

@@ -133,12 +133,14 @@ class DetectRun:
         self.results.settings = self.settings.record(self.variant, backend)
         if self.videos:
             self.results.settings["video_sampling"] = self.settings.sampling.settings()
-        if self.videos and self.settings.track:
+        if self.videos and self.settings.tracked:
             from .detection.tracking import LOST_TRACK_BUFFER, MAX_SHIFT, MIN_IOU
 
-            self.results.settings["video_tracking"] = {"lost_track_buffer": LOST_TRACK_BUFFER, "min_iou": MIN_IOU,
+            lost = LOST_TRACK_BUFFER + (self.settings.fine_every - 1) * self.settings.sampling.every
+            self.results.settings["video_tracking"] = {"lost_track_buffer": lost, "min_iou": MIN_IOU,
                                                        "max_shift": MAX_SHIFT,
-                                                       "detect_every": self.settings.detect_every}
+                                                       "detect_every": self.settings.detect_every,
+                                                       "fine_every": self.settings.fine_every}
 
     def __iter__(self) -> Iterator[InputDone]:
         from .interrupts import Interrupted

@@ -85,6 +85,12 @@ from .base import (
                    "between the faces of the tracks found on both keyframes around them, interpolated and marked "
                    "\"filled\": true. A face that comes and goes between two keyframes is missed; 1 detects every "
                    "frame. Not with --every, --fps, --frames, --annotate or --crops (docs/crops-tracks.md: Tracks).")
+@click.option("--fine-every", type=click.IntRange(1), metavar="K",
+              help="Videos, implies --track: look at every frame whole and at the finer tiles only every K-th frame "
+                   "(fine keyframes); the faces only the tiles find are given to the frames between along their "
+                   "tracks, interpolated and marked \"filled\": true. A small face that comes and goes between two "
+                   "fine keyframes is missed; 1 (the default) looks at every level on every frame. Not with --exact, "
+                   "--no-tile, --detect-every, --annotate or --crops (docs/tracks.md).")
 @click.option("-r", "--recursive", is_flag=True,
               help="Read the image files of the folders' subfolders too (hidden files and folders are skipped).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-image summary on stdout.")
@@ -107,7 +113,8 @@ from .base import (
 def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batch_size,
            jsonl_path, resume, quiet, backend, ray_address, ray_actors, ray_actor_cpus, exact, tile, min_face,
            tile_size, tile_overlap, fast_decode, annotate_quality, annotate_size, overwrite, recursive, every,
-           sample_fps, sample_frames, start, end, crops_dir, crop_size, margin, track, detect_every, best) -> None:
+           sample_fps, sample_frames, start, end, crops_dir, crop_size, margin, track, detect_every, fine_every,
+           best) -> None:
     """Detect faces in images and videos (files, or folders of them) with MediaPipe's pre- and post-processing.
 
     Each picture is letterboxed to the model input whole and, where faces down to --min-face are too small
@@ -156,6 +163,14 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
                                "--fps or --frames")
     if detect_every is not None and (annotate_dir is not None or crops_dir is not None):
         raise click.UsageError("--detect-every cannot be combined with --annotate or --crops yet")
+    if fine_every is not None and fine_every > 1:
+        if exact or tile is False:
+            raise click.UsageError(f"--fine-every looks at the tiles on fine keyframes: not with "
+                                   f"{'--exact' if exact else '--no-tile'}")
+        if detect_every is not None:
+            raise click.UsageError("--fine-every and --detect-every both choose keyframes: give one of them")
+        if annotate_dir is not None or crops_dir is not None:
+            raise click.UsageError("--fine-every cannot be combined with --annotate or --crops yet")
     if annotate_dir is None and given_options("annotate_size", "overwrite", "annotate_quality"):
         raise click.UsageError("--annotate-quality, --annotate-size and --overwrite apply with --annotate")
     if best is not None and (crops_dir is None or not track):
@@ -166,8 +181,9 @@ def detect(inputs, model, variant_name, min_score, json_path, annotate_dir, batc
         model=model or DEFAULT_MODEL, variant=variant_name, backend=backend, min_score=min_score,
         batch_size=batch_size, exact=exact, tile=tile is not False, min_face=min_face, tile_size=tile_size,
         tile_overlap=tile_overlap, fast_decode=fast_decode,
-        sampling=Sampling(every or 1, sample_fps, sample_frames, start, end), track=track or detect_every is not None,
-        detect_every=detect_every or 1)
+        sampling=Sampling(every or 1, sample_fps, sample_frames, start, end),
+        track=track or detect_every is not None or (fine_every or 1) > 1,
+        detect_every=detect_every or 1, fine_every=fine_every or 1)
     outputs = DetectOutputs(json=json_path, jsonl=jsonl_path, resume=resume, annotate=annotate_dir,
                             annotate_quality=annotate_quality, annotate_size=annotate_size, crops=crops_dir,
                             crop_size=crop_size, margin=margin, min_face=min_face or 0.0, overwrite=overwrite,

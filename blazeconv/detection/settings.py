@@ -101,6 +101,10 @@ class DetectionSettings:
     the ``track`` extra); a tracking option rather than a model one, but it changes a video's records, as sampling does.
     ``detect_every``: with ``track``, run the model on every N-th frame only (keyframes) and fill the frames between
     from the tracks (``stream_video``); not with ``sampling``'s ``every``, ``fps`` or ``frames``.
+    ``fine_every``: on a video, every sampled frame is looked at whole (the coarsest level) and only every K-th
+    (fine keyframes, counted from the first sampled frame) at every level of ``scales_for``; the smaller faces the
+    tiles find are carried between fine keyframes along their tracks (implies tracking: ``stream_video``). 1: every
+    level on every sampled frame. Not with ``exact``, ``tile=False`` or ``detect_every``.
     """
 
     model: Any = DEFAULT_MODEL
@@ -119,6 +123,7 @@ class DetectionSettings:
     sampling: Sampling = Sampling()
     track: bool = False
     detect_every: int = 1
+    fine_every: int = 1
 
     def __post_init__(self) -> None:
         from ..backends import CHOICES
@@ -163,6 +168,12 @@ class DetectionSettings:
         if self.detect_every > 1 and (self.sampling.every != 1 or self.sampling.fps or self.sampling.frames):
             raise OptionsError("detect_every (every frame, detected on keyframes) cannot be combined with every, "
                                "fps or frames")
+        if not isinstance(self.fine_every, int) or isinstance(self.fine_every, bool) or self.fine_every < 1:
+            raise OptionsError(f"fine_every must be a whole number >= 1, got {self.fine_every!r}")
+        if self.fine_every > 1 and not self.multi_scale:
+            raise OptionsError("fine_every looks at the tiles on fine keyframes: not with exact or tile=False")
+        if self.fine_every > 1 and self.detect_every > 1:
+            raise OptionsError("fine_every and detect_every both choose keyframes: give one of them")
 
     @classmethod
     def of(cls, settings: DetectionSettings | None = None, **changes: Any) -> DetectionSettings:
@@ -185,6 +196,12 @@ class DetectionSettings:
     def decodes_reduced(self) -> bool:
         """Whether JPEGs are decoded with DCT scaling (``fast_decode``; None: unless ``exact``)."""
         return not self.exact if self.fast_decode is None else self.fast_decode
+
+    @property
+    def tracked(self) -> bool:
+        """Whether a video's detections are tracked: ``track``, or ``fine_every`` > 1 (its small faces are carried
+        between fine keyframes along their tracks)."""
+        return self.track or self.fine_every > 1
 
     @property
     def multi_scale(self) -> bool:

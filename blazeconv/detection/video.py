@@ -42,7 +42,7 @@ from .files import VIDEO_SUFFIXES, is_video
 from .pipeline import Model, Prepared, _setup, detect_prepared, prepare_image
 from .records import Detection
 from .settings import DetectionSettings, Sampling
-from .tracking import Tracker, interpolated, is_cut, thumbnail
+from .tracking import LOST_TRACK_BUFFER, Tracker, interpolated, is_cut, thumbnail
 from .video_frames import VideoFrame, _walk, open_video, read_frames
 from .video_source import OpenedVideo, VideoInfo, VideoStopped, frames_decoded, probe, require_video
 
@@ -123,6 +123,11 @@ def stream_video(
     N-th frame (keyframes, counted from the first) and every frame gets a result: a frame between two keyframes holds
     the detections of the tracks found on both, interpolated (``tracking.interpolated``, marked ``filled``; no
     ``image``); frames after the last keyframe, or before the first one of a resumed run, hold none. No writer.
+    With ``settings.fine_every`` K > 1 (tracked, as ``track``), every sampled frame is looked at whole and every
+    K-th (fine keyframes, from the first) at every level too; a frame between two fine keyframes also holds the
+    detections of the tracks found on both and not on it, interpolated and marked ``filled`` (without a writer:
+    the frames are held back until the next fine keyframe; a writer gets each as it comes and fills along the
+    tracks itself). A small face that comes and goes between two fine keyframes is missed.
     """
     if writer is not None and not isinstance(path, OpenedVideo):
         raise OptionsError("stream_video: a writer takes the frames of an OpenedVideo (open_video), not a path")
@@ -135,11 +140,49 @@ def stream_video(
     threads = torch_thread_count(runner, model_threads)
     # The decoding thread gets the GIL back sooner while the video streams (tuning).
     tracker = None
-    if settings.track:
-        tracker = Tracker(first_id=first_track)
-    return with_video_switch_interval(_detected(
+    fine_every = settings.fine_every
+    if settings.tracked:
+        # A small face is seen on fine keyframes only: its track must outlive the frames between two of them.
+        tracker = Tracker(first_id=first_track,
+                          lost_track_buffer=LOST_TRACK_BUFFER + (fine_every - 1) * settings.sampling.every)
+    results = _detected(
         runner, path, settings.sampling, after, writer, variant, settings.score_for(variant), settings.iou_threshold,
-        settings.batch_size, functools.partial(settings.scales_for, variant), keep_images, threads, tracker))
+        settings.batch_size, functools.partial(settings.scales_for, variant), keep_images, threads, tracker,
+        fine_every)
+    if fine_every > 1 and writer is None:  # a writer fills along the tracks itself (``along_tracks``)
+        results = _fine_filled(results, fine_every)
+    return with_video_switch_interval(results)
+
+
+def _fine_filled(results: Iterator[FrameResult], fine_every: int) -> Iterator[FrameResult]:
+    """``stream_video`` with ``fine_every`` K > 1: the sampled frames between two fine keyframes (every K-th
+    result, from the first) are held back until the next one is known, and each gets, for every track found on both
+    fine keyframes around it and not on the frame itself, its detection interpolated (``tracking.interpolated``,
+    marked ``filled``): the small faces only the tiles find. Frames after the last fine keyframe get nothing more
+    (a stop of the decoder hands them over as they are, then raises)."""
+    pending: list[FrameResult] = []
+    before = None
+    try:
+        for count, result in enumerate(results):
+            if count % fine_every:
+                pending.append(result)
+                continue
+            for waiting in pending:
+                yield _with_carried(waiting, before, result) if before is not None else waiting
+            pending, before = [], result
+            yield result
+    except Exception:
+        yield from pending
+        raise
+    yield from pending
+
+
+def _with_carried(result: FrameResult, before: FrameResult, after: FrameResult) -> FrameResult:
+    """``result`` with the tracks of the fine keyframes ``before`` and ``after`` that it lacks, interpolated."""
+    present = {d.track for d in result.detections}
+    weight = (result.frame - before.frame) / (after.frame - before.frame)
+    carried = [d for d in interpolated(before.detections, after.detections, weight) if d.track not in present]
+    return dataclasses.replace(result, detections=result.detections + carried) if carried else result
 
 
 class _FrameTimes:
@@ -232,11 +275,12 @@ class _Window:
 
 
 def _detected(runner, source, sampling, after, writer, variant, min_score, iou_threshold, batch_size, scales,
-              keep_images, threads, tracker=None):
+              keep_images, threads, tracker=None, fine_every=1):
     """``stream_video``'s loop: a decoding thread fills ``ready`` with frames (``_Decoded``: the model inputs of the
     sampled ones), audio packets for the writer and an ``_Ending``; here the model runs on the sampled frames that
     are ready, and everything goes on, in order, to the writer and the caller. An exception of the decoder comes
-    after the frames before it."""
+    after the frames before it. ``fine_every`` K: every level of ``scales`` on every K-th sampled frame (from the
+    first), the coarsest level alone on the others."""
     import av
 
     video = source if isinstance(source, OpenedVideo) else open_video(source, sampling)  # ImageError before any result
@@ -256,6 +300,7 @@ def _detected(runner, source, sampling, after, writer, variant, min_score, iou_t
         return True
 
     def decode() -> None:
+        sampled_count = 0
         try:
             while True:
                 with video.lock:
@@ -269,7 +314,12 @@ def _detected(runner, source, sampling, after, writer, variant, min_score, iou_t
                 if not acquire(room) or not window.acquire(kept, stop):
                     return
                 height, width = frame.image.shape[:2]
-                prepared = prepare_image(frame.image, variant.input_size, scales(width, height)) if frame.sampled else None
+                prepared = None
+                if frame.sampled:
+                    levels = scales(width, height)
+                    prepared = prepare_image(frame.image, variant.input_size,
+                                             levels[:1] if sampled_count % fine_every else levels)
+                    sampled_count += 1
                 thumb = thumbnail(frame.image) if tracker is not None and frame.sampled else None
                 inputs_bytes = sum(t.nbytes for t in prepared.tensors) if prepared is not None else 0
                 if not inputs.acquire(inputs_bytes, stop):
