@@ -35,7 +35,7 @@ from .detection.images import as_rgb, check_channels
 from .detection.masking import DEFAULT_MASKING, Masking, hide_faces, hide_regions, mask_regions
 from .detection.pipeline import detect_images
 from .detection.records import Detection
-from .detection.settings import DetectionSettings, Sampling
+from .detection.settings import FINE_AUTO, DetectionSettings, Sampling
 from .detection.video import OpenedVideo, VideoStopped, open_video, stream_video
 from .detection.video_annotation import DEFAULT_CRF, VideoAnnotation
 from .detector import FaceDetector
@@ -45,7 +45,8 @@ from .marks import BLURRED, has_mark, photo_save_options
 from .variants import DEFAULT_MODEL
 
 # The defaults of ``blur`` and ``blazeconv blur``, chosen from measurements (docs/bench.md, Anonymise): detect's model
-# and scales, a lower threshold (a face left visible costs more than a patch of wall blurred).
+# and scales, a lower threshold (a face left visible costs more than a patch of wall blurred), and on videos the
+# tile levels on fine keyframes a few frames apart (``fine_every="auto"``; docs/tracks.md, *Fine scales on keyframes*).
 DEFAULT_MIN_SCORE = 0.4
 DEFAULT_HOLD = 5
 PHOTO_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
@@ -54,7 +55,7 @@ _ORIENTATION = 0x0112
 
 
 # What ``blur`` detects with unless told otherwise (docs/bench.md, Anonymise).
-BLUR_SETTINGS = DetectionSettings(model=DEFAULT_MODEL, min_score=DEFAULT_MIN_SCORE)
+BLUR_SETTINGS = DetectionSettings(model=DEFAULT_MODEL, min_score=DEFAULT_MIN_SCORE, fine_every=FINE_AUTO)
 
 
 @functools.lru_cache(maxsize=4)
@@ -204,9 +205,10 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
     ends) instead of the union of every box within ``hold``. ``detect_every`` N > 1 (implies ``track``): the model
     runs on every N-th frame only (keyframes, from the first) and the frames between are masked along the tracks,
     which then reach ``hold + N - 1`` frames beyond a track's ends; a face that comes and goes between two
-    keyframes is not hidden (docs/tracks.md). The detector's ``settings.fine_every`` K > 1 (implies ``track``):
-    every frame is looked at whole and every K-th at every level too, the faces only the tiles find masked along
-    their tracks between (which reach ``hold + N * K - 1`` frames). A video that stops early is written with the frames
+    keyframes is not hidden (docs/tracks.md). The detector's ``settings.fine_every`` K > 1 (``"auto"``, blur's
+    default: ``DetectionSettings.fine_every_at`` the video's frame rate): every frame is looked at whole and every
+    K-th at every level too, and every mask reaches ``hold + K - 1`` frames (along the tracks with ``track``), so the
+    faces only the tiles find stay hidden between fine keyframes. A video that stops early is written with the frames
     that decoded and the ``VideoStopped`` is in the result's ``error``; one that cannot be read at all raises
     ``ImageError`` and writes nothing.
 
@@ -221,8 +223,8 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
         raise OptionsError(f"detect_every must be a whole number >= 1, got {detect_every!r}")
     video, source = source, source.path
     counts = {"frames": 0, "with_faces": 0, "regions": 0}
-    fine_every = detector.settings.fine_every
-    track = track or detect_every > 1 or fine_every > 1
+    fine_every = 1 if detect_every > 1 else detector.settings.fine_every_at(video.info.fps)
+    track = track or detect_every > 1
     reach = hold + detect_every * fine_every - 1  # frames a mask reaches beyond the samples that found its face
 
     def paint(picture: Image.Image, found: list[Detection], index: int, time: float) -> list:
@@ -240,7 +242,8 @@ def blur_video(source: str | Path | OpenedVideo, target: str | Path, *, detector
     with VideoAnnotation(video, target, crf=crf, paint=paint, hold=reach, mark=BLURRED, audio=audio) as writer:
         try:
             settings = detector.settings.replace(variant=detector.variant, batch_size=batch_size,
-                                                 sampling=Sampling(every=detect_every), track=track)
+                                                 sampling=Sampling(every=detect_every), track=track,
+                                                 fine_every=fine_every)
             for _ in stream_video(detector.runner, video, settings, writer=writer):
                 pass  # the pass hands each frame and its detections to the writer
         except VideoStopped as exc:  # what decoded is written, the error reported

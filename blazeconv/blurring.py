@@ -51,8 +51,9 @@ class BlurRun:
     ``masking``, ``hold`` frames of videos, H.264 at ``crf``, audio copied unless ``audio`` is False, photos'
     metadata kept (the allow-list) with ``keep_metadata``, the masked regions as JSON Lines in ``boxes_jsonl``.
     ``track``: videos' masks follow the faces' tracks; ``detect_every`` N > 1 (implies ``track``): the model runs on
-    every N-th frame of a video only, the frames between masked along the tracks (``anonymise.blur_video``;
-    docs/tracks.md says what that guarantees and what not).
+    every N-th frame of a video only, the frames between masked along the tracks; the settings' ``fine_every``
+    (blur's default ``"auto"``): the tile levels on every K-th frame only (``anonymise.blur_video``; docs/tracks.md
+    says what each guarantees and what not).
 
     Everything that can be refused is refused when it is made (exit 2, ``PathUsageError``): no input found, an
     output that would replace an input or the model file, an existing file that is not a blazeconv blurred output
@@ -84,10 +85,9 @@ class BlurRun:
         if not self.videos and (track or detect_every > 1):
             raise PathUsageError(f"--{'track' if track else 'detect-every'} applies to videos: none of the inputs is "
                                  "a video")
-        fine = options.get("fine_every") or (settings.fine_every if settings else 1)
-        if not self.videos and fine > 1:
+        if not self.videos and isinstance(options.get("fine_every"), int) and options["fine_every"] > 1:
             raise PathUsageError("--fine-every applies to videos: none of the inputs is a video")
-        if track or detect_every > 1 or fine > 1:
+        if track or detect_every > 1:
             from .detection.tracking import require_tracking
 
             require_tracking()

@@ -1,5 +1,6 @@
-"""Fine scales on keyframes (``DetectionSettings.fine_every``, ``--fine-every K``): every frame looked at whole, the
-tile levels every K-th frame only, the small faces the tiles find carried along their tracks between.
+"""Fine scales on keyframes (``DetectionSettings.fine_every``, ``--fine-every K|auto``): every frame looked at whole,
+the tile levels every K-th frame only, the small faces the tiles find carried along their tracks between (detect)
+or their masks held until the next fine keyframe (blur, whose default is ``auto``: K from the frame rate).
 
 The clip: 9 frames of the licensed signing clip (tests/data/videos/asl_again.mkv) on a 1280x720 grey canvas twice,
 at full size (a face of about 82 px, which the whole picture finds) and shrunk to 240x180 in a corner (a face of
@@ -8,6 +9,8 @@ about 27 px, below the whole picture's band at 1280 px: only the tiles find it).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +20,7 @@ pytest.importorskip("scipy")
 pytest.importorskip("av")
 
 from blazeconv import FaceDetector  # noqa: E402
-from blazeconv.detection.settings import DetectionSettings  # noqa: E402
+from blazeconv.detection.settings import MAX_FINE_EVERY, DetectionSettings, Sampling  # noqa: E402
 from blazeconv.detection.tracking import iou_matrix  # noqa: E402
 from blazeconv.errors import OptionsError  # noqa: E402
 
@@ -103,16 +106,55 @@ def test_detect_fine_every_cli_marks_carried_faces(run_cli, clip, tmp_path):
         assert len(filled) == (0 if record["frame"] % K == 0 else 1), record
 
 
-def test_blur_fine_every_masks_both_faces_on_every_frame(run_cli, clip, tmp_path):
-    boxes = tmp_path / "b.jsonl"
-    code, _, err = run_cli("blur", clip, "-o", tmp_path / "b.mp4", "--fine-every", str(K), "--boxes-jsonl", boxes,
-                           "-q")
+def _blur_regions(run_cli, clip, folder, *options) -> list:
+    boxes = folder / "b.jsonl"
+    code, _, err = run_cli("blur", clip, "-o", folder / "b.mp4", "--boxes-jsonl", boxes, "-q", *options)
     assert code == 0, err
     records = [json.loads(line) for line in boxes.read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(FRAMES))
-    for record in records:
-        sides = sorted(max(r[2] - r[0], r[3] - r[1]) for r in record["regions"])
-        assert len(sides) == 2 and sides[0] < 0.5 * sides[1], record  # masks enlarge the boxes alike
+    return [r["regions"] for r in records]
+
+
+@pytest.mark.parametrize("options", [("--fine-every", str(K)), ("--fine-every", str(K), "--track"), ()],
+                         ids=["K", "K-tracked", "default"])
+def test_blur_fine_every_masks_both_faces_on_every_frame(run_cli, clip, tmp_path, options):
+    for regions in _blur_regions(run_cli, clip, tmp_path, *options):
+        sides = sorted(max(r[2] - r[0], r[3] - r[1]) for r in regions)
+        assert len(sides) == 2 and sides[0] < 0.5 * sides[1], regions  # masks enlarge the boxes alike
+
+
+def test_blur_default_is_fine_every_auto(run_cli, clip, tmp_path):
+    """The clip runs at 30 fps: auto is K = 4, the frames of 0.15 s; masks are those of --fine-every 4."""
+    assert DetectionSettings(fine_every="auto").fine_every_at(30.0) == K
+    (tmp_path / "auto").mkdir()
+    (tmp_path / "k").mkdir()
+    assert _blur_regions(run_cli, clip, tmp_path / "auto") == _blur_regions(run_cli, clip, tmp_path / "k",
+                                                                             "--fine-every", str(K))
+
+
+def test_blur_default_needs_no_tracker(clip, tmp_path):
+    """blur's default (fine keyframes, masks held) runs on the plain install: no scipy, no tracker."""
+    out = tmp_path / "b.mp4"
+    code = ("import sys; sys.modules['scipy'] = None; "
+            f"sys.argv = ['blazeconv', 'blur', {str(clip)!r}, '-o', {str(out)!r}, '-q']; "
+            "from blazeconv.__main__ import main; main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize(("fps", "changes", "expected"), [
+    (30.0, {}, 4), (29.97, {}, 4), (25.0, {}, 3), (24.0, {}, 3), (15.0, {}, 2), (60.0, {}, MAX_FINE_EVERY),
+    (240.0, {}, MAX_FINE_EVERY), (10.0, {}, 1), (1.0, {}, 1), (None, {}, 1), (0.0, {}, 1),
+    (30.0, {"exact": True}, 1), (30.0, {"tile": False}, 1), (30.0, {"sampling": Sampling(every=2)}, 1),
+    (30.0, {"sampling": Sampling(fps=5)}, 1), (30.0, {"track": True, "detect_every": 2}, 1),
+    (30.0, {"sampling": Sampling(start=1.0, end=2.0)}, 4),
+])
+def test_fine_every_auto_follows_the_frame_rate(fps, changes, expected):
+    """auto: the frames of FINE_INTERVAL (0.15) seconds, 1 to MAX_FINE_EVERY (8); 1 where the tiles are not run or
+    not every frame is detected; a number given is kept."""
+    assert DetectionSettings(fine_every="auto", **changes).fine_every_at(fps) == expected
+    assert DetectionSettings(fine_every=3).fine_every_at(fps) == 3
 
 
 @pytest.mark.parametrize("options", [["--exact"], ["--no-tile"], ["--detect-every", "2"], ["--annotate", "a"],
@@ -143,6 +185,7 @@ def test_blur_fine_every_refused_without_a_video(run_cli, tmp_path):
 @pytest.mark.parametrize(("changes", "message"), [
     ({"fine_every": 0}, "fine_every must be a whole number"),
     ({"fine_every": True}, "fine_every must be a whole number"),
+    ({"fine_every": "sometimes"}, "fine_every must be a whole number >= 1 or 'auto'"),
     ({"fine_every": 2, "exact": True}, "not with exact or tile=False"),
     ({"fine_every": 2, "tile": False}, "not with exact or tile=False"),
     ({"fine_every": 2, "track": True, "detect_every": 2}, "give one of them"),

@@ -134,6 +134,26 @@ class _Fraction(click.ParamType):
 FRACTION = _Fraction()
 
 
+class _EveryOrAuto(click.ParamType):
+    """A spacing in frames, a whole number >= 1, or ``auto`` (the library chooses). Anything else: exit 2."""
+
+    name = "K|auto"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = 0
+        if number < 1:
+            self.fail(f"{value!r} is neither a whole number >= 1 nor 'auto'", param, ctx)
+        return number
+
+
+EVERY_OR_AUTO = _EveryOrAuto()
+
+
 class _VariantName(click.ParamType):
     """A shipped model's name; anything else is the options error every command gives (exit 7), with the names and
     a suggestion for a near miss (``variants.get_variant``)."""

@@ -10,6 +10,7 @@ import click
 from ..anonymise import DEFAULT_HOLD, DEFAULT_MIN_SCORE, DEFAULT_MODEL
 from ..detection.masking import DEFAULT_SCALE, SHAPES, STYLES
 from .base import (
+    EVERY_OR_AUTO,
     FRACTION,
     backend_option,
     check_scale_options,
@@ -50,11 +51,12 @@ from .base import (
               help="Videos, implies --track: run the model on every N-th frame only (keyframes) and mask the frames "
                    "between along the tracks. Faster, but a face that appears and leaves between two keyframes is "
                    "not hidden; 1 looks at every frame (docs/tracks.md).")
-@click.option("--fine-every", type=click.IntRange(1), default=1, show_default=True, metavar="K",
-              help="Videos, implies --track: look at every frame whole and at the finer tiles only every K-th frame "
-                   "(fine keyframes), masking the faces only the tiles find along their tracks between. Faster, but "
-                   "a small face that appears and leaves between two fine keyframes is not hidden; 1 looks at every "
-                   "level on every frame. Not with --exact, --no-tile or --detect-every (docs/tracks.md).")
+@click.option("--fine-every", type=EVERY_OR_AUTO, default="auto", show_default=True, metavar="K|auto",
+              help="Videos: look at every frame whole and at the finer tiles only every K-th frame (fine keyframes), "
+                   "every mask held K - 1 frames longer so the faces only the tiles find stay hidden between. auto: "
+                   "the frames of 0.15 s (4 at 30 fps, at most 8; 1 with --exact, --no-tile or --detect-every). A "
+                   "small face that appears and leaves between two fine keyframes is not hidden: 1 looks at every "
+                   "level on every frame (docs/tracks.md).")
 @click.option("--crf", type=click.FloatRange(0, 51), default=20, show_default=True,
               help="Videos: H.264 quality (lower is better and bigger; 18 is visually lossless).")
 @click.option("--no-audio", "no_audio", is_flag=True,
@@ -102,17 +104,18 @@ def blur(inputs, output, style, shape, mask_scale, model, variant_name, min_scor
     from ..detection.masking import Masking
 
     check_scale_options(exact, tile, min_face, tile_size, tile_overlap, fast_decode)
-    if fine_every > 1 and (exact or tile is False):
+    chosen = fine_every != "auto"
+    if chosen and fine_every > 1 and (exact or tile is False):
         raise click.UsageError(f"--fine-every looks at the tiles on fine keyframes: not with "
                                f"{'--exact' if exact else '--no-tile'}")
-    if fine_every > 1 and detect_every > 1:
+    if chosen and fine_every > 1 and detect_every > 1:
         raise click.UsageError("--fine-every and --detect-every both choose keyframes: give one of them")
     run = BlurRun(inputs, output, masking=Masking(style, shape, mask_scale), hold=hold, crf=crf, audio=not no_audio,
                   keep_metadata=keep_metadata, boxes_jsonl=boxes_jsonl, overwrite=overwrite, recursive=recursive,
                   track=track, detect_every=detect_every,
                   model=model, variant=variant_name, backend=backend, min_score=min_score, exact=exact or None,
                   tile=tile, min_face=min_face, tile_size=tile_size, tile_overlap=tile_overlap,
-                  fast_decode=fast_decode, fine_every=fine_every if fine_every > 1 else None)
+                  fast_decode=fast_decode, fine_every=fine_every)
     # Progress counts the frames written: a photo is one, a video as many as its header announces (read when the
     # video is opened for its pass), the total corrected to the frames written when the video ends.
     with progress(0, "frames written") as bar:

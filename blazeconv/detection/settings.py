@@ -18,6 +18,13 @@ from ..errors import OptionsError
 from ..variants import DEFAULT_MODEL, NMS_IOU_THRESHOLD, VARIANTS, Variant, get_variant
 from .scales import Scale, check_min_face, check_overlap, decode_side, default_min_face, plan_scales
 
+# ``fine_every="auto"`` (blur's default): on a video every frame of which is detected, the tile levels run at least
+# every FINE_INTERVAL seconds (4 frames at 30 fps, 3 at 25), at most every MAX_FINE_EVERY frames. docs/tracks.md,
+# *Fine scales on keyframes*, has the curve behind it (at 8 frames, fast small faces are lost between keyframes).
+FINE_AUTO = "auto"
+FINE_INTERVAL = 0.15
+MAX_FINE_EVERY = 8
+
 DEFAULT_BATCH_SIZE = 32
 # A picture with no face gets a hint when the run's smallest face is above this many times the default smallest face.
 HINT_RATIO = 1.5
@@ -102,9 +109,11 @@ class DetectionSettings:
     ``detect_every``: with ``track``, run the model on every N-th frame only (keyframes) and fill the frames between
     from the tracks (``stream_video``); not with ``sampling``'s ``every``, ``fps`` or ``frames``.
     ``fine_every``: on a video, every sampled frame is looked at whole (the coarsest level) and only every K-th
-    (fine keyframes, counted from the first sampled frame) at every level of ``scales_for``; the smaller faces the
-    tiles find are carried between fine keyframes along their tracks (implies tracking: ``stream_video``). 1: every
-    level on every sampled frame. Not with ``exact``, ``tile=False`` or ``detect_every``.
+    (fine keyframes, counted from the first sampled frame) at every level of ``scales_for``; without a writer the
+    smaller faces the tiles find are carried between fine keyframes along their tracks (implies tracking), a blur
+    holds their masks until the next fine keyframe (``stream_video``, ``anonymise.blur_video``). 1: every level on
+    every sampled frame. Not with ``exact``, ``tile=False`` or ``detect_every``. ``"auto"`` (``FINE_AUTO``, blur's
+    default): K from the video's frame rate, ``fine_every_at``.
     """
 
     model: Any = DEFAULT_MODEL
@@ -123,7 +132,7 @@ class DetectionSettings:
     sampling: Sampling = Sampling()
     track: bool = False
     detect_every: int = 1
-    fine_every: int = 1
+    fine_every: int | str = 1
 
     def __post_init__(self) -> None:
         from ..backends import CHOICES
@@ -168,8 +177,10 @@ class DetectionSettings:
         if self.detect_every > 1 and (self.sampling.every != 1 or self.sampling.fps or self.sampling.frames):
             raise OptionsError("detect_every (every frame, detected on keyframes) cannot be combined with every, "
                                "fps or frames")
+        if self.fine_every == FINE_AUTO:
+            return
         if not isinstance(self.fine_every, int) or isinstance(self.fine_every, bool) or self.fine_every < 1:
-            raise OptionsError(f"fine_every must be a whole number >= 1, got {self.fine_every!r}")
+            raise OptionsError(f"fine_every must be a whole number >= 1 or {FINE_AUTO!r}, got {self.fine_every!r}")
         if self.fine_every > 1 and not self.multi_scale:
             raise OptionsError("fine_every looks at the tiles on fine keyframes: not with exact or tile=False")
         if self.fine_every > 1 and self.detect_every > 1:
@@ -199,9 +210,21 @@ class DetectionSettings:
 
     @property
     def tracked(self) -> bool:
-        """Whether a video's detections are tracked: ``track``, or ``fine_every`` > 1 (its small faces are carried
-        between fine keyframes along their tracks)."""
-        return self.track or self.fine_every > 1
+        """Whether a video's detections are tracked when no writer takes them: ``track``, or ``fine_every`` other
+        than 1 (its small faces are carried between fine keyframes along their tracks)."""
+        return self.track or self.fine_every != 1
+
+    def fine_every_at(self, fps: float | None) -> int:
+        """K, the fine keyframes' spacing in sampled frames on a video of ``fps`` frames a second: ``fine_every``,
+        or with ``"auto"`` the frames of ``FINE_INTERVAL`` seconds, from 1 to ``MAX_FINE_EVERY`` (1 when the
+        frame rate is unknown, the pictures are looked at one scale only, or not every frame is detected)."""
+        if self.fine_every != FINE_AUTO:
+            return self.fine_every
+        sampling = self.sampling
+        every_frame = sampling.every == 1 and not sampling.fps and not sampling.frames and self.detect_every == 1
+        if not (fps and fps > 0 and self.multi_scale and every_frame):
+            return 1
+        return max(1, min(MAX_FINE_EVERY, math.floor(fps * FINE_INTERVAL + 1e-9)))
 
     @property
     def multi_scale(self) -> bool:
@@ -274,4 +297,4 @@ class DetectionSettings:
         }
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DetectionSettings", "Sampling", "check_batch_size", "check_thresholds"]
+__all__ = ["DEFAULT_BATCH_SIZE", "FINE_AUTO", "FINE_INTERVAL", "MAX_FINE_EVERY", "DetectionSettings", "Sampling", "check_batch_size", "check_thresholds"]

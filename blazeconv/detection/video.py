@@ -41,7 +41,7 @@ from ..tuning import torch_thread_count, torch_threads, with_video_switch_interv
 from .files import VIDEO_SUFFIXES, is_video
 from .pipeline import Model, Prepared, _setup, detect_prepared, prepare_image
 from .records import Detection
-from .settings import DetectionSettings, Sampling
+from .settings import FINE_AUTO, DetectionSettings, Sampling
 from .tracking import LOST_TRACK_BUFFER, Tracker, interpolated, is_cut, thumbnail
 from .video_frames import VideoFrame, _walk, open_video, read_frames
 from .video_source import OpenedVideo, VideoInfo, VideoStopped, frames_decoded, probe, require_video
@@ -123,11 +123,12 @@ def stream_video(
     N-th frame (keyframes, counted from the first) and every frame gets a result: a frame between two keyframes holds
     the detections of the tracks found on both, interpolated (``tracking.interpolated``, marked ``filled``; no
     ``image``); frames after the last keyframe, or before the first one of a resumed run, hold none. No writer.
-    With ``settings.fine_every`` K > 1 (tracked, as ``track``), every sampled frame is looked at whole and every
-    K-th (fine keyframes, from the first) at every level too; a frame between two fine keyframes also holds the
-    detections of the tracks found on both and not on it, interpolated and marked ``filled`` (without a writer:
-    the frames are held back until the next fine keyframe; a writer gets each as it comes and fills along the
-    tracks itself). A small face that comes and goes between two fine keyframes is missed.
+    With ``settings.fine_every`` K > 1 (``"auto"``: ``DetectionSettings.fine_every_at`` the video's frame rate),
+    every sampled frame is looked at whole and every K-th (fine keyframes, from the first) at every level too.
+    Without a writer (tracked, as ``track``) a frame between two fine keyframes also holds the detections of the
+    tracks found on both and not on it, interpolated and marked ``filled`` (the frames are held back until the next
+    fine keyframe); a writer gets each frame as it comes and holds the fine keyframes' faces itself (tracked only
+    with ``track``). A small face that comes and goes between two fine keyframes is missed.
     """
     if writer is not None and not isinstance(path, OpenedVideo):
         raise OptionsError("stream_video: a writer takes the frames of an OpenedVideo (open_video), not a path")
@@ -140,8 +141,8 @@ def stream_video(
     threads = torch_thread_count(runner, model_threads)
     # The decoding thread gets the GIL back sooner while the video streams (tuning).
     tracker = None
-    fine_every = settings.fine_every
-    if settings.tracked:
+    fine_every = settings.fine_every_at(_frame_rate(path) if settings.fine_every == FINE_AUTO else None)
+    if settings.track or (fine_every > 1 and writer is None):
         # A small face is seen on fine keyframes only: its track must outlive the frames between two of them.
         tracker = Tracker(first_id=first_track,
                           lost_track_buffer=LOST_TRACK_BUFFER + (fine_every - 1) * settings.sampling.every)
@@ -149,9 +150,14 @@ def stream_video(
         runner, path, settings.sampling, after, writer, variant, settings.score_for(variant), settings.iou_threshold,
         settings.batch_size, functools.partial(settings.scales_for, variant), keep_images, threads, tracker,
         fine_every)
-    if fine_every > 1 and writer is None:  # a writer fills along the tracks itself (``along_tracks``)
+    if fine_every > 1 and writer is None:  # a writer holds the fine keyframes' faces itself
         results = _fine_filled(results, fine_every)
     return with_video_switch_interval(results)
+
+
+def _frame_rate(path) -> float | None:
+    """The nominal frames per second of ``path`` (an ``OpenedVideo`` or a file), None when it does not say."""
+    return (path.info if isinstance(path, OpenedVideo) else probe(path)).fps
 
 
 def _fine_filled(results: Iterator[FrameResult], fine_every: int) -> Iterator[FrameResult]:
