@@ -72,6 +72,46 @@ def derived_clip(source: Path, folder: Path, size: tuple[int, int], first: int =
     return target
 
 
+# ``signers_clip``'s cells on a 480x270 canvas: (left, top, scale of the 640x480 source), three at 1/4 and four at
+# 3/16 (faces about 10 to 16 px wide, as tests/test_scales.py's frames).
+SIGNER_CELLS = [(160 * i, 8, 0.25) for i in range(3)] + [(120 * i, 140, 0.1875) for i in range(4)]
+SIGNING_CLIPS = ("asl_again.mkv", "asl_book.mkv", "asl_sister.mkv")
+
+
+def signers_clip(videos: Path, folder: Path, frames: int = 75) -> Path:
+    """A wide low-resolution clip of small faces that move as people do, at 30 fps: the three signing clips of
+    ``videos`` (640x480, 30 fps) playing side by side in the seven ``SIGNER_CELLS`` of a grey 480x270 canvas (cell
+    ``i`` plays clip ``i % 3``), ``frames`` frames, as H.264 (crf 18, ``yuv420p``) in ``folder``; made once, then
+    reused by name."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    target = Path(folder) / f"signers.{frames}f.480x270.mp4"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for name in SIGNING_CLIPS:
+        with av.open(str(Path(videos) / name)) as container:
+            sources.append([f.to_image() for f in container.decode(video=0)][:frames])
+    partial = target.with_name("." + target.name + ".partial.mp4")
+    with av.open(str(partial), "w") as out:
+        encoder = out.add_stream("libx264", rate=30)
+        encoder.width, encoder.height, encoder.pix_fmt = 480, 270, "yuv420p"
+        encoder.options = {"crf": "18", "preset": "veryfast"}
+        for index in range(min(frames, *(len(s) for s in sources))):
+            canvas = Image.new("RGB", (480, 270), (96, 96, 96))
+            for cell, (x, y, scale) in enumerate(SIGNER_CELLS):
+                picture = sources[cell % len(sources)][index]
+                size = (round(picture.width * scale), round(picture.height * scale))
+                canvas.paste(picture.resize(size, Image.Resampling.LANCZOS), (x, y))
+            out.mux(encoder.encode(av.VideoFrame.from_ndarray(np.asarray(canvas), format="rgb24")))
+        out.mux(encoder.encode(None))
+    partial.replace(target)
+    return target
+
+
 def frame_count(clip: Path) -> int:
     """Frames of the clip's first video stream that have a timestamp (what blazeconv and the workers read), from
     its packets."""
@@ -176,5 +216,6 @@ def track_speed_table(rows: Sequence[TrackSpeedRow]) -> list[str]:
     return lines
 
 
-__all__ = ["DEFACE_SCALE", "FRAGMENT", "TrackCount", "TrackSpeedRow", "deface_options", "derived_clip", "frame_count",
-           "measure_detect_track", "track_counts", "track_speed_table", "tracks_table"]
+__all__ = ["DEFACE_SCALE", "FRAGMENT", "SIGNER_CELLS", "SIGNING_CLIPS", "TrackCount", "TrackSpeedRow", "deface_options",
+           "derived_clip", "frame_count", "measure_detect_track", "signers_clip", "track_counts", "track_speed_table",
+           "tracks_table"]
