@@ -45,8 +45,10 @@ from .marks import BLURRED, has_mark, photo_save_options
 from .variants import DEFAULT_MODEL
 
 # The defaults of ``blur`` and ``blazeconv blur``, chosen from measurements (docs/bench.md, Anonymise): detect's model
-# and scales, a lower threshold (a face left visible costs more than a patch of wall blurred), and on videos the
-# tile levels on fine keyframes a few frames apart (``fine_every="auto"``; docs/tracks.md, *Fine scales on keyframes*).
+# and scales, a lower threshold (a face left visible costs more than a patch of wall blurred), every face the whole
+# picture finds kept whatever its size (``whole_any_size``: a small head from behind is hidden too), and on videos
+# the tile levels on fine keyframes a few frames apart (``fine_every="auto"``; docs/tracks.md, *Fine scales on
+# keyframes*).
 DEFAULT_MIN_SCORE = 0.4
 DEFAULT_HOLD = 5
 PHOTO_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
@@ -55,7 +57,8 @@ _ORIENTATION = 0x0112
 
 
 # What ``blur`` detects with unless told otherwise (docs/bench.md, Anonymise).
-BLUR_SETTINGS = DetectionSettings(model=DEFAULT_MODEL, min_score=DEFAULT_MIN_SCORE, fine_every=FINE_AUTO)
+BLUR_SETTINGS = DetectionSettings(model=DEFAULT_MODEL, min_score=DEFAULT_MIN_SCORE, whole_any_size=True,
+                                  fine_every=FINE_AUTO)
 
 
 @functools.lru_cache(maxsize=4)

@@ -47,6 +47,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "blazeconv-tracks-bench")
     parser.add_argument("--deface-python", type=Path, default=Path(".venv-deface/bin/python"))
     args = parser.parse_args(argv)
+    if not args.deface_python.exists():
+        parser.error(f"{args.deface_python}: no deface environment (python3 -m venv .venv-deface && "
+                     ".venv-deface/bin/pip install deface==1.5.0 av)")
 
     from blazeconv.bench.anonymise import DEFACE_WORKER, REFERENCE_SCORE, reference
     from blazeconv.bench.hiding import hidden_share

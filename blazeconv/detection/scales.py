@@ -78,13 +78,16 @@ def check_overlap(overlap: float) -> None:
 
 
 def plan_scales(width: int, height: int, band: tuple[float, float], min_face: float | None = None, *,
-                overlap: float | None = None, tile_size: int | None = None) -> tuple[Scale, ...]:
+                overlap: float | None = None, tile_size: int | None = None, whole_any_size: bool = False
+                ) -> tuple[Scale, ...]:
     """The levels a ``width`` x ``height`` picture is looked at, coarsest (the whole picture) first.
 
     ``band``: ``(low, high)``, the face sizes the model finds as shares of its input side; ``min_face``: the
     smallest face that matters, pixels of the picture (None: ``default_min_face``). ``tile_size``: the expert's
     override, one level of tiles of that side (the whole picture still first). ``overlap``: the tiles' shared
-    share of a side (None: what each level needs, at least ``MIN_OVERLAP``).
+    share of a side (None: what each level needs, at least ``MIN_OVERLAP``). ``whole_any_size``: the whole
+    picture answers for faces of any size from the finest level's smallest (what MediaPipe's one run of it finds),
+    not only from its band's low edge (``_levels``).
 
     The finest level's tiles have side ``min_face / low``. As few levels as the band allows lie between it and the
     whole picture (fewest is cheapest: the finest level's tiles are most of the work): each level is at least
@@ -98,7 +101,7 @@ def plan_scales(width: int, height: int, band: tuple[float, float], min_face: fl
         if tile_size >= longest:
             return (Scale(longest),)
         shared = DEFAULT_OVERLAP if overlap is None else overlap
-        return _levels(longest, [tile_size], shared, band, tile_size * low * KEEP_BELOW)
+        return _levels(longest, [tile_size], shared, band, tile_size * low * KEEP_BELOW, whole_any_size)
     min_face = default_min_face(width, height) if min_face is None else min_face
     finest = min_face / low
     if finest >= longest:
@@ -108,19 +111,20 @@ def plan_scales(width: int, height: int, band: tuple[float, float], min_face: fl
     ratio = (finest / longest) ** (1 / levels)
     shared = min(MAX_OVERLAP, max(MIN_OVERLAP, low / ratio)) if overlap is None else overlap
     sides = [max(1, math.floor(longest * ratio ** i)) for i in range(1, levels)] + [max(1, math.floor(finest))]
-    return _levels(longest, sides, shared, band, min_face * KEEP_BELOW)
+    return _levels(longest, sides, shared, band, min_face * KEEP_BELOW, whole_any_size)
 
 
-def _levels(longest: int, sides: list[int], overlap: float, band: tuple[float, float], smallest: float
-            ) -> tuple[Scale, ...]:
+def _levels(longest: int, sides: list[int], overlap: float, band: tuple[float, float], smallest: float,
+            whole_any_size: bool = False) -> tuple[Scale, ...]:
     """The whole picture and tile levels of ``sides`` (coarse to fine), each answering for the faces of its band
     (with ``KEEP_BELOW`` / ``KEEP_ABOVE`` slack), the finest one from ``smallest``, the whole picture up to any
-    size."""
+    size (and with ``whole_any_size`` from ``smallest`` too: below its band it also finds heads from behind and
+    false faces, which the tiles do not)."""
     low, high = band
     all_sides = [longest, *sides]
     return tuple(
         Scale(side, 0.0 if index == 0 else overlap,
-              smallest if index == len(sides) else side * low * KEEP_BELOW,
+              smallest if index == len(sides) or (index == 0 and whole_any_size) else side * low * KEEP_BELOW,
               math.inf if index == 0 else side * high * KEEP_ABOVE)
         for index, side in enumerate(all_sides))
 

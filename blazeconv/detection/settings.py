@@ -104,6 +104,10 @@ class DetectionSettings:
     runs it (its answers exactly; ``min_score`` still applies; not with the scale options). ``fast_decode``: JPEGs
     decoded with DCT scaling to twice the finest level's model resolution (None: unless ``exact``; not bit-exact
     with MediaPipe, which decodes in full). ``sampling``: which frames of a video are detected.
+    ``whole_any_size``: the whole picture's faces are kept at any size it finds them, down to the finest level's
+    smallest (blur's default, which favours hiding: what MediaPipe's one run finds, a small head seen from behind
+    among it); False (detect's): below its band the whole picture's faces are left to the tiles, which find fewer
+    false faces there (``scales.plan_scales``).
     ``track``: give each detection of a video a track id, stable while the face stays in view (``detection.tracking``:
     the ``track`` extra); a tracking option rather than a model one, but it changes a video's records, as sampling does.
     ``detect_every``: with ``track``, run the model on every N-th frame only (keyframes) and fill the frames between
@@ -130,6 +134,7 @@ class DetectionSettings:
     tile_overlap: float | None = None
     fast_decode: bool | None = None
     sampling: Sampling = Sampling()
+    whole_any_size: bool = False
     track: bool = False
     detect_every: int = 1
     fine_every: int | str = 1
@@ -168,6 +173,8 @@ class DetectionSettings:
         if not isinstance(self.sampling, Sampling):
             raise OptionsError(f"sampling must be a Sampling, got {self.sampling!r}")
         self.sampling.check()
+        if not isinstance(self.whole_any_size, bool):
+            raise OptionsError(f"whole_any_size must be True or False, got {self.whole_any_size!r}")
         if not isinstance(self.track, bool):
             raise OptionsError(f"track must be True or False, got {self.track!r}")
         if not isinstance(self.detect_every, int) or isinstance(self.detect_every, bool) or self.detect_every < 1:
@@ -237,7 +244,7 @@ class DetectionSettings:
         if not self.multi_scale:
             return (Scale(max(width, height)),)
         return plan_scales(width, height, variant.face_band, self.min_face, overlap=self.tile_overlap,
-                           tile_size=self.tile_size)
+                           tile_size=self.tile_size, whole_any_size=self.whole_any_size)
 
     def decode_side_for(self, variant: Variant):
         """``images.load_reduced``'s ``long_side(width, height)`` for this run: the decoded longer side that keeps
@@ -290,6 +297,8 @@ class DetectionSettings:
         scales = None
         if self.multi_scale:
             scales = {"min_face": self.min_face, "tile_size": self.tile_size, "overlap": self.tile_overlap}
+            if self.whole_any_size:
+                scales["whole_any_size"] = True
         return {
             "blazeconv": __version__, "model": variant.name, "weights": weights, "backend": backend,
             "min_score": self.score_for(variant), "iou_threshold": float(self.iou_threshold),
@@ -297,4 +306,5 @@ class DetectionSettings:
         }
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "FINE_AUTO", "FINE_INTERVAL", "MAX_FINE_EVERY", "DetectionSettings", "Sampling", "check_batch_size", "check_thresholds"]
+__all__ = ["DEFAULT_BATCH_SIZE", "FINE_AUTO", "FINE_INTERVAL", "MAX_FINE_EVERY", "DetectionSettings", "Sampling",
+           "check_batch_size", "check_thresholds"]
